@@ -1,0 +1,53 @@
+# shellcheck shell=bash
+# Shared environment setup for scripts/test and scripts/demo. Source it, don't run it.
+#
+# Afterwards the current directory is the repository root, .venv holds an
+# editable install of tether with the [test] extras, node_modules matches
+# package-lock.json, and .venv/bin is first on PATH. Cheap when nothing changed.
+#
+# Knobs: PYTHON (interpreter that creates the venv, default python3).
+
+_tether_step() { printf '\n==> %s\n' "$*"; }
+_tether_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || _tether_die "cannot cd to the repository root"
+
+_tether_setup_python() {
+    local python="${PYTHON:-python3}" stamp=.venv/.tether-stamp
+    if [[ ! -x .venv/bin/python ]]; then
+        command -v "$python" >/dev/null 2>&1 || _tether_die "$python not found (set PYTHON=...)"
+        "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+            || _tether_die "$python is older than 3.10"
+        _tether_step "creating .venv with $python ($("$python" --version 2>&1))"
+        rm -rf .venv
+        "$python" -m venv .venv || _tether_die "'$python -m venv .venv' failed"
+    fi
+    # The stamp records where the editable install points, so a moved checkout reinstalls.
+    if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$(cat "$stamp")" == "$PWD" ]]; then
+        return 0
+    fi
+    _tether_step "pip install -e '.[test]'"
+    .venv/bin/python -m pip install -q -e '.[test]' || _tether_die "pip install failed"
+    printf '%s\n' "$PWD" >"$stamp"
+}
+
+_tether_setup_node() {
+    [[ -f package-lock.json ]] || return 0
+    if [[ -d node_modules && node_modules -nt package-lock.json ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 || _tether_die "npm not found and no apt-get to install it"
+        _tether_step "apt-get install nodejs npm"
+        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null \
+            || _tether_die "could not install nodejs and npm"
+    fi
+    _tether_step "npm ci"
+    npm ci --no-audit --no-fund || _tether_die "npm ci failed"
+    touch node_modules  # npm may keep the old directory; mark it as current
+}
+
+_tether_setup_python
+_tether_setup_node
+export VIRTUAL_ENV="$PWD/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"

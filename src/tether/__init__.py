@@ -1,0 +1,54 @@
+"""tether: real-time WebSockets for Python.
+
+A sans-I/O RFC 6455 + RFC 7692 core (:mod:`tether.protocol`) and one asyncio
+layer on top: :func:`serve`, :func:`connect`, :func:`broadcast`.
+"""
+
+from .broadcast import broadcast
+from .client import connect
+from .connection import Connection, Message
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    HandshakeRejected,
+    InvalidState,
+    InvalidStatus,
+    InvalidURI,
+    PayloadTooBig,
+    ProtocolError,
+    TetherError,
+)
+from .limits import DEFAULT_LIMITS, Limits
+from .protocol.deflate import DeflateOptions
+from .protocol.http import Headers, Request, Response
+from .server import Server, serve
+from .version import __version__
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "DeflateOptions",
+    "HandshakeError",
+    "HandshakeRejected",
+    "Headers",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "Limits",
+    "Message",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "Server",
+    "TetherError",
+    "__version__",
+    "broadcast",
+    "connect",
+    "serve",
+]

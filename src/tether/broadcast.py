@@ -1,0 +1,60 @@
+"""Sending one message to many connections: :func:`broadcast`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Literal
+
+from .connection import Connection
+from .protocol import connection as core
+
+__all__ = ["broadcast"]
+
+_log = logging.getLogger("tether.broadcast")
+
+
+def broadcast(
+    connections: Iterable[Connection],
+    message: str | bytes,
+    *,
+    slow: Literal["skip", "close"] = "skip",
+) -> int:
+    """Send ``message`` to every open connection without waiting; return how many got it.
+
+    Server connections share one encoded frame: it is unmasked and sent
+    uncompressed, which is valid whatever each connection negotiated
+    (RFC 7692 lets any message go uncompressed). A client connection masks
+    its own copy.
+
+    A connection whose write buffer is above ``write_high_water`` is *slow*:
+    with ``slow="skip"`` (default) it misses this message; with
+    ``slow="close"`` it is closed with 1008 so it can reconnect and resync.
+    Either way memory stays bounded. A connection in the middle of sending a
+    fragmented message is skipped, since frames cannot interleave with it.
+    """
+    frame = core.encode_broadcast_frame(message)
+    sent = 0
+    for connection in connections:
+        protocol = connection.protocol
+        transport = connection.transport
+        if (
+            protocol is None
+            or transport is None
+            or protocol.state is not core.State.OPEN
+            or protocol.close_sent is not None
+            or protocol._tx_opcode
+            or transport.is_closing()
+        ):
+            continue
+        if transport.get_write_buffer_size() > connection.limits.write_high_water:
+            if slow == "close":
+                _log.info("closing slow connection %r", connection)
+                connection._fail(1008, "too slow to keep up with broadcast")
+            continue
+        if protocol.is_client:
+            transport.write(protocol.send(message))
+        else:
+            transport.write(frame)
+        sent += 1
+    return sent

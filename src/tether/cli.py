@@ -1,0 +1,159 @@
+"""Command line: ``python -m tether serve --echo`` and ``python -m tether connect URI``.
+
+Built on the public API only. Limit flags are generated from
+:class:`tether.Limits`, so each limit is defined once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from . import Connection, ConnectionClosed, Limits, connect, serve
+from .version import __version__
+
+__all__ = ["main"]
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("limits")
+    for name, (default, doc) in Limits.describe().items():
+        kind = float if isinstance(default, float) else int
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=None,
+            metavar=kind.__name__.upper(),
+            help=f"{doc} (default: {default})",
+        )
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    chosen = {name: getattr(args, name) for name in Limits.describe()}
+    return Limits().replace(**{k: v for k, v in chosen.items() if v is not None})
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tether", description="tether WebSocket toolkit"
+    )
+    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    srv = commands.add_parser("serve", help="run a WebSocket server")
+    srv.add_argument(
+        "--echo",
+        action="store_true",
+        required=True,
+        help="echo every message back (text as text, binary as binary)",
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8765, help="TCP port (default: 8765; 0 picks one)")
+    srv.add_argument(
+        "--compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="permessage-deflate (default) or none",
+    )
+    _add_limit_flags(srv)
+
+    cli = commands.add_parser("connect", help="interactive client: lines typed are sent")
+    cli.add_argument("uri", help="ws://, wss:// or ws+unix:// URI")
+    cli.add_argument("--compression", choices=("deflate", "none"), default="deflate")
+    cli.add_argument("--origin", default=None, help="Origin header to send")
+    cli.add_argument("--subprotocol", action="append", default=[], help="subprotocol to offer")
+    _add_limit_flags(cli)
+    return parser
+
+
+async def _echo(connection: Connection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    compression = _compression(args)
+    async with serve(
+        _echo, args.host, args.port, compression=compression, limits=_limits(args)
+    ) as server:
+        stop = asyncio.get_running_loop().create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+        print(
+            f"echo server listening on ws://{args.host}:{server.port}", file=sys.stderr, flush=True
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop
+        print("shutting down", file=sys.stderr, flush=True)
+
+
+def _compression(args: argparse.Namespace) -> Literal["deflate"] | None:
+    return "deflate" if args.compression == "deflate" else None
+
+
+def _show(message: str | bytes, tty: bool) -> str:
+    if isinstance(message, bytes):
+        more = "..." if len(message) > 64 else ""
+        text = f"<binary, {len(message)} bytes: {message[:64].hex()}{more}>"
+    else:
+        text = message
+    return f"< {text}" if tty else text
+
+
+async def _printer(connection: Connection, tty: bool) -> None:
+    try:
+        async for message in connection:
+            print(_show(message, tty), flush=True)
+    except ConnectionClosed:
+        pass
+
+
+async def _client(args: argparse.Namespace) -> int:
+    tty = sys.stdin.isatty()
+    compression = _compression(args)
+    async with connect(
+        args.uri,
+        compression=compression,
+        origin=args.origin,
+        subprotocols=args.subprotocol,
+        limits=_limits(args),
+    ) as connection:
+        if tty:
+            print(f"connected to {args.uri} (Ctrl-D to close)", file=sys.stderr, flush=True)
+        printer = asyncio.create_task(_printer(connection, tty))
+        try:
+            while True:
+                line = await asyncio.to_thread(sys.stdin.readline)
+                if not line or printer.done():
+                    break
+                await connection.send(line.rstrip("\n"))
+        except ConnectionClosed:
+            pass
+        await connection.close()
+        await printer
+    code = connection.close_code
+    print(f"connection closed: {code} {connection.close_reason or ''}".rstrip(), file=sys.stderr)
+    return 0 if code in (1000, 1001, 1005) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    runner: Any = _serve(args) if args.command == "serve" else _client(args)
+    try:
+        result = asyncio.run(runner)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0

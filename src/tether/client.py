@@ -1,0 +1,221 @@
+"""The asyncio WebSocket client: :func:`connect`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .connection import Connection
+from .exceptions import HandshakeError, InvalidStatus, InvalidURI
+from .limits import DEFAULT_LIMITS, Limits
+from .protocol import connection as core
+from .protocol.deflate import DeflateOptions, PerMessageDeflate
+from .protocol.handshake import SERVER_NAME, ClientHandshake
+from .protocol.http import parse_response
+from .protocol.uri import WebSocketURI, parse_uri
+from .server import Compression, compression_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .limits import LimitOptions
+
+__all__ = ["connect"]
+
+_log = logging.getLogger("tether.client")
+
+# Errors after which reconnecting may help: the network, a timeout, or a
+# server-side HTTP 5xx. Anything else (bad URI, 4xx, protocol errors) is final.
+_RETRYABLE = (OSError, asyncio.TimeoutError, EOFError)
+
+
+class connect:
+    """Open a WebSocket connection to ``uri`` (``ws://``, ``wss://`` or ``ws+unix://``).
+
+    As an async context manager, the connection closes on exit::
+
+        async with tether.connect("ws://127.0.0.1:8765") as connection:
+            await connection.send("hello")
+            print(await connection.recv())
+
+    ``await connect(uri)`` returns the open :class:`Connection`. ``async for
+    connection in connect(uri)`` reconnects after each loss, with exponential
+    backoff and full jitter between ``backoff_min`` and ``backoff_max``
+    seconds (``max_attempts`` failed attempts in a row end the loop).
+
+    ``compression``: ``"deflate"`` (default) offers permessage-deflate,
+    ``None`` turns it off, a :class:`DeflateOptions` or a sequence of them
+    makes one offer each, in order of preference. Limits are keyword options,
+    see :class:`tether.Limits`.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] = (),
+        extra_headers: Sequence[tuple[str, str]] = (),
+        compression: Compression | Sequence[DeflateOptions] = "deflate",
+        ssl: ssl_module.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        user_agent: str | None = SERVER_NAME,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+        backoff_factor: float = 2.0,
+        max_attempts: int | None = None,
+        logger: logging.Logger | None = None,
+        limits: Limits | None = None,
+        **options: Unpack[LimitOptions],
+    ) -> None:
+        self.uri: WebSocketURI = parse_uri(uri)
+        self.limits = (limits or DEFAULT_LIMITS).replace(**options)
+        self.origin = origin
+        self.subprotocols = list(subprotocols)
+        self.extra_headers = list(extra_headers)
+        if isinstance(compression, (list, tuple)):
+            self.offers: list[DeflateOptions] = list(compression)
+        else:
+            single = compression_options(compression)  # type: ignore[arg-type]
+            self.offers = [single] if single is not None else []
+        if ssl is None or ssl is True:
+            ssl = ssl_module.create_default_context() if self.uri.secure else None
+        elif ssl is False:
+            ssl = None
+        if ssl is not None and not self.uri.secure and self.uri.unix_path is None:
+            raise InvalidURI("an SSL context was given for a ws:// URI; use wss://")
+        self.ssl: ssl_module.SSLContext | None = ssl
+        self.server_hostname = server_hostname
+        self.user_agent = user_agent
+        self.backoff = (backoff_min, backoff_max, backoff_factor)
+        self.max_attempts = max_attempts
+        self.logger = logger or _log
+        self.connection: Connection | None = None
+
+    async def _open(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        uri = self.uri
+        limits = self.limits
+
+        def factory() -> Connection:
+            return Connection(core.Side.CLIENT, limits, self.logger)
+
+        if uri.unix_path is not None:
+            _, connection = await loop.create_unix_connection(
+                factory,
+                uri.unix_path,
+                ssl=self.ssl,
+                server_hostname=self.server_hostname if self.ssl else None,
+            )
+        else:
+            _, connection = await loop.create_connection(
+                factory,
+                uri.host,
+                uri.port,
+                ssl=self.ssl,
+                server_hostname=(self.server_hostname or uri.host) if self.ssl else None,
+            )
+        try:
+            await self._handshake(connection)
+        except BaseException:
+            if connection.transport is not None:
+                connection.transport.abort()
+            raise
+        return connection
+
+    async def _handshake(self, connection: Connection) -> None:
+        uri = self.uri
+        handshake = ClientHandshake(
+            host=uri.host_header,
+            path=uri.resource,
+            origin=self.origin,
+            subprotocols=self.subprotocols,
+            compression=self.offers,
+            extra_headers=self.extra_headers,
+            user_agent=self.user_agent,
+        )
+        connection.request = handshake.request
+        assert connection.transport is not None
+        connection.transport.write(handshake.request.encode())
+        limits = self.limits
+        while True:
+            parsed = parse_response(
+                connection._head,
+                max_bytes=limits.max_header_bytes,
+                max_count=limits.max_header_count,
+            )
+            if parsed is not None:
+                break
+            if connection.closed:
+                raise EOFError("connection closed during the opening handshake")
+            await connection._wait_head()
+        response, used = parsed
+        connection.response = response
+        result = handshake.check(response)
+        deflate = None
+        if result.deflate is not None:
+            # Options of the offer the answer matched (the first one that fits).
+            options = self.offers[0] if self.offers else DeflateOptions()
+            deflate = PerMessageDeflate(result.deflate, is_client=True, options=options)
+        connection.subprotocol = result.subprotocol
+        protocol = core.Connection(core.Side.CLIENT, limits=limits, deflate=deflate)
+        connection._start(protocol, bytes(connection._head[used:]))
+
+    async def _connect(self) -> Connection:
+        timeout = self.limits.open_timeout
+        self.connection = await asyncio.wait_for(self._open(), timeout)
+        return self.connection
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> Connection:
+        return await self._connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+    def __aiter__(self) -> AsyncIterator[Connection]:
+        return self._reconnecting()
+
+    def _delays(self) -> Generator[float, None, None]:
+        low, high, factor = self.backoff
+        delay = low
+        while True:
+            # Full jitter: spreads reconnecting clients after a server restart.
+            yield random.uniform(0, delay)
+            delay = min(high, delay * factor)
+
+    async def _reconnecting(self) -> AsyncIterator[Connection]:
+        delays = self._delays()
+        failures = 0
+        while True:
+            try:
+                connection = await self._connect()
+            except InvalidStatus as exc:
+                if exc.response.status < 500:
+                    raise
+                failures += 1
+                self.logger.info("server answered %d; reconnecting", exc.response.status)
+            except HandshakeError:
+                raise
+            except _RETRYABLE as exc:
+                failures += 1
+                self.logger.info("connection failed (%s); reconnecting", exc)
+            else:
+                failures = 0
+                delays = self._delays()
+                try:
+                    yield connection
+                finally:
+                    if not connection.closed:
+                        await connection.close()
+                continue
+            if self.max_attempts is not None and failures >= self.max_attempts:
+                raise ConnectionRefusedError(f"gave up after {failures} attempts")
+            await asyncio.sleep(next(delays))

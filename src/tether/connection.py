@@ -1,0 +1,488 @@
+"""The asyncio connection shared by the server and the client.
+
+One :class:`Connection` is both the ``asyncio.Protocol`` the event loop calls
+and the object applications use: every complete frame in a ``data_received``
+call is parsed in one go by the sans-I/O core, messages wait in a bounded
+deque, and reading from the socket pauses when that deque is full
+(``max_queue``), so a fast sender cannot grow our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from .limits import Limits
+from .protocol import connection as core
+from .protocol.events import Close, Ping, Pong
+from .protocol.http import Request, Response
+
+__all__ = ["Connection", "Message"]
+
+Message = str | bytes
+Data = str | bytes | bytearray | memoryview
+
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+class Connection(asyncio.Protocol):
+    """An open WebSocket connection, server or client side.
+
+    Use it with ``await recv()`` or ``async for message in connection``, and
+    ``await send(message)``; ``str`` is a text message, ``bytes`` binary.
+    """
+
+    request: Request | None
+    """The handshake request (on the server: what the client sent)."""
+    response: Response | None
+    """The handshake response (on the client: what the server answered)."""
+    subprotocol: str | None
+    """The negotiated subprotocol, or None."""
+
+    def __init__(self, side: core.Side, limits: Limits, logger: logging.Logger) -> None:
+        self.limits = limits
+        self.logger = logger
+        self.is_client = side is core.Side.CLIENT
+        self._side = side
+        self.request = None
+        self.response = None
+        self.subprotocol = None
+        self.protocol: core.Connection | None = None
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._head = bytearray()
+        self._head_waiter: asyncio.Future[None] | None = self._loop.create_future()
+        self._messages: collections.deque[Message] = collections.deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closed = self._loop.create_future()
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_payload: bytes | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._lost_exc: BaseException | None = None
+
+    # -- asyncio.Protocol callbacks ----------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(
+            high=self.limits.write_high_water, low=self.limits.write_low_water
+        )
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        if protocol is None:
+            self._head += data
+            waiter = self._head_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            if len(self._head) > self.limits.max_header_bytes:
+                # The handshake code parses and rejects it; stop reading meanwhile.
+                self._pause_reading()
+            return
+        events = protocol.receive_data(data)
+        for event in events:
+            if isinstance(event, (str, bytes)):
+                self._messages.append(event)
+            elif isinstance(event, Pong):
+                self._pong_received(event.payload)
+            elif isinstance(event, Close):
+                self.logger.debug("close frame received: %s %s", event.code, event.reason)
+            else:
+                assert isinstance(event, Ping)
+        self._after_receive(protocol, bool(events))
+
+    def _after_receive(self, protocol: core.Connection, wake: bool) -> None:
+        out = protocol.data_to_send()
+        transport = self.transport
+        assert transport is not None
+        if out:
+            transport.writelines(out)
+        if protocol.state is core.State.CLOSED:
+            if protocol.error is not None:
+                self.logger.info("failing connection: %s", protocol.error)
+            self._closing_done(protocol)
+        elif len(self._messages) >= self.limits.max_queue:
+            self._pause_reading()
+        if wake or protocol.state is core.State.CLOSED:
+            self._wake_reader()
+
+    def _closing_done(self, protocol: core.Connection) -> None:
+        """The closing handshake completed or the connection failed (§7.1.1)."""
+        self._cancel_keepalive()
+        transport = self.transport
+        assert transport is not None
+        if protocol.close_transport:
+            transport.close()  # flushes what is buffered first
+        elif self._close_timer is None:
+            # A client waits for the server to close TCP, but not forever.
+            timeout = self.limits.close_timeout
+            if timeout is not None:
+                self._close_timer = self._loop.call_later(timeout, transport.abort)
+
+    def eof_received(self) -> bool:
+        if self.protocol is not None:
+            self.protocol.receive_eof()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost_exc = exc
+        if self.protocol is not None and self.protocol.state is not core.State.CLOSED:
+            self.protocol.receive_eof()
+        self._cancel_keepalive()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if not self._closed.done():
+            self._closed.set_result(None)
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._wake_reader()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        for future, _ in self._pings.values():
+            if not future.done():
+                future.set_exception(self._closed_exception())
+        self._pings.clear()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- handshake plumbing (used by server.py and client.py) --------------
+
+    async def _wait_head(self) -> None:
+        """Wait for more handshake bytes (or the connection's end)."""
+        self._head_waiter = self._loop.create_future()
+        await self._head_waiter
+
+    def _start(self, protocol: core.Connection, leftover: bytes) -> None:
+        """Switch from the handshake to WebSocket frames."""
+        self.protocol = protocol
+        self._head_waiter = None
+        self._head = bytearray()
+        self._resume_reading()
+        self._schedule_keepalive()
+        if leftover:
+            self.data_received(leftover)
+
+    # -- reading -----------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _wake_reader(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> Message:
+        """Receive the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`ConnectionClosedOK` or :class:`ConnectionClosedError`
+        once the connection is closed and every message received before was
+        read.
+        """
+        while True:
+            messages = self._messages
+            if messages:
+                message = messages.popleft()
+                # Resume reading once the backlog is down to a quarter (hysteresis).
+                if self._reading_paused and len(messages) <= self.limits.max_queue // 4:
+                    self._resume_reading()
+                return message
+            if self._is_done_receiving():
+                raise self._closed_exception()
+            if self._recv_waiter is not None:
+                raise InvalidState("another coroutine is already waiting in recv()")
+            self._recv_waiter = self._loop.create_future()
+            try:
+                await self._recv_waiter
+            finally:
+                self._recv_waiter = None
+
+    def _is_done_receiving(self) -> bool:
+        protocol = self.protocol
+        if protocol is None:
+            return self._closed.done()
+        return protocol.state is core.State.CLOSED or self._closed.done()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        """Yield messages until the connection closes; a clean close ends the loop."""
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # -- writing -----------------------------------------------------------
+
+    def _open_protocol(self) -> core.Connection:
+        protocol = self.protocol
+        if protocol is None:
+            raise InvalidState("the opening handshake has not completed")
+        if protocol.close_sent is not None or protocol.state is core.State.CLOSED:
+            raise self._closed_exception()
+        return protocol
+
+    async def send(self, message: Data | Iterable[Data] | AsyncIterable[Data]) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` (or of bytes) is sent as one
+        fragmented message, a frame per item. Waits while the write buffer is
+        above ``write_high_water`` (backpressure).
+        """
+        protocol = self._open_protocol()
+        transport = self.transport
+        assert transport is not None
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            transport.write(protocol.send(message))
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments_async(message)
+        elif isinstance(message, Iterable):
+            await self._send_fragments(message)
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}")
+        if self._writing_paused:
+            await self._drain()
+
+    async def _send_fragments(self, fragments: Iterable[Data]) -> None:
+        previous: Data | None = None
+        for fragment in fragments:
+            if previous is not None:
+                await self._send_fragment(previous, fin=False)
+            previous = fragment
+        if previous is not None:
+            await self._send_fragment(previous, fin=True)
+
+    async def _send_fragments_async(self, fragments: AsyncIterable[Data]) -> None:
+        previous: Data | None = None
+        async for fragment in fragments:
+            if previous is not None:
+                await self._send_fragment(previous, fin=False)
+            previous = fragment
+        if previous is not None:
+            await self._send_fragment(previous, fin=True)
+
+    async def _send_fragment(self, fragment: Data, fin: bool) -> None:
+        protocol = self._open_protocol()
+        assert self.transport is not None
+        self.transport.write(protocol.send_fragment(fragment, fin))
+        if self._writing_paused:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        while self._writing_paused and not self._closed.done():
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+        if self._closed.done():
+            raise self._closed_exception()
+
+    def write_buffer_size(self) -> int:
+        """Bytes waiting in the transport's write buffer."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def _write_prepared(self, frame: bytes) -> None:
+        """Write a frame encoded elsewhere (broadcast); the caller checked the state."""
+        assert self.transport is not None
+        self.transport.write(frame)
+
+    # -- ping / keepalive --------------------------------------------------
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time in seconds."""
+        protocol = self._open_protocol()
+        payload = os.urandom(4) if data is None else data
+        if payload in self._pings:
+            raise InvalidState("a ping with this payload is already waiting for its pong")
+        future: asyncio.Future[float] = self._loop.create_future()
+        self._pings[payload] = (future, time.monotonic())
+        assert self.transport is not None
+        self.transport.write(protocol.send_ping(payload))
+        return await future
+
+    def _pong_received(self, payload: bytes) -> None:
+        if payload == self._keepalive_payload:
+            self._keepalive_payload = None
+            self._schedule_keepalive()
+        if payload not in self._pings:
+            return  # §5.5.3: an unsolicited pong needs no answer
+        now = time.monotonic()
+        # A pong answers its ping and, by §5.5.3, every earlier one.
+        for key in list(self._pings):
+            future, sent = self._pings.pop(key)
+            if not future.done():
+                future.set_result(now - sent)
+            if key == payload:
+                break
+
+    def _schedule_keepalive(self) -> None:
+        interval = self.limits.ping_interval
+        if interval is not None and self._keepalive is None:
+            self._keepalive = self._loop.call_later(interval, self._keepalive_ping)
+
+    def _cancel_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+
+    def _keepalive_ping(self) -> None:
+        self._keepalive = None
+        protocol = self.protocol
+        if protocol is None or protocol.state is not core.State.OPEN or self.transport is None:
+            return
+        self._keepalive_payload = payload = os.urandom(4)
+        self.transport.write(protocol.send_ping(payload))
+        timeout = self.limits.ping_timeout
+        if timeout is not None:
+            self._keepalive = self._loop.call_later(timeout, self._keepalive_expired)
+
+    def _keepalive_expired(self) -> None:
+        self._keepalive = None
+        if self._keepalive_payload is None:
+            return
+        self.logger.info("keepalive pong not received in time; failing the connection")
+        self._fail(1011, "keepalive ping timeout")
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Send a close frame if we still may, and drop the TCP connection."""
+        protocol = self.protocol
+        transport = self.transport
+        if transport is None:
+            return
+        if (
+            protocol is not None
+            and protocol.close_sent is None
+            and protocol.state is core.State.OPEN
+        ):
+            transport.write(protocol.send_close(code, reason))
+        transport.close()
+
+    # -- closing -----------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start (or finish) the closing handshake and wait until TCP is closed.
+
+        Waits at most ``close_timeout`` for the peer, then drops the connection.
+        """
+        protocol = self.protocol
+        transport = self.transport
+        if transport is None:
+            return
+        if protocol is None:
+            transport.close()
+        elif protocol.close_sent is None and protocol.state is not core.State.CLOSED:
+            transport.write(protocol.send_close(code, reason))
+            if protocol.close_rcvd is not None:  # that completed the closing handshake
+                self._closing_done(protocol)
+        await self.wait_closed(self.limits.close_timeout)
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        """Wait until the TCP connection is closed; abort it after ``timeout``."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except asyncio.TimeoutError:
+            if self.transport is not None:
+                self.transport.abort()
+            await self._closed
+
+    @property
+    def closed(self) -> bool:
+        """Whether the TCP connection is closed."""
+        return self._closed.done()
+
+    @property
+    def open(self) -> bool:
+        """Whether messages can be sent."""
+        protocol = self.protocol
+        return (
+            protocol is not None
+            and protocol.state is core.State.OPEN
+            and protocol.close_sent is None
+            and not self._closed.done()
+        )
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1006 if the connection dropped without one; None while open."""
+        protocol = self.protocol
+        if protocol is None or protocol.state is not core.State.CLOSED:
+            return 1006 if self._closed.done() else None
+        return protocol.close_rcvd.code if protocol.close_rcvd is not None else 1006
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; None while open."""
+        code = self.close_code
+        if code is None:
+            return None
+        rcvd = self.protocol.close_rcvd if self.protocol is not None else None
+        return rcvd.reason if rcvd is not None else ""
+
+    def _closed_exception(self) -> ConnectionClosed:
+        protocol = self.protocol
+        rcvd = protocol.close_rcvd if protocol is not None else None
+        sent = protocol.close_sent if protocol is not None else None
+        error = protocol.error if protocol is not None else None
+        if rcvd is not None and rcvd.code in _OK_CODES and error is None:
+            exc: ConnectionClosed = ConnectionClosedOK(rcvd, sent)
+        else:
+            exc = ConnectionClosedError(rcvd, sent)
+        exc.__cause__ = error or self._lost_exc
+        return exc
+
+    # -- information ---------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The request path (with query) of the handshake."""
+        return self.request.path if self.request is not None else "/"
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address as the socket reports it (e.g. ``(host, port)``)."""
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    @property
+    def local_address(self) -> Any:
+        return self.transport.get_extra_info("sockname") if self.transport else None
+
+    def __repr__(self) -> str:
+        side = "client" if self.is_client else "server"
+        state = "open" if self.open else ("closed" if self.closed else "closing")
+        return f"<tether.Connection {side} {state} {self.remote_address}>"

@@ -1,0 +1,120 @@
+"""Every bound tether enforces, with its safe default, defined once.
+
+The server, the client and the command line all take these names as keyword
+options (``serve(..., max_message_size=2**20)``), so a limit is never restated.
+Sizes are in bytes, durations in seconds; ``None`` turns a bound off where
+that is allowed and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+__all__ = ["DEFAULT_LIMITS", "LimitOptions", "Limits"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits of one connection (or of every connection of a server)."""
+
+    max_message_size: int = field(
+        default=1 * MiB,
+        metadata=_doc(
+            "largest message accepted, after reassembly and decompression; "
+            "a larger one fails the connection with 1009"
+        ),
+    )
+    max_frame_size: int = field(
+        default=1 * MiB,
+        metadata=_doc("largest frame payload accepted (checked on the header, before buffering)"),
+    )
+    max_header_bytes: int = field(
+        default=16 * KiB,
+        metadata=_doc("largest opening-handshake head (request or response line plus headers)"),
+    )
+    max_header_count: int = field(
+        default=128, metadata=_doc("most header lines in an opening handshake")
+    )
+    max_queue: int = field(
+        default=32,
+        metadata=_doc(
+            "messages buffered for the application before reading from the socket pauses"
+        ),
+    )
+    write_high_water: int = field(
+        default=64 * KiB,
+        metadata=_doc("bytes buffered for writing above which send() waits (backpressure)"),
+    )
+    write_low_water: int = field(
+        default=16 * KiB, metadata=_doc("bytes buffered for writing below which send() resumes")
+    )
+    open_timeout: float | None = field(
+        default=10.0, metadata=_doc("seconds allowed for the opening handshake")
+    )
+    close_timeout: float | None = field(
+        default=10.0, metadata=_doc("seconds allowed for the closing handshake")
+    )
+    ping_interval: float | None = field(
+        default=20.0, metadata=_doc("seconds between keepalive pings; None disables keepalive")
+    )
+    ping_timeout: float | None = field(
+        default=20.0,
+        metadata=_doc("seconds to wait for a keepalive pong before failing the connection (1011)"),
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                if not f.name.endswith(("_timeout", "_interval")):
+                    raise ValueError(f"{f.name} cannot be None")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative number, got {value!r}")
+        if self.write_low_water > self.write_high_water:
+            raise ValueError("write_low_water must not exceed write_high_water")
+
+    def replace(self, **options: Any) -> Limits:
+        """Return a copy with some limits changed; unknown names raise TypeError."""
+        if not options:
+            return self
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(options) - names
+        if unknown:
+            raise TypeError(f"unknown limit(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **options)
+
+    @classmethod
+    def describe(cls) -> dict[str, tuple[Any, str]]:
+        """Each limit's default and one-line description (used by the CLI and docs)."""
+        return {f.name: (f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)}
+
+
+class LimitOptions(TypedDict, total=False):
+    """The keyword options accepted by ``serve()`` and ``connect()``: one per :class:`Limits` field.
+
+    A test checks that the two stay in step.
+    """
+
+    max_message_size: int
+    max_frame_size: int
+    max_header_bytes: int
+    max_header_count: int
+    max_queue: int
+    write_high_water: int
+    write_low_water: int
+    open_timeout: float | None
+    close_timeout: float | None
+    ping_interval: float | None
+    ping_timeout: float | None
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,414 @@
+"""The WebSocket state machine after the handshake (RFC 6455 §5-§7), sans-I/O.
+
+Feed it bytes with :meth:`Connection.receive_data`; it returns the events
+they complete (messages as ``str``/``bytes``, control frames as
+:mod:`.events` dataclasses) and queues any automatic answers (pongs, the
+close reply, the close frame that fails a connection) for
+:meth:`Connection.data_to_send`.  The ``send_*`` methods return the bytes to
+write.  Nothing here does I/O or knows about asyncio.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from ..limits import DEFAULT_LIMITS, Limits
+from .deflate import PerMessageDeflate
+from .events import Close, Event, Ping, Pong
+from .frames import Opcode, apply_mask, encode_frame, pack_close, unpack_close
+from .utf8 import Utf8Decoder, decode_text
+
+__all__ = ["Connection", "Side", "State"]
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_CLOSE = Opcode.CLOSE
+_PING = Opcode.PING
+_PONG = Opcode.PONG
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+
+
+class Side(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.IntEnum):
+    """OPEN: data flows. CLOSING: our close frame is sent, the peer's not yet
+    received. CLOSED: the closing handshake is complete or the connection
+    failed; no more frames are read or may be sent."""
+
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class _MaskPool:
+    """Masking keys from the OS CSPRNG (§10.3), fetched in batches to save syscalls."""
+
+    __slots__ = ("_pool", "_pos")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._pos = 0
+
+    def take(self) -> bytes:
+        pos = self._pos
+        if pos >= len(self._pool):
+            self._pool = os.urandom(4096)
+            pos = 0
+        self._pos = pos + 4
+        return self._pool[pos : pos + 4]
+
+
+_MASKS = _MaskPool()
+
+
+class Connection:
+    """One side of an open WebSocket connection.
+
+    ``limits`` bounds what the peer can make us buffer; ``deflate`` is the
+    permessage-deflate codec when the handshake negotiated it.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        deflate: PerMessageDeflate | None = None,
+    ) -> None:
+        self.side = side
+        self.is_client = side is Side.CLIENT
+        self.limits = limits
+        self.deflate = deflate
+        self.state = State.OPEN
+        #: The close frame received, and the one sent, once they are.
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        #: The protocol error that failed the connection, if one did.
+        self.error: ProtocolError | None = None
+        #: Whether the transport hit EOF (the peer closed TCP).
+        self.eof_received = False
+        self._max_frame = limits.max_frame_size
+        self._max_message = limits.max_message_size
+        self._buf = bytearray()
+        self._outgoing: list[bytes] = []
+        # The message being reassembled: its opcode (0 when none), parts and size.
+        self._msg_opcode = 0
+        self._msg_compressed = False
+        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_size = 0
+        self._utf8: Utf8Decoder | None = None
+        # The fragmented message being sent, if any (its opcode, 0 when none).
+        self._tx_opcode = 0
+        self._tx_compressed = False
+
+    # -- receiving ---------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Process bytes from the network; return the events they complete."""
+        events: list[Event] = []
+        if self.state is State.CLOSED or self.close_rcvd is not None:
+            return events  # §5.5.1: nothing after a close frame is processed
+        buf = self._buf
+        if buf:
+            buf += data
+            view: bytes | bytearray = buf
+        else:
+            view = data if isinstance(data, bytes) else bytes(data)
+        try:
+            pos = self._parse(view, events)
+        except ProtocolError as exc:
+            self._fail(exc)
+            self._buf = bytearray()
+            return events
+        if pos == len(view):
+            if buf:
+                self._buf = bytearray()
+        elif view is buf:
+            del buf[:pos]
+        else:
+            self._buf = bytearray(view[pos:])
+        return events
+
+    def _parse(self, buf: bytes | bytearray, events: list[Event]) -> int:
+        """Parse every complete frame in ``buf``; return how many bytes were used."""
+        pos = 0
+        end = len(buf)
+        expect_mask = not self.is_client
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            if length < 126:
+                head = pos + 2
+            elif length == 126:
+                head = pos + 4
+                if end < head:
+                    break
+                length = int.from_bytes(buf[pos + 2 : head], "big")
+            else:
+                head = pos + 10
+                if end < head:
+                    break
+                length = int.from_bytes(buf[pos + 2 : head], "big")
+                if length >> 63:
+                    # §5.2: the most significant bit of a 64-bit length MUST be 0.
+                    raise ProtocolError("invalid 64-bit frame length")
+            masked = b1 & 0x80
+            if bool(masked) is not expect_mask:
+                # §5.1: a client MUST mask every frame; a server MUST NOT.
+                raise ProtocolError(
+                    "unmasked frame from client" if expect_mask else "masked frame from server"
+                )
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            rsv1 = b0 & 0x40
+            # Every header check happens before the payload is waited for, so
+            # nothing over a limit is ever buffered.
+            self._check_header(opcode, fin, rsv1, b0 & 0x30, length)
+            if masked:
+                key = bytes(buf[head : head + 4])
+                head += 4
+            stop = head + length
+            if end < stop:
+                break
+            payload: bytes = (
+                bytes(buf[head:stop])
+                if masked == 0
+                else apply_mask(memoryview(buf)[head:stop], key)
+            )
+            pos = stop
+            if opcode >= 8:
+                self._control(opcode, payload, events)
+                if self.close_rcvd is not None:
+                    return end  # ignore anything after the close frame
+            elif fin and opcode and not rsv1:
+                # Fast path: a whole uncompressed message in one frame.
+                events.append(decode_text(payload) if opcode == _TEXT else payload)
+            else:
+                self._data(opcode, fin, rsv1, payload, events)
+        return pos
+
+    def _check_header(self, opcode: int, fin: int, rsv1: int, rsv23: int, length: int) -> None:
+        if opcode not in _KNOWN_OPCODES:
+            raise ProtocolError(f"reserved opcode {opcode:#x}")  # §5.2
+        if rsv23:
+            raise ProtocolError("reserved bits set without a negotiated extension")  # §5.2
+        if opcode >= 8:
+            # §5.5: control frames are never fragmented and carry at most 125 bytes.
+            if not fin:
+                raise ProtocolError("fragmented control frame")
+            if length > 125:
+                raise ProtocolError("control frame payload over 125 bytes")
+            if rsv1:
+                raise ProtocolError("RSV1 set on a control frame")
+            return
+        if opcode == _CONT:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame without a message to continue")
+            if rsv1:
+                # RFC 7692 §6.1: RSV1 is set on the first frame of a message only.
+                raise ProtocolError("RSV1 set on a continuation frame")
+        else:
+            if self._msg_opcode:
+                raise ProtocolError("new data message before the previous one finished")
+            if rsv1 and self.deflate is None:
+                raise ProtocolError("RSV1 set without permessage-deflate")
+        if length > self._max_frame:
+            raise PayloadTooBig(f"frame of {length} bytes exceeds max_frame_size")
+        compressed = rsv1 or (opcode == _CONT and self._msg_compressed)
+        if not compressed and self._msg_size + length > self._max_message:
+            raise PayloadTooBig("message exceeds max_message_size")
+
+    def _data(self, opcode: int, fin: int, rsv1: int, payload: bytes, events: list[Event]) -> None:
+        if opcode != _CONT:
+            self._msg_opcode = opcode
+            self._msg_compressed = bool(rsv1)
+            self._msg_size = 0
+            self._msg_parts = []
+            self._utf8 = Utf8Decoder() if opcode == _TEXT and not fin else None
+        data: bytes = payload
+        if self._msg_compressed:
+            assert self.deflate is not None
+            data = self.deflate.decompress(payload, bool(fin), self._max_message - self._msg_size)
+        self._msg_size += len(data)
+        text = self._msg_opcode == _TEXT
+        if fin:
+            message: str | bytes
+            if text:
+                if self._utf8 is None:
+                    message = decode_text(data)
+                else:
+                    parts: list[str] = self._msg_parts  # type: ignore[assignment]
+                    parts.append(self._utf8.decode(data, True))
+                    message = "".join(parts)
+            else:
+                chunks: list[bytes] = self._msg_parts  # type: ignore[assignment]
+                message = b"".join(chunks) + data if chunks else data
+            self._msg_opcode = 0
+            self._msg_parts = []
+            self._utf8 = None
+            events.append(message)
+        elif text:
+            assert self._utf8 is not None
+            self._msg_parts.append(self._utf8.decode(data, False))  # type: ignore[arg-type]
+        elif data:
+            self._msg_parts.append(data)  # type: ignore[arg-type]
+
+    def _control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
+        if opcode == _PING:
+            # §5.5.2: answer with a pong carrying the same payload, unless closing.
+            if self.close_sent is None:
+                self._outgoing.append(self._frame(_PONG, payload))
+            events.append(Ping(payload))
+        elif opcode == _PONG:
+            events.append(Pong(payload))
+        else:
+            code, reason = unpack_close(payload)
+            close = Close(code, reason)
+            self.close_rcvd = close
+            if self.close_sent is None:
+                # §5.5.1: reply with a close frame, echoing the status code.
+                reply = Close(code)
+                self._outgoing.append(self._frame(_CLOSE, pack_close(code)))
+                self.close_sent = reply
+            self.state = State.CLOSED
+            events.append(close)
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """Fail the WebSocket connection (§7.1.7) with the code the error carries."""
+        self.error = exc
+        if self.close_sent is None:
+            reason = str(exc).encode()[:123].decode(errors="ignore")
+            self.close_sent = Close(exc.close_code, reason)
+            self._outgoing.append(self._frame(_CLOSE, pack_close(exc.close_code, reason)))
+        self.state = State.CLOSED
+
+    def receive_eof(self) -> None:
+        """The peer closed the TCP connection."""
+        self.eof_received = True
+        self.state = State.CLOSED
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes queued by receiving (pongs, close replies); drained by the call."""
+        out = self._outgoing
+        if out:
+            self._outgoing = []
+        return out
+
+    @property
+    def close_transport(self) -> bool:
+        """Whether this side should close TCP once its queued bytes are written.
+
+        §7.1.1: the server closes first after the closing handshake; a client
+        waits for the server to do so, except when failing the connection.
+        """
+        return self.state is State.CLOSED and (not self.is_client or self.error is not None)
+
+    # -- sending -----------------------------------------------------------
+
+    def _frame(
+        self,
+        opcode: int,
+        payload: bytes | bytearray | memoryview,
+        fin: bool = True,
+        rsv1: bool = False,
+    ) -> bytes:
+        return encode_frame(
+            opcode, payload, fin=fin, rsv1=rsv1, mask=_MASKS.take() if self.is_client else b""
+        )
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN or self.close_sent is not None:
+            raise InvalidState(f"cannot send data: connection is {self.state.name.lower()}")
+
+    def send_text(self, text: str) -> bytes:
+        """Frame a whole text message."""
+        return self._message(_TEXT, text.encode())
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Frame a whole binary message."""
+        return self._message(_BINARY, data)
+
+    def send(self, message: str | bytes | bytearray | memoryview) -> bytes:
+        """Frame a whole message: text for ``str``, binary for bytes-like."""
+        if isinstance(message, str):
+            return self._message(_TEXT, message.encode())
+        return self._message(_BINARY, message)
+
+    def _message(self, opcode: int, payload: bytes | bytearray | memoryview) -> bytes:
+        self._check_open()
+        if self._tx_opcode:
+            raise InvalidState("a fragmented message is being sent")
+        deflate = self.deflate
+        if deflate is not None and len(payload) >= deflate.min_size:
+            return self._frame(opcode, deflate.compress(payload), rsv1=True)
+        return self._frame(opcode, payload)
+
+    def send_fragment(self, data: str | bytes | bytearray | memoryview, fin: bool) -> bytes:
+        """Frame one fragment of a message sent piece by piece (§5.4).
+
+        The first fragment's type (``str`` or bytes-like) sets the message type;
+        the rest must match. ``fin=True`` ends the message.
+        """
+        self._check_open()
+        payload = data.encode() if isinstance(data, str) else data
+        opcode = _TEXT if isinstance(data, str) else _BINARY
+        rsv1 = False
+        if self._tx_opcode:
+            if opcode != self._tx_opcode:
+                raise TypeError("all fragments of a message must be str, or all bytes")
+            frame_opcode: int = _CONT
+        else:
+            frame_opcode = self._tx_opcode = opcode
+            self._tx_compressed = rsv1 = self.deflate is not None
+        if self._tx_compressed:
+            assert self.deflate is not None
+            payload = self.deflate.compress(payload, final=fin)
+        if fin:
+            self._tx_opcode = 0
+        return self._frame(frame_opcode, payload, fin=fin, rsv1=rsv1)
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        """Frame a ping (§5.5.2); at most 125 bytes."""
+        return self._control_frame(_PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        """Frame an unsolicited pong (§5.5.3), e.g. a unidirectional heartbeat."""
+        return self._control_frame(_PONG, payload)
+
+    def _control_frame(self, opcode: int, payload: bytes) -> bytes:
+        if len(payload) > 125:
+            raise ValueError("control frame payload must be 125 bytes or less")
+        if self.close_sent is not None or self.state is State.CLOSED:
+            raise InvalidState("cannot send a control frame after the close frame")
+        return self._frame(opcode, payload)
+
+    def send_close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Frame our close frame (§5.5.1), starting or completing the closing handshake.
+
+        ``code`` 1005 sends a close frame without a status.
+        """
+        if self.close_sent is not None or self.state is State.CLOSED:
+            raise InvalidState("close frame already sent")
+        frame = self._frame(_CLOSE, pack_close(code, reason))
+        self.close_sent = Close(code, reason)
+        self.state = State.CLOSED if self.close_rcvd is not None else State.CLOSING
+        return frame
+
+
+def encode_broadcast_frame(message: str | bytes) -> bytes:
+    """One unmasked, uncompressed frame for ``message``, writable to every server connection.
+
+    Uncompressed messages never enter the receiver's LZ77 window (RFC 7692 §6),
+    so the same bytes are valid on connections with and without
+    permessage-deflate, whatever their context.
+    """
+    if isinstance(message, str):
+        return encode_frame(_TEXT, message.encode())
+    return encode_frame(_BINARY, message)

@@ -1,0 +1,263 @@
+"""The opening handshake (RFC 6455 §4), both sides, sans-I/O."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..exceptions import HandshakeError, HandshakeRejected, InvalidStatus, ProtocolError
+from ..version import __version__
+from .deflate import (
+    EXTENSION_NAME,
+    DeflateOptions,
+    DeflateParams,
+    accept_response,
+    client_offer,
+    negotiate_offer,
+)
+from .extensions import parse_extensions, serialize_extension
+from .http import Headers, Request, Response
+
+__all__ = [
+    "SERVER_NAME",
+    "ClientHandshake",
+    "HandshakeResult",
+    "ServerHandshake",
+    "accept_key",
+    "error_response",
+]
+
+# §1.3: the GUID concatenated with the key to prove the server read the handshake.
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SERVER_NAME = f"tether/{__version__}"
+_DEFAULT_DEFLATE = DeflateOptions()
+
+SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (§4.2.2)."""
+    digest = hashlib.sha1((key + _GUID).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def error_response(
+    status: int, reason: str, message: str, headers: Headers | None = None
+) -> Response:
+    """A plain-text HTTP error answer, closing the connection."""
+    body = (message + "\n").encode()
+    response = Response(status, reason, headers or Headers(), body)
+    response.headers.set("Server", SERVER_NAME)
+    response.headers.set("Content-Type", "text/plain; charset=utf-8")
+    response.headers.set("Content-Length", str(len(body)))
+    response.headers.set("Connection", "close")
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeResult:
+    """What a handshake agreed on."""
+
+    subprotocol: str | None
+    deflate: DeflateParams | None
+
+
+def _reject(
+    status: int, reason: str, message: str, headers: Headers | None = None
+) -> HandshakeRejected:
+    return HandshakeRejected(message, error_response(status, reason, message, headers))
+
+
+class ServerHandshake:
+    """Validates handshake requests and builds the 101 answer (§4.2).
+
+    ``origins``: when given, the ``Origin`` header must be one of them (None
+    in the list admits requests with no Origin, i.e. non-browser clients);
+    this is the defence against cross-site WebSocket hijacking (§10.2).
+    """
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        compression: DeflateOptions | None = _DEFAULT_DEFLATE,
+        server_header: str | None = SERVER_NAME,
+    ) -> None:
+        self.subprotocols = list(subprotocols)
+        self.select_subprotocol = select_subprotocol
+        self.origins = None if origins is None else list(origins)
+        self.compression = compression
+        self.server_header = server_header
+
+    def accept(self, request: Request) -> tuple[Response, HandshakeResult]:
+        """Check ``request``; return the 101 response, or raise :class:`HandshakeRejected`."""
+        headers = request.headers
+        if request.method != "GET":
+            raise _reject(405, "Method Not Allowed", "WebSocket handshakes use GET")
+        if "websocket" not in headers.tokens("Upgrade"):
+            raise _reject(
+                426,
+                "Upgrade Required",
+                "this endpoint speaks WebSocket only",
+                Headers([("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]),
+            )
+        if "upgrade" not in headers.tokens("Connection"):
+            raise _reject(400, "Bad Request", "missing 'Connection: Upgrade'")
+        if len(headers.get_all("Host")) != 1:
+            raise _reject(400, "Bad Request", "missing or repeated Host header")
+        versions = headers.get_all("Sec-WebSocket-Version")
+        if versions != ["13"]:
+            # §4.4: answer an unsupported version with the versions we support.
+            raise _reject(
+                426,
+                "Upgrade Required",
+                "unsupported WebSocket version (13 is required)",
+                Headers([("Sec-WebSocket-Version", "13")]),
+            )
+        keys = headers.get_all("Sec-WebSocket-Key")
+        if len(keys) != 1 or not _valid_key(keys[0]):
+            raise _reject(400, "Bad Request", "missing or invalid Sec-WebSocket-Key")
+        if self.origins is not None:
+            origin = headers.get("Origin")
+            if origin not in self.origins:
+                raise _reject(403, "Forbidden", "origin not allowed")
+        subprotocol = self._subprotocol(request)
+        deflate, extension = self._extensions(headers)
+
+        response_headers = Headers(
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(keys[0])),
+            ]
+        )
+        if subprotocol is not None:
+            response_headers.add("Sec-WebSocket-Protocol", subprotocol)
+        if extension is not None:
+            response_headers.add("Sec-WebSocket-Extensions", extension)
+        if self.server_header:
+            response_headers.add("Server", self.server_header)
+        response = Response(101, "Switching Protocols", response_headers)
+        return response, HandshakeResult(subprotocol, deflate)
+
+    def _subprotocol(self, request: Request) -> str | None:
+        # Not headers.tokens(): that lower-cases, and subprotocol names are
+        # case-sensitive (§4.1 item 10).
+        offered = [
+            token.strip()
+            for value in request.headers.get_all("Sec-WebSocket-Protocol")
+            for token in value.split(",")
+            if token.strip()
+        ]
+        if self.select_subprotocol is not None:
+            chosen = self.select_subprotocol(request, offered)
+            if chosen is not None and chosen not in offered:
+                raise _reject(500, "Internal Server Error", "selected a subprotocol not offered")
+            return chosen
+        for name in offered:
+            if name in self.subprotocols:
+                return name
+        return None
+
+    def _extensions(self, headers: Headers) -> tuple[DeflateParams | None, str | None]:
+        try:
+            offers = parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+        except ValueError as exc:
+            raise _reject(400, "Bad Request", f"invalid Sec-WebSocket-Extensions: {exc}") from None
+        if self.compression is None:
+            return None, None
+        # §9.1: take the first acceptable offer, in the client's order of preference.
+        for name, params in offers:
+            if name != EXTENSION_NAME:
+                continue
+            agreed = negotiate_offer(params, self.compression)
+            if agreed is not None:
+                response_params, deflate = agreed
+                return deflate, serialize_extension(EXTENSION_NAME, response_params)
+        return None, None
+
+
+def _valid_key(key: str) -> bool:
+    # §4.1: a base64-encoded 16-byte value.
+    try:
+        return len(base64.b64decode(key.encode(), validate=True)) == 16
+    except (binascii.Error, UnicodeEncodeError):
+        return False
+
+
+class ClientHandshake:
+    """Builds the handshake request and checks the server's answer (§4.1)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        path: str,
+        origin: str | None = None,
+        subprotocols: Sequence[str] = (),
+        compression: Sequence[DeflateOptions] = (_DEFAULT_DEFLATE,),
+        extra_headers: Sequence[tuple[str, str]] = (),
+        user_agent: str | None = SERVER_NAME,
+    ) -> None:
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        self.subprotocols = list(subprotocols)
+        self.offers = list(compression)
+        headers = Headers(
+            [
+                ("Host", host),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", self.key),
+                ("Sec-WebSocket-Version", "13"),
+            ]
+        )
+        if origin is not None:
+            headers.add("Origin", origin)
+        if self.subprotocols:
+            headers.add("Sec-WebSocket-Protocol", ", ".join(self.subprotocols))
+        if self.offers:
+            offers = [serialize_extension(EXTENSION_NAME, client_offer(o)) for o in self.offers]
+            headers.add("Sec-WebSocket-Extensions", ", ".join(offers))
+        if user_agent:
+            headers.add("User-Agent", user_agent)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        self.request = Request(path, headers)
+
+    def check(self, response: Response) -> HandshakeResult:
+        """Validate the server's answer (§4.1, the client's checks 1-6)."""
+        if response.status != 101:
+            raise InvalidStatus(response)
+        headers = response.headers
+        if "websocket" not in headers.tokens("Upgrade"):
+            raise HandshakeError("response lacks 'Upgrade: websocket'")
+        if "upgrade" not in headers.tokens("Connection"):
+            raise HandshakeError("response lacks 'Connection: Upgrade'")
+        if headers.get_all("Sec-WebSocket-Accept") != [accept_key(self.key)]:
+            raise HandshakeError("wrong Sec-WebSocket-Accept")
+        protocols = headers.get_all("Sec-WebSocket-Protocol")
+        subprotocol: str | None = None
+        if protocols:
+            if len(protocols) > 1 or protocols[0] not in self.subprotocols:
+                raise HandshakeError(f"server chose a subprotocol we did not offer: {protocols}")
+            subprotocol = protocols[0]
+        try:
+            extensions = parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+        except ValueError as exc:
+            raise HandshakeError(f"invalid Sec-WebSocket-Extensions: {exc}") from None
+        deflate: DeflateParams | None = None
+        for name, params in extensions:
+            # §9.1: the server may only answer with extensions the client offered.
+            if name != EXTENSION_NAME or not self.offers or deflate is not None:
+                raise HandshakeError(f"server accepted an extension we did not offer: {name}")
+            try:
+                deflate = accept_response(params, self.offers)
+            except ProtocolError as exc:
+                raise HandshakeError(str(exc)) from None
+        return HandshakeResult(subprotocol, deflate)

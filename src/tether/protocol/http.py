@@ -1,0 +1,178 @@
+"""The small part of HTTP/1.1 a WebSocket handshake needs (RFC 7230), sans-I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..exceptions import HandshakeError, PayloadTooBig
+
+__all__ = ["Headers", "Request", "Response", "parse_request", "parse_response"]
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 7230 §3.2: field-value is visible characters, spaces and tabs (obs-text allowed).
+_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+_REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(\d\.\d)")
+_STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
+
+
+class Headers:
+    """An ordered, case-insensitive multi-map of HTTP headers."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = list(items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lower = name.lower()
+        return any(key.lower() == lower for key, _ in self._items)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lower = name.lower()
+        for key, value in self._items:
+            if key.lower() == lower:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        lower = name.lower()
+        return [value for key, value in self._items if key.lower() == lower]
+
+    def add(self, name: str, value: str) -> None:
+        """Append a header line; names and values are checked against CR/LF injection."""
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+            raise ValueError(f"invalid header {name!r}: {value!r}")
+        self._items.append((name, value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with one."""
+        self.remove(name)
+        self.add(name, value)
+
+    def remove(self, name: str) -> None:
+        lower = name.lower()
+        self._items = [(k, v) for k, v in self._items if k.lower() != lower]
+
+    def tokens(self, name: str) -> list[str]:
+        """The comma-separated tokens of every ``name`` header, lower-cased."""
+        return [
+            token.strip().lower()
+            for value in self.get_all(name)
+            for token in value.split(",")
+            if token.strip()
+        ]
+
+    def encode(self) -> bytes:
+        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self._items)
+
+
+@dataclass(slots=True)
+class Request:
+    """An HTTP request head: the opening handshake, or a plain HTTP request."""
+
+    path: str
+    headers: Headers = field(default_factory=Headers)
+    method: str = "GET"
+
+    def encode(self) -> bytes:
+        return f"{self.method} {self.path} HTTP/1.1\r\n".encode() + self.headers.encode() + b"\r\n"
+
+
+@dataclass(slots=True)
+class Response:
+    """An HTTP response: the 101 that completes a handshake, or any other answer."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    def encode(self) -> bytes:
+        head = f"HTTP/1.1 {self.status} {self.reason}\r\n".encode() + self.headers.encode()
+        return head + b"\r\n" + self.body
+
+
+def _find_head(buf: bytes | bytearray, max_bytes: int) -> int:
+    """Index just past the blank line ending the head, or -1 if it has not arrived."""
+    end = buf.find(b"\r\n\r\n", 0, max_bytes + 4)
+    if end < 0:
+        if len(buf) > max_bytes:
+            raise PayloadTooBig(f"HTTP head exceeds {max_bytes} bytes")
+        return -1
+    return end + 4
+
+
+def _parse_headers(lines: list[bytes], max_count: int) -> Headers:
+    if len(lines) > max_count:
+        raise PayloadTooBig(f"more than {max_count} header lines")
+    headers = Headers()
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        # RFC 7230 §3.2.4: no whitespace between the field name and the colon.
+        if not sep or _TOKEN.fullmatch(name) is None:
+            raise HandshakeError(f"invalid header line {line[:80]!r}")
+        value = value.strip(b" \t")
+        if _VALUE.fullmatch(value) is None:
+            raise HandshakeError(f"invalid header value in {line[:80]!r}")
+        headers._items.append((name.decode("ascii"), value.decode("latin-1")))
+    return headers
+
+
+def parse_request(
+    buf: bytes | bytearray, *, max_bytes: int, max_count: int
+) -> tuple[Request, int] | None:
+    """Parse a request head from the start of ``buf``.
+
+    Returns the request and the number of bytes it used, or None when more
+    data is needed. Raises :class:`HandshakeError` on malformed input and
+    :class:`PayloadTooBig` past the limits.
+    """
+    end = _find_head(buf, max_bytes)
+    if end < 0:
+        return None
+    lines = bytes(buf[: end - 4]).split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        raise HandshakeError(f"invalid request line {lines[0][:80]!r}")
+    method, target, version = match.groups()
+    if version != b"1.1":
+        raise HandshakeError(f"unsupported HTTP version {version.decode()}")
+    headers = _parse_headers(lines[1:], max_count)
+    return Request(target.decode("ascii", "replace"), headers, method.decode()), end
+
+
+def parse_response(
+    buf: bytes | bytearray, *, max_bytes: int, max_count: int
+) -> tuple[Response, int] | None:
+    """Parse a response head from the start of ``buf`` (body not included)."""
+    end = _find_head(buf, max_bytes)
+    if end < 0:
+        return None
+    lines = bytes(buf[: end - 4]).split(b"\r\n")
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None:
+        raise HandshakeError(f"invalid status line {lines[0][:80]!r}")
+    _, status, reason = match.groups()
+    headers = _parse_headers(lines[1:], max_count)
+    return Response(int(status), reason.decode("latin-1"), headers), end

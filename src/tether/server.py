@@ -1,0 +1,355 @@
+"""The asyncio WebSocket server: :func:`serve` and :class:`Server`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from .connection import Connection
+from .exceptions import ConnectionClosed, HandshakeError, HandshakeRejected, PayloadTooBig
+from .limits import DEFAULT_LIMITS, Limits
+from .protocol import connection as core
+from .protocol.deflate import DeflateOptions, PerMessageDeflate
+from .protocol.handshake import SERVER_NAME, ServerHandshake, SubprotocolSelector, error_response
+from .protocol.http import Request, Response, parse_request
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .limits import LimitOptions
+
+__all__ = ["Handler", "ProcessRequest", "Server", "serve"]
+
+Handler = Callable[[Connection], Awaitable[None]]
+ProcessRequest = Callable[[Connection, Request], "Response | Awaitable[Response | None] | None"]
+Compression = Literal["deflate"] | DeflateOptions | None
+
+_log = logging.getLogger("tether.server")
+
+
+def compression_options(compression: Compression) -> DeflateOptions | None:
+    """Normalise the ``compression`` option shared by the server, client and CLI."""
+    if compression == "deflate":
+        return DeflateOptions()
+    if compression is None or isinstance(compression, DeflateOptions):
+        return compression
+    raise ValueError(f"compression must be 'deflate', None or DeflateOptions, not {compression!r}")
+
+
+class Server:
+    """A running WebSocket server; :func:`serve` creates and starts one.
+
+    ``connections`` holds every connection whose handshake completed and that
+    is not closed yet, e.g. for :func:`tether.broadcast`.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        subprotocols: Sequence[str] = (),
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        compression: Compression = "deflate",
+        server_header: str | None = SERVER_NAME,
+        limits: Limits = DEFAULT_LIMITS,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.handler = handler
+        self.process_request = process_request
+        self.compression = compression_options(compression)
+        self.handshake = ServerHandshake(
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            origins=origins,
+            compression=self.compression,
+            server_header=server_header,
+        )
+        self.limits = limits
+        self.logger = logger or _log
+        self.connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _connection_factory(self) -> Connection:
+        connection = Connection(core.Side.SERVER, self.limits, self.logger)
+        task = asyncio.get_running_loop().create_task(self._serve(connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return connection
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)  # type: ignore[attr-defined]
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listening socket (handy with ``port=0``)."""
+        for sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening on TCP")
+
+    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting and start closing every connection (1001 by default).
+
+        Call :meth:`wait_closed` to wait until they are all closed.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            protocol = connection.protocol
+            transport = connection.transport
+            if (
+                protocol is not None
+                and transport is not None
+                and protocol.close_sent is None
+                and protocol.state is core.State.OPEN
+            ):
+                transport.write(protocol.send_close(code, reason))
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        """Wait for every connection and handler to finish, at most ``timeout``
+        (``close_timeout`` by default); then cancel handlers and drop connections."""
+        if timeout is None:
+            timeout = self.limits.close_timeout
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.abort()
+            if pending:
+                await asyncio.wait(pending)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled, then close gracefully."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.close()
+            await self.wait_closed()
+
+    # -- one connection --------------------------------------------------
+
+    async def _read_request(self, connection: Connection) -> tuple[Request, int] | None:
+        limits = self.limits
+        while True:
+            parsed = parse_request(
+                connection._head,
+                max_bytes=limits.max_header_bytes,
+                max_count=limits.max_header_count,
+            )
+            if parsed is not None or connection.closed:
+                return parsed
+            await connection._wait_head()
+
+    async def _serve(self, connection: Connection) -> None:
+        try:
+            await self._handshake(connection)
+        except asyncio.CancelledError:
+            if connection.transport is not None:
+                connection.transport.abort()
+            raise
+        except Exception:
+            self.logger.exception("handshake failed unexpectedly")
+            if connection.transport is not None:
+                connection.transport.abort()
+            return
+        if connection.protocol is None:
+            return
+        self.connections.add(connection)
+        try:
+            await self.handler(connection)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self.logger.exception("connection handler failed")
+            if connection.open:
+                await connection.close(1011, "internal error")
+        else:
+            await connection.close()
+        finally:
+            await connection.wait_closed(self.limits.close_timeout)
+            self.connections.discard(connection)
+
+    def _reply(self, connection: Connection, response: Response) -> None:
+        """Answer with plain HTTP and close the TCP connection."""
+        connection.response = response
+        transport = connection.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(response.encode())
+            transport.close()
+
+    async def _handshake(self, connection: Connection) -> None:
+        """Read the request, run hooks, answer 101 and start the connection."""
+        try:
+            parsed = await asyncio.wait_for(
+                self._read_request(connection), self.limits.open_timeout
+            )
+        except asyncio.TimeoutError:
+            self.logger.info("opening handshake timed out")
+            if connection.transport is not None:
+                connection.transport.abort()
+            return
+        except PayloadTooBig as exc:
+            self._reply(
+                connection, error_response(431, "Request Header Fields Too Large", str(exc))
+            )
+            return
+        except HandshakeError as exc:
+            self._reply(connection, error_response(400, "Bad Request", str(exc)))
+            return
+        if parsed is None:
+            return  # the client went away
+        request, used = parsed
+        connection.request = request
+        if self._closing:
+            self._reply(connection, error_response(503, "Service Unavailable", "shutting down"))
+            return
+        if self.process_request is not None:
+            answer = self.process_request(connection, request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer is not None:
+                self._reply(connection, answer)
+                return
+        try:
+            response, result = self.handshake.accept(request)
+        except HandshakeRejected as exc:
+            self.logger.info("handshake rejected: %s", exc)
+            self._reply(connection, exc.response)
+            return
+        transport = connection.transport
+        if transport is None or transport.is_closing():
+            return
+        deflate = None
+        if result.deflate is not None:
+            assert self.compression is not None
+            deflate = PerMessageDeflate(result.deflate, is_client=False, options=self.compression)
+        protocol = core.Connection(core.Side.SERVER, limits=self.limits, deflate=deflate)
+        connection.response = response
+        connection.subprotocol = result.subprotocol
+        transport.write(response.encode())
+        connection._start(protocol, bytes(connection._head[used:]))
+
+
+class serve:
+    """Start a WebSocket server; ``handler(connection)`` runs for each connection.
+
+    Use it as an async context manager (the server closes gracefully on exit)
+    or await it to get the running :class:`Server`::
+
+        async def echo(connection):
+            async for message in connection:
+                await connection.send(message)
+
+        async with tether.serve(echo, "127.0.0.1", 8765) as server:
+            await server.serve_forever()
+
+    ``path`` listens on a Unix socket instead of TCP; ``sock`` on an existing
+    socket. ``ssl`` is an :class:`ssl.SSLContext` for ``wss://``.
+    ``process_request(connection, request)`` may return a
+    :class:`~tether.protocol.Response` to answer plain HTTP instead of
+    upgrading (health checks, static files, authentication). ``origins`` is
+    an allow-list of ``Origin`` values. Limits are keyword options, see
+    :class:`tether.Limits`.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        path: str | None = None,
+        sock: socket.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+        process_request: ProcessRequest | None = None,
+        subprotocols: Sequence[str] = (),
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        compression: Compression = "deflate",
+        server_header: str | None = SERVER_NAME,
+        logger: logging.Logger | None = None,
+        limits: Limits | None = None,
+        **options: Unpack[LimitOptions],
+    ) -> None:
+        self.server = Server(
+            handler,
+            process_request=process_request,
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            origins=origins,
+            compression=compression,
+            server_header=server_header,
+            limits=(limits or DEFAULT_LIMITS).replace(**options),
+            logger=logger,
+        )
+        self._listen: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "path": path,
+            "sock": sock,
+            "ssl": ssl,
+            "reuse_port": reuse_port,
+            "backlog": backlog,
+        }
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        listen = self._listen
+        factory = self.server._connection_factory
+        if listen["path"] is not None:
+            self.server._server = await loop.create_unix_server(
+                factory, listen["path"], ssl=listen["ssl"], backlog=listen["backlog"]
+            )
+        else:
+            self.server._server = await loop.create_server(
+                factory,
+                listen["host"],
+                listen["port"],
+                sock=listen["sock"],
+                ssl=listen["ssl"],
+                reuse_port=listen["reuse_port"] or None,
+                backlog=listen["backlog"],
+            )
+        return self.server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()

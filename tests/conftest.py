@@ -1,0 +1,5 @@
+"""pytest configuration for tether's suite.
+
+Shared helpers (timeouts, paths, Node.js lookup) live in ``helpers.py``; import
+them with ``from helpers import timeout``.
+"""
