@@ -2,4 +2,176 @@
 
 Shared helpers (timeouts, paths, Node.js lookup) live in ``helpers.py``; import
 them with ``from helpers import timeout``.
+
+Fixtures for the asyncio layer:
+
+* ``start_server(handler=echo, **options)`` starts a server on 127.0.0.1 port 0
+  (or on ``path=``) and closes it at teardown.
+* ``echo_server``: a running echo server with default options.
+* ``raw_client(port, ...)`` opens a :class:`RawClient`: a WebSocket client
+  written by hand on plain asyncio streams, to misbehave on purpose.
 """
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from helpers import timeout
+
+import tether
+
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+async def echo(connection: tether.Connection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+def ws_uri(server: tether.Server, resource: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{resource}"
+
+
+StartServer = Callable[..., Awaitable[tether.Server]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    servers: list[tether.Server] = []
+
+    async def start(
+        handler: Callable[[tether.Connection], Awaitable[None]] = echo, **options: Any
+    ) -> tether.Server:
+        options.setdefault("close_timeout", timeout(1))
+        if "path" in options or "sock" in options:
+            server = await tether.serve(handler, **options)
+        else:
+            host = options.pop("host", "127.0.0.1")
+            port = options.pop("port", 0)
+            server = await tether.serve(handler, host, port, **options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+        await asyncio.wait_for(server.wait_closed(timeout(1)), timeout(3))
+
+
+@pytest.fixture
+async def echo_server(start_server: StartServer) -> tether.Server:
+    return await start_server()
+
+
+class RawClient:
+    """A hand-written WebSocket client on asyncio streams: frames are built and
+    parsed here, independently of tether's core, so tests can send anything."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, *, rcvbuf: int | None = None) -> RawClient:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # Set before connecting so the advertised TCP window stays small.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=2**22)
+        return cls(reader, writer)
+
+    def request(self, resource: str = "/", extra: str = "") -> bytes:
+        key = base64.b64encode(os.urandom(16)).decode()
+        return (
+            f"GET {resource} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+        ).encode()
+
+    async def handshake(self, resource: str = "/") -> bytes:
+        """Send the opening handshake; return the response head (a 101)."""
+        self.writer.write(self.request(resource))
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout(2))
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        return head
+
+    def send_frame(
+        self, opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True
+    ) -> None:
+        first = opcode | (0x80 if fin else 0)
+        bit = 0x80 if mask else 0
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", first, bit | n)
+        elif n < 0x10000:
+            head = struct.pack("!BBH", first, bit | 126, n)
+        else:
+            head = struct.pack("!BBQ", first, bit | 127, n)
+        if mask:
+            key = os.urandom(4)
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            head += key
+        self.writer.write(head + payload)
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """Read one frame from the server (unmasked); return (opcode, payload)."""
+        b0, b1 = await self.reader.readexactly(2)
+        assert not b1 & 0x80, "the server masked a frame"
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return b0 & 0x0F, await self.reader.readexactly(n)
+
+    async def read_close(self) -> tuple[int, str]:
+        """Skip frames up to the server's close frame; return its code and reason."""
+        while True:
+            opcode, payload = await self.read_frame()
+            if opcode == OP_CLOSE:
+                (code,) = struct.unpack("!H", payload[:2])
+                return code, payload[2:].decode()
+
+    async def at_eof(self) -> bool:
+        """Read to the end of the stream: True once the server closed TCP."""
+        try:
+            while await self.reader.read(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        return True
+
+    def stop_reading(self) -> None:
+        """Stop reading from the socket: the server's data piles up in the kernel."""
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+OpenRaw = Callable[..., Awaitable[RawClient]]
+
+
+@pytest.fixture
+async def raw_client() -> AsyncIterator[OpenRaw]:
+    clients: list[RawClient] = []
+
+    async def open_raw(port: int, *, handshake: bool = True, **options: Any) -> RawClient:
+        client = await asyncio.wait_for(RawClient.open(port, **options), timeout(2))
+        clients.append(client)
+        if handshake:
+            await client.handshake()
+        return client
+
+    yield open_raw
+    for client in clients:
+        client.abort()

@@ -24,19 +24,28 @@ __all__ = ["main"]
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits")
     for name, (default, doc) in Limits.describe().items():
-        kind = float if isinstance(default, float) else int
+        is_duration = isinstance(default, float)
         group.add_argument(
             "--" + name.replace("_", "-"),
-            type=kind,
+            type=_seconds if is_duration else int,
             default=None,
-            metavar=kind.__name__.upper(),
-            help=f"{doc} (default: {default})",
+            metavar="SECONDS" if is_duration else "INT",
+            help=f"{doc} (default: {default}{'; none disables' if is_duration else ''})",
         )
+
+
+_UNSET = object()
+
+
+def _seconds(text: str) -> float | object:
+    """A duration flag: a number of seconds, or 'none' to turn the bound off."""
+    return _UNSET if text.lower() == "none" else float(text)
 
 
 def _limits(args: argparse.Namespace) -> Limits:
     chosen = {name: getattr(args, name) for name in Limits.describe()}
-    return Limits().replace(**{k: v for k, v in chosen.items() if v is not None})
+    given = {k: (None if v is _UNSET else v) for k, v in chosen.items() if v is not None}
+    return Limits().replace(**given)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -98,7 +98,10 @@ class Connection(asyncio.Protocol):
         events = protocol.receive_data(data)
         for event in events:
             if isinstance(event, (str, bytes)):
-                self._messages.append(event)
+                # After our close frame reading goes on to get the peer's reply,
+                # so keep at most max_queue messages rather than pausing again.
+                if protocol.close_sent is None or len(self._messages) < self.limits.max_queue:
+                    self._messages.append(event)
             elif isinstance(event, Pong):
                 self._pong_received(event.payload)
             elif isinstance(event, Close):
@@ -117,7 +120,7 @@ class Connection(asyncio.Protocol):
             if protocol.error is not None:
                 self.logger.info("failing connection: %s", protocol.error)
             self._closing_done(protocol)
-        elif len(self._messages) >= self.limits.max_queue:
+        elif len(self._messages) >= self.limits.max_queue and protocol.close_sent is None:
             self._pause_reading()
         if wake or protocol.state is core.State.CLOSED:
             self._wake_reader()
@@ -339,6 +342,8 @@ class Connection(asyncio.Protocol):
     def _pong_received(self, payload: bytes) -> None:
         if payload == self._keepalive_payload:
             self._keepalive_payload = None
+            # The pong deadline holds the timer slot: free it, or no ping follows.
+            self._cancel_keepalive()
             self._schedule_keepalive()
         if payload not in self._pings:
             return  # §5.5.3: an unsolicited pong needs no answer
@@ -392,6 +397,10 @@ class Connection(asyncio.Protocol):
         ):
             transport.write(protocol.send_close(code, reason))
         transport.close()
+        # close() waits to flush the buffer, forever if the peer stopped reading.
+        timeout = self.limits.close_timeout
+        if timeout is not None and self._close_timer is None:
+            self._close_timer = self._loop.call_later(timeout, transport.abort)
 
     # -- closing -----------------------------------------------------------
 
@@ -410,6 +419,8 @@ class Connection(asyncio.Protocol):
             transport.write(protocol.send_close(code, reason))
             if protocol.close_rcvd is not None:  # that completed the closing handshake
                 self._closing_done(protocol)
+        # Reading may be paused on a full queue; the peer's close frame is behind it.
+        self._resume_reading()
         await self.wait_closed(self.limits.close_timeout)
 
     async def wait_closed(self, timeout: float | None = None) -> None:

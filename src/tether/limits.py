@@ -77,7 +77,9 @@ class Limits:
             if value is None:
                 if not f.name.endswith(("_timeout", "_interval")):
                     raise ValueError(f"{f.name} cannot be None")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            # "not >= 0" also rejects NaN, which compares false with everything
+            # and would silently turn a size bound off.
+            elif not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"{f.name} must be a non-negative number, got {value!r}")
         if self.write_low_water > self.write_high_water:
             raise ValueError("write_low_water must not exceed write_high_water")

@@ -81,11 +81,12 @@ class Server:
     # -- lifecycle ---------------------------------------------------------
 
     def _connection_factory(self) -> Connection:
-        connection = Connection(core.Side.SERVER, self.limits, self.logger)
+        return _ServerConnection(self)
+
+    def _connection_made(self, connection: Connection) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(connection))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return connection
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -122,6 +123,9 @@ class Server:
                 and protocol.state is core.State.OPEN
             ):
                 transport.write(protocol.send_close(code, reason))
+                # A handler that stopped reading paused the socket on max_queue;
+                # the client's close reply is behind it.
+                connection._resume_reading()
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Wait for every connection and handler to finish, at most ``timeout``
@@ -258,6 +262,23 @@ class Server:
         connection.subprotocol = result.subprotocol
         transport.write(response.encode())
         connection._start(protocol, bytes(connection._head[used:]))
+
+
+class _ServerConnection(Connection):
+    """A server connection whose handshake task starts with the transport.
+
+    Not in the factory: after a failed TLS handshake asyncio calls neither
+    ``connection_made`` nor ``connection_lost``, so a task started there would
+    wait for ``open_timeout`` (forever with None) and hold up ``wait_closed``.
+    """
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(core.Side.SERVER, server.limits, server.logger)
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._server._connection_made(self)
 
 
 class serve:

@@ -222,7 +222,10 @@ class Connection:
         if length > self._max_frame:
             raise PayloadTooBig(f"frame of {length} bytes exceeds max_frame_size")
         compressed = rsv1 or (opcode == _CONT and self._msg_compressed)
-        if not compressed and self._msg_size + length > self._max_message:
+        # Only a continuation adds to the size so far: _msg_size still holds the
+        # previous message's size until _data() starts the next one (§5.4).
+        so_far = self._msg_size if opcode == _CONT else 0
+        if not compressed and so_far + length > self._max_message:
             raise PayloadTooBig("message exceeds max_message_size")
 
     def _data(self, opcode: int, fin: int, rsv1: int, payload: bytes, events: list[Event]) -> None:

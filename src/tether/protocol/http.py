@@ -14,7 +14,9 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 7230 §3.2: field-value is visible characters, spaces and tabs (obs-text allowed).
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(\d\.\d)")
-_STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
+# RFC 7230 §3.1.2: a 3-digit status code, then SP and the reason; we also take a
+# status line with no SP when the reason is empty, but never "1010" as 101 + "0".
+_STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: ([\x09\x20-\x7e\x80-\xff]*))?")
 
 
 class Headers:
@@ -115,9 +117,11 @@ class Response:
 
 def _find_head(buf: bytes | bytearray, max_bytes: int) -> int:
     """Index just past the blank line ending the head, or -1 if it has not arrived."""
-    end = buf.find(b"\r\n\r\n", 0, max_bytes + 4)
+    # The head, blank line included, must fit in max_bytes: the same bound whether
+    # it arrives at once or byte by byte.
+    end = buf.find(b"\r\n\r\n", 0, max_bytes)
     if end < 0:
-        if len(buf) > max_bytes:
+        if len(buf) >= max_bytes:
             raise PayloadTooBig(f"HTTP head exceeds {max_bytes} bytes")
         return -1
     return end + 4
@@ -175,4 +179,4 @@ def parse_response(
         raise HandshakeError(f"invalid status line {lines[0][:80]!r}")
     _, status, reason = match.groups()
     headers = _parse_headers(lines[1:], max_count)
-    return Response(int(status), reason.decode("latin-1"), headers), end
+    return Response(int(status), (reason or b"").decode("latin-1"), headers), end

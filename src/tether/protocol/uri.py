@@ -47,14 +47,17 @@ def parse_uri(uri: str) -> WebSocketURI:
         path, _, res = parsed.path.partition(":")
         if not path:
             raise InvalidURI(f"{uri!r}: no socket path")
-        return WebSocketURI(False, "localhost", 80, res or "/", unix_path=path)
+        # The query belongs to the resource, as in ws:// URIs (§3).
+        res = (res or "/") + ("?" + parsed.query if parsed.query else "")
+        return WebSocketURI(False, "localhost", 80, res, unix_path=path)
     if scheme not in ("ws", "wss"):
         raise InvalidURI(f"{uri!r} is not a ws:// or wss:// URI")
     if not parsed.hostname:
         raise InvalidURI(f"{uri!r} has no host")
     secure = scheme == "wss"
     try:
-        port = parsed.port or (443 if secure else 80)
+        # "is None", not "or": an explicit port 0 must not turn into the default.
+        port = parsed.port if parsed.port is not None else (443 if secure else 80)
     except ValueError as exc:
         raise InvalidURI(f"{uri!r}: {exc}") from None
     return WebSocketURI(secure, parsed.hostname, port, resource)

@@ -1,0 +1,202 @@
+"""Run Autobahn's whole suite (through kosoku) against tether, both sides.
+
+As a script, runs both sides and rewrites the summary page::
+
+    python tests/conformance/autobahn_suite.py --docs docs/conformance.md
+
+The pytest tests in test_autobahn.py call the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PASSING = frozenset({"OK", "NON-STRICT", "INFORMATIONAL"})
+# 9.x sends messages of up to 16 MiB; keepalive pings would be frames the cases do not expect.
+SERVER_FLAGS = ["--max-message-size", str(64 * 2**20), "--max-frame-size", str(64 * 2**20),
+                "--ping-interval", "none"]
+SUITE_TIMEOUT = 1200.0  # seconds per side, far above the few minutes a run takes
+
+
+@dataclass
+class Summary:
+    side: str
+    seconds: float
+    behaviors: collections.Counter[str] = field(default_factory=collections.Counter)
+    close_behaviors: collections.Counter[str] = field(default_factory=collections.Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.behaviors.values())
+
+
+def _kosoku() -> str:
+    candidate = Path(sys.executable).parent / "kosoku"
+    return str(candidate) if candidate.exists() else "kosoku"
+
+
+def _read_line(proc: subprocess.Popen[str], pattern: str, deadline: float) -> re.Match[str]:
+    """Read the child's stderr until a line matches (the child prints its port there)."""
+    assert proc.stderr is not None
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise RuntimeError(f"no line matching {pattern!r}; child said: {''.join(seen)[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _selection(cases: list[str] | None) -> list[str]:
+    return [arg for case in cases or [] for arg in ("-i", case)]
+
+
+def summarize(side: str, outdir: Path, seconds: float) -> Summary:
+    summary = Summary(side, seconds)
+    index = json.loads((outdir / "index.json").read_text())
+    for results in index.values():
+        for case, result in results.items():
+            behavior, close = result["behavior"], result["behaviorClose"]
+            summary.behaviors[behavior] += 1
+            summary.close_behaviors[close] += 1
+            if behavior not in PASSING or close not in PASSING:
+                report = outdir / result.get("reportfile", "")
+                detail = ""
+                if report.is_file():
+                    detail = json.loads(report.read_text()).get("result", "")
+                summary.failures[case] = f"{behavior}/{close}: {detail}"
+    return summary
+
+
+def run_server_suite(outdir: Path, cases: list[str] | None = None, parallelism: int = 2) -> Summary:
+    """kosoku's fuzzingclient against ``python -m tether serve --echo``."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tether", "serve", "--echo", "--port", "0", *SERVER_FLAGS],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = _read_line(server, r"ws://[^:]+:(\d+)", time.monotonic() + 30).group(1)
+        start = time.monotonic()
+        subprocess.run(
+            [_kosoku(), "-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(parallelism),
+             "-o", str(outdir), *_selection(cases)],
+            timeout=SUITE_TIMEOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        seconds = time.monotonic() - start
+        assert server.poll() is None, "the tether server died during the suite"
+    finally:
+        _stop(server)
+    return summarize("server", outdir, seconds)
+
+
+def run_client_suite(outdir: Path, cases: list[str] | None = None, parallelism: int = 2) -> Summary:
+    """tests/conformance/autobahn_client.py against kosoku's fuzzingserver."""
+    fuzzer = subprocess.Popen(
+        [_kosoku(), "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir), *_selection(cases)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = _read_line(fuzzer, r"ws://[^:]+:(\d+)", time.monotonic() + 30).group(1)
+        start = time.monotonic()
+        subprocess.run(
+            [sys.executable, str(HERE / "autobahn_client.py"), f"ws://127.0.0.1:{port}",
+             str(parallelism)],
+            timeout=SUITE_TIMEOUT, check=True, stdout=subprocess.DEVNULL,
+        )
+        fuzzer.wait(60)  # it writes the reports, then exits
+        seconds = time.monotonic() - start
+    finally:
+        _stop(fuzzer)
+    return summarize("client", outdir, seconds)
+
+
+def render(summaries: list[Summary]) -> str:
+    import kosoku  # noqa: F401  (only to prove it is importable)
+    from importlib.metadata import version
+
+    lines = [
+        "# Autobahn conformance",
+        "",
+        "The whole Autobahn TestSuite, run by [kosoku](https://pypi.org/project/kosoku/)"
+        f" {version('kosoku')} (Autobahn's own case files) against tether {version('tether')},"
+        " as a server (kosoku's fuzzingclient against `python -m tether serve --echo`) and as"
+        " a client (`tests/conformance/autobahn_client.py` against kosoku's fuzzingserver).",
+        "",
+        "Regenerate this page with `scripts/autobahn` (about ten minutes on 2 cores)."
+        f" Last run: {datetime.date.today().isoformat()}, Python {sys.version.split()[0]}.",
+        "",
+        "| side | cases | " + " | ".join(sorted(PASSING)) + " | other | wall time |",
+        "|---|---|" + "---|" * len(PASSING) + "---|---|",
+    ]
+    for s in summaries:
+        counts = [str(s.behaviors.get(name, 0)) for name in sorted(PASSING)]
+        other = s.total - sum(s.behaviors.get(name, 0) for name in PASSING)
+        lines.append(
+            f"| {s.side} | {s.total} | " + " | ".join(counts) + f" | {other} | {s.seconds:.0f} s |"
+        )
+    lines += ["", "Close behaviour (`behaviorClose`):", ""]
+    for s in summaries:
+        closes = ", ".join(f"{k} {v}" for k, v in sorted(s.close_behaviors.items()))
+        lines.append(f"- {s.side}: {closes}")
+    for s in summaries:
+        if s.failures:
+            lines += ["", f"Failing cases ({s.side}):", ""]
+            lines += [f"- {case}: {why}" for case, why in sorted(s.failures.items())]
+    lines += [
+        "",
+        "NON-STRICT and INFORMATIONAL are passing verdicts in Autobahn: NON-STRICT marks"
+        " a choice the RFC allows (for instance failing fast on invalid UTF-8 a frame"
+        " later than the byte that made it invalid), INFORMATIONAL a case with no verdict"
+        " (such as which close code echoes an unusual one).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--docs", type=Path, help="write the summary page here")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports", help="report directory")
+    parser.add_argument("-i", "--include", action="append", help="case id or glob")
+    args = parser.parse_args()
+    summaries = [
+        run_server_suite(args.out / "servers", args.include),
+        run_client_suite(args.out / "clients", args.include),
+    ]
+    page = render(summaries)
+    print(page)
+    if args.docs:
+        args.docs.write_text(page)
+    return 1 if any(s.failures for s in summaries) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Fixtures for the interop tests: tether's scripted server and the test data.
+
+The scripted peers themselves are described in ``peers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+import tether
+from interop.peers import TETHER_OPTIONS, MiB, PeerReport, ScriptedServer, tether_script
+
+
+@pytest.fixture
+def tether_server() -> Callable[..., contextlib.AbstractAsyncContextManager[ScriptedServer]]:
+    """Start a scripted tether server on a free loopback port: ``async with
+    tether_server(compression=None) as server: ... server.url ...``."""
+
+    @contextlib.asynccontextmanager
+    async def start(**options: Any) -> AsyncIterator[ScriptedServer]:
+        reports: asyncio.Queue[PeerReport] = asyncio.Queue()
+        handler = functools.partial(tether_script, reports=reports)
+        async with tether.serve(handler, "127.0.0.1", 0, **{**TETHER_OPTIONS, **options}) as server:
+            yield ScriptedServer(f"ws://127.0.0.1:{server.port}/", reports)
+
+    return start
+
+
+@pytest.fixture(params=["deflate", None], ids=["deflate", "no-compression"])
+def compression(request: pytest.FixtureRequest) -> str | None:
+    """Both tether and websockets spell it ``compression="deflate"`` or ``None``."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def _text(rng: random.Random, words: int) -> str:
+    vocabulary = ["tether", "socket", "frame", "deflate", "héllo", "wörld", "日本語", "🚀", "ok"]
+    return " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+@pytest.fixture
+def large_messages() -> list[str | bytes]:
+    """A ~1.5 MiB compressible text and a 1 MiB incompressible binary message."""
+    rng = random.Random(1)
+    text = (_text(rng, 2000) + "\n") * 120
+    assert 1 * MiB < len(text.encode()) < 3 * MiB
+    return [text, rng.randbytes(MiB)]
+
+
+@pytest.fixture
+def varied_messages() -> list[str | bytes]:
+    """Many messages of both types where compression contexts matter.
+
+    Later messages repeat earlier ones (so a compressor that keeps its context
+    refers back to them: context takeover), and some hold the same random
+    block twice 2 KiB apart (further back than a 1 KiB window reaches, so a
+    compressor using a larger window than negotiated breaks the inflater).
+    """
+    rng = random.Random(2)
+    messages: list[str | bytes] = []
+    for i in range(160):
+        kind = i % 5
+        if kind == 0:
+            messages.append(_text(rng, rng.randrange(1, 400)))
+        elif kind == 1:
+            messages.append(rng.randbytes(rng.randrange(0, 3000)))
+        elif kind == 2 and messages:
+            earlier = rng.choice(messages)
+            messages.append(earlier + (" again" if isinstance(earlier, str) else b"again"))
+        elif kind == 3:
+            block = rng.randbytes(2048)
+            messages.append(block + b"-" + block)
+        else:
+            block_text = _text(rng, 300)
+            messages.append(f"{block_text} | {i} | {block_text}")
+    return messages
