@@ -6,10 +6,10 @@ import asyncio
 import socket
 
 import pytest
-from conftest import OP_BINARY, OP_CLOSE, OP_TEXT, OpenRaw, RawClient, StartServer, ws_uri
-from helpers import timeout
 
 import tether
+from conftest import OP_BINARY, OP_CLOSE, OP_TEXT, OpenRaw, RawClient, StartServer, ws_uri
+from helpers import timeout
 from tether.protocol import connection as core
 
 
@@ -23,7 +23,9 @@ async def quiet_server(start_server: StartServer) -> tether.Server:
     return await start_server(handler, write_high_water=16 * 1024, write_low_water=4 * 1024)
 
 
-async def connect_all(server: tether.Server, count: int, **options: object) -> list[tether.Connection]:
+async def connect_all(
+    server: tether.Server, count: int, **options: object
+) -> list[tether.Connection]:
     before = len(server.connections)
     clients = [await tether.connect(ws_uri(server), **options) for _ in range(count)]  # type: ignore[arg-type]
     # The server registers a connection as it writes the 101, so it is known by now.

@@ -11,10 +11,10 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import StartServer, ws_uri
-from helpers import repo_root, timeout
 
 import tether
+from conftest import StartServer, ws_uri
+from helpers import repo_root, timeout
 
 LISTENING = re.compile(rb"echo server listening on (ws://\S+)")
 
@@ -72,16 +72,16 @@ async def test_serve_echoes_text_and_binary() -> None:
 
 
 async def test_serve_limit_flags_reach_the_server() -> None:
-    async with cli_server("--max-message-size", "100", "--compression", "none") as (uri, _):
-        async with tether.connect(uri) as client:
-            assert client.response is not None
-            assert "Sec-WebSocket-Extensions" not in client.response.headers
-            await client.send("a" * 100)
-            assert await asyncio.wait_for(client.recv(), timeout()) == "a" * 100
-            await client.send("a" * 101)
-            with pytest.raises(tether.ConnectionClosedError) as info:
-                await asyncio.wait_for(client.recv(), timeout())
-            assert info.value.code == 1009
+    flags = ("--max-message-size", "100", "--compression", "none")
+    async with cli_server(*flags) as (uri, _), tether.connect(uri) as client:
+        assert client.response is not None
+        assert "Sec-WebSocket-Extensions" not in client.response.headers
+        await client.send("a" * 100)
+        assert await asyncio.wait_for(client.recv(), timeout()) == "a" * 100
+        await client.send("a" * 101)
+        with pytest.raises(tether.ConnectionClosedError) as info:
+            await asyncio.wait_for(client.recv(), timeout())
+        assert info.value.code == 1009
 
 
 async def test_serve_shuts_down_gracefully_on_sigterm() -> None:

@@ -10,10 +10,10 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import StartServer, ws_uri
-from helpers import timeout
 
 import tether
+from conftest import StartServer, ws_uri
+from helpers import timeout
 from tether import Request, Response
 
 

@@ -8,12 +8,13 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
-from conftest import OP_CLOSE, OP_PING, OP_PONG, OpenRaw, StartServer, ws_uri
-from helpers import timeout
 
 import tether
+from conftest import OP_CLOSE, OP_PING, OP_PONG, OpenRaw, StartServer, ws_uri
+from helpers import timeout
 
 COMPRESSION = pytest.mark.parametrize("compression", ["deflate", None])
 
@@ -39,7 +40,7 @@ async def served_connection(
 
 @COMPRESSION
 async def test_text_is_echoed_as_str_and_binary_as_bytes(
-    start_server: StartServer, compression: str | None
+    start_server: StartServer, compression: Literal["deflate"] | None
 ) -> None:
     server = await start_server(compression=compression)
     async with tether.connect(ws_uri(server), compression=compression) as client:
@@ -55,7 +56,9 @@ async def test_text_is_echoed_as_str_and_binary_as_bytes(
 
 
 @COMPRESSION
-async def test_large_messages_both_ways(start_server: StartServer, compression: str | None) -> None:
+async def test_large_messages_both_ways(
+    start_server: StartServer, compression: Literal["deflate"] | None
+) -> None:
     server = await start_server(compression=compression)
     payload = os.urandom(512 * 1024)
     text = "ab€" * (512 * 1024 // 5)
@@ -68,7 +71,7 @@ async def test_large_messages_both_ways(start_server: StartServer, compression: 
 
 @COMPRESSION
 async def test_fragments_from_a_list_arrive_as_one_message(
-    start_server: StartServer, compression: str | None
+    start_server: StartServer, compression: Literal["deflate"] | None
 ) -> None:
     server = await start_server(compression=compression)
     async with tether.connect(ws_uri(server), compression=compression) as client:
@@ -81,7 +84,7 @@ async def test_fragments_from_a_list_arrive_as_one_message(
 
 @COMPRESSION
 async def test_fragments_from_an_async_generator_arrive_as_one_message(
-    start_server: StartServer, compression: str | None
+    start_server: StartServer, compression: Literal["deflate"] | None
 ) -> None:
     async def pieces() -> AsyncIterator[bytes]:
         for i in range(5):

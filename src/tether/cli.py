@@ -12,10 +12,11 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from . import Connection, ConnectionClosed, Limits, connect, serve
+from . import Connection, ConnectionClosed, Limits, TetherError, connect, serve
 from .version import __version__
 
 __all__ = ["main"]
@@ -125,6 +126,30 @@ async def _printer(connection: Connection, tty: bool) -> None:
         pass
 
 
+def _stdin_lines() -> asyncio.Queue[str]:
+    """Lines of stdin, read by a daemon thread; "" at end of file.
+
+    Not ``asyncio.to_thread``: ``asyncio.run`` joins its executor threads, so
+    one blocked in ``readline()`` would keep the client alive after the server
+    closed the connection, until the user typed something.
+    """
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        while True:
+            line = sys.stdin.readline()
+            try:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            except RuntimeError:  # the loop is closed: we are exiting
+                return
+            if not line:
+                return
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return lines
+
+
 async def _client(args: argparse.Namespace) -> int:
     tty = sys.stdin.isatty()
     compression = _compression(args)
@@ -138,10 +163,17 @@ async def _client(args: argparse.Namespace) -> int:
         if tty:
             print(f"connected to {args.uri} (Ctrl-D to close)", file=sys.stderr, flush=True)
         printer = asyncio.create_task(_printer(connection, tty))
+        lines = _stdin_lines()
         try:
             while True:
-                line = await asyncio.to_thread(sys.stdin.readline)
-                if not line or printer.done():
+                # The server may close first: stop waiting for input then.
+                next_line = asyncio.ensure_future(lines.get())
+                await asyncio.wait({next_line, printer}, return_when=asyncio.FIRST_COMPLETED)
+                if not next_line.done():
+                    next_line.cancel()
+                    break
+                line = next_line.result()
+                if not line:
                     break
                 await connection.send(line.rstrip("\n"))
         except ConnectionClosed:
@@ -162,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(runner)
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TetherError) as exc:
+        # TetherError: e.g. InvalidStatus when the server refuses the handshake.
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0

@@ -26,8 +26,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PASSING = frozenset({"OK", "NON-STRICT", "INFORMATIONAL"})
 # 9.x sends messages of up to 16 MiB; keepalive pings would be frames the cases do not expect.
-SERVER_FLAGS = ["--max-message-size", str(64 * 2**20), "--max-frame-size", str(64 * 2**20),
-                "--ping-interval", "none"]
+SERVER_FLAGS = [
+    "--max-message-size",
+    str(64 * 2**20),
+    "--max-frame-size",
+    str(64 * 2**20),
+    "--ping-interval",
+    "none",
+]
 SUITE_TIMEOUT = 1200.0  # seconds per side, far above the few minutes a run takes
 
 
@@ -99,15 +105,28 @@ def run_server_suite(outdir: Path, cases: list[str] | None = None, parallelism: 
     """kosoku's fuzzingclient against ``python -m tether serve --echo``."""
     server = subprocess.Popen(
         [sys.executable, "-m", "tether", "serve", "--echo", "--port", "0", *SERVER_FLAGS],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     try:
         port = _read_line(server, r"ws://[^:]+:(\d+)", time.monotonic() + 30).group(1)
         start = time.monotonic()
         subprocess.run(
-            [_kosoku(), "-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(parallelism),
-             "-o", str(outdir), *_selection(cases)],
-            timeout=SUITE_TIMEOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                _kosoku(),
+                "-m",
+                "fuzzingclient",
+                f"127.0.0.1:{port}",
+                "-p",
+                str(parallelism),
+                "-o",
+                str(outdir),
+                *_selection(cases),
+            ],
+            timeout=SUITE_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             check=False,
         )
         seconds = time.monotonic() - start
@@ -121,15 +140,23 @@ def run_client_suite(outdir: Path, cases: list[str] | None = None, parallelism: 
     """tests/conformance/autobahn_client.py against kosoku's fuzzingserver."""
     fuzzer = subprocess.Popen(
         [_kosoku(), "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir), *_selection(cases)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     try:
         port = _read_line(fuzzer, r"ws://[^:]+:(\d+)", time.monotonic() + 30).group(1)
         start = time.monotonic()
         subprocess.run(
-            [sys.executable, str(HERE / "autobahn_client.py"), f"ws://127.0.0.1:{port}",
-             str(parallelism)],
-            timeout=SUITE_TIMEOUT, check=True, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(HERE / "autobahn_client.py"),
+                f"ws://127.0.0.1:{port}",
+                str(parallelism),
+            ],
+            timeout=SUITE_TIMEOUT,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         fuzzer.wait(60)  # it writes the reports, then exits
         seconds = time.monotonic() - start
@@ -139,7 +166,6 @@ def run_client_suite(outdir: Path, cases: list[str] | None = None, parallelism: 
 
 
 def render(summaries: list[Summary]) -> str:
-    import kosoku  # noqa: F401  (only to prove it is importable)
     from importlib.metadata import version
 
     lines = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from autobahn_suite import run_client_suite, run_server_suite
 
+from conformance.autobahn_suite import run_client_suite, run_server_suite
 from helpers import skip_conformance
 
 pytestmark = [

@@ -9,17 +9,24 @@ import asyncio
 import contextlib
 import functools
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import tether
-from interop.peers import TETHER_OPTIONS, MiB, PeerReport, ScriptedServer, tether_script
+from interop.peers import (
+    TETHER_OPTIONS,
+    MiB,
+    PeerReport,
+    ScriptedServer,
+    ServerFactory,
+    tether_script,
+)
 
 
 @pytest.fixture
-def tether_server() -> Callable[..., contextlib.AbstractAsyncContextManager[ScriptedServer]]:
+def tether_server() -> ServerFactory:
     """Start a scripted tether server on a free loopback port: ``async with
     tether_server(compression=None) as server: ... server.url ...``."""
 

@@ -23,7 +23,9 @@ When a connection ends, the server reports what it saw of it (a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -82,6 +84,10 @@ class ScriptedServer:
         return await asyncio.wait_for(self.reports.get(), timeout(5))
 
 
+ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[ScriptedServer]]
+"""The ``tether_server`` fixture: ``async with tether_server(**options) as server``."""
+
+
 async def tether_script(connection: tether.Connection, reports: asyncio.Queue[PeerReport]) -> None:
     """The scripted server (see the module docstring) as a tether handler."""
     try:
@@ -110,3 +116,30 @@ async def tether_script(connection: tether.Connection, reports: asyncio.Queue[Pe
                 close_reason=connection.close_reason,
             )
         )
+
+
+def pipelined_messages() -> list[str | bytes]:
+    """~8 MiB that barely compresses: enough in flight to fill every buffer on
+    the way, so that both sides' flow control (paused reading, drain) kicks in."""
+    rng = random.Random(3)
+    return [rng.randbytes(16384) if i % 2 else rng.randbytes(8192).hex() for i in range(500)]
+
+
+async def echo_concurrently(connection: Any, messages: list[str | bytes]) -> list[str | bytes]:
+    """Send every message while receiving the echoes; return what came back.
+
+    ``connection`` is a tether or a websockets connection: both have these
+    ``send()`` and ``recv()``.
+    """
+
+    async def send_all() -> None:
+        for message in messages:
+            await connection.send(message)
+
+    sender = asyncio.create_task(send_all())
+    try:
+        received = [await within(connection.recv()) for _ in messages]
+        await within(sender)
+    finally:
+        sender.cancel()
+    return received

@@ -33,6 +33,9 @@ from interop.peers import (
     TETHER_OPTIONS,
     PeerReport,
     ScriptedServer,
+    ServerFactory,
+    echo_concurrently,
+    pipelined_messages,
     within,
 )
 
@@ -138,6 +141,16 @@ async def test_tether_client_large_messages(
             echoed = await within(connection.recv())
             assert type(echoed) is type(message)
             assert echoed == message
+
+
+async def test_tether_client_pipelined_messages(compression: str | None) -> None:
+    messages = pipelined_messages()
+    async with (
+        websockets_server(compression=compression) as server,
+        tether_connect(server.url, compression=compression) as connection,
+    ):
+        received = await echo_concurrently(connection, messages)
+    assert received == messages
 
 
 async def test_tether_client_fragmented_messages(compression: str | None) -> None:
@@ -285,7 +298,9 @@ async def test_tether_client_deflate_params(
 # -- websockets client -> tether server --------------------------------------
 
 
-async def test_websockets_client_echo_text_and_binary(tether_server, compression) -> None:
+async def test_websockets_client_echo_text_and_binary(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     messages: list[str | bytes] = ["héllo wörld ✓ 🚀", b"\x00\xffbinary\x80", "", b""]
     async with (
         tether_server(compression=compression) as server,
@@ -299,7 +314,7 @@ async def test_websockets_client_echo_text_and_binary(tether_server, compression
 
 
 async def test_websockets_client_large_messages(
-    tether_server, compression, large_messages: list[str | bytes]
+    tether_server: ServerFactory, compression: str | None, large_messages: list[str | bytes]
 ) -> None:
     async with (
         tether_server(compression=compression) as server,
@@ -312,7 +327,21 @@ async def test_websockets_client_large_messages(
             assert echoed == message
 
 
-async def test_websockets_client_fragmented_messages(tether_server, compression) -> None:
+async def test_websockets_client_pipelined_messages(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
+    messages = pipelined_messages()
+    async with (
+        tether_server(compression=compression) as server,
+        ws_client(server.url, compression=compression) as connection,
+    ):
+        received = await echo_concurrently(connection, messages)
+    assert received == messages
+
+
+async def test_websockets_client_fragmented_messages(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with (
         tether_server(compression=compression) as server,
         ws_client(server.url, compression=compression) as connection,
@@ -330,7 +359,9 @@ async def test_websockets_client_fragmented_messages(tether_server, compression)
         assert parts == FRAGMENTS_BINARY
 
 
-async def test_websockets_client_ping_pong(tether_server, compression) -> None:
+async def test_websockets_client_ping_pong(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with (
         tether_server(compression=compression) as server,
         ws_client(server.url, compression=compression) as connection,
@@ -345,7 +376,9 @@ async def test_websockets_client_ping_pong(tether_server, compression) -> None:
         assert await within(connection.recv()) == "after"
 
 
-async def test_websockets_client_sees_tether_close_code(tether_server, compression) -> None:
+async def test_websockets_client_sees_tether_close_code(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with tether_server(compression=compression) as server:
         async with ws_client(server.url, compression=compression) as connection:
             await connection.send("cmd:close 4001 bye")
@@ -360,7 +393,9 @@ async def test_websockets_client_sees_tether_close_code(tether_server, compressi
     assert (report.close_code, report.close_reason) == (4001, "bye")
 
 
-async def test_tether_server_sees_websockets_close_code(tether_server, compression) -> None:
+async def test_tether_server_sees_websockets_close_code(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with tether_server(compression=compression) as server:
         async with ws_client(server.url, compression=compression) as connection:
             await connection.send("hi")
@@ -372,7 +407,9 @@ async def test_tether_server_sees_websockets_close_code(tether_server, compressi
     assert (report.close_code, report.close_reason) == (4002, "ciao ✓")
 
 
-async def test_websockets_client_sees_1009_for_too_big_message(tether_server, compression) -> None:
+async def test_websockets_client_sees_1009_for_too_big_message(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with (
         tether_server(compression=compression, max_message_size=1000) as server,
         ws_client(server.url, compression=compression) as connection,
@@ -389,7 +426,9 @@ async def test_websockets_client_sees_1009_for_too_big_message(tether_server, co
     assert report.close_code == 1006
 
 
-async def test_websockets_client_sees_tether_server_shutdown(tether_server, compression) -> None:
+async def test_websockets_client_sees_tether_server_shutdown(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with tether_server(compression=compression) as server:
         connection = await ws_client(server.url, compression=compression)
         await connection.send("hi")
@@ -402,7 +441,9 @@ async def test_websockets_client_sees_tether_server_shutdown(tether_server, comp
     await within(connection.wait_closed())
 
 
-async def test_websockets_client_subprotocol(tether_server, compression) -> None:
+async def test_websockets_client_subprotocol(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with (
         tether_server(compression=compression, subprotocols=["chat.v1"]) as server,
         ws_client(server.url, compression=compression, subprotocols=["chat.v2", "chat.v1"]) as c,
@@ -413,7 +454,9 @@ async def test_websockets_client_subprotocol(tether_server, compression) -> None
     assert report.subprotocol == "chat.v1"
 
 
-async def test_websockets_client_deflate_negotiation(tether_server, compression) -> None:
+async def test_websockets_client_deflate_negotiation(
+    tether_server: ServerFactory, compression: str | None
+) -> None:
     async with (
         tether_server(compression=compression) as server,
         ws_client(server.url, compression=compression) as connection,
@@ -447,7 +490,7 @@ async def test_websockets_client_deflate_negotiation(tether_server, compression)
     ids=["server-bits-10-client-nct", "client-bits-9", "server-nct-bits-8", "min-size"],
 )
 async def test_tether_server_deflate_params(
-    tether_server, options: tether.DeflateOptions, varied_messages: list[str | bytes]
+    tether_server: ServerFactory, options: tether.DeflateOptions, varied_messages: list[str | bytes]
 ) -> None:
     async with (
         tether_server(compression=options) as server,
@@ -478,7 +521,7 @@ async def test_tether_server_deflate_params(
     ids=["server-bits-10-client-nct", "client-bits-9", "server-nct-client-bits-12"],
 )
 async def test_websockets_client_deflate_offer(
-    tether_server, params: dict[str, Any], varied_messages: list[str | bytes]
+    tether_server: ServerFactory, params: dict[str, Any], varied_messages: list[str | bytes]
 ) -> None:
     """websockets' client asks for non-default parameters; tether's server obliges."""
     factory = ClientPerMessageDeflateFactory(**params)

@@ -18,7 +18,15 @@ import pytest
 
 import tether
 from helpers import node_bin, repo_root, timeout
-from interop.peers import FRAGMENTS_BINARY, FRAGMENTS_TEXT, TETHER_OPTIONS, within
+from interop.peers import (
+    FRAGMENTS_BINARY,
+    FRAGMENTS_TEXT,
+    TETHER_OPTIONS,
+    ServerFactory,
+    echo_concurrently,
+    pipelined_messages,
+    within,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -116,6 +124,16 @@ async def test_tether_client_large_messages(
             echoed = await within(connection.recv())
             assert type(echoed) is type(message)
             assert echoed == message
+
+
+async def test_tether_client_pipelined_messages(compression: str | None) -> None:
+    messages = pipelined_messages()
+    async with (
+        ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
+        tether_connect(url, compression=compression) as connection,
+    ):
+        received = await echo_concurrently(connection, messages)
+    assert received == messages
 
 
 async def test_tether_client_fragmented_messages(compression: str | None) -> None:
@@ -245,7 +263,9 @@ EXPECTED_STEPS = {"open", "text", "binary", "large", "fragmented", "ping", "clos
 
 
 @pytest.mark.parametrize("closer", ["server", "client"])
-async def test_ws_client_exchange(tether_server, compression, closer: str) -> None:
+async def test_ws_client_exchange(
+    tether_server: ServerFactory, compression: str | None, closer: str
+) -> None:
     async with tether_server(compression=compression) as server:
         steps = await run_ws_client(
             server.url, perMessageDeflate=deflate_on(compression), close=closer
@@ -270,7 +290,7 @@ async def test_ws_client_exchange(tether_server, compression, closer: str) -> No
         assert report.extensions is None
 
 
-async def test_ws_client_subprotocol(tether_server) -> None:
+async def test_ws_client_subprotocol(tether_server: ServerFactory) -> None:
     async with tether_server(subprotocols=["chat.v1"]) as server:
         steps = await run_ws_client(server.url, protocols=["chat.v2", "chat.v1"])
         report = await server.report()
@@ -288,7 +308,7 @@ async def test_ws_client_subprotocol(tether_server) -> None:
     ids=["server-bits-10-client-nct", "server-nct-client-bits-9", "server-bits-8"],
 )
 async def test_tether_server_deflate_params_with_ws(
-    tether_server, options: tether.DeflateOptions
+    tether_server: ServerFactory, options: tether.DeflateOptions
 ) -> None:
     async with tether_server(compression=options) as server:
         steps = await run_ws_client(server.url, perMessageDeflate=True, varied=True)
@@ -313,7 +333,7 @@ async def test_tether_server_deflate_params_with_ws(
     ],
     ids=["bits-10-11", "no-context-takeover"],
 )
-async def test_ws_client_deflate_offer(tether_server, offer: dict[str, Any]) -> None:
+async def test_ws_client_deflate_offer(tether_server: ServerFactory, offer: dict[str, Any]) -> None:
     """ws' client asks for non-default parameters; tether's server obliges."""
     async with tether_server(compression="deflate") as server:
         steps = await run_ws_client(server.url, perMessageDeflate=offer, varied=True)

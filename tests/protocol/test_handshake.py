@@ -185,6 +185,12 @@ def test_server_checks_origin_against_the_allow_list(
         assert reject(handshake, req).status == 403
 
 
+def test_server_refuses_several_origin_headers_even_if_one_is_allowed() -> None:
+    handshake = ServerHandshake(origins=["https://app.example"])
+    req = request(("Origin", "https://app.example"), ("Origin", "https://evil.example"))
+    assert reject(handshake, req).status == 403
+
+
 def test_server_without_allow_list_accepts_any_origin() -> None:
     assert ServerHandshake().accept(request(("Origin", "https://x.example")))[0].status == 101
 

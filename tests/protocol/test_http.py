@@ -182,6 +182,8 @@ def test_headers_tokens() -> None:
         ("X\r\nInjected", "v"),
         ("X\n", "v"),
         ("X:Y", "v"),
+        ("X Y", "v"),
+        ("", "v"),
     ],
 )
 def test_headers_add_refuses_crlf_injection(name: str, value: str) -> None:

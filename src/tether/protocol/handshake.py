@@ -124,8 +124,11 @@ class ServerHandshake:
         if len(keys) != 1 or not _valid_key(keys[0]):
             raise _reject(400, "Bad Request", "missing or invalid Sec-WebSocket-Key")
         if self.origins is not None:
-            origin = headers.get("Origin")
-            if origin not in self.origins:
+            # Several Origin headers could smuggle an allowed one past a
+            # check that reads only the first: accept exactly zero or one.
+            found = headers.get_all("Origin")
+            origin = found[0] if len(found) == 1 else None
+            if len(found) > 1 or origin not in self.origins:
                 raise _reject(403, "Forbidden", "origin not allowed")
         subprotocol = self._subprotocol(request)
         deflate, extension = self._extensions(headers)

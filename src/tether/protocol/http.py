@@ -62,8 +62,13 @@ class Headers:
         return [value for key, value in self._items if key.lower() == lower]
 
     def add(self, name: str, value: str) -> None:
-        """Append a header line; names and values are checked against CR/LF injection."""
-        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+        """Append a header line; the name must be a token and the value free of CR/LF
+        (no header injection)."""
+        if (
+            _TOKEN.fullmatch(name.encode("latin-1", "replace")) is None
+            or "\r" in value
+            or "\n" in value
+        ):
             raise ValueError(f"invalid header {name!r}: {value!r}")
         self._items.append((name, value))
 
