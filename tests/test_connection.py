@@ -466,3 +466,36 @@ async def test_keepalive_drops_a_peer_that_stopped_reading(
         await asyncio.wait_for(blocked, timeout(0.1 + 0.1 + 0.3 + 0.5))
     await asyncio.wait_for(connection.wait_closed(), timeout())
     assert connection.close_code == 1006
+
+
+async def test_socketpair_connection_without_listening_socket() -> None:
+    """The whole stack over a socketpair: no listening socket, no port."""
+    server_sock, client_sock = socket.socketpair()
+    received: list[str | bytes] = []
+
+    async def handler(connection: tether.Connection) -> None:
+        async for message in connection:
+            received.append(message)
+            await connection.send(message)
+
+    server = tether.Server(handler)
+    await server.handle_socket(server_sock)
+    async with tether.connect("ws://pair/chat", sock=client_sock) as client:
+        await client.send("over a pair")
+        assert await asyncio.wait_for(client.recv(), timeout()) == "over a pair"
+        await client.send(b"\x00\x01")
+        assert await asyncio.wait_for(client.recv(), timeout()) == b"\x00\x01"
+    assert client.close_code == 1000
+    assert received == ["over a pair", b"\x00\x01"]
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), timeout(2))
+
+
+async def test_cancelled_ping_frees_its_payload(start_server: StartServer) -> None:
+    server = await start_server()
+    async with tether.connect(ws_uri(server)) as client:
+        with pytest.raises((asyncio.TimeoutError, asyncio.CancelledError)):
+            await asyncio.wait_for(client.ping(b"same"), 0)
+        # The same payload can be used again: the cancelled ping left nothing behind.
+        rtt = await asyncio.wait_for(client.ping(b"same"), timeout())
+        assert rtt > 0

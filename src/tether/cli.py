@@ -97,9 +97,8 @@ async def _serve(args: argparse.Namespace) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
-        print(
-            f"echo server listening on ws://{args.host}:{server.port}", file=sys.stderr, flush=True
-        )
+        host = f"[{args.host}]" if ":" in args.host else args.host  # RFC 3986 IPv6 literal
+        print(f"echo server listening on ws://{host}:{server.port}", file=sys.stderr, flush=True)
         with contextlib.suppress(asyncio.CancelledError):
             await stop
         print("shutting down", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,10 @@ class connect:
     backoff and full jitter between ``backoff_min`` and ``backoff_max``
     seconds (``max_attempts`` failed attempts in a row end the loop).
 
+    ``sock``: an already connected socket to use instead of opening one
+    (e.g. one end of :func:`socket.socketpair`); the URI still gives the
+    Host header and resource.
+
     ``compression``: ``"deflate"`` (default) offers permessage-deflate,
     ``None`` turns it off, a :class:`DeflateOptions` or a sequence of them
     makes one offer each, in order of preference. Limits are keyword options,
@@ -63,6 +68,7 @@ class connect:
         compression: Compression | Sequence[DeflateOptions] = "deflate",
         ssl: ssl_module.SSLContext | bool | None = None,
         server_hostname: str | None = None,
+        sock: socket.socket | None = None,
         user_agent: str | None = SERVER_NAME,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
@@ -90,6 +96,7 @@ class connect:
             raise InvalidURI("an SSL context was given for a ws:// URI; use wss://")
         self.ssl: ssl_module.SSLContext | None = ssl
         self.server_hostname = server_hostname
+        self.sock = sock
         self.user_agent = user_agent
         self.backoff = (backoff_min, backoff_max, backoff_factor)
         self.max_attempts = max_attempts
@@ -104,7 +111,14 @@ class connect:
         def factory() -> Connection:
             return Connection(core.Side.CLIENT, limits, self.logger)
 
-        if uri.unix_path is not None:
+        if self.sock is not None:
+            _, connection = await loop.create_connection(
+                factory,
+                sock=self.sock,
+                ssl=self.ssl,
+                server_hostname=(self.server_hostname or uri.host) if self.ssl else None,
+            )
+        elif uri.unix_path is not None:
             _, connection = await loop.create_unix_connection(
                 factory,
                 uri.unix_path,
@@ -158,9 +172,10 @@ class connect:
         result = handshake.check(response)
         deflate = None
         if result.deflate is not None:
-            # Options of the offer the answer matched (the first one that fits).
-            options = self.offers[0] if self.offers else DeflateOptions()
-            deflate = PerMessageDeflate(result.deflate, is_client=True, options=options)
+            assert result.deflate_offer is not None
+            deflate = PerMessageDeflate(
+                result.deflate, is_client=True, options=result.deflate_offer
+            )
         connection.subprotocol = result.subprotocol
         protocol = core.Connection(core.Side.CLIENT, limits=limits, deflate=deflate)
         connection._start(protocol, bytes(connection._head[used:]))
@@ -194,6 +209,7 @@ class connect:
     async def _reconnecting(self) -> AsyncIterator[Connection]:
         delays = self._delays()
         failures = 0
+        last_error: BaseException | None = None
         while True:
             try:
                 connection = await self._connect()
@@ -201,11 +217,13 @@ class connect:
                 if exc.response.status < 500:
                     raise
                 failures += 1
+                last_error = exc
                 self.logger.info("server answered %d; reconnecting", exc.response.status)
             except HandshakeError:
                 raise
             except _RETRYABLE as exc:
                 failures += 1
+                last_error = exc
                 self.logger.info("connection failed (%s); reconnecting", exc)
             else:
                 failures = 0
@@ -217,5 +235,8 @@ class connect:
                         await connection.close()
                 continue
             if self.max_attempts is not None and failures >= self.max_attempts:
-                raise ConnectionRefusedError(f"gave up after {failures} attempts")
+                # The last failure is the most useful thing to show the caller.
+                assert last_error is not None
+                self.logger.warning("giving up after %d attempts", failures)
+                raise last_error
             await asyncio.sleep(next(delays))

@@ -337,7 +337,13 @@ class Connection(asyncio.Protocol):
         self._pings[payload] = (future, time.monotonic())
         assert self.transport is not None
         self.transport.write(protocol.send_ping(payload))
-        return await future
+        try:
+            return await future
+        finally:
+            # A cancelled ping must not keep its payload reserved forever.
+            entry = self._pings.get(payload)
+            if entry is not None and entry[0] is future:
+                del self._pings[payload]
 
     def _pong_received(self, payload: bytes) -> None:
         if payload == self._keepalive_payload:

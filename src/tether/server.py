@@ -148,6 +148,16 @@ class Server:
     async def __aenter__(self) -> Server:
         return self
 
+    async def handle_socket(
+        self, sock: socket.socket, *, ssl: ssl_module.SSLContext | None = None
+    ) -> None:
+        """Serve one already connected socket, e.g. an end of :func:`socket.socketpair`
+        or a socket handed over by another process. Returns once the connection is set up;
+        it then runs like any other (see :attr:`connections`, :meth:`wait_closed`)."""
+        await asyncio.get_running_loop().connect_accepted_socket(
+            self._connection_factory, sock, ssl=ssl
+        )
+
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         await self.wait_closed()
@@ -351,7 +361,11 @@ class serve:
         factory = self.server._connection_factory
         if listen["path"] is not None:
             self.server._server = await loop.create_unix_server(
-                factory, listen["path"], ssl=listen["ssl"], backlog=listen["backlog"]
+                factory,
+                listen["path"],
+                ssl=listen["ssl"],
+                backlog=listen["backlog"],
+                ssl_handshake_timeout=self._tls_timeout(),
             )
         else:
             self.server._server = await loop.create_server(
@@ -362,8 +376,15 @@ class serve:
                 ssl=listen["ssl"],
                 reuse_port=listen["reuse_port"] or None,
                 backlog=listen["backlog"],
+                ssl_handshake_timeout=self._tls_timeout(),
             )
         return self.server
+
+    def _tls_timeout(self) -> float | None:
+        # open_timeout covers the TLS handshake too (asyncio's default is 60 s).
+        if self._listen["ssl"] is None:
+            return None
+        return self.server.limits.open_timeout
 
     def __await__(self) -> Generator[Any, None, Server]:
         return self._start().__await__()

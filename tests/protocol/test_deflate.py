@@ -15,6 +15,7 @@ from tether.protocol.deflate import (
     PerMessageDeflate,
     accept_response,
     client_offer,
+    match_response,
     negotiate_offer,
 )
 from tether.protocol.extensions import ExtensionParams
@@ -369,3 +370,15 @@ def test_codec_round_trip(
     for message in messages:
         assert server.decompress(client.compress(message), True, len(message)) == message
         assert client.decompress(server.compress(message), True, len(message)) == message
+
+
+def test_match_response_names_the_offer_the_answer_fits() -> None:
+    strict = DeflateOptions(server_max_window_bits=9, min_size=1000)
+    plain = DeflateOptions(min_size=7)
+    # No server_max_window_bits in the answer: it cannot be for the first offer.
+    params, offer = match_response([], [strict, plain])
+    assert offer is plain
+    assert params == DeflateParams()
+    params, offer = match_response([("server_max_window_bits", "9")], [strict, plain])
+    assert offer is strict
+    assert params.server_max_window_bits == 9

@@ -372,7 +372,9 @@ def test_client_accepts_a_good_response() -> None:
             ("Sec-WebSocket-Extensions", "permessage-deflate; server_no_context_takeover"),
         )
     )
-    assert result == HandshakeResult("chat", DeflateParams(server_no_context_takeover=True))
+    assert result == HandshakeResult(
+        "chat", DeflateParams(server_no_context_takeover=True), DeflateOptions()
+    )
 
 
 def test_client_rejects_non_101_with_invalid_status() -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "PerMessageDeflate",
     "accept_response",
     "client_offer",
+    "match_response",
     "negotiate_offer",
 ]
 
@@ -167,10 +168,18 @@ def negotiate_offer(
 
 
 def accept_response(response: ExtensionParams, offers: list[DeflateOptions]) -> DeflateParams:
+    """Client side: the parameters the server's answer agrees to (see :func:`match_response`)."""
+    return match_response(response, offers)[0]
+
+
+def match_response(
+    response: ExtensionParams, offers: list[DeflateOptions]
+) -> tuple[DeflateParams, DeflateOptions]:
     """Client side: check the server's answer against our offers (RFC 7692 §7.1).
 
-    The answer does not say which offer it accepts; we take the first offer it
-    is consistent with. Raises :class:`ProtocolError` (the handshake fails) when
+    Returns the agreed parameters and the offer they answer. The answer does
+    not say which offer it accepts; we take the first offer it is consistent
+    with. Raises :class:`ProtocolError` (the handshake fails) when
     it fits none.
     """
     try:
@@ -190,13 +199,14 @@ def accept_response(response: ExtensionParams, offers: list[DeflateOptions]) -> 
         client_bits = got.get("client_max_window_bits")
         if client_bits is not None and client_bits > offer.client_max_window_bits:
             continue
-        return DeflateParams(
+        agreed = DeflateParams(
             server_no_context_takeover="server_no_context_takeover" in got,
             client_no_context_takeover=offer.client_no_context_takeover
             or "client_no_context_takeover" in got,
             server_max_window_bits=server_bits or 15,
             client_max_window_bits=client_bits or offer.client_max_window_bits,
         )
+        return agreed, offer
     raise ProtocolError("permessage-deflate response matches none of our offers", 1010)
 
 

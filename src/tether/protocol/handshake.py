@@ -15,8 +15,8 @@ from .deflate import (
     EXTENSION_NAME,
     DeflateOptions,
     DeflateParams,
-    accept_response,
     client_offer,
+    match_response,
     negotiate_offer,
 )
 from .extensions import parse_extensions, serialize_extension
@@ -64,6 +64,8 @@ class HandshakeResult:
 
     subprotocol: str | None
     deflate: DeflateParams | None
+    #: Client side: which of our offers the answer accepted (its level, min_size...).
+    deflate_offer: DeflateOptions | None = None
 
 
 def _reject(
@@ -255,12 +257,13 @@ class ClientHandshake:
         except ValueError as exc:
             raise HandshakeError(f"invalid Sec-WebSocket-Extensions: {exc}") from None
         deflate: DeflateParams | None = None
+        offer: DeflateOptions | None = None
         for name, params in extensions:
             # §9.1: the server may only answer with extensions the client offered.
             if name != EXTENSION_NAME or not self.offers or deflate is not None:
                 raise HandshakeError(f"server accepted an extension we did not offer: {name}")
             try:
-                deflate = accept_response(params, self.offers)
+                deflate, offer = match_response(params, self.offers)
             except ProtocolError as exc:
                 raise HandshakeError(str(exc)) from None
-        return HandshakeResult(subprotocol, deflate)
+        return HandshakeResult(subprotocol, deflate, offer)
