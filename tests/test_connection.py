@@ -7,6 +7,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -499,3 +500,50 @@ async def test_cancelled_ping_frees_its_payload(start_server: StartServer) -> No
         # The same payload can be used again: the cancelled ping left nothing behind.
         rtt = await asyncio.wait_for(client.ping(b"same"), timeout())
         assert rtt > 0
+
+
+def _compressed_frame(payload: bytes) -> bytes:
+    """A masked, compressed (RSV1) binary frame built by hand (RFC 7692 §7.2.1)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    data = data[:-4]  # drop the 00 00 ff ff tail
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    head = (
+        struct.pack("!BBH", 0x80 | 0x40 | 0x2, 0x80 | 126, len(data))
+        if len(data) >= 126
+        else struct.pack("!BB", 0x80 | 0x40 | 0x2, 0x80 | len(data))
+    )
+    return head + key + masked
+
+
+async def test_one_read_of_compressed_frames_never_overfills_the_queue(
+    start_server: StartServer, raw_client: OpenRaw
+) -> None:
+    """100 messages of 512 KiB, compressed to ~0.5 KiB each and written at once:
+    the server inflates at most max_queue of them ahead of the application
+    (not 50 MiB from one socket read), and still delivers every one in order."""
+    count, size, max_queue = 100, 512 * 1024, 4
+    seen: list[bytes] = []
+    backlog: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(connection: tether.Connection) -> None:
+        for _ in range(count):
+            message = await connection.recv()
+            assert isinstance(message, bytes) and len(message) == size
+            seen.append(message[:6])
+            backlog.append(len(connection._messages))
+        done.set()
+
+    server = await start_server(handler, max_queue=max_queue)
+    client = await raw_client(server.port, handshake=False)
+    client.writer.write(client.request(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
+    head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), timeout())
+    assert b"permessage-deflate" in head
+    frames = [_compressed_frame(b"%06d" % i + b"x" * (size - 6)) for i in range(count)]
+    assert sum(map(len, frames)) < 100 * 1024
+    client.writer.write(b"".join(frames))
+    await asyncio.wait_for(done.wait(), timeout(10))
+    assert seen == [b"%06d" % i for i in range(count)]
+    assert max(backlog) <= max_queue

@@ -238,19 +238,22 @@ async def test_wait_closed_returns_quickly_when_handlers_finish(
 
 
 async def test_close_reaches_a_connection_with_a_full_queue(start_server: StartServer) -> None:
-    # The handler never reads, so reading is paused on max_queue; the server
-    # must still read the client's close reply instead of timing out.
+    # The handler reads one message and then no more, so the queue (max_queue=1)
+    # stays full and reading pauses; the server must still get through the
+    # unread messages to the client's close reply instead of timing out.
+    first_read = asyncio.Event()
+
     async def handler(connection: tether.Connection) -> None:
+        await connection.recv()
+        first_read.set()
         await connection.wait_closed()
 
     server = await start_server(handler, max_queue=1, close_timeout=timeout(5))
     client = await tether.connect(ws_uri(server))
-    for _ in range(3):
+    for _ in range(4):
         await client.send("unread")
+    await asyncio.wait_for(first_read.wait(), timeout())
     connection = next(iter(server.connections))
-    # A round trip guarantees the three messages reached the server.
-    await asyncio.wait_for(client.ping(), timeout())
-    assert connection.transport is not None and not connection.transport.is_reading()
     started = time.monotonic()
     server.close()
     await asyncio.wait_for(server.wait_closed(), timeout(6))

@@ -25,7 +25,7 @@ from .exceptions import (
 )
 from .limits import Limits
 from .protocol import connection as core
-from .protocol.events import Close, Ping, Pong
+from .protocol.events import Close, Pong
 from .protocol.http import Request, Response
 
 __all__ = ["Connection", "Message"]
@@ -95,20 +95,36 @@ class Connection(asyncio.Protocol):
                 # The handshake code parses and rejects it; stop reading meanwhile.
                 self._pause_reading()
             return
-        events = protocol.receive_data(data)
-        for event in events:
-            if isinstance(event, (str, bytes)):
-                # After our close frame reading goes on to get the peer's reply,
-                # so keep at most max_queue messages rather than pausing again.
-                if protocol.close_sent is None or len(self._messages) < self.limits.max_queue:
-                    self._messages.append(event)
-            elif isinstance(event, Pong):
-                self._pong_received(event.payload)
-            elif isinstance(event, Close):
-                self.logger.debug("close frame received: %s %s", event.code, event.reason)
-            else:
-                assert isinstance(event, Ping)
-        self._after_receive(protocol, bool(events))
+        self._after_receive(protocol, self._feed(protocol, data))
+
+    def _feed(self, protocol: core.Connection, data: bytes) -> bool:
+        """Parse ``data`` and held-back bytes into the queue; return whether anything came.
+
+        The core completes at most as many messages as the queue has room for,
+        so one socket read of tiny compressed frames cannot inflate into
+        hundreds of messages; the rest waits, unparsed, until recv() makes room.
+        """
+        limit = self.limits.max_queue
+        messages = self._messages
+        got = False
+        while True:
+            closing = protocol.close_sent is not None
+            room = limit - len(messages)
+            events = protocol.receive_data(data, max(room, 1) if closing else room)
+            data = b""
+            for event in events:
+                if isinstance(event, (str, bytes)):
+                    # After our close frame, reading goes on to reach the peer's
+                    # reply, so keep at most max_queue messages and drop the rest.
+                    if len(messages) < limit or not closing:
+                        messages.append(event)
+                elif isinstance(event, Pong):
+                    self._pong_received(event.payload)
+                elif isinstance(event, Close):
+                    self.logger.debug("close frame received: %s %s", event.code, event.reason)
+            got = got or bool(events)
+            if not (closing and events and protocol.pending_bytes):
+                return got
 
     def _after_receive(self, protocol: core.Connection, wake: bool) -> None:
         out = protocol.data_to_send()
@@ -139,14 +155,18 @@ class Connection(asyncio.Protocol):
                 self._close_timer = self._loop.call_later(timeout, transport.abort)
 
     def eof_received(self) -> bool:
-        if self.protocol is not None:
+        # Bytes held back for a full queue are still delivered: recv() parses
+        # them, and marks EOF in the core once nothing complete is left.
+        if self.protocol is not None and not self.protocol.pending_bytes:
             self.protocol.receive_eof()
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost_exc = exc
-        if self.protocol is not None and self.protocol.state is not core.State.CLOSED:
-            self.protocol.receive_eof()
+        protocol = self.protocol
+        closed = protocol is None or protocol.state is core.State.CLOSED
+        if protocol is not None and not closed and not protocol.pending_bytes:
+            protocol.receive_eof()
         self._cancel_keepalive()
         if self._close_timer is not None:
             self._close_timer.cancel()
@@ -217,12 +237,20 @@ class Connection(asyncio.Protocol):
         """
         while True:
             messages = self._messages
+            protocol = self.protocol
             if messages:
                 message = messages.popleft()
+                if protocol is not None and protocol.pending_bytes:
+                    self._parse_held_back(protocol)
                 # Resume reading once the backlog is down to a quarter (hysteresis).
                 if self._reading_paused and len(messages) <= self.limits.max_queue // 4:
                     self._resume_reading()
                 return message
+            if protocol is not None and protocol.pending_bytes and self._closed.done():
+                # The peer is gone: parse what it sent before, then report the end.
+                if not self._parse_held_back(protocol):
+                    protocol.receive_eof()
+                continue
             if self._is_done_receiving():
                 raise self._closed_exception()
             if self._recv_waiter is not None:
@@ -232,6 +260,14 @@ class Connection(asyncio.Protocol):
                 await self._recv_waiter
             finally:
                 self._recv_waiter = None
+
+    def _parse_held_back(self, protocol: core.Connection) -> bool:
+        if protocol.state is core.State.CLOSED:
+            return False
+        got = self._feed(protocol, b"")
+        if got:
+            self._after_receive(protocol, False)
+        return got
 
     def _is_done_receiving(self) -> bool:
         protocol = self.protocol

@@ -886,3 +886,15 @@ def test_every_negotiated_combination_respects_window_and_context(params: Deflat
                 assert _strict_inflate(payload + tail, bits) == msg
         else:
             assert _strict_inflate(tail.join(payloads) + tail, bits) == b"".join(msgs)
+
+
+def test_max_messages_holds_the_rest_back_unparsed() -> None:
+    conn = server()
+    data = b"".join(frame(0x1, b"m%d" % i) for i in range(5)) + frame(0x9, b"p")
+    assert conn.receive_data(data, max_messages=2) == ["m0", "m1"]
+    assert conn.pending_bytes > 0
+    assert conn.receive_data(b"", max_messages=0) == []
+    assert conn.data_to_send() == []  # the ping behind them is not answered yet
+    assert conn.receive_data(b"", max_messages=10) == ["m2", "m3", "m4", Ping(b"p")]
+    assert conn.pending_bytes == 0
+    assert conn.data_to_send() == [server_frame(0xA, b"p")]

@@ -29,6 +29,7 @@ _CLOSE = Opcode.CLOSE
 _PING = Opcode.PING
 _PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+_UNLIMITED = 1 << 62
 
 
 class Side(enum.Enum):
@@ -103,17 +104,28 @@ class Connection:
         self._msg_parts: list[bytes] | list[str] = []
         self._msg_size = 0
         self._utf8: Utf8Decoder | None = None
+        self._room = _UNLIMITED
         # The fragmented message being sent, if any (its opcode, 0 when none).
         self._tx_opcode = 0
         self._tx_compressed = False
 
     # -- receiving ---------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Process bytes from the network; return the events they complete."""
+    def receive_data(
+        self, data: bytes | bytearray | memoryview, max_messages: int | None = None
+    ) -> list[Event]:
+        """Process bytes from the network; return the events they complete.
+
+        ``max_messages`` stops parsing once that many data messages are
+        complete; the rest stays buffered (see :attr:`pending_bytes`) until the
+        next call, which may pass no new data. The I/O layer uses it to keep
+        one socket read of small compressed frames from inflating into more
+        messages than its queue holds.
+        """
         events: list[Event] = []
         if self.state is State.CLOSED or self.close_rcvd is not None:
             return events  # §5.5.1: nothing after a close frame is processed
+        self._room = _UNLIMITED if max_messages is None else max_messages
         buf = self._buf
         if buf:
             buf += data
@@ -140,7 +152,7 @@ class Connection:
         pos = 0
         end = len(buf)
         expect_mask = not self.is_client
-        while end - pos >= 2:
+        while end - pos >= 2 and self._room > 0:
             b0 = buf[pos]
             b1 = buf[pos + 1]
             length = b1 & 0x7F
@@ -190,6 +202,7 @@ class Connection:
             elif fin and opcode and not rsv1:
                 # Fast path: a whole uncompressed message in one frame.
                 events.append(decode_text(payload) if opcode == _TEXT else payload)
+                self._room -= 1
             else:
                 self._data(opcode, fin, rsv1, payload, events)
         return pos
@@ -257,6 +270,7 @@ class Connection:
             self._msg_parts = []
             self._utf8 = None
             events.append(message)
+            self._room -= 1
         elif text:
             assert self._utf8 is not None
             self._msg_parts.append(self._utf8.decode(data, False))  # type: ignore[arg-type]
@@ -291,6 +305,11 @@ class Connection:
             self.close_sent = Close(exc.close_code, reason)
             self._outgoing.append(self._frame(_CLOSE, pack_close(exc.close_code, reason)))
         self.state = State.CLOSED
+
+    @property
+    def pending_bytes(self) -> int:
+        """Received bytes not parsed yet (an incomplete frame, or held back by max_messages)."""
+        return len(self._buf)
 
     def receive_eof(self) -> None:
         """The peer closed the TCP connection."""
