@@ -47,14 +47,11 @@ def broadcast(
             or transport.is_closing()
         ):
             continue
-        if transport.get_write_buffer_size() > connection.limits.write_high_water:
+        if connection.write_buffer_size() > connection.limits.write_high_water:
             if slow == "close":
                 _log.info("closing slow connection %r", connection)
                 connection._fail(1008, "too slow to keep up with broadcast")
             continue
-        if protocol.is_client:
-            transport.write(protocol.send(message))
-        else:
-            transport.write(frame)
+        connection._write(protocol.send(message) if protocol.is_client else frame)
         sent += 1
     return sent

@@ -122,7 +122,7 @@ class Server:
                 and protocol.close_sent is None
                 and protocol.state is core.State.OPEN
             ):
-                transport.write(protocol.send_close(code, reason))
+                connection._write(protocol.send_close(code, reason))
                 # A handler that stopped reading paused the socket on max_queue;
                 # the client's close reply is behind it.
                 connection._resume_reading()
