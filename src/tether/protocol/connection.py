@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import os
+import struct
 
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
@@ -30,6 +31,8 @@ _PING = Opcode.PING
 _PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _UNLIMITED = 1 << 62
+_PACK_16 = struct.Struct("!BBH").pack
+_PACK_64 = struct.Struct("!BBQ").pack
 
 
 class Side(enum.Enum):
@@ -96,6 +99,7 @@ class Connection:
         self.eof_received = False
         self._max_frame = limits.max_frame_size
         self._max_message = limits.max_message_size
+        self._max_whole = min(self._max_frame, self._max_message)
         self._buf = bytearray()
         self._outgoing: list[bytes] = []
         # The message being reassembled: its opcode (0 when none), parts and size.
@@ -181,8 +185,11 @@ class Connection:
             fin = b0 & 0x80
             rsv1 = b0 & 0x40
             # Every header check happens before the payload is waited for, so
-            # nothing over a limit is ever buffered.
-            self._check_header(opcode, fin, rsv1, b0 & 0x30, length)
+            # nothing over a limit is ever buffered. A whole small text or
+            # binary frame outside a fragmented message passes them all, so
+            # only other frames pay for the full check.
+            if (b0 != 0x81 and b0 != 0x82) or self._msg_opcode or length > self._max_whole:
+                self._check_header(opcode, fin, rsv1, b0 & 0x30, length)
             if masked:
                 key = bytes(buf[head : head + 4])
                 head += 4
@@ -360,8 +367,27 @@ class Connection:
     def send(self, message: str | bytes | bytearray | memoryview) -> bytes:
         """Frame a whole message: text for ``str``, binary for bytes-like."""
         if isinstance(message, str):
-            return self._message(_TEXT, message.encode())
-        return self._message(_BINARY, message)
+            payload: bytes | bytearray | memoryview = message.encode()
+            opcode = 0x81  # FIN + text
+        else:
+            payload = message
+            opcode = 0x82  # FIN + binary
+        if (
+            self.is_client
+            or self.deflate is not None
+            or self.state is not State.OPEN
+            or self.close_sent is not None
+            or self._tx_opcode
+        ):
+            return self._message(opcode & 0x0F, payload)
+        # Fast path, the server's usual case: an unmasked, uncompressed frame
+        # built here instead of through the general encoder (§5.2).
+        n = len(payload)
+        if n < 126:
+            return bytes((opcode, n)) + payload
+        if n < 0x10000:
+            return _PACK_16(opcode, 126, n) + payload
+        return _PACK_64(opcode, 127, n) + payload
 
     def _message(self, opcode: int, payload: bytes | bytearray | memoryview) -> bytes:
         self._check_open()
