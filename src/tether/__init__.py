@@ -20,6 +20,7 @@ from .exceptions import (
     ProtocolError,
     TetherError,
 )
+from .handlers import MessageHandler
 from .limits import DEFAULT_LIMITS, Limits
 from .protocol.deflate import DeflateOptions
 from .protocol.http import Headers, Request, Response
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidURI",
     "Limits",
     "Message",
+    "MessageHandler",
     "PayloadTooBig",
     "ProtocolError",
     "Request",

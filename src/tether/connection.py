@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .exceptions import (
     ConnectionClosed,
@@ -27,6 +27,9 @@ from .limits import Limits
 from .protocol import connection as core
 from .protocol.events import Close, Pong
 from .protocol.http import Request, Response
+
+if TYPE_CHECKING:
+    from .handlers import MessageHandler
 
 __all__ = ["Connection", "Message"]
 
@@ -74,6 +77,7 @@ class Connection(asyncio.Protocol):
         self._keepalive_payload: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
+        self._listener: MessageHandler | None = None
         self._out_size = 0
         self._flush_scheduled = False
         self._lost_exc: BaseException | None = None
@@ -81,8 +85,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol callbacks ----------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(
             high=self.limits.write_high_water, low=self.limits.write_low_water
         )
@@ -109,6 +113,7 @@ class Connection(asyncio.Protocol):
         """
         limit = self.limits.max_queue
         messages = self._messages
+        listener = self._listener
         got = False
         while True:
             closing = protocol.close_sent is not None
@@ -117,17 +122,61 @@ class Connection(asyncio.Protocol):
             data = b""
             for event in events:
                 if isinstance(event, (str, bytes)):
+                    if listener is not None and not self._writing_paused and not messages:
+                        self._deliver(listener, event)
                     # After our close frame, reading goes on to reach the peer's
                     # reply, so keep at most max_queue messages and drop the rest.
-                    if len(messages) < limit or not closing:
+                    elif len(messages) < limit or not closing:
                         messages.append(event)
                 elif isinstance(event, Pong):
                     self._pong_received(event.payload)
                 elif isinstance(event, Close):
                     self.logger.debug("close frame received: %s %s", event.code, event.reason)
             got = got or bool(events)
-            if not (closing and events and protocol.pending_bytes):
+            # Keep parsing what the room limit held back when nothing else will:
+            # while closing, or when messages go straight to a listener.
+            if not (
+                (closing or (listener is not None and not self._writing_paused))
+                and events
+                and protocol.pending_bytes
+            ):
                 return got
+
+    def _listen(self, listener: MessageHandler) -> None:
+        """Deliver messages to ``listener`` from now on (see :class:`MessageHandler`)."""
+        self._listener = listener
+        self._deliver_queued(listener)
+
+    def _deliver_queued(self, listener: MessageHandler) -> None:
+        """Hand queued messages to the listener while the peer keeps reading our replies.
+
+        Messages parsed while writing was paused wait in the queue (at most
+        max_queue of them, as for recv()); they go out first, in order.
+        """
+        messages = self._messages
+        while messages and not self._writing_paused:
+            self._deliver(listener, messages.popleft())
+        protocol = self.protocol
+        if not self._writing_paused and protocol is not None and protocol.pending_bytes:
+            self._parse_held_back(protocol)
+        if not self._writing_paused and not messages:
+            self._resume_reading()
+
+    def _deliver(self, listener: MessageHandler, message: Message) -> None:
+        try:
+            listener.on_message(self, message)
+        except ConnectionClosed:
+            pass  # a reply raced with the close: nothing more to do
+        except Exception:
+            self.logger.exception("on_message failed")
+            self._fail(1011, "internal error")
+
+    def send_nowait(self, message: Data) -> None:
+        """Send a whole message without waiting: for :class:`MessageHandler` callbacks.
+
+        Raises :class:`ConnectionClosed` if the connection is closing or closed.
+        """
+        self._write(self._open_protocol().send(message))
 
     def _after_receive(self, protocol: core.Connection, wake: bool) -> None:
         out = protocol.data_to_send()
@@ -191,9 +240,15 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._listener is not None:
+            # Callbacks cannot wait for the buffer to drain, so stop reading
+            # the requests that produce more writes until it does.
+            self._pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._listener is not None:
+            self._deliver_queued(self._listener)
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
