@@ -1,0 +1,45 @@
+"""The optional extra tether[uvloop]: the whole stack runs on uvloop too."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import tether
+from helpers import timeout
+
+uvloop = pytest.importorskip("uvloop")
+
+
+class Echo(tether.MessageHandler):
+    def on_message(self, connection: tether.Connection, message: tether.Message) -> None:
+        connection.send_nowait(message)
+
+
+async def echo(connection: tether.Connection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+async def scenario() -> list[object]:
+    assert "uvloop" in type(asyncio.get_running_loop()).__module__
+    seen: list[object] = []
+    for handler in (echo, Echo()):
+        async with tether.serve(handler, "127.0.0.1", 0) as server:
+            uri = f"ws://127.0.0.1:{server.port}"
+            async with tether.connect(uri) as a, tether.connect(uri) as b:
+                await a.send("text")
+                await a.send(b"\x00" * 100_000)
+                seen.append(await asyncio.wait_for(a.recv(), timeout()))
+                seen.append(len(await asyncio.wait_for(a.recv(), timeout())))
+                seen.append(await asyncio.wait_for(a.ping(), timeout()) > 0)
+                assert tether.broadcast(server.connections, "all") == 2
+                seen.append(await asyncio.wait_for(b.recv(), timeout()))
+            seen.append(a.close_code)
+    return seen
+
+
+def test_server_client_broadcast_and_callbacks_on_uvloop() -> None:
+    expected = ["text", 100_000, True, "all", 1000]
+    assert uvloop.run(scenario()) == expected * 2
