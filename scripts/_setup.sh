@@ -2,7 +2,7 @@
 # Shared environment setup for scripts/test and scripts/demo. Source it, don't run it.
 #
 # Afterwards the current directory is the repository root, .venv holds an
-# editable install of tether with the [test] extras, node_modules matches
+# editable install of tether with the [test] and [bench] extras, node_modules matches
 # package-lock.json, and .venv/bin is first on PATH. Cheap when nothing changed.
 #
 # Knobs: PYTHON (interpreter that creates the venv, default python3).
@@ -23,11 +23,14 @@ _tether_setup_python() {
         "$python" -m venv .venv || _tether_die "'$python -m venv .venv' failed"
     fi
     # The stamp records where the editable install points, so a moved checkout reinstalls.
-    if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$(cat "$stamp")" == "$PWD" ]]; then
+    # setup.py and _speedups.c count too: the editable install compiles the C
+    # speedups in place, so a changed C source needs a rebuild.
+    if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt setup.py
+          && "$stamp" -nt src/tether/protocol/_speedups.c && "$(cat "$stamp")" == "$PWD" ]]; then
         return 0
     fi
-    _tether_step "pip install -e '.[test]'"
-    .venv/bin/python -m pip install -q -e '.[test]' || _tether_die "pip install failed"
+    _tether_step "pip install -e '.[test,bench]'"
+    .venv/bin/python -m pip install -q -e '.[test,bench]' || _tether_die "pip install failed"
     printf '%s\n' "$PWD" >"$stamp"
 }
 

@@ -18,6 +18,7 @@ from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from .deflate import PerMessageDeflate
 from .events import Close, Event, Ping, Pong
+from .fastpath import PARSE as _C_PARSE
 from .frames import Opcode, apply_mask, encode_frame, pack_close, unpack_close
 from .utf8 import Utf8Decoder, decode_text
 
@@ -153,6 +154,8 @@ class Connection:
 
     def _parse(self, buf: bytes | bytearray, events: list[Event]) -> int:
         """Parse every complete frame in ``buf``; return how many bytes were used."""
+        if _C_PARSE is not None:  # the same loop over C-parsed frames (.fastpath)
+            return _C_PARSE(self, buf, events)
         pos = 0
         end = len(buf)
         expect_mask = not self.is_client

@@ -12,6 +12,9 @@ import struct
 
 from ..exceptions import ProtocolError
 
+# §5.3 masking: the C version when built (see .speedups), else pure Python.
+from .speedups import apply_mask
+
 __all__ = [
     "CONTROL_OPCODES",
     "Opcode",
@@ -56,20 +59,6 @@ def encode_header(
     else:
         head = _PACK_64(first, mask_bit | 127, length)
     return head + mask if mask else head
-
-
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """XOR ``data`` with the repeated 4-byte ``mask`` (§5.3).
-
-    Done as one big-integer XOR: CPython runs it word at a time in C, which is
-    an order of magnitude faster than a Python loop over bytes.
-    """
-    n = len(data)
-    if n == 0:
-        return b""
-    key = (mask * ((n >> 2) + 1))[:n]
-    value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
-    return value.to_bytes(n, "little")
 
 
 def encode_frame(

@@ -1,0 +1,169 @@
+"""The receive hot loop in C when available, in pure Python otherwise.
+
+``_speedups`` is an optional C extension (``_speedups.c``), built by
+``pip install`` when a compiler is at hand.  This module imports it unless the
+environment variable ``TETHER_NO_SPEEDUPS`` is set to anything but ``""`` or
+``"0"``, and otherwise falls back to the pure-Python twins defined here, which
+give the same results (``tests/protocol/test_speedups.py`` checks that on
+random inputs).  :data:`HAVE_SPEEDUPS` tells which one is in use.
+
+* :func:`apply_mask` unmasks a payload (RFC 6455 §5.3); always worth it.
+* :func:`parse_frames` splits a buffer into frames (§5.2); the connection's
+  receive loop uses it only with the C extension, where it pays.
+* :func:`utf8_valid_prefix` validates UTF-8 (§8.1); for tests and callers
+  that need no ``str``.  Text messages keep CPython's own decoder, which is
+  already C and faster than validating before decoding (measured in
+  ``bench/micro_speedups.py``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Callable
+from types import ModuleType
+
+__all__ = [
+    "HAVE_SPEEDUPS",
+    "STOP_BAD_LENGTH",
+    "STOP_BAD_MASK",
+    "STOP_BATCH",
+    "STOP_HEADER",
+    "STOP_NEED_DATA",
+    "ParseResult",
+    "apply_mask",
+    "apply_mask_py",
+    "parse_frames",
+    "parse_frames_py",
+    "utf8_valid_prefix",
+    "utf8_valid_prefix_py",
+]
+
+BytesLike = bytes | bytearray | memoryview
+
+#: Why :func:`parse_frames` stopped (the values match the C extension's).
+STOP_NEED_DATA = 0  #: fewer bytes than a whole header at ``pos``
+STOP_BATCH = 1  #: ``max_frames`` frames returned; more may follow
+STOP_HEADER = 2  #: header at ``pos`` complete, payload incomplete or over ``max_len``
+STOP_BAD_LENGTH = 3  #: 64-bit length with its most significant bit set (§5.2)
+STOP_BAD_MASK = 4  #: MASK bit differs from ``expect_mask`` (§5.1)
+
+#: ``(frames, pos, stop, b0, length)``, see :func:`parse_frames_py`.
+ParseResult = tuple[list[tuple[int, bytes]], int, int, int, int]
+
+
+def apply_mask_py(data: BytesLike, mask: bytes) -> bytes:
+    """XOR ``data`` with the repeated 4-byte ``mask`` (§5.3).
+
+    Done as one big-integer XOR: CPython runs it word at a time in C, which is
+    an order of magnitude faster than a Python loop over bytes.
+    """
+    n = len(data)
+    if n == 0:
+        return b""
+    key = (mask * ((n >> 2) + 1))[:n]
+    value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
+    return value.to_bytes(n, "little")
+
+
+def utf8_valid_prefix_py(data: BytesLike) -> int:
+    """Check ``data`` as UTF-8 (§8.1, RFC 3629 §4).
+
+    Return -1 if no bytes appended to ``data`` could make it valid; otherwise
+    the length of its longest prefix of whole characters: ``len(data)`` when
+    it is complete, 1-3 less when it ends in an unfinished character.
+    """
+    try:
+        _, used = codecs.utf_8_decode(data, "strict", False)
+    except UnicodeDecodeError:
+        return -1
+    pending = data[used:]
+    # CPython's decoder waits for the third byte before rejecting a surrogate
+    # (ED A0-BF); every other invalid second byte fails at once.
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        return -1
+    return used
+
+
+def parse_frames_py(
+    buf: BytesLike, pos: int, end: int, expect_mask: bool, max_frames: int, max_len: int
+) -> ParseResult:
+    """Split the complete frames at the start of ``buf[pos:end]`` (§5.2).
+
+    Returns ``(frames, pos, stop, b0, length)``: ``frames`` lists
+    ``(first_header_byte, unmasked_payload)`` for at most ``max_frames``
+    frames, ``pos`` is where parsing stopped and ``stop`` one of the
+    ``STOP_*`` values.  On :data:`STOP_HEADER`, ``b0`` and ``length`` describe
+    the frame at ``pos``: its header is complete but its payload is not, or
+    its length exceeds ``max_len``.  The caller checks that header before
+    waiting for the payload, so an oversized frame fails without being
+    buffered.  Opcodes, RSV bits and limits are not checked here: they depend
+    on the connection's state.
+    """
+    if pos < 0 or max_frames < 0 or max_len < 0:
+        raise ValueError("pos, max_frames and max_len must not be negative")
+    end = min(end, len(buf))
+    if pos > end:
+        raise ValueError("pos is beyond end")
+    frames: list[tuple[int, bytes]] = []
+    while True:
+        if len(frames) >= max_frames:
+            return frames, pos, STOP_BATCH, 0, 0
+        avail = end - pos
+        if avail < 2:
+            return frames, pos, STOP_NEED_DATA, 0, 0
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        length = b1 & 0x7F
+        head = 2
+        if length == 126:
+            head = 4
+            if avail < head:
+                return frames, pos, STOP_NEED_DATA, 0, 0
+            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        elif length == 127:
+            head = 10
+            if avail < head:
+                return frames, pos, STOP_NEED_DATA, 0, 0
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            if length >> 63:
+                return frames, pos, STOP_BAD_LENGTH, 0, 0
+        masked = bool(b1 & 0x80)
+        if masked is not bool(expect_mask):
+            return frames, pos, STOP_BAD_MASK, 0, 0
+        if masked:
+            head += 4
+        if length > max_len or avail - head < length:
+            return frames, pos, STOP_HEADER, b0, length
+        start = pos + head
+        stop = start + length
+        if masked:
+            payload = apply_mask_py(memoryview(buf)[start:stop], bytes(buf[start - 4 : start]))
+        else:
+            payload = bytes(buf[start:stop])
+        frames.append((b0, payload))
+        pos = stop
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("TETHER_NO_SPEEDUPS", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+_c = _load()
+
+#: Whether the C extension is in use.
+HAVE_SPEEDUPS = _c is not None
+
+apply_mask: Callable[[BytesLike, bytes], bytes] = apply_mask_py
+utf8_valid_prefix: Callable[[BytesLike], int] = utf8_valid_prefix_py
+parse_frames: Callable[[BytesLike, int, int, bool, int, int], ParseResult] = parse_frames_py
+if _c is not None:
+    apply_mask = _c.apply_mask
+    utf8_valid_prefix = _c.utf8_valid_prefix
+    parse_frames = _c.parse_frames
