@@ -10,13 +10,15 @@
     │   └── InvalidStatus        client side: the server answered something other than 101
     ├── InvalidURI               not a ws://, wss:// or ws+unix:// URI
     ├── InvalidState             the caller did something the connection's state forbids
+    ├── PacketError              a malformed Engine.IO / Socket.IO packet from the peer
     └── ConnectionClosed         closed; carries the close frames sent and received
         ├── ConnectionClosedOK   ... cleanly, with 1000 or 1001
         └── ConnectionClosedError ... any other way
 
-Local and remote errors are distinct: :class:`ProtocolError` always means the
-*peer* misbehaved, while misuse of the API by the caller raises
-:class:`InvalidState`, :class:`ValueError` or :class:`TypeError`.
+Local and remote errors are distinct: :class:`ProtocolError` and
+:class:`PacketError` always mean the *peer* misbehaved, while misuse of the API
+by the caller raises :class:`InvalidState`, :class:`ValueError` or
+:class:`TypeError`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
+    "PacketError",
     "PayloadTooBig",
     "ProtocolError",
     "TetherError",
@@ -92,6 +95,15 @@ class InvalidURI(TetherError, ValueError):
 
 class InvalidState(TetherError):
     """The operation is not allowed in the connection's current state."""
+
+
+class PacketError(TetherError, ValueError):
+    """The peer sent a malformed or oversized Engine.IO or Socket.IO packet.
+
+    Raised by every decoder of :mod:`tether.realtime`, and by nothing else, so a
+    server can end just that session, with ``str(exc)`` as the reason. The
+    WebSocket underneath was fine, hence not a :class:`ProtocolError`.
+    """
 
 
 class ConnectionClosed(TetherError):

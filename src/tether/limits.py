@@ -12,7 +12,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-__all__ = ["DEFAULT_LIMITS", "LimitOptions", "Limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_REALTIME_LIMITS",
+    "LimitOptions",
+    "Limits",
+    "RealtimeLimits",
+]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -120,3 +126,41 @@ class LimitOptions(TypedDict, total=False):
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeLimits:
+    """The limits of the Engine.IO / Socket.IO layer (:mod:`tether.realtime`).
+
+    Kept apart from :class:`Limits` because they bound packets, not WebSocket
+    frames, and mean nothing to a plain WebSocket server.
+    """
+
+    max_payload: int = field(
+        # The Engine.IO v4 default ("maxPayload" in the open packet, 1e6 in the
+        # reference server): the largest polling body or WebSocket message, and
+        # the largest Socket.IO packet counting its binary attachments.
+        default=1_000_000,
+        metadata=_doc(
+            "largest Engine.IO payload or message, and largest Socket.IO packet "
+            "with its attachments, in bytes; announced as maxPayload in the handshake"
+        ),
+    )
+    max_attachments: int = field(
+        default=10,
+        metadata=_doc("most binary attachments a Socket.IO packet may declare"),
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative integer, got {value!r}")
+
+    @classmethod
+    def describe(cls) -> dict[str, tuple[Any, str]]:
+        """Each limit's default and one-line description (used by the CLI and docs)."""
+        return {f.name: (f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)}
+
+
+DEFAULT_REALTIME_LIMITS = RealtimeLimits()

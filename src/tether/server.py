@@ -282,6 +282,8 @@ class _ServerConnection(Connection):
     wait for ``open_timeout`` (forever with None) and hold up ``wait_closed``.
     """
 
+    __slots__ = ("_server",)
+
     def __init__(self, server: Server) -> None:
         super().__init__(core.Side.SERVER, server.limits, server.logger)
         self._server = server

@@ -79,6 +79,31 @@ class Connection:
     permessage-deflate codec when the handshake negotiated it.
     """
 
+    __slots__ = (
+        "_buf",
+        "_max_frame",
+        "_max_message",
+        "_max_whole",
+        "_msg_compressed",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_outgoing",
+        "_room",
+        "_tx_compressed",
+        "_tx_opcode",
+        "_utf8",
+        "close_rcvd",
+        "close_sent",
+        "deflate",
+        "eof_received",
+        "error",
+        "is_client",
+        "limits",
+        "side",
+        "state",
+    )
+
     def __init__(
         self,
         side: Side,
