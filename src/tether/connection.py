@@ -67,6 +67,7 @@ class Connection(asyncio.Protocol):
         "_flush_scheduled",
         "_head",
         "_head_waiter",
+        "_is_closed",
         "_keepalive",
         "_keepalive_payload",
         "_listener",
@@ -117,7 +118,10 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._closed = self._loop.create_future()
+        # Whether TCP is closed; the future exists only once someone waits for
+        # that (one future less per idle connection).
+        self._is_closed = False
+        self._closed: asyncio.Future[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_payload: bytes | None = None
@@ -274,7 +278,8 @@ class Connection(asyncio.Protocol):
         self._cancel_keepalive()
         if self._close_timer is not None:
             self._close_timer.cancel()
-        if not self._closed.done():
+        self._is_closed = True
+        if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
@@ -356,7 +361,7 @@ class Connection(asyncio.Protocol):
                 if self._reading_paused and len(messages) <= self.limits.max_queue // 4:
                     self._resume_reading()
                 return message
-            if protocol is not None and protocol.pending_bytes and self._closed.done():
+            if protocol is not None and protocol.pending_bytes and self._is_closed:
                 # The peer is gone: parse what it sent before, then report the end.
                 if not self._parse_held_back(protocol):
                     protocol.receive_eof()
@@ -387,8 +392,8 @@ class Connection(asyncio.Protocol):
     def _is_done_receiving(self) -> bool:
         protocol = self.protocol
         if protocol is None:
-            return self._closed.done()
-        return protocol.state is core.State.CLOSED or self._closed.done()
+            return self._is_closed
+        return protocol.state is core.State.CLOSED or self._is_closed
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
@@ -464,13 +469,13 @@ class Connection(asyncio.Protocol):
             await self._drain()
 
     async def _drain(self) -> None:
-        while self._writing_paused and not self._closed.done():
+        while self._writing_paused and not self._is_closed:
             self._drain_waiter = self._loop.create_future()
             try:
                 await self._drain_waiter
             finally:
                 self._drain_waiter = None
-        if self._closed.done():
+        if self._is_closed:
             raise self._closed_exception()
 
     def write_buffer_size(self) -> int:
@@ -618,19 +623,26 @@ class Connection(asyncio.Protocol):
         self._resume_reading()
         await self.wait_closed(self.limits.close_timeout)
 
+    def _closed_future(self) -> asyncio.Future[None]:
+        if self._closed is None:
+            self._closed = self._loop.create_future()
+            if self._is_closed:
+                self._closed.set_result(None)
+        return self._closed
+
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Wait until the TCP connection is closed; abort it after ``timeout``."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+            await asyncio.wait_for(asyncio.shield(self._closed_future()), timeout)
         except asyncio.TimeoutError:
             if self.transport is not None:
                 self.transport.abort()
-            await self._closed
+            await self._closed_future()
 
     @property
     def closed(self) -> bool:
         """Whether the TCP connection is closed."""
-        return self._closed.done()
+        return self._is_closed
 
     @property
     def open(self) -> bool:
@@ -640,7 +652,7 @@ class Connection(asyncio.Protocol):
             protocol is not None
             and protocol.state is core.State.OPEN
             and protocol.close_sent is None
-            and not self._closed.done()
+            and not self._is_closed
         )
 
     @property
@@ -648,7 +660,7 @@ class Connection(asyncio.Protocol):
         """The close code received; 1006 if the connection dropped without one; None while open."""
         protocol = self.protocol
         if protocol is None or protocol.state is not core.State.CLOSED:
-            return 1006 if self._closed.done() else None
+            return 1006 if self._is_closed else None
         return protocol.close_rcvd.code if protocol.close_rcvd is not None else 1006
 
     @property

@@ -35,6 +35,8 @@ __all__ = [
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SERVER_NAME = f"tether/{__version__}"
 _DEFAULT_DEFLATE = DeflateOptions()
+_UPGRADE_LINE = ("Upgrade", "websocket")
+_CONNECTION_LINE = ("Connection", "Upgrade")
 
 SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
 
@@ -96,6 +98,7 @@ class ServerHandshake:
         self.origins = None if origins is None else list(origins)
         self.compression = compression
         self.server_header = server_header
+        self._server_line = ("Server", server_header) if server_header else None
 
     def accept(self, request: Request) -> tuple[Response, HandshakeResult]:
         """Check ``request``; return the 101 response, or raise :class:`HandshakeRejected`."""
@@ -135,19 +138,17 @@ class ServerHandshake:
         subprotocol = self._subprotocol(request)
         deflate, extension = self._extensions(headers)
 
+        # The constant lines are shared tuples: every connection keeps its
+        # response, so only the accept key is its own.
         response_headers = Headers(
-            [
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Accept", accept_key(keys[0])),
-            ]
+            [_UPGRADE_LINE, _CONNECTION_LINE, ("Sec-WebSocket-Accept", accept_key(keys[0]))]
         )
         if subprotocol is not None:
             response_headers.add("Sec-WebSocket-Protocol", subprotocol)
         if extension is not None:
             response_headers.add("Sec-WebSocket-Extensions", extension)
-        if self.server_header:
-            response_headers.add("Server", self.server_header)
+        if self._server_line is not None:
+            response_headers._items.append(self._server_line)
         response = Response(101, "Switching Protocols", response_headers)
         return response, HandshakeResult(subprotocol, deflate)
 

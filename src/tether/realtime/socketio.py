@@ -159,7 +159,7 @@ def _packet_problem(packet: Packet) -> str | None:
         return f"invalid namespace {namespace!r}: it must start with '/' and hold no ','"
     if ack_id is not None:
         if kind not in _EVENTS and kind not in _ACKS:
-            return f"a {kind.name} packet carries no ack id"
+            return f"{kind.name} packets carry no ack id"
         if not isinstance(ack_id, int) or isinstance(ack_id, bool) or not 0 <= ack_id <= MAX_ACK_ID:
             return f"ack id must be an integer from 0 to {MAX_ACK_ID}, got {ack_id!r}"
     if kind in _EVENTS:
@@ -175,7 +175,7 @@ def _packet_problem(packet: Packet) -> str | None:
         # §Acknowledgement: "The payload is mandatory and MUST be an array
         # (possibly empty)", sent "with the same event ID".
         if ack_id is None:
-            return f"a {kind.name} packet needs an ack id"
+            return f"{kind.name} packets need an ack id"
         if not isinstance(data, list):
             return f"{kind.name} data must be a list, got {_describe(data)}"
     elif kind is PacketType.CONNECT:
@@ -410,7 +410,9 @@ class Decoder:
         packet, count = _parse(text, self.max_attachments)
         if count == 0:
             return packet
-        self._pending, self._expected, self._size = packet, count, len(text)
+        # The attachments count against the same limit as the text, in bytes.
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        self._pending, self._expected, self._size = packet, count, size
         return None
 
     def _feed_attachment(self, attachment: bytes) -> Packet | None:
@@ -460,7 +462,7 @@ def _parse(text: str, max_attachments: int) -> tuple[Packet, int]:
         end += 1
     if end > pos:
         if end - pos > _MAX_ACK_ID_DIGITS:
-            raise PacketError(f"ack id {text[pos:end][:20]}... is too large")
+            raise PacketError(f"ack id of {end - pos} digits is too large")
         ack_id, pos = int(text[pos:end]), end
 
     data = _loads(text[pos:]) if pos < len(text) else None
