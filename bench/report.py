@@ -182,7 +182,9 @@ def markdown(env: dict[str, Any], rows: list[Row], baselines: Sequence[str]) -> 
         f"Python {v['python']}, uvloop {v['uvloop']}, websockets {v['websockets']}, "
         f"aiohttp {v['aiohttp']}, picows {v['picows']}, Node {v['node']} with ws {v['ws']}.",
         "",
-        "Every Python server runs on uvloop except `tether-asyncio` (asyncio's own loop); `raw` "
+        "Every Python server runs on uvloop except `tether-asyncio` (asyncio's own loop); "
+        "`tether-callbacks` uses the MessageHandler API, `tether-pure` the pure-Python "
+        "fallback (TETHER_NO_SPEEDUPS=1); `raw` "
         "is an asyncio.Protocol TCP echo, WebSocket-unaware (the ceiling for a Python server). "
         "This machine is shared: compare the *per server-CPU-second* columns first. "
         "`x tether` = peer / tether, so above 1 means the peer does more (for KiB/conn: uses "

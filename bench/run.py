@@ -75,6 +75,19 @@ PEERS: dict[str, Peer] = {
     for p in (
         Peer("tether", "uvloop", _py("tether_server.py", "--uvloop"), ("tether", "uvloop")),
         Peer("tether-asyncio", "asyncio", _py("tether_server.py"), ("tether",)),
+        Peer(
+            "tether-callbacks",
+            "uvloop",
+            _py("tether_server.py", "--uvloop", "--callbacks"),
+            ("tether", "uvloop"),
+        ),
+        # The pure-Python fallback, C accelerator turned off (target: 1.5x websockets).
+        Peer(
+            "tether-pure",
+            "uvloop",
+            ("env", "TETHER_NO_SPEEDUPS=1", *_py("tether_server.py", "--uvloop")),
+            ("tether", "uvloop"),
+        ),
         Peer("raw", "uvloop", _py("raw_tcp.py", "--uvloop"), ("uvloop",), raw=True),
         Peer(
             "websockets",
