@@ -505,6 +505,10 @@ class Connection(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    @staticmethod
+    def _out_bytes_large(out: list[bytes]) -> bool:
+        return len(out[0]) >= 16384
+
     def _flush(self) -> None:
         """Hand every queued frame to the transport, in order."""
         self._flush_scheduled = False
@@ -516,6 +520,10 @@ class Connection(asyncio.Protocol):
             if transport is not None and not transport.is_closing():
                 if len(out) == 1:
                     transport.write(out[0])
+                elif self._out_bytes_large(out):
+                    # Big frames: a vectored write where the loop has one
+                    # (uvloop), instead of copying them all into one buffer.
+                    transport.writelines(out)
                 else:
                     transport.write(b"".join(out))
 
