@@ -156,17 +156,9 @@ class connect:
         assert connection.transport is not None
         connection.transport.write(handshake.request.encode())
         limits = self.limits
-        while True:
-            parsed = parse_response(
-                connection._head,
-                max_bytes=limits.max_header_bytes,
-                max_count=limits.max_header_count,
-            )
-            if parsed is not None:
-                break
-            if connection.closed:
-                raise EOFError("connection closed during the opening handshake")
-            await connection._wait_head()
+        parsed = await connection._read_head(parse_response)
+        if parsed is None:
+            raise EOFError("connection closed during the opening handshake")
         response, used = parsed
         connection.response = response
         result = handshake.check(response)

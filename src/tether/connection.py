@@ -14,8 +14,8 @@ import collections
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .exceptions import (
     ConnectionClosed,
@@ -37,6 +37,12 @@ Message = str | bytes
 Data = str | bytes | bytearray | memoryview
 
 _OK_CODES = frozenset({1000, 1001, 1005})
+_Head = TypeVar("_Head")
+
+
+async def _as_async(items: Iterable[Data]) -> AsyncIterator[Data]:
+    for item in items:
+        yield item
 
 
 class _NoMessages(collections.deque):  # type: ignore[type-arg]
@@ -315,6 +321,19 @@ class Connection(asyncio.Protocol):
         self._head_waiter = self._loop.create_future()
         await self._head_waiter
 
+    async def _read_head(self, parse: Callable[..., _Head | None]) -> _Head | None:
+        """Wait until ``parse`` (parse_request or parse_response) finds a whole
+        HTTP head in what has arrived; None if the peer left first. The parser
+        raises past the head limits."""
+        limits = self.limits
+        while True:
+            parsed = parse(
+                self._head, max_bytes=limits.max_header_bytes, max_count=limits.max_header_count
+            )
+            if parsed is not None or self._is_closed:
+                return parsed
+            await self._wait_head()
+
     def _start(self, protocol: core.Connection, leftover: bytes) -> None:
         """Switch from the handshake to WebSocket frames."""
         self.protocol = protocol
@@ -435,24 +454,16 @@ class Connection(asyncio.Protocol):
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             self._write(protocol.send(message))
         elif isinstance(message, AsyncIterable):
-            await self._send_fragments_async(message)
-        elif isinstance(message, Iterable):
             await self._send_fragments(message)
+        elif isinstance(message, Iterable):
+            await self._send_fragments(_as_async(message))
         else:
             raise TypeError(f"cannot send {type(message).__name__}")
         if self._writing_paused:
             await self._drain()
 
-    async def _send_fragments(self, fragments: Iterable[Data]) -> None:
-        previous: Data | None = None
-        for fragment in fragments:
-            if previous is not None:
-                await self._send_fragment(previous, fin=False)
-            previous = fragment
-        if previous is not None:
-            await self._send_fragment(previous, fin=True)
-
-    async def _send_fragments_async(self, fragments: AsyncIterable[Data]) -> None:
+    async def _send_fragments(self, fragments: AsyncIterable[Data]) -> None:
+        # One fragment of look-ahead: the last one is sent with FIN (§5.4).
         previous: Data | None = None
         async for fragment in fragments:
             if previous is not None:

@@ -172,18 +172,6 @@ class Server:
 
     # -- one connection --------------------------------------------------
 
-    async def _read_request(self, connection: Connection) -> tuple[Request, int] | None:
-        limits = self.limits
-        while True:
-            parsed = parse_request(
-                connection._head,
-                max_bytes=limits.max_header_bytes,
-                max_count=limits.max_header_count,
-            )
-            if parsed is not None or connection.closed:
-                return parsed
-            await connection._wait_head()
-
     async def _serve(self, connection: Connection) -> None:
         try:
             await self._handshake(connection)
@@ -225,7 +213,7 @@ class Server:
         """Read the request, run hooks, answer 101 and start the connection."""
         try:
             parsed = await asyncio.wait_for(
-                self._read_request(connection), self.limits.open_timeout
+                connection._read_head(parse_request), self.limits.open_timeout
             )
         except asyncio.TimeoutError:
             self.logger.info("opening handshake timed out")
