@@ -50,6 +50,17 @@ _tether_setup_node() {
     touch node_modules  # npm may keep the old directory; mark it as current
 }
 
+# The C speedups and bench/loadgen.c need a C compiler; the test run requires
+# the speedups to build (TETHER_REQUIRE_SPEEDUPS), so install one if missing.
+_tether_setup_compiler() {
+    command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 || { printf 'warning: no C compiler\n' >&2; return 0; }
+    _tether_step "apt-get install gcc"
+    apt-get update -qq && apt-get install -y -qq gcc >/dev/null \
+        || printf 'warning: could not install gcc\n' >&2
+}
+
+_tether_setup_compiler
 _tether_setup_python
 _tether_setup_node
 export VIRTUAL_ENV="$PWD/.venv"
