@@ -5,7 +5,9 @@ For now only the packet codecs, sans-I/O like :mod:`tether.protocol`:
 * :mod:`tether.realtime.engineio`: Engine.IO packets, WebSocket frames and
   long-polling payloads, the open handshake and the upgrade probe;
 * :mod:`tether.realtime.socketio`: Socket.IO packets, their text form and
-  their binary attachments.
+  their binary attachments;
+* :mod:`tether.realtime.rooms`: which sockets are in which rooms, and who a
+  broadcast reaches.
 
 Both modules define a ``Packet`` and a ``PacketType``; import the modules,
 not the names, to keep them apart::
