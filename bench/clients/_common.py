@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 MAX_SIZE = 4 * 1024 * 1024
 
@@ -64,6 +66,35 @@ async def measure(counter: Counter, args: argparse.Namespace) -> None:
         "cpu_pct": 100 * cpu / elapsed,
     }
     print(json.dumps(result), flush=True)
+
+
+class EchoConnection(Protocol):
+    """What the tether and websockets clients have in common."""
+
+    async def send(self, message: bytes) -> None: ...
+
+    async def recv(self) -> Any: ...
+
+
+async def echo_and_measure(connection: EchoConnection, args: argparse.Namespace) -> None:
+    """Keep ``args.inflight`` messages of ``args.size`` bytes in flight through
+    ``connection`` while :func:`measure` counts the echoes."""
+    payload = b"x" * args.size
+    counter = Counter()
+
+    async def pump() -> None:
+        for _ in range(args.inflight):
+            await connection.send(payload)
+        while True:
+            await connection.recv()
+            counter.value += 1
+            await connection.send(payload)
+
+    task = asyncio.create_task(pump())
+    await measure(counter, args)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def run(main: Callable[[], Awaitable[None]], use_uvloop: bool) -> None:

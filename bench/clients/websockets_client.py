@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 
 import _common
 from websockets.asyncio.client import connect
 
 
 async def main(args: argparse.Namespace) -> None:
-    payload = b"x" * args.size
-    counter = _common.Counter()
     async with connect(args.uri, compression=None, max_size=_common.MAX_SIZE) as connection:
-
-        async def pump() -> None:
-            for _ in range(args.inflight):
-                await connection.send(payload)
-            while True:
-                await connection.recv()
-                counter.value += 1
-                await connection.send(payload)
-
-        task = asyncio.create_task(pump())
-        await _common.measure(counter, args)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _common.echo_and_measure(connection, args)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,6 @@ class Connection(asyncio.Protocol):
         "_pings",
         "_reading_paused",
         "_recv_waiter",
-        "_side",
         "_writing_paused",
         "is_client",
         "limits",
@@ -108,7 +107,6 @@ class Connection(asyncio.Protocol):
         self.limits = limits
         self.logger = logger
         self.is_client = side is core.Side.CLIENT
-        self._side = side
         self.request = None
         self.response = None
         self.subprotocol = None

@@ -49,6 +49,19 @@ TETHER_OPTIONS: dict[str, Any] = {
 T = TypeVar("T")
 
 
+async def exchange_fragments(connection: tether.Connection) -> None:
+    """A tether client against a scripted peer server: tether sends fragmented
+    messages and the peer echoes them whole; then the peer sends fragmented
+    messages (``cmd:fragments``) and tether reassembles them."""
+    await within(connection.send(["ab", "cdé", "f"]))
+    assert await within(connection.recv()) == "abcdéf"
+    await within(connection.send([b"\x01", b"", b"\x02\x03"]))
+    assert await within(connection.recv()) == b"\x01\x02\x03"
+    await connection.send("cmd:fragments")
+    assert await within(connection.recv()) == "".join(FRAGMENTS_TEXT)
+    assert await within(connection.recv()) == b"".join(FRAGMENTS_BINARY)
+
+
 async def within(awaitable: Awaitable[T], units: float = 3) -> T:
     """Await with a bound, so that a peer that never answers fails the test."""
     return await asyncio.wait_for(awaitable, timeout(units))

@@ -35,6 +35,7 @@ from interop.peers import (
     ScriptedServer,
     ServerFactory,
     echo_concurrently,
+    exchange_fragments,
     pipelined_messages,
     within,
 )
@@ -158,15 +159,7 @@ async def test_tether_client_fragmented_messages(compression: str | None) -> Non
         websockets_server(compression=compression) as server,
         tether_connect(server.url, compression=compression) as connection,
     ):
-        # tether fragments, websockets reassembles (and echoes whole).
-        await within(connection.send(["ab", "cdé", "f"]))
-        assert await within(connection.recv()) == "abcdéf"
-        await within(connection.send([b"\x01", b"", b"\x02\x03"]))
-        assert await within(connection.recv()) == b"\x01\x02\x03"
-        # websockets fragments, tether reassembles.
-        await connection.send("cmd:fragments")
-        assert await within(connection.recv()) == "".join(FRAGMENTS_TEXT)
-        assert await within(connection.recv()) == b"".join(FRAGMENTS_BINARY)
+        await exchange_fragments(connection)
 
 
 async def test_tether_client_ping_pong(compression: str | None) -> None:

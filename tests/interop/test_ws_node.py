@@ -19,11 +19,10 @@ import pytest
 import tether
 from helpers import node_bin, repo_root, timeout
 from interop.peers import (
-    FRAGMENTS_BINARY,
-    FRAGMENTS_TEXT,
     TETHER_OPTIONS,
     ServerFactory,
     echo_concurrently,
+    exchange_fragments,
     pipelined_messages,
     within,
 )
@@ -141,13 +140,7 @@ async def test_tether_client_fragmented_messages(compression: str | None) -> Non
         ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
         tether_connect(url, compression=compression) as connection,
     ):
-        await within(connection.send(["ab", "cdé", "f"]))
-        assert await within(connection.recv()) == "abcdéf"
-        await within(connection.send([b"\x01", b"", b"\x02\x03"]))
-        assert await within(connection.recv()) == b"\x01\x02\x03"
-        await connection.send("cmd:fragments")
-        assert await within(connection.recv()) == "".join(FRAGMENTS_TEXT)
-        assert await within(connection.recv()) == b"".join(FRAGMENTS_BINARY)
+        await exchange_fragments(connection)
 
 
 async def test_tether_client_ping_pong(compression: str | None) -> None:
