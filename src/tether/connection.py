@@ -332,6 +332,23 @@ class Connection(asyncio.Protocol):
                 return parsed
             await self._wait_head()
 
+    async def _read_body(self, start: int, size: int) -> bytes | None:
+        """Wait for ``size`` bytes at ``start`` in the head buffer (a plain HTTP
+        request's body, whose size the server checked first); None if the peer
+        left first. The buffer is then cut past the body, ready for the next
+        request on a keep-alive connection."""
+        end = start + size
+        while len(self._head) < end:
+            if self._is_closed:
+                return None
+            # data_received pauses past max_header_bytes; this caller wants more.
+            self._resume_reading()
+            await self._wait_head()
+        body = bytes(self._head[start:end])
+        del self._head[:end]
+        self._resume_reading()
+        return body
+
     def _start(self, protocol: core.Connection, leftover: bytes) -> None:
         """Switch from the handshake to WebSocket frames."""
         self.protocol = protocol

@@ -11,6 +11,9 @@
     ├── InvalidURI               not a ws://, wss:// or ws+unix:// URI
     ├── InvalidState             the caller did something the connection's state forbids
     ├── PacketError              a malformed Engine.IO / Socket.IO packet from the peer
+    ├── ConnectionRefused        a Socket.IO namespace refused the connection (CONNECT_ERROR)
+    ├── AckTimeout               no acknowledgement arrived in time (also a TimeoutError)
+    ├── Disconnected             the realtime socket is not connected
     └── ConnectionClosed         closed; carries the close frames sent and received
         ├── ConnectionClosedOK   ... cleanly, with 1000 or 1001
         └── ConnectionClosedError ... any other way
@@ -30,9 +33,12 @@ if TYPE_CHECKING:
     from .protocol.http import Response
 
 __all__ = [
+    "AckTimeout",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "ConnectionRefused",
+    "Disconnected",
     "HandshakeError",
     "HandshakeRejected",
     "InvalidState",
@@ -104,6 +110,28 @@ class PacketError(TetherError, ValueError):
     server can end just that session, with ``str(exc)`` as the reason. The
     WebSocket underneath was fine, hence not a :class:`ProtocolError`.
     """
+
+
+class ConnectionRefused(TetherError):
+    """A Socket.IO namespace refuses a connection, with a message and optional data.
+
+    Raise it in connection middleware or a ``connect`` handler on the server: the
+    client gets a CONNECT_ERROR packet carrying ``message`` and ``data``. The
+    client raises it when a server refuses it.
+    """
+
+    def __init__(self, message: str = "Connection refused", data: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class AckTimeout(TetherError, TimeoutError):
+    """The peer did not acknowledge an emitted event within the timeout."""
+
+
+class Disconnected(TetherError):
+    """The realtime socket is disconnected (and, for a client, not reconnecting)."""
 
 
 class ConnectionClosed(TetherError):

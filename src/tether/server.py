@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
     from .limits import LimitOptions
 
-__all__ = ["Handler", "ProcessRequest", "Server", "serve"]
+__all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
 
 Handler = Callable[[Connection], Awaitable[None]]
 ProcessRequest = Callable[[Connection, Request], "Response | Awaitable[Response | None] | None"]
+HTTPHandler = Callable[[Connection, Request, bytes], Awaitable[Response]]
 Compression = Literal["deflate"] | DeflateOptions | None
 
 _log = logging.getLogger("tether.server")
@@ -53,6 +54,7 @@ class Server:
         handler: Handler,
         *,
         process_request: ProcessRequest | None = None,
+        http_handler: HTTPHandler | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
@@ -63,6 +65,8 @@ class Server:
     ) -> None:
         self.handler = handler
         self.process_request = process_request
+        self.http_handler = http_handler
+        self.server_header = server_header
         self.compression = compression_options(compression)
         self.handshake = ServerHandshake(
             subprotocols=subprotocols,
@@ -210,7 +214,26 @@ class Server:
             transport.close()
 
     async def _handshake(self, connection: Connection) -> None:
-        """Read the request, run hooks, answer 101 and start the connection."""
+        """Read the request, run hooks, answer 101 and start the connection.
+
+        With an ``http_handler``, requests that do not ask for an upgrade are
+        answered by it instead, as many as the client sends on the connection
+        (HTTP/1.1 keep-alive), until one upgrades or the connection ends.
+        """
+        while True:
+            parsed = await self._read_request(connection)
+            if parsed is None:
+                return
+            request, used = parsed
+            if self.http_handler is None or _is_upgrade(request):
+                break
+            if not await self._answer_http(connection, request, used):
+                return
+        await self._upgrade(connection, request, used)
+
+    async def _read_request(self, connection: Connection) -> tuple[Request, int] | None:
+        """The next request head and its size (its bytes stay in the buffer);
+        None when the connection was answered or closed instead."""
         try:
             parsed = await asyncio.wait_for(
                 connection._read_head(parse_request), self.limits.open_timeout
@@ -219,22 +242,84 @@ class Server:
             self.logger.info("opening handshake timed out")
             if connection.transport is not None:
                 connection.transport.abort()
-            return
+            return None
         except PayloadTooBig as exc:
             self._reply(
                 connection, error_response(431, "Request Header Fields Too Large", str(exc))
             )
-            return
+            return None
         except HandshakeError as exc:
             self._reply(connection, error_response(400, "Bad Request", str(exc)))
-            return
+            return None
         if parsed is None:
-            return  # the client went away
-        request, used = parsed
-        connection.request = request
+            return None  # the client went away
+        connection.request = parsed[0]
         if self._closing:
             self._reply(connection, error_response(503, "Service Unavailable", "shutting down"))
-            return
+            return None
+        return parsed
+
+    async def _answer_http(self, connection: Connection, request: Request, used: int) -> bool:
+        """Read the body, run ``http_handler`` and send its answer; whether the
+        connection stays open for another request."""
+        assert self.http_handler is not None
+        headers = request.headers
+        if "Transfer-Encoding" in headers:
+            # Browsers and socket.io clients send a Content-Length; chunked
+            # uploads are not worth the parser here.
+            self._reply(connection, error_response(411, "Length Required", "send Content-Length"))
+            return False
+        try:
+            size = int(headers.get("Content-Length") or "0")
+        except ValueError:
+            size = -1
+        if size < 0:
+            self._reply(connection, error_response(400, "Bad Request", "invalid Content-Length"))
+            return False
+        if size > self.limits.max_message_size:
+            # Checked before buffering: the body is a message like any other.
+            message = f"body exceeds {self.limits.max_message_size} bytes"
+            self._reply(connection, error_response(413, "Payload Too Large", message))
+            return False
+        try:
+            body = await asyncio.wait_for(
+                connection._read_body(used, size), self.limits.open_timeout
+            )
+        except asyncio.TimeoutError:
+            body = None
+        if body is None:
+            if connection.transport is not None:
+                connection.transport.abort()
+            return False
+        # A held request (long-polling) ends early if the client goes away.
+        task = asyncio.ensure_future(self.http_handler(connection, request, body))
+        closed = connection._closed_future()
+        await asyncio.wait((task, closed), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+            return False
+        response = task.result()
+        keep_alive = "close" not in headers.tokens("Connection") and not self._closing
+        out = response.headers
+        if "Content-Length" not in out:
+            out.set("Content-Length", str(len(response.body)))
+        if self.server_header is not None and "Server" not in out:
+            out.set("Server", self.server_header)
+        if not keep_alive:
+            out.set("Connection", "close")
+        elif "close" in out.tokens("Connection"):
+            keep_alive = False
+        connection.response = response
+        transport = connection.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(response.encode())
+        if not keep_alive:
+            transport.close()
+        return keep_alive
+
+    async def _upgrade(self, connection: Connection, request: Request, used: int) -> None:
         if self.process_request is not None:
             answer = self.process_request(connection, request)
             if inspect.isawaitable(answer):
@@ -260,6 +345,11 @@ class Server:
         connection.subprotocol = result.subprotocol
         transport.write(response.encode())
         connection._start(protocol, bytes(connection._head[used:]))
+
+
+def _is_upgrade(request: Request) -> bool:
+    """Whether a request asks for a protocol upgrade (RFC 7230 §6.7)."""
+    return "upgrade" in request.headers.tokens("Connection")
 
 
 class _ServerConnection(Connection):
@@ -298,7 +388,11 @@ class serve:
     socket. ``ssl`` is an :class:`ssl.SSLContext` for ``wss://``.
     ``process_request(connection, request)`` may return a
     :class:`~tether.protocol.Response` to answer plain HTTP instead of
-    upgrading (health checks, static files, authentication). ``origins`` is
+    upgrading (health checks, authentication), then close the connection.
+    ``http_handler(connection, request, body)`` answers every request that
+    does not ask for an upgrade, keeping the connection open between them
+    (HTTP/1.1 keep-alive; bodies up to ``max_message_size``): static files,
+    long-polling. ``origins`` is
     an allow-list of ``Origin`` values. Limits are keyword options, see
     :class:`tether.Limits`.
     """
@@ -315,6 +409,7 @@ class serve:
         reuse_port: bool = False,
         backlog: int = 1024,
         process_request: ProcessRequest | None = None,
+        http_handler: HTTPHandler | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
@@ -327,6 +422,7 @@ class serve:
         self.server = Server(
             handler,
             process_request=process_request,
+            http_handler=http_handler,
             subprotocols=subprotocols,
             select_subprotocol=select_subprotocol,
             origins=origins,
