@@ -9,7 +9,7 @@ from typing import Literal
 from .connection import Connection
 from .protocol import connection as core
 
-__all__ = ["broadcast"]
+__all__ = ["broadcast", "send_frame"]
 
 _log = logging.getLogger("tether.broadcast")
 
@@ -36,29 +36,45 @@ def broadcast(
     frame = core.encode_broadcast_frame(message)
     sent = 0
     for connection in connections:
-        protocol = connection.protocol
-        transport = connection.transport
-        if (
-            protocol is None
-            or transport is None
-            or protocol.state is not core.State.OPEN
-            or protocol.close_sent is not None
-            or protocol._tx_opcode
-            or transport.is_closing()
-        ):
-            continue
-        queued = connection._out
-        if connection.write_buffer_size() > connection.limits.write_high_water:
-            if slow == "close":
-                _log.info("closing slow connection %r", connection)
-                connection._fail(1008, "too slow to keep up with broadcast")
-            continue
-        data = protocol.send(message) if protocol.is_client else frame
-        if queued:
-            connection._write(data)  # behind what the connection already queued
-        else:
-            # Nothing queued ahead of it: write at once rather than schedule a
-            # flush per connection (1,000 callbacks for one broadcast to 1,000).
-            transport.write(data)
-        sent += 1
+        if send_frame(connection, frame, message, slow=slow):
+            sent += 1
     return sent
+
+
+def send_frame(
+    connection: Connection,
+    frame: bytes,
+    message: str | bytes,
+    *,
+    slow: Literal["skip", "close"] = "skip",
+) -> bool:
+    """Write a frame from :func:`tether.protocol.connection.encode_broadcast_frame`
+    (one or several, concatenated) to one connection; whether it was written.
+
+    The rules of :func:`broadcast` apply. ``message`` is what the frames
+    carry, for a client connection, which must mask its own copy.
+    """
+    protocol = connection.protocol
+    transport = connection.transport
+    if (
+        protocol is None
+        or transport is None
+        or protocol.state is not core.State.OPEN
+        or protocol.close_sent is not None
+        or protocol._tx_opcode
+        or transport.is_closing()
+    ):
+        return False
+    if connection.write_buffer_size() > connection.limits.write_high_water:
+        if slow == "close":
+            _log.info("closing slow connection %r", connection)
+            connection._fail(1008, "too slow to keep up with broadcast")
+        return False
+    data = protocol.send(message) if protocol.is_client else frame
+    if connection._out:
+        connection._write(data)  # behind what the connection already queued
+    else:
+        # Nothing queued ahead of it: write at once rather than schedule a
+        # flush per connection (1,000 callbacks for one broadcast to 1,000).
+        transport.write(data)
+    return True
