@@ -208,6 +208,8 @@ class Server:
     def _reply(self, connection: Connection, response: Response) -> None:
         """Answer with plain HTTP and close the TCP connection."""
         connection.response = response
+        if "Content-Length" not in response.headers:
+            response.headers.set("Content-Length", str(len(response.body)))
         transport = connection.transport
         if transport is not None and not transport.is_closing():
             transport.write(response.encode())

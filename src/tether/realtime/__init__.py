@@ -1,6 +1,25 @@
 """Socket.IO v5 over Engine.IO v4, wire-compatible with the official clients and servers.
 
-For now only the packet codecs, sans-I/O like :mod:`tether.protocol`:
+The server::
+
+    from tether import realtime
+
+    server = realtime.Server()
+
+    @server.on("chat")
+    async def chat(socket, room, text):
+        await socket.to(room).emit("chat", text)
+
+    asyncio.run(realtime.serve(server, "127.0.0.1", 8000))
+
+Its parts: :mod:`~tether.realtime.server` (namespaces, middleware, dispatch),
+:mod:`~tether.realtime.sockets` (``Socket`` and ``BroadcastOperator``),
+:mod:`~tether.realtime.adapter` (rooms, broadcast, recovery; in memory by
+default), :mod:`~tether.realtime.engine` (Engine.IO sessions over polling
+and WebSocket), :mod:`~tether.realtime.serving` and
+:mod:`~tether.realtime.asgi` (standalone or under an ASGI server).
+
+Underneath, the packet codecs, sans-I/O like :mod:`tether.protocol`:
 
 * :mod:`tether.realtime.engineio`: Engine.IO packets, WebSocket frames and
   long-polling payloads, the open handshake and the upgrade probe;
@@ -22,15 +41,30 @@ Every decoder raises :class:`~tether.exceptions.PacketError` on bad input.
 
 from __future__ import annotations
 
-from ..exceptions import PacketError
+from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, PacketError
 from . import engineio, socketio
+from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from .engineio import Handshake, decode_packet, decode_payload, encode_packet, encode_payload
+from .server import Namespace, Server
+from .serving import serve
 from .socketio import Decoder, decode, deconstruct, encode, has_binary, reconstruct
+from .sockets import BroadcastOperator, Socket
 
 __all__ = [
+    "AckTimeout",
+    "Adapter",
+    "BroadcastOperator",
+    "BroadcastOptions",
+    "ConnectionRefused",
     "Decoder",
+    "Disconnected",
     "Handshake",
+    "Namespace",
     "PacketError",
+    "RecoveryOptions",
+    "Server",
+    "Socket",
+    "SocketInfo",
     "decode",
     "decode_packet",
     "decode_payload",
@@ -41,5 +75,6 @@ __all__ = [
     "engineio",
     "has_binary",
     "reconstruct",
+    "serve",
     "socketio",
 ]

@@ -1,0 +1,514 @@
+"""Engine.IO v4 server sessions over HTTP long-polling and WebSocket (asyncio).
+
+Section names refer to the Engine.IO v4 specification
+(https://github.com/socketio/engine.io-protocol, README). The packet codecs
+are in :mod:`tether.realtime.engineio`; this module keeps the sessions:
+
+* the handshake (§Handshake): a polling ``GET`` without ``sid``, or a
+  WebSocket without ``sid``, opens a session;
+* long-polling (§HTTP long-polling): a ``GET`` is held until the server has
+  packets for it, a ``POST`` carries the client's packets, one of each at a
+  time per session;
+* the upgrade (§Upgrade): a WebSocket with the ``sid`` of a polling session
+  probes (``2probe``/``3probe``), the held ``GET`` is released with a
+  ``noop``, and ``5`` (upgrade) moves the session to the WebSocket;
+* the heartbeat (§Heartbeat): the server pings every ``ping_interval`` and
+  closes the session when no pong comes within ``ping_timeout``.
+
+The layer above (Socket.IO) sees a :class:`Session`: :meth:`Session.send` and
+:meth:`Session.send_outgoing` to write, and its ``listener``'s
+``on_message``/``on_close`` callbacks to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from ..broadcast import send_frame
+from ..exceptions import ConnectionClosed, PacketError
+from ..protocol.connection import encode_broadcast_frame
+from ..protocol.http import Headers, Request, Response
+from . import engineio
+from .engineio import Packet, PacketType
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+__all__ = ["EngineServer", "Outgoing", "Session", "SessionListener"]
+
+_log = logging.getLogger("tether.realtime")
+
+# §Handshake, "errors": the JSON body of a 400 answer, {"code": n, "message": ...}.
+UNKNOWN_TRANSPORT = 0
+UNKNOWN_SID = 1
+BAD_HANDSHAKE_METHOD = 2
+BAD_REQUEST = 3
+FORBIDDEN = 4
+UNSUPPORTED_PROTOCOL_VERSION = 5
+_ERROR_MESSAGES = {
+    UNKNOWN_TRANSPORT: "Transport unknown",
+    UNKNOWN_SID: "Session ID unknown",
+    BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    BAD_REQUEST: "Bad request",
+    FORBIDDEN: "Forbidden",
+    UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+
+_NOOP = Packet(PacketType.NOOP)
+_CLOSE = Packet(PacketType.CLOSE)
+_PING = Packet(PacketType.PING)
+
+
+class SessionListener(Protocol):
+    """What the layer above implements to hear from a session."""
+
+    def on_message(self, session: Session, data: str | bytes) -> None: ...
+
+    def on_close(self, session: Session, reason: str) -> None: ...
+
+
+class Outgoing:
+    """Engine.IO message packets encoded once for any number of sessions.
+
+    Polling sessions queue the packets; WebSocket sessions write the frames,
+    encoded on first use and shared (one frame per packet, §WebSocket).
+    """
+
+    __slots__ = ("_frames", "packets")
+
+    def __init__(self, messages: Sequence[str | bytes]) -> None:
+        self.packets = [Packet(PacketType.MESSAGE, data) for data in messages]
+        self._frames: bytes | None = None
+
+    @property
+    def frames(self) -> bytes:
+        if self._frames is None:
+            self._frames = b"".join(
+                encode_broadcast_frame(engineio.encode_packet(packet)) for packet in self.packets
+            )
+        return self._frames
+
+
+class Session:
+    """One Engine.IO session: a sid, a transport, and the packets in flight."""
+
+    def __init__(self, engine: EngineServer, request: Request, remote_address: object) -> None:
+        self.engine = engine
+        self.sid = engine.generate_id()
+        self.request = request
+        self.remote_address = remote_address
+        self.transport = "polling"
+        self.listener: SessionListener | None = None
+        self.closed = False
+        self.close_reason: str | None = None
+        self._queue: list[Packet] = []
+        self._poll: asyncio.Future[None] | None = None
+        self._posting = False
+        self._ws: Connection | None = None
+        self._upgrading: Connection | None = None
+        self._loop = asyncio.get_running_loop()
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pong_timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.sid} {self.transport}{' closed' if self.closed else ''}>"
+
+    # -- sending -------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """Whether a packet sent now goes out at once (for volatile emits)."""
+        if self.closed:
+            return False
+        ws = self._ws
+        if ws is not None:
+            return ws.write_buffer_size() <= ws.limits.write_high_water
+        return self._poll is not None and not self._poll.done()
+
+    def send(self, data: str | bytes) -> None:
+        """Send one Engine.IO ``message`` packet."""
+        self._send_packet(Packet(PacketType.MESSAGE, data))
+
+    def send_outgoing(self, outgoing: Outgoing) -> bool:
+        """Send packets encoded once for many sessions; whether they were sent."""
+        if self.closed:
+            return False
+        ws = self._ws
+        if ws is not None:
+            if len(outgoing.packets) == 1:
+                packet = outgoing.packets[0]
+                return send_frame(ws, outgoing.frames, engineio.encode_packet(packet))
+            for packet in outgoing.packets:
+                self._send_packet(packet)
+            return True
+        self._queue.extend(outgoing.packets)
+        self._release_poll()
+        return True
+
+    def _send_packet(self, packet: Packet) -> None:
+        if self.closed:
+            return
+        ws = self._ws
+        if ws is not None:
+            try:  # noqa: SIM105 (per packet: cheaper than contextlib.suppress)
+                ws.send_nowait(engineio.encode_packet(packet))
+            except ConnectionClosed:
+                pass  # the WebSocket's end closes the session
+            return
+        self._queue.append(packet)
+        self._release_poll()
+
+    def _release_poll(self) -> None:
+        poll = self._poll
+        if poll is not None and not poll.done():
+            poll.set_result(None)
+
+    # -- heartbeat (§Heartbeat) ------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        self._ping_timer = self._loop.call_later(self.engine.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._send_packet(_PING)
+        self._pong_timer = self._loop.call_later(self.engine.ping_timeout, self._pong_missed)
+
+    def _pong_missed(self) -> None:
+        self.close("ping timeout")
+
+    def _pong(self) -> None:
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+            if self._ping_timer is not None:
+                self._ping_timer.cancel()
+            self._schedule_ping()
+
+    # -- receiving -------------------------------------------------------------
+
+    def _receive(self, packet: Packet) -> None:
+        kind = packet.type
+        if kind is PacketType.MESSAGE:
+            if self.listener is not None:
+                self.listener.on_message(self, packet.data)
+        elif kind is PacketType.PONG:
+            self._pong()
+        elif kind is PacketType.CLOSE:
+            self.close("forced close", by_client=True)
+        elif kind is PacketType.NOOP:
+            pass
+        else:
+            # OPEN, PING (other than the probe) and UPGRADE outside an upgrade.
+            raise PacketError(f"unexpected {kind.name.lower()} packet from the client")
+
+    # -- closing ---------------------------------------------------------------
+
+    def close(self, reason: str = "server close", *, by_client: bool = False) -> None:
+        """Close the session: the client is told unless it asked or is gone."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        for timer in (self._ping_timer, self._pong_timer):
+            if timer is not None:
+                timer.cancel()
+        self.engine._sessions.pop(self.sid, None)
+        ws = self._ws
+        if ws is not None:
+            if not by_client and reason != "transport close":
+                with contextlib.suppress(ConnectionClosed):
+                    ws.send_nowait(engineio.encode_packet(_CLOSE))
+            self.engine._spawn(ws.close())
+        else:
+            # A held GET ends with "close", or "noop" when the client closed.
+            self._queue = [_NOOP if by_client else _CLOSE]
+            self._release_poll()
+        if self._upgrading is not None:
+            self.engine._spawn(self._upgrading.close())
+        if self.listener is not None:
+            self.listener.on_close(self, reason)
+
+
+class EngineServer:
+    """Every Engine.IO session of one server, and the HTTP and WebSocket entry points."""
+
+    def __init__(
+        self,
+        *,
+        on_session: Callable[[Session], None],
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_payload: int = 1_000_000,
+        transports: Sequence[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        upgrade_timeout: float = 10.0,
+        cors_allowed_origins: str | Sequence[str] | None = None,
+        cors_credentials: bool = True,
+    ) -> None:
+        for transport in transports:
+            if transport not in ("polling", "websocket"):
+                raise ValueError(f"unknown transport {transport!r}")
+        self.on_session = on_session
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_payload = max_payload
+        self.transports = tuple(transports)
+        self.allow_upgrades = allow_upgrades
+        self.upgrade_timeout = upgrade_timeout
+        self.cors_allowed_origins = cors_allowed_origins
+        self.cors_credentials = cors_credentials
+        self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def generate_id() -> str:
+        # 120 random bits, URL-safe: a sid must be unguessable (it authorises
+        # polling requests on its own).
+        return secrets.token_urlsafe(15)
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self._sessions
+
+    def close_all(self, reason: str = "server shutting down") -> None:
+        for session in list(self._sessions.values()):
+            session.close(reason)
+
+    # -- request checks --------------------------------------------------------
+
+    def _origin_allowed(self, headers: Headers) -> bool:
+        allowed = self.cors_allowed_origins
+        origin = headers.get("Origin")
+        if allowed is None or allowed == "*" or origin is None:
+            return True
+        if isinstance(allowed, str):
+            return origin == allowed
+        return origin in allowed
+
+    def _cors_headers(self, request: Request, headers: Headers) -> None:
+        allowed = self.cors_allowed_origins
+        origin = request.headers.get("Origin")
+        if allowed is None or origin is None or not self._origin_allowed(request.headers):
+            return
+        headers.set("Access-Control-Allow-Origin", origin)
+        headers.add("Vary", "Origin")
+        if self.cors_credentials:
+            headers.set("Access-Control-Allow-Credentials", "true")
+
+    def check(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """Parse and validate an Engine.IO request's query; a 400 answer if invalid."""
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        if query.get("EIO") != str(engineio.PROTOCOL_VERSION):
+            return query, self.error(request, UNSUPPORTED_PROTOCOL_VERSION)
+        transport = query.get("transport")
+        if transport not in self.transports:
+            return query, self.error(request, UNKNOWN_TRANSPORT)
+        if not self._origin_allowed(request.headers):
+            return query, self.error(request, FORBIDDEN, status=403)
+        sid = query.get("sid")
+        if sid is not None:
+            session = self._sessions.get(sid)
+            if session is None:
+                return query, self.error(request, UNKNOWN_SID)
+            # A second WebSocket for a session that upgraded (or is upgrading)
+            # is accepted, then closed by handle_websocket, as the reference
+            # server does; the session it names carries on.
+            if transport == "polling" and session.transport != "polling":
+                return query, self.error(request, BAD_REQUEST)
+        elif request.method != "GET":
+            return query, self.error(request, BAD_HANDSHAKE_METHOD)
+        return query, None
+
+    def error(self, request: Request, code: int, *, status: int = 400) -> Response:
+        body = json.dumps({"code": code, "message": _ERROR_MESSAGES[code]}).encode()
+        headers = Headers([("Content-Type", "application/json")])
+        self._cors_headers(request, headers)
+        reason = "Forbidden" if status == 403 else "Bad Request"
+        return Response(status, reason, headers, body)
+
+    # -- HTTP long-polling (§HTTP long-polling) ---------------------------------
+
+    async def handle_http(self, connection: Connection, request: Request, body: bytes) -> Response:
+        """Answer one Engine.IO HTTP request (``OPTIONS``, ``GET`` or ``POST``)."""
+        if request.method == "OPTIONS":
+            headers = Headers()
+            self._cors_headers(request, headers)
+            if "Access-Control-Allow-Origin" in headers:
+                headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                asked = request.headers.get("Access-Control-Request-Headers")
+                if asked:
+                    headers.set("Access-Control-Allow-Headers", asked)
+            return Response(204, "No Content", headers)
+        query, problem = self.check(request)
+        if problem is not None:
+            return problem
+        if request.method not in ("GET", "POST"):
+            return self.error(request, BAD_REQUEST)
+        sid = query.get("sid")
+        if sid is None:
+            return self._open_polling(connection, request)
+        session = self._sessions[sid]
+        if request.method == "GET":
+            return await self._poll(session, request)
+        return self._post(session, request, body)
+
+    def _open_polling(self, connection: Connection, request: Request) -> Response:
+        session = Session(self, request, connection.remote_address)
+        upgrades = ["websocket"] if "websocket" in self.transports and self.allow_upgrades else []
+        self._open(session, upgrades)
+        return self._payload_response(request, session)
+
+    def _open(self, session: Session, upgrades: list[str]) -> None:
+        self._sessions[session.sid] = session
+        handshake = engineio.Handshake(
+            sid=session.sid,
+            upgrades=tuple(upgrades),
+            ping_interval=round(self.ping_interval * 1000),
+            ping_timeout=round(self.ping_timeout * 1000),
+            max_payload=self.max_payload,
+        )
+        session._send_packet(handshake.to_packet())
+        session._schedule_ping()
+        self.on_session(session)
+
+    def _payload_response(self, request: Request, session: Session) -> Response:
+        packets, session._queue = session._queue, []
+        body = engineio.encode_payload(packets).encode()
+        headers = Headers([("Content-Type", "text/plain; charset=UTF-8")])
+        self._cors_headers(request, headers)
+        return Response(200, "OK", headers, body)
+
+    async def _poll(self, session: Session, request: Request) -> Response:
+        if session._poll is not None and not session._poll.done():
+            # §HTTP long-polling: one GET at a time; a second one ends the session.
+            session.close("transport error")
+            return self.error(request, BAD_REQUEST)
+        if not session._queue:
+            waiter = session._poll = session._loop.create_future()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                # The client went away in the middle of a poll.
+                session.close("transport close")
+                raise
+            finally:
+                if session._poll is waiter:
+                    session._poll = None
+        return self._payload_response(request, session)
+
+    def _post(self, session: Session, request: Request, body: bytes) -> Response:
+        if session._posting:
+            session.close("transport error")
+            return self.error(request, BAD_REQUEST)
+        if len(body) > self.max_payload:
+            session.close("transport error")
+            return Response(413, "Payload Too Large", Headers([("Content-Length", "0")]))
+        session._posting = True
+        try:
+            for packet in engineio.decode_payload(body, max_payload=self.max_payload):
+                session._receive(packet)
+                if session.closed:
+                    break
+        except PacketError as exc:
+            _log.info("closing session %s: %s", session.sid, exc)
+            session.close("parse error")
+            return self.error(request, BAD_REQUEST)
+        finally:
+            session._posting = False
+        headers = Headers([("Content-Type", "text/html")])
+        self._cors_headers(request, headers)
+        return Response(200, "OK", headers, b"ok")
+
+    # -- WebSocket (§WebSocket, §Upgrade) ----------------------------------------
+
+    async def handle_websocket(self, connection: Connection, query: dict[str, str]) -> None:
+        """Serve an Engine.IO WebSocket (the query was checked by :meth:`check`)."""
+        sid = query.get("sid")
+        if sid is None:
+            session = Session(self, connection.request or Request("/"), connection.remote_address)
+            session.transport = "websocket"
+            session._ws = connection
+            self._open(session, [])
+        else:
+            found = self._sessions.get(sid)
+            if found is None or found.transport != "polling" or found._upgrading is not None:
+                await connection.close(1008, "cannot upgrade this session")
+                return
+            session = found
+            if not await self._upgrade(session, connection):
+                return
+        try:
+            await self._read_websocket(session, connection)
+        finally:
+            if session._ws is connection:
+                session.close("transport close")
+
+    async def _read_websocket(self, session: Session, connection: Connection) -> None:
+        try:
+            async for message in connection:
+                if session.closed:
+                    return
+                session._receive(engineio.decode_packet(message, max_payload=self.max_payload))
+        except PacketError as exc:
+            _log.info("closing session %s: %s", session.sid, exc)
+            session.close("parse error")
+        except ConnectionClosed:
+            pass
+
+    async def _upgrade(self, session: Session, connection: Connection) -> bool:
+        """§Upgrade: probe, release the held GET, wait for ``5``; whether it worked."""
+        session._upgrading = connection
+        # A timer rather than wait_for: no task in between, so a probe and the
+        # "5" behind it are handled as soon as they arrive, before any polling
+        # request the client sends after them.
+        timer = session._loop.call_later(
+            self.upgrade_timeout, lambda: self._spawn(connection.close(1008, "upgrade timeout"))
+        )
+        try:
+            await self._probe(session, connection)
+        except (PacketError, ConnectionClosed) as exc:
+            if session._upgrading is connection:
+                session._upgrading = None
+            _log.info("upgrade of session %s failed: %r", session.sid, exc)
+            await connection.close(1008, "upgrade failed")
+            return False
+        finally:
+            timer.cancel()
+        session._upgrading = None
+        if session.closed:
+            await connection.close()
+            return False
+        # Whatever polling had queued goes out first, on the WebSocket; a GET
+        # still held ends with a noop.
+        queued = [p for p in session._queue if p.type is not PacketType.NOOP]
+        session._queue = [_NOOP]
+        session.transport = "websocket"
+        session._ws = connection
+        session._release_poll()
+        for packet in queued:
+            session._send_packet(packet)
+        return True
+
+    async def _probe(self, session: Session, connection: Connection) -> None:
+        while True:
+            message = await connection.recv()
+            packet = engineio.decode_packet(message, max_payload=self.max_payload)
+            if packet == engineio.PING_PROBE:
+                connection.send_nowait(engineio.encode_packet(engineio.PONG_PROBE))
+                # Ends the held GET so that the client pauses polling.
+                session._send_packet(_NOOP)
+            elif packet.type is PacketType.UPGRADE:
+                return
+            elif packet.type is not PacketType.NOOP:
+                raise PacketError(f"unexpected {packet.type.name.lower()} packet during upgrade")

@@ -1,0 +1,701 @@
+"""The Socket.IO v5 server: namespaces, middleware, events, acks, rooms, recovery.
+
+Section names refer to the Socket.IO v5 specification
+(https://github.com/socketio/socket.io-protocol, README). Engine.IO sessions
+(:mod:`tether.realtime.engine`) carry the packets; each session has a
+:class:`_Client` here that decodes them and routes them to the
+:class:`~tether.realtime.sockets.Socket` of their namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from ..exceptions import ConnectionRefused, PacketError
+from . import socketio
+from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
+from .engine import EngineServer, Outgoing, Session
+from .sockets import BroadcastOperator, Handshake, Socket, ack_value
+
+__all__ = ["Namespace", "Server"]
+
+_log = logging.getLogger("tether.realtime")
+
+Handler = Callable[..., Any]
+Middleware = Callable[[Socket, dict[str, Any]], "Awaitable[None] | None"]
+NamespaceMatcher = "re.Pattern[str] | Callable[[str, dict[str, Any]], bool | Awaitable[bool]]"
+_H = TypeVar("_H", bound=Handler)
+
+# Reasons after which a socket may come back with its state (socket.io's list).
+_RECOVERABLE = frozenset(
+    {"transport error", "transport close", "forced close", "ping timeout", "server shutting down"}
+)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _arity(handler: Handler) -> int:
+    """How many positional arguments a handler takes (-1: any number)."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return -1
+    count = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return -1
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+class Namespace:
+    """A namespace: its handlers, middleware and sockets.
+
+    A namespace made with a pattern or a predicate (:meth:`Server.of`) is a
+    *parent*: each name it accepts becomes a child namespace sharing its
+    handlers and middleware; emitting on the parent emits on every child.
+    """
+
+    def __init__(self, server: Server, name: str, parent: Namespace | None = None) -> None:
+        self.server = server
+        self.name = name
+        self.adapter: Adapter = server.adapter
+        self.sockets: dict[str, Socket] = {}
+        self.parent = parent
+        self.children: dict[str, Namespace] = {}
+        self._handlers: dict[str, Handler] = parent._handlers if parent else {}
+        self._middlewares: list[Middleware] = parent._middlewares if parent else []
+        self._ack_ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    def _next_ack_id(self) -> int:
+        return next(self._ack_ids)
+
+    def _targets(self) -> list[Namespace]:
+        """The namespaces an emit on this one reaches: a parent's children."""
+        if any(parent is self for parent in self.server._parents.values()):
+            return list(self.children.values())
+        return [self]
+
+    # -- registration ---------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """Register ``handler`` for ``event`` (usable as a decorator).
+
+        ``connect``: ``handler(socket)`` or ``handler(socket, auth)``; raise
+        :class:`~tether.exceptions.ConnectionRefused` to refuse. ``disconnect``
+        and ``disconnecting``: ``handler(socket, reason)``. ``"*"``: every
+        event without its own handler, ``handler(socket, event, *args)``.
+        Others: ``handler(socket, *args)``, whose return value acknowledges the
+        event when the client asked for an ack (a tuple for several values).
+        Handlers may be coroutines; each event runs in its own task.
+        """
+
+        def register(function: _H) -> _H:
+            self._handlers[event] = function
+            return function
+
+        if handler is not None:
+            register(handler)
+            return handler
+        return register
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Run ``middleware(socket, auth)`` before a socket connects; raising
+        :class:`~tether.exceptions.ConnectionRefused` refuses it with a
+        ``CONNECT_ERROR`` carrying the message and data."""
+        self._middlewares.append(middleware)
+        return middleware
+
+    # -- selections -------------------------------------------------------------------
+
+    @property
+    def _all(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self._all.to(rooms)
+
+    in_ = to
+
+    def except_(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self._all.except_(rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._all.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._all.local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._all.timeout(seconds)
+
+    async def emit(
+        self,
+        event: str,
+        *args: Any,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] | None = None,
+    ) -> None:
+        """Emit to every socket, or to the rooms/sids ``to``, except ``skip``."""
+        operator = self._all
+        if to is not None:
+            operator = operator.to(to)
+        if skip is not None:
+            operator = operator.except_(skip)
+        await operator.emit(event, *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._all.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[SocketInfo]:
+        return await self._all.fetch_sockets()
+
+    async def sockets_join(self, rooms: str | Iterable[str]) -> None:
+        await self._all.sockets_join(rooms)
+
+    async def sockets_leave(self, rooms: str | Iterable[str]) -> None:
+        await self._all.sockets_leave(rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        await self._all.disconnect_sockets(close)
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def _dispatch(self, socket: Socket, packet: socketio.Packet) -> None:
+        args = list(packet.data)
+        event = args.pop(0)
+        handler = self._handlers.get(event)
+        if handler is None:
+            handler = self._handlers.get("*")
+            if handler is None:
+                return
+            args.insert(0, event)
+        if event in ("connect", "disconnect", "disconnecting"):
+            return  # reserved: a client cannot trigger these
+        self.server._run(self._handle_event(socket, handler, args, packet.id), socket)
+
+    async def _handle_event(
+        self, socket: Socket, handler: Handler, args: list[Any], ack_id: int | None
+    ) -> None:
+        result = await _maybe_await(handler(socket, *args))
+        if ack_id is None or not socket.connected:
+            return
+        if result is None:
+            values: tuple[Any, ...] = ()
+        elif isinstance(result, tuple):
+            values = result
+        else:
+            values = (result,)
+        socket._send(socketio.Packet.ack(ack_id, *values, namespace=self.name))
+
+
+class Server(Namespace):
+    """A Socket.IO server; it is also its main namespace ``/``.
+
+    ::
+
+        server = realtime.Server()
+
+        @server.on("chat")
+        async def chat(socket, text):
+            await socket.broadcast.emit("chat", text)
+
+        await realtime.serve(server, "127.0.0.1", 8000)
+
+    ``connection_state_recovery`` (``True`` or a dict of
+    :class:`~tether.realtime.adapter.RecoveryOptions` fields) lets a client
+    that lost its connection come back with its sid, rooms, ``data`` and every
+    event it missed. ``cors_allowed_origins`` is ``None`` (same origin only:
+    no CORS headers), ``"*"`` or a list of origins; a list is also an Origin
+    allow-list for WebSocket upgrades. Times are in seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/socket.io",
+        adapter: Adapter | None = None,
+        connection_state_recovery: bool | dict[str, Any] | RecoveryOptions | None = None,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_payload: int = 1_000_000,
+        max_attachments: int = 10,
+        connect_timeout: float = 45.0,
+        ack_timeout: float = 10.0,
+        transports: Iterable[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        cors_allowed_origins: str | Iterable[str] | None = None,
+        cors_credentials: bool = True,
+        static_files: dict[str, str] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.path = "/" + path.strip("/")
+        if connection_state_recovery is True:
+            connection_state_recovery = RecoveryOptions()
+        elif isinstance(connection_state_recovery, dict):
+            connection_state_recovery = RecoveryOptions(**connection_state_recovery)
+        elif connection_state_recovery is False:
+            connection_state_recovery = None
+        self.recovery: RecoveryOptions | None = connection_state_recovery
+        self.adapter = adapter if adapter is not None else Adapter()
+        self.connect_timeout = connect_timeout
+        self.ack_timeout = ack_timeout
+        self.max_payload = max_payload
+        self.max_attachments = max_attachments
+        self.static_files = dict(static_files or {})
+        self.logger = logger or _log
+        origins = cors_allowed_origins
+        if origins is not None and not isinstance(origins, str):
+            origins = list(origins)
+        self.engine = EngineServer(
+            on_session=self._on_session,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_payload=max_payload,
+            transports=tuple(transports),
+            allow_upgrades=allow_upgrades,
+            cors_allowed_origins=origins,
+            cors_credentials=cors_credentials,
+        )
+        self.namespaces: dict[str, Namespace] = {}
+        self._parents: dict[Any, Namespace] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        super().__init__(self, socketio.DEFAULT_NAMESPACE)
+        self.namespaces[self.name] = self
+        self.adapter.attach(self)
+
+    # -- namespaces ------------------------------------------------------------------
+
+    def of(self, name: str | Any) -> Namespace:
+        """The namespace ``name``, created on first use.
+
+        ``name`` may also be a compiled regular expression or a predicate
+        ``(name, auth) -> bool`` (may be async): every namespace a client asks
+        for that matches is created on demand and shares the handlers
+        registered on the returned parent.
+        """
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            namespace = self.namespaces.get(name)
+            if namespace is None:
+                namespace = self.namespaces[name] = Namespace(self, name)
+            return namespace
+        parent = self._parents.get(name)
+        if parent is None:
+            parent = self._parents[name] = Namespace(self, f"<dynamic {name!r}>")
+        return parent
+
+    async def _resolve(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        namespace = self.namespaces.get(name)
+        if namespace is not None:
+            return namespace
+        for matcher, parent in self._parents.items():
+            if isinstance(matcher, re.Pattern):
+                ok = matcher.fullmatch(name) is not None
+            else:
+                ok = bool(await _maybe_await(matcher(name, auth)))
+            if ok:
+                child = self.namespaces.get(name)
+                if child is None:
+                    child = self.namespaces[name] = Namespace(self, name, parent)
+                    parent.children[name] = child
+                return child
+        return None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the adapter (called by :func:`serve` and the ASGI app)."""
+        if not self._started:
+            self._started = True
+            await self.adapter.start()
+
+    async def shutdown(self) -> None:
+        """Close every session (clients see ``server shutting down``), stop the adapter."""
+        self.engine.close_all("server shutting down")
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
+            for task in pending:
+                task.cancel()
+        if self._started:
+            self._started = False
+            await self.adapter.close()
+
+    def _run(self, coroutine: Awaitable[Any], socket: Socket | None = None) -> None:
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.logger.exception("handler failed on %r", socket)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _call(self, handler: Handler, socket: Socket, *args: Any) -> None:
+        """Run ``handler(socket, *args)`` in a task, with as many of ``args`` as
+        it takes (``disconnect`` handlers may ignore the reason)."""
+        arity = _arity(handler)
+        if arity >= 1:
+            args = args[: arity - 1]
+
+        async def call() -> None:
+            await _maybe_await(handler(socket, *args))
+
+        self._run(call(), socket)
+
+    # -- sessions and their clients ------------------------------------------------
+
+    def _on_session(self, session: Session) -> None:
+        session.listener = _Client(self, session)
+
+    # -- what adapters call ---------------------------------------------------------
+
+    def _deliver(
+        self,
+        namespace: str,
+        packet: socketio.Packet,
+        sids: list[str],
+        opts: BroadcastOptions,
+    ) -> None:
+        """Send ``packet`` to these local sockets: serialised once, framed once."""
+        nsp = self.namespaces.get(namespace)
+        if nsp is None or not sids:
+            return
+        text, attachments = socketio.encode(packet)
+        outgoing = Outgoing([text, *attachments])
+        sockets = nsp.sockets
+        for sid in sids:
+            socket = sockets.get(sid)
+            if socket is None or not socket.connected:
+                continue
+            session = socket.session
+            if opts.volatile and not session.writable:
+                continue
+            session.send_outgoing(outgoing)
+
+    def _deliver_with_ack(
+        self,
+        namespace: str,
+        packet: socketio.Packet,
+        sids: list[str],
+        opts: BroadcastOptions,
+    ) -> list[asyncio.Future[Any]]:
+        nsp = self.namespaces.get(namespace)
+        if nsp is None:
+            return []
+        assert packet.id is not None
+        waiters: list[asyncio.Future[Any]] = []
+        live = []
+        for sid in sids:
+            socket = nsp.sockets.get(sid)
+            if socket is not None and socket.connected:
+                live.append(sid)
+                raw = socket.expect_ack(packet.id)
+                waiters.append(_ack_value_future(raw))
+        self._deliver(namespace, packet, live, opts)
+        return waiters
+
+    def _socket_infos(self, namespace: str, sids: list[str]) -> list[SocketInfo]:
+        nsp = self.namespaces.get(namespace)
+        if nsp is None:
+            return []
+        infos = []
+        for sid in sids:
+            socket = nsp.sockets.get(sid)
+            if socket is not None:
+                infos.append(
+                    SocketInfo(
+                        sid,
+                        namespace,
+                        frozenset(socket.rooms),
+                        socket.data,
+                        socket.handshake.as_dict(),
+                    )
+                )
+        return infos
+
+    def _join(self, namespace: str, sid: str, rooms: list[str]) -> None:
+        nsp = self.namespaces.get(namespace)
+        if nsp is not None and sid in nsp.sockets:
+            self.adapter.add_all(namespace, sid, rooms)
+
+    def _leave(self, namespace: str, sid: str, rooms: list[str]) -> None:
+        nsp = self.namespaces.get(namespace)
+        if nsp is not None and sid in nsp.sockets:
+            for room in rooms:
+                self.adapter.delete(namespace, sid, room)
+
+    def _disconnect(self, namespace: str, sid: str, close: bool) -> None:
+        nsp = self.namespaces.get(namespace)
+        socket = nsp.sockets.get(sid) if nsp is not None else None
+        if socket is None:
+            return
+        client = socket.session.listener
+        assert isinstance(client, _Client)
+        if close:
+            socket.session.close("forced server close")
+        else:
+            client._disconnect_socket(socket, "server namespace disconnect", notify=True)
+
+    # -- serving ---------------------------------------------------------------------
+
+    def handles(self, path: str) -> bool:
+        """Whether a request path is an Engine.IO endpoint of this server."""
+        route = urlsplit(path).path.rstrip("/")
+        return route == self.path
+
+    def asgi_app(self, other_app: Any = None) -> Any:
+        """An ASGI application serving this server (and ``other_app`` for other paths)."""
+        from .asgi import ASGIApp
+
+        return ASGIApp(self, other_app)
+
+
+def _ack_value_future(raw: asyncio.Future[list[Any]]) -> asyncio.Future[Any]:
+    loop = asyncio.get_running_loop()
+    out: asyncio.Future[Any] = loop.create_future()
+
+    def done(future: asyncio.Future[list[Any]]) -> None:
+        if out.done():
+            return
+        if future.cancelled():
+            out.cancel()
+        else:
+            out.set_result(ack_value(future.result()))
+
+    def cancelled(future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            raw.cancel()
+
+    raw.add_done_callback(done)
+    out.add_done_callback(cancelled)
+    return out
+
+
+class _Client:
+    """The Socket.IO side of one Engine.IO session: decoding, namespaces, sockets."""
+
+    def __init__(self, server: Server, session: Session) -> None:
+        self.server = server
+        self.session = session
+        self.decoder = socketio.Decoder(
+            max_payload=server.max_payload, max_attachments=server.max_attachments
+        )
+        self.sockets: dict[str, Socket] = {}
+        self._connecting: dict[str, list[socketio.Packet]] = {}
+        loop = asyncio.get_running_loop()
+        # §Connection to a namespace: a session that joins none is closed.
+        self._connect_timer: asyncio.TimerHandle | None = loop.call_later(
+            server.connect_timeout, self._connect_timed_out
+        )
+
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        if not self.sockets and not self._connecting:
+            self.server.logger.info("closing session %s: no namespace joined", self.session.sid)
+            self.session.close("connect timeout")
+
+    # -- SessionListener ------------------------------------------------------------
+
+    def on_message(self, session: Session, data: str | bytes) -> None:
+        try:
+            packet = self.decoder.feed(data)
+        except PacketError as exc:
+            self.server.logger.info("closing session %s: %s", session.sid, exc)
+            session.close("parse error")
+            return
+        if packet is None:
+            return
+        try:
+            self._on_packet(packet)
+        except PacketError as exc:
+            self.server.logger.info("closing session %s: %s", session.sid, exc)
+            session.close("parse error")
+
+    def on_close(self, session: Session, reason: str) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        for socket in list(self.sockets.values()):
+            self._disconnect_socket(socket, reason, notify=False)
+        self._connecting.clear()
+
+    # -- packets ---------------------------------------------------------------------
+
+    def _on_packet(self, packet: socketio.Packet) -> None:
+        kind = packet.type
+        name = packet.namespace
+        if kind is socketio.PacketType.CONNECT:
+            if name in self.sockets or name in self._connecting:
+                return  # already connected: a duplicate CONNECT is ignored
+            self._connecting[name] = []
+            self.server._run(self._connect(name, packet.data or {}))
+            return
+        if name in self._connecting:
+            # Events sent right after CONNECT wait for the connection to settle.
+            self._connecting[name].append(packet)
+            return
+        socket = self.sockets.get(name)
+        if socket is None:
+            return  # not connected to that namespace: dropped, like socket.io
+        if kind in (socketio.PacketType.EVENT, socketio.PacketType.BINARY_EVENT):
+            socket.namespace._dispatch(socket, packet)
+        elif kind in (socketio.PacketType.ACK, socketio.PacketType.BINARY_ACK):
+            socket._on_ack(packet)
+        elif kind is socketio.PacketType.DISCONNECT:
+            self._disconnect_socket(socket, "client namespace disconnect", notify=False)
+        else:
+            raise PacketError(f"a client may not send {kind.name}")
+
+    def _send(self, packet: socketio.Packet) -> None:
+        text, attachments = socketio.encode(packet)
+        self.session.send(text)
+        for attachment in attachments:
+            self.session.send(attachment)
+
+    async def _connect(self, name: str, auth: dict[str, Any]) -> None:
+        server = self.server
+        try:
+            socket = await self._admit(name, auth)
+        except ConnectionRefused as refused:
+            payload: dict[str, Any] = {"message": refused.message}
+            if refused.data is not None:
+                payload["data"] = refused.data
+            self._connecting.pop(name, None)
+            self._send(socketio.Packet(socketio.PacketType.CONNECT_ERROR, name, payload))
+            return
+        except Exception:
+            self._connecting.pop(name, None)
+            server.logger.exception("connecting to %s failed", name)
+            payload = {"message": "Internal server error"}
+            self._send(socketio.Packet(socketio.PacketType.CONNECT_ERROR, name, payload))
+            return
+        if socket is None:
+            return
+        queued = self._connecting.pop(name, [])
+        for packet in queued:
+            self._on_packet(packet)
+
+    async def _admit(self, name: str, auth: Any) -> Socket | None:
+        server = self.server
+        if not isinstance(auth, dict):
+            auth = {}
+        auth = dict(auth)
+        pid = auth.pop("pid", None)
+        offset = auth.pop("offset", None)
+        namespace = await server._resolve(name, auth)
+        if namespace is None:
+            raise ConnectionRefused("Invalid namespace")
+        if self.session.closed:
+            return None
+        handshake = self._handshake(auth)
+        restored = None
+        if server.recovery is not None and isinstance(pid, str):
+            restored = await server.adapter.restore_session(
+                name, pid, offset if isinstance(offset, str) else None
+            )
+        if restored is not None:
+            saved, missed = restored
+            socket = Socket(namespace, self.session, saved.sid, saved.pid, handshake)
+            socket.data = saved.data
+            socket.recovered = True
+            rooms = saved.rooms
+        else:
+            missed = []
+            socket = Socket(
+                namespace,
+                self.session,
+                server.engine.generate_id(),
+                server.engine.generate_id() if server.recovery is not None else None,
+                handshake,
+            )
+            rooms = []
+        if not (restored is not None and server.recovery and server.recovery.skip_middlewares):
+            for middleware in namespace._middlewares:
+                await _maybe_await(middleware(socket, auth))
+        connect = namespace._handlers.get("connect")
+        if self.session.closed:
+            return None
+        # Joined before the connect handler runs, so it can emit to the socket.
+        server.adapter.add_all(name, socket.sid, rooms)
+        socket.offset = server.adapter.last_offset
+        namespace.sockets[socket.sid] = socket
+        self.sockets[name] = socket
+        socket.connected = True
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        reply: dict[str, Any] = {"sid": socket.sid}
+        if socket.pid is not None:
+            reply["pid"] = socket.pid
+        self._send(socketio.Packet(socketio.PacketType.CONNECT, name, reply))
+        for data in missed:
+            self._send(socketio.Packet.event(*data, namespace=name))
+        if connect is not None:
+            try:
+                arity = _arity(connect)
+                await _maybe_await(connect(socket) if arity == 1 else connect(socket, auth))
+            except ConnectionRefused as refused:
+                # Refused after all: the client gets a DISCONNECT.
+                server.logger.info("connect handler refused %r: %s", socket, refused)
+                self._disconnect_socket(socket, "server namespace disconnect", notify=True)
+                return None
+        return socket
+
+    def _handshake(self, auth: dict[str, Any]) -> Handshake:
+        request = self.session.request
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        headers: dict[str, str] = {}
+        for key, value in request.headers:
+            headers.setdefault(key.lower(), value)
+        return Handshake(headers, query, auth, self.session.remote_address, request.path)
+
+    def _disconnect_socket(self, socket: Socket, reason: str, *, notify: bool) -> None:
+        if not socket.connected:
+            return
+        server = self.server
+        namespace = socket.namespace
+        name = namespace.name
+        if notify and not self.session.closed:
+            self._send(socketio.Packet(socketio.PacketType.DISCONNECT, name))
+        handlers = namespace._handlers
+        disconnecting = handlers.get("disconnecting")
+        if disconnecting is not None:
+            server._call(disconnecting, socket, reason)
+        rooms = [room for room in server.adapter.rooms_of(name, socket.sid) if room != socket.sid]
+        socket.connected = False
+        for waiter in socket._acks.values():
+            waiter.cancel()
+        socket._acks.clear()
+        server.adapter.delete_all(name, socket.sid)
+        namespace.sockets.pop(socket.sid, None)
+        self.sockets.pop(name, None)
+        if server.recovery is not None and socket.pid is not None and reason in _RECOVERABLE:
+            saved = SavedSession(socket.sid, socket.pid, name, rooms, socket.data, socket.offset)
+            server._run(server.adapter.persist_session(saved), socket)
+        disconnect = handlers.get("disconnect")
+        if disconnect is not None:
+            server._call(disconnect, socket, reason)

@@ -1,0 +1,135 @@
+"""Serving a realtime server on tether's own asyncio WebSocket server."""
+
+from __future__ import annotations
+
+import socket as socket_module
+import ssl as ssl_module
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from ..connection import Connection
+from ..protocol.http import Request, Response
+from ..server import Server as WebSocketServer
+from ..server import serve as serve_websockets
+from .static import StaticFiles, not_found
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["serve"]
+
+
+class serve(Coroutine[Any, Any, None]):
+    """Serve a :class:`~tether.realtime.Server` on ``host:port``.
+
+    Polling and WebSocket share the port with the static files of the
+    server's ``static_files``. Await it to serve until cancelled::
+
+        asyncio.run(realtime.serve(server, "127.0.0.1", 8000))
+
+    or use it as an async context manager, which yields the underlying
+    :class:`tether.Server` (its ``port``, ``close()``)::
+
+        async with realtime.serve(server, "127.0.0.1", 0) as http:
+            print(http.port)
+
+    Other keyword arguments go to :func:`tether.serve` (``ssl``, ``sock``,
+    ``reuse_port``, ``compression``, limits...).
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket_module.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        **options: Any,
+    ) -> None:
+        self.server = server
+        self.static = StaticFiles(server.static_files) if server.static_files else None
+        self._websockets = serve_websockets(
+            self._websocket,
+            host,
+            port,
+            sock=sock,
+            ssl=ssl,
+            process_request=self._check_upgrade,
+            http_handler=self._http,
+            **options,
+        )
+        self._running: WebSocketServer | None = None
+        self._forever: Coroutine[Any, Any, None] | None = None
+
+    # -- the three entry points tether.serve calls ----------------------------------
+
+    def _check_upgrade(self, connection: Connection, request: Request) -> Response | None:
+        server = self.server
+        if not server.handles(request.path):
+            return not_found()
+        _, problem = server.engine.check(request)
+        return problem
+
+    async def _websocket(self, connection: Connection) -> None:
+        request = connection.request
+        assert request is not None
+        query, _ = self.server.engine.check(request)
+        await self.server.engine.handle_websocket(connection, query)
+
+    async def _http(self, connection: Connection, request: Request, body: bytes) -> Response:
+        if self.server.handles(request.path):
+            return await self.server.engine.handle_http(connection, request, body)
+        if self.static is not None:
+            response = self.static.serve(request)
+            if response is not None:
+                return response
+        return not_found()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def _start(self) -> WebSocketServer:
+        await self.server.start()
+        self._running = await self._websockets
+        return self._running
+
+    async def _stop(self) -> None:
+        await self.server.shutdown()
+        if self._running is not None:
+            self._running.close()
+            await self._running.wait_closed()
+
+    async def _serve_forever(self) -> None:
+        await self._start()
+        try:
+            assert self._running is not None
+            await self._running.serve_forever()
+        finally:
+            await self._stop()
+
+    # A Coroutine, so that asyncio.run(realtime.serve(...)) takes it; the
+    # coroutine is made on first use, never when used with "async with".
+
+    def _coroutine(self) -> Coroutine[Any, Any, None]:
+        if self._forever is None:
+            self._forever = self._serve_forever()
+        return self._forever
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._coroutine().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._coroutine().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coroutine().throw(*args)
+
+    def close(self) -> None:
+        if self._forever is not None:
+            self._forever.close()
+
+    async def __aenter__(self) -> WebSocketServer:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stop()

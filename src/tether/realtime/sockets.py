@@ -1,0 +1,312 @@
+"""What handlers hold: :class:`Socket` (one client in one namespace) and
+:class:`BroadcastOperator` (a selection of sockets to emit to)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import AckTimeout, Disconnected
+from . import socketio
+from .adapter import BroadcastOptions, SocketInfo
+
+if TYPE_CHECKING:
+    from .engine import Session
+    from .server import Namespace
+
+__all__ = ["BroadcastOperator", "Handshake", "Socket"]
+
+
+def _names(rooms: str | Iterable[str]) -> frozenset[str]:
+    return frozenset((rooms,) if isinstance(rooms, str) else rooms)
+
+
+def ack_value(args: list[Any]) -> Any:
+    """What an ack resolves to: None, its one argument, or a tuple of several."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+def check_event(event: str) -> None:
+    if not isinstance(event, str) or not event:
+        raise TypeError("the event name must be a non-empty str")
+    if event in socketio.RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """What a socket's client sent when it connected."""
+
+    headers: dict[str, str]
+    query: dict[str, str]
+    auth: dict[str, Any]
+    address: Any
+    url: str
+    time: float = field(default_factory=time.time)
+    secure: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "headers": self.headers,
+            "query": self.query,
+            "auth": self.auth,
+            "address": self.address,
+            "url": self.url,
+            "time": self.time,
+            "secure": self.secure,
+        }
+
+
+_EVERYONE = BroadcastOptions()
+
+
+class BroadcastOperator:
+    """Sockets chosen by rooms, to emit to or act on; immutable, chainable::
+
+    await server.to("room1").to("room2").except_("muted").emit("news", 1)
+    replies = await server.timeout(5).emit_with_ack("question")
+    """
+
+    __slots__ = ("_namespace", "_opts", "_timeout")
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        opts: BroadcastOptions = _EVERYONE,
+        timeout: float | None = None,
+    ) -> None:
+        self._namespace = namespace
+        self._opts = opts
+        self._timeout = timeout
+
+    def _with(self, **changes: Any) -> BroadcastOperator:
+        return BroadcastOperator(self._namespace, replace(self._opts, **changes), self._timeout)
+
+    def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Also target the members of ``rooms`` (a sid is a room too)."""
+        return self._with(rooms=self._opts.rooms | _names(rooms))
+
+    in_ = to
+
+    def except_(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Leave out the members of ``rooms`` (or these sids)."""
+        return self._with(except_rooms=self._opts.except_rooms | _names(rooms))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Drop the event for sockets whose transport cannot take it now."""
+        return self._with(volatile=True)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only sockets of this process (with a distributed adapter)."""
+        return self._with(local=True)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """How long :meth:`emit_with_ack` waits for replies."""
+        return BroadcastOperator(self._namespace, self._opts, seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every selected socket (serialised and framed once)."""
+        check_event(event)
+        nsp = self._namespace
+        packet = socketio.Packet.event(event, *args, namespace=nsp.name)
+        for target in nsp._targets():
+            await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Send an event to every selected socket and return the replies that
+        arrive within the timeout (one value per socket, see :meth:`Socket.emit_with_ack`)."""
+        check_event(event)
+        nsp = self._namespace
+        timeout = self._timeout if self._timeout is not None else nsp.server.ack_timeout
+        replies: list[Any] = []
+        for target in nsp._targets():
+            packet = socketio.Packet.event(
+                event, *args, namespace=target.name, id=target._next_ack_id()
+            )
+            replies += await target.adapter.broadcast_with_ack(
+                target.name, packet, self._opts, timeout
+            )
+        return replies
+
+    async def fetch_sockets(self) -> list[SocketInfo]:
+        """The selected sockets (on every node, with a distributed adapter)."""
+        found: list[SocketInfo] = []
+        for target in self._namespace._targets():
+            found += await target.adapter.fetch_sockets(target.name, self._opts)
+        return found
+
+    async def sockets_join(self, rooms: str | Iterable[str]) -> None:
+        """Make the selected sockets join ``rooms``."""
+        for target in self._namespace._targets():
+            await target.adapter.add_sockets(target.name, self._opts, sorted(_names(rooms)))
+
+    async def sockets_leave(self, rooms: str | Iterable[str]) -> None:
+        """Make the selected sockets leave ``rooms``."""
+        for target in self._namespace._targets():
+            await target.adapter.del_sockets(target.name, self._opts, sorted(_names(rooms)))
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the selected sockets; ``close`` ends their whole connection."""
+        for target in self._namespace._targets():
+            await target.adapter.disconnect_sockets(target.name, self._opts, close)
+
+
+def _renamed(packet: socketio.Packet, namespace: str) -> socketio.Packet:
+    if packet.namespace == namespace:
+        return packet
+    return socketio.Packet(packet.type, namespace, packet.data, packet.id)
+
+
+class Socket:
+    """One client connected to one namespace; what event handlers receive."""
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        session: Session,
+        sid: str,
+        pid: str | None,
+        handshake: Handshake,
+    ) -> None:
+        self.namespace = namespace
+        self.server = namespace.server
+        self.session = session
+        self.sid = sid
+        self.pid = pid
+        self.handshake = handshake
+        self.data: dict[str, Any] = {}
+        self.recovered = False
+        self.connected = False
+        self.offset: str | None = None  # the newest stored offset when it connected
+        self._acks: dict[int, asyncio.Future[list[Any]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.sid} {self.namespace.name}>"
+
+    @property
+    def nsp(self) -> str:
+        return self.namespace.name
+
+    @property
+    def rooms(self) -> set[str]:
+        """The rooms this socket is in, its own sid included."""
+        return self.namespace.adapter.rooms_of(self.namespace.name, self.sid)
+
+    # -- emitting ----------------------------------------------------------------
+
+    def _send(self, packet: socketio.Packet) -> None:
+        text, attachments = socketio.encode(packet)
+        session = self.session
+        session.send(text)
+        for attachment in attachments:
+            session.send(attachment)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to this socket's client."""
+        check_event(event)
+        if not self.connected:
+            raise Disconnected(f"{self!r} is disconnected")
+        packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
+        adapter = self.namespace.adapter
+        if adapter.recovery is not None:
+            # Kept (with its offset) for the client in case it comes back.
+            packet = adapter.store(self.namespace.name, packet, BroadcastOptions(_names(self.sid)))
+        self._send(packet)
+
+    async def send(self, *args: Any) -> None:
+        """Emit the ``message`` event."""
+        await self.emit("message", *args)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and wait for the client's acknowledgement.
+
+        Returns None, the one value the client acknowledged with, or a tuple of
+        several; raises :class:`~tether.exceptions.AckTimeout` after
+        ``timeout`` (the server's ``ack_timeout`` by default).
+        """
+        check_event(event)
+        if not self.connected:
+            raise Disconnected(f"{self!r} is disconnected")
+        ack_id = self.namespace._next_ack_id()
+        waiter = self.expect_ack(ack_id)
+        self._send(socketio.Packet.event(event, *args, namespace=self.namespace.name, id=ack_id))
+        if timeout is None:
+            timeout = self.server.ack_timeout
+        try:
+            return ack_value(await asyncio.wait_for(waiter, timeout))
+        except asyncio.TimeoutError:
+            raise AckTimeout(f"no ack for {event!r} from {self.sid} within {timeout} s") from None
+        finally:
+            self._acks.pop(ack_id, None)
+
+    call = emit_with_ack
+
+    def expect_ack(self, ack_id: int) -> asyncio.Future[list[Any]]:
+        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = waiter
+        return waiter
+
+    def _on_ack(self, packet: socketio.Packet) -> None:
+        assert packet.id is not None
+        waiter = self._acks.pop(packet.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(list(packet.data))
+
+    # -- rooms and selections ---------------------------------------------------
+
+    async def join(self, rooms: str | Iterable[str]) -> None:
+        """Join one room or several."""
+        self.namespace.adapter.add_all(self.namespace.name, self.sid, sorted(_names(rooms)))
+
+    async def leave(self, rooms: str | Iterable[str]) -> None:
+        """Leave one room or several."""
+        for room in _names(rooms):
+            self.namespace.adapter.delete(self.namespace.name, self.sid, room)
+
+    def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Members of ``rooms`` except this socket."""
+        return self.broadcast.to(rooms)
+
+    in_ = to
+
+    def except_(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self.broadcast.except_(rooms)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Every socket of the namespace except this one."""
+        return BroadcastOperator(self.namespace, BroadcastOptions(except_rooms=_names(self.sid)))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """This socket only, dropping events its transport cannot take now."""
+        return BroadcastOperator(self.namespace, BroadcastOptions(_names(self.sid), volatile=True))
+
+    def timeout(self, seconds: float) -> _TimedSocket:
+        """``await socket.timeout(5).emit_with_ack("question")``."""
+        return _TimedSocket(self, seconds)
+
+    # -- leaving -------------------------------------------------------------------
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect from this namespace; ``close`` ends the whole connection."""
+        self.namespace.server._disconnect(self.namespace.name, self.sid, close)
+
+
+class _TimedSocket:
+    __slots__ = ("_seconds", "_socket")
+
+    def __init__(self, socket: Socket, seconds: float) -> None:
+        self._socket, self._seconds = socket, seconds
+
+    async def emit_with_ack(self, event: str, *args: Any) -> Any:
+        return await self._socket.emit_with_ack(event, *args, timeout=self._seconds)
