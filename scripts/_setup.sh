@@ -60,6 +60,25 @@ _tether_setup_compiler() {
         || printf 'warning: could not install gcc\n' >&2
 }
 
+# Debian packages the tests run as real peers: redis-server (the scale-out
+# tests start their own instance) and chromium (the browser tests drive it with
+# playwright-core; nothing is downloaded by the test tools themselves).
+_tether_setup_debian() {
+    local missing=() package
+    for package in "$@"; do
+        case "$package" in
+            redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
+            chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
+        esac
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    command -v apt-get >/dev/null 2>&1 \
+        || _tether_die "missing ${missing[*]} and no apt-get to install them"
+    _tether_step "apt-get install ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || _tether_die "could not install ${missing[*]}"
+}
+
 _tether_setup_compiler
 _tether_setup_python
 _tether_setup_node
