@@ -81,6 +81,8 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._closing = False
+        # HTTP keep-alive connections waiting for their next request.
+        self._idle: set[Connection] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -117,6 +119,9 @@ class Server:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        for connection in list(self._idle):
+            if connection.transport is not None:
+                connection.transport.close()
         for connection in list(self.connections):
             protocol = connection.protocol
             transport = connection.transport
@@ -224,6 +229,7 @@ class Server:
         """
         while True:
             parsed = await self._read_request(connection)
+            self._idle.discard(connection)
             if parsed is None:
                 return
             request, used = parsed
@@ -231,6 +237,10 @@ class Server:
                 break
             if not await self._answer_http(connection, request, used):
                 return
+            # Between two requests: close() ends it at once instead of waiting.
+            self._idle.add(connection)
+            if self._closing and connection.transport is not None:
+                connection.transport.close()
         await self._upgrade(connection, request, used)
 
     async def _read_request(self, connection: Connection) -> tuple[Request, int] | None:
