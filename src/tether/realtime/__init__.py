@@ -44,6 +44,7 @@ from __future__ import annotations
 from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, PacketError
 from . import engineio, socketio
 from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
+from .client import Client
 from .engineio import Handshake, decode_packet, decode_payload, encode_packet, encode_payload
 from .server import Namespace, Server
 from .serving import serve
@@ -55,6 +56,7 @@ __all__ = [
     "Adapter",
     "BroadcastOperator",
     "BroadcastOptions",
+    "Client",
     "ConnectionRefused",
     "Decoder",
     "Disconnected",

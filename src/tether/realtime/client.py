@@ -1,0 +1,691 @@
+"""The Socket.IO v5 client: :class:`Client`.
+
+Section names refer to https://github.com/socketio/socket.io-protocol
+(README). The Engine.IO session underneath (transports, heartbeat, upgrade)
+is :mod:`tether.realtime.engineio_client`; this module adds namespaces,
+events, acknowledgements, reconnection, the buffer of packets emitted while
+disconnected, and connection state recovery.
+
+::
+
+    from tether.realtime.client import Client
+
+    client = Client()
+
+    @client.on("news")
+    async def news(*args):
+        print("news:", args)
+
+    await client.connect("http://127.0.0.1:8000", auth={"token": "secret"})
+    reply = await client.emit_with_ack("echo", "hello", timeout=5)
+    await client.disconnect()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import itertools
+import logging
+import random
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+from urllib.parse import urlsplit
+
+from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState, PacketError
+from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from . import socketio
+from .engineio_client import TRANSPORTS, EngineSession, Target
+from .socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType
+
+__all__ = ["Client"]
+
+_log = logging.getLogger("tether.realtime.client")
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+Auth = Mapping[str, Any] | Callable[[], Any]
+"""A CONNECT payload, or a function returning one (or an awaitable of one)."""
+
+DEFAULT_MAX_BUFFERED = 1000
+"""Default of ``max_buffered``: packets kept per namespace while disconnected."""
+
+CATCH_ALL = "*"
+"""The event name of a handler that gets every event without a handler of its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A packet ready to send: its text and attachments (§Packet encoding)."""
+
+    id: int | None
+    text: str
+    attachments: list[bytes]
+
+    @classmethod
+    def of(cls, packet: Packet) -> _Encoded:
+        """Encode ``packet``; raise TypeError or ValueError when it cannot be."""
+        return cls(packet.id, *socketio.encode(packet))
+
+
+@dataclass(eq=False)
+class _Namespace:
+    """The state of one namespace of the client."""
+
+    name: str
+    sid: str | None = None
+    pid: str | None = None  # connection state recovery session id (§CONNECT reply)
+    offset: str | None = None  # offset of the last event received, for recovery
+    recovered: bool = False
+    connected: bool = False
+    active: bool = True  # False once the server refused or ended it: no reconnection
+    # The pending CONNECT: the reply's error (ConnectionRefused, Disconnected) or None.
+    ready: asyncio.Future[BaseException | None] | None = None
+    buffer: collections.deque[_Encoded] = field(default_factory=collections.deque)
+    acks: dict[int, asyncio.Future[list[Any]]] = field(default_factory=dict)
+
+
+class Client:
+    """A Socket.IO client, in the style of python-socketio's ``AsyncClient``.
+
+    ``transports``: ``("websocket",)`` (default) or ``("polling",)``, or
+    ``("polling", "websocket")`` to start with long-polling and upgrade, as
+    ``socket.io-client`` does by default.
+
+    Reconnection: after the connection is lost (not when :meth:`disconnect`
+    is called, nor when the server disconnects every namespace), the client
+    reconnects after ``reconnection_delay`` seconds, doubling each attempt up
+    to ``reconnection_delay_max``, each delay moved by up to
+    ``randomization_factor`` of itself (jitter); ``reconnection_attempts``
+    failed attempts in a row end it (``None``: never). Events emitted
+    meanwhile wait in a buffer, at most ``max_buffered`` packets per
+    namespace, and are sent once the namespace is connected again.
+
+    ``connect_timeout`` bounds opening the connection and the namespaces'
+    replies. ``limits`` bounds what the server may send
+    (:class:`~tether.limits.RealtimeLimits`). Logs go to ``logger``
+    (``tether.realtime.client`` by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        reconnection: bool = True,
+        reconnection_attempts: int | None = None,
+        reconnection_delay: float = 1.0,
+        reconnection_delay_max: float = 5.0,
+        randomization_factor: float = 0.5,
+        transports: Sequence[str] = ("websocket",),
+        connect_timeout: float = 20.0,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        transports = tuple(transports)
+        if not transports or any(t not in TRANSPORTS for t in transports):
+            raise ValueError(f"transports must be taken from {TRANSPORTS}, got {transports!r}")
+        if not 0 <= randomization_factor <= 1:
+            raise ValueError("randomization_factor must be between 0 and 1")
+        if max_buffered < 0:
+            raise ValueError("max_buffered must not be negative")
+        self.reconnection = reconnection
+        self.reconnection_attempts = reconnection_attempts
+        self.reconnection_delay = reconnection_delay
+        self.reconnection_delay_max = reconnection_delay_max
+        self.randomization_factor = randomization_factor
+        self.transports = transports
+        self.connect_timeout = connect_timeout
+        self.max_buffered = max_buffered
+        self.limits = limits
+        self.logger = logger or _log
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._namespaces: dict[str, _Namespace] = {}
+        self._target: Target | None = None
+        self._auth: Auth | None = None
+        self._session: EngineSession | None = None
+        self._decoder = socketio.Decoder()
+        self._ids = itertools.count()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()  # the current session ended
+        self._done = asyncio.Event()  # disconnected for good
+        self._done.set()
+        self._closing = False
+
+    # -- handlers --------------------------------------------------------------
+
+    @overload
+    def on(
+        self, event: str, handler: None = None, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, event: str, handler: H, *, namespace: str = DEFAULT_NAMESPACE) -> H: ...
+
+    def on(
+        self, event: str, handler: H | None = None, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> H | Callable[[H], H]:
+        """Register ``handler`` for ``event`` in ``namespace``; usable as a decorator.
+
+        A handler may be a function or a coroutine function. For server events
+        it gets the event's arguments; if the server asked for an
+        acknowledgement, the return value is sent back (``None``: no
+        arguments, a tuple: one argument per item, anything else: one
+        argument). Special events: ``"connect"`` (no arguments),
+        ``"disconnect"`` (the reason, e.g. ``"io server disconnect"``,
+        ``"transport close"``, ``"ping timeout"``), ``"connect_error"`` (the
+        exception: :class:`~tether.exceptions.ConnectionRefused` when the
+        server refused, or why a reconnection attempt failed), and ``"*"``
+        (any event without a handler of its own; gets the event name first).
+
+        >>> client = Client()
+        >>> @client.on("news", namespace="/chat")
+        ... def news(headline):
+        ...     print(headline)
+        """
+
+        def register(handler: H) -> H:
+            self._handlers[(namespace, event)] = handler
+            return handler
+
+        if handler is not None:
+            register(handler)
+            return handler
+        return register
+
+    # -- connecting --------------------------------------------------------------
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        namespaces: Sequence[str] | None = None,
+        auth: Auth | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+        path: str = "/socket.io",
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        """Connect to the server at ``url`` (``http(s)://`` or ``ws(s)://``) and
+        join ``namespaces``; return once the server accepted every one.
+
+        ``namespaces`` defaults to the URL's path, or ``"/"``. ``auth`` is the
+        CONNECT payload (§Connection to a namespace), or a function
+        returning it, called (and awaited if need be) on every connection.
+        ``headers`` are sent with every HTTP request. ``ssl`` is an
+        :class:`ssl.SSLContext` for ``https://`` and ``wss://``.
+
+        Raises :class:`~tether.exceptions.ConnectionRefused` when a namespace
+        refuses (the client then disconnects), :class:`asyncio.TimeoutError`
+        after ``connect_timeout``, or the error that stopped the connection
+        (:class:`OSError`, :class:`~tether.exceptions.HandshakeError`, ...).
+        The first connection is not retried.
+        """
+        if not self._done.is_set():
+            raise InvalidState("the client is already connected or connecting")
+        if isinstance(headers, Mapping):
+            headers = list(headers.items())
+        if namespaces is None:
+            namespaces = [urlsplit(url).path.rstrip("/") or DEFAULT_NAMESPACE]
+        if not namespaces:
+            raise ValueError("namespaces must not be empty")
+        for name in namespaces:
+            if not name.startswith("/") or "," in name:
+                raise ValueError(f"invalid namespace {name!r}: it must start with '/'")
+        self._target = Target.from_url(url, path, headers, ssl)
+        self._auth = auth
+        self._namespaces = {name: _Namespace(name) for name in namespaces}
+        self._closing = False
+        self._done.clear()
+        try:
+            await self._open(initial=True)
+        except BaseException:
+            await self._stop("io client disconnect")
+            raise
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _open(self, *, initial: bool) -> None:
+        """Open a session and connect every active namespace.
+
+        Raise when that fails; a refusal only on the first connection or when
+        no namespace is left (later, a refused namespace is given up and the
+        others carry on). On the first connection the caller cleans up.
+        """
+        assert self._target is not None
+        loop = asyncio.get_running_loop()
+        self._decoder = socketio.Decoder(
+            max_payload=self.limits.max_payload, max_attachments=self.limits.max_attachments
+        )
+        session = await asyncio.wait_for(
+            EngineSession.open(
+                self._target,
+                self.transports,
+                on_message=self._on_message,
+                on_close=self._on_session_closed,
+                max_payload=self.limits.max_payload,
+                logger=self.logger,
+            ),
+            self.connect_timeout,
+        )
+        self._session = session
+        self._lost.clear()
+        waiting = []
+        try:
+            for ns in self._namespaces.values():
+                if ns.active:
+                    ns.ready = loop.create_future()
+                    waiting.append(ns.ready)
+                    await self._send_connect(session, ns)
+            done, pending = await asyncio.wait(waiting, timeout=self.connect_timeout)
+        except BaseException:
+            if not initial:
+                await session.close(self.connect_timeout)
+            raise
+        errors = [error for f in done if (error := f.result()) is not None]
+        if pending:
+            errors.append(asyncio.TimeoutError("no CONNECT reply from the server in time"))
+        refused = [e for e in errors if isinstance(e, ConnectionRefused)]
+        if len(refused) < len(errors) or (refused and (initial or not self._active())):
+            if not initial:
+                await session.close(self.connect_timeout)
+            raise (refused + errors)[0]
+
+    async def _send_connect(self, session: EngineSession, ns: _Namespace) -> None:
+        auth = self._auth
+        if callable(auth):
+            auth = auth()
+            if inspect.isawaitable(auth):
+                auth = await auth
+        data: dict[str, Any] | None = dict(auth) if auth is not None else None
+        if ns.pid is not None:
+            # Connection state recovery: the session and the last offset seen,
+            # under what the application's own auth payload says.
+            recovery: dict[str, Any] = {"pid": ns.pid}
+            if ns.offset is not None:
+                recovery["offset"] = ns.offset
+            data = {**recovery, **(data or {})}
+        self._send(session, _Encoded.of(Packet(PacketType.CONNECT, ns.name, data)))
+
+    def _send(self, session: EngineSession, encoded: _Encoded) -> None:
+        session.send(encoded.text)
+        for attachment in encoded.attachments:
+            session.send(attachment)
+
+    # -- reconnection ------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Reconnect after each loss, until the client is done."""
+        try:
+            while True:
+                await self._lost.wait()
+                if self._closing or not self.reconnection or not self._active():
+                    break
+                if not await self._reconnect():
+                    break
+        finally:
+            if not self._closing:
+                await self._stop("io client disconnect")
+
+    async def _reconnect(self) -> bool:
+        """Reconnect with backoff; False when giving up."""
+        attempt = 0
+        while self._active():
+            if self.reconnection_attempts is not None and attempt >= self.reconnection_attempts:
+                self.logger.warning("giving up reconnecting after %d attempts", attempt)
+                return False
+            await asyncio.sleep(self._delay(attempt))
+            attempt += 1
+            try:
+                await self._open(initial=False)
+            except ConnectionRefused:
+                return False  # by every namespace: each is given up
+            except Exception as exc:  # the network, the server, or an auth callable
+                self.logger.info("reconnection attempt %d failed: %s", attempt, exc)
+                for ns in self._namespaces.values():
+                    if ns.active:
+                        self._call(self._handler(ns.name, "connect_error"), exc)
+            else:
+                self.logger.info("reconnected after %d attempt(s)", attempt)
+                return True
+        return False
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: the delay before attempt ``attempt + 1``."""
+        return backoff_delay(
+            attempt,
+            self.reconnection_delay,
+            self.reconnection_delay_max,
+            self.randomization_factor,
+            random.random(),
+        )
+
+    def _active(self) -> bool:
+        return any(ns.active for ns in self._namespaces.values())
+
+    # -- receiving -------------------------------------------------------------
+
+    def _on_message(self, data: str | bytes) -> None:
+        # A PacketError from here closes the session with "parse error".
+        packet = self._decoder.feed(data)
+        if packet is not None:
+            self._on_packet(packet)
+
+    def _on_packet(self, packet: Packet) -> None:
+        ns = self._namespaces.get(packet.namespace)
+        if ns is None or not ns.active:
+            self.logger.debug("ignoring %s for namespace %s", packet.type.name, packet.namespace)
+            return
+        kind = packet.type
+        if kind is PacketType.CONNECT:
+            self._on_connect(ns, packet.data)
+        elif kind is PacketType.CONNECT_ERROR:
+            self._on_connect_error(ns, packet.data)
+        elif kind is PacketType.DISCONNECT:
+            self._on_disconnect(ns)
+        elif kind in (PacketType.EVENT, PacketType.BINARY_EVENT):
+            self._on_event(ns, packet)
+        elif packet.id is not None:  # ACK, BINARY_ACK
+            future = ns.acks.pop(packet.id, None)
+            if future is not None and not future.done():
+                future.set_result(packet.data)
+
+    def _on_connect(self, ns: _Namespace, data: Any) -> None:
+        # §Connection to a namespace: the server answers CONNECT with its sid,
+        # and with a pid when it keeps sessions for recovery.
+        if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
+            raise PacketError(f"CONNECT reply for {ns.name} carries no sid")
+        pid = data.get("pid") if isinstance(data.get("pid"), str) else None
+        ns.recovered = pid is not None and pid == ns.pid
+        if not ns.recovered:
+            ns.offset = None
+        ns.sid, ns.pid, ns.connected = data["sid"], pid, True
+        session = self._session
+        while ns.buffer and session is not None:
+            self._send(session, ns.buffer.popleft())
+        self._call(self._handler(ns.name, "connect"))
+        _settle(ns.ready, None)
+
+    def _on_connect_error(self, ns: _Namespace, data: Any) -> None:
+        if isinstance(data, dict):
+            error = ConnectionRefused(str(data.get("message", "")), data.get("data"))
+        else:
+            error = ConnectionRefused(str(data))
+        self.logger.info("namespace %s refused the connection: %s", ns.name, error.message)
+        self._give_up(ns, error)
+        self._call(self._handler(ns.name, "connect_error"), error)
+        _settle(ns.ready, error)
+
+    def _on_disconnect(self, ns: _Namespace) -> None:
+        was_connected = ns.connected
+        self._give_up(ns, Disconnected(f"the server disconnected namespace {ns.name}"))
+        if was_connected:
+            self._call(self._handler(ns.name, "disconnect"), "io server disconnect")
+        if not self._active():
+            self._close_session()
+
+    def _on_event(self, ns: _Namespace, packet: Packet) -> None:
+        name, *args = packet.data
+        if packet.id is None and ns.pid is not None and args and isinstance(args[-1], str):
+            # Connection state recovery: the server appends the event's offset
+            # to what it stores (every event without an ack). It is ours to
+            # send back on reconnection, not the handler's.
+            ns.offset = args.pop()
+        handler = self._handler(ns.name, name)
+        if handler is None and (catch_all := self._handler(ns.name, CATCH_ALL)):
+            handler, args = catch_all, [name, *args]
+        if handler is None:
+            self.logger.debug("no handler for event %r in %s", name, ns.name)
+            return
+        reply = None
+        if packet.id is not None:
+            reply = self._replier(ns, packet.id)
+        self._call(handler, *args, reply=reply)
+
+    def _replier(self, ns: _Namespace, ack_id: int) -> Callable[[Any], None]:
+        session = self._session
+
+        def reply(result: Any) -> None:
+            # An ack only makes sense in the session that asked for it.
+            if session is None or session is not self._session or not ns.connected:
+                return
+            if result is None:
+                values: tuple[Any, ...] = ()
+            elif isinstance(result, tuple):
+                values = result
+            else:
+                values = (result,)
+            try:
+                encoded = _Encoded.of(Packet.ack(ack_id, *values, namespace=ns.name))
+            except (TypeError, ValueError) as exc:
+                self.logger.error("cannot acknowledge event %d in %s: %s", ack_id, ns.name, exc)
+                return
+            self._send(session, encoded)
+
+        return reply
+
+    def _handler(self, namespace: str, event: str) -> Handler | None:
+        return self._handlers.get((namespace, event))
+
+    def _call(
+        self, handler: Handler | None, *args: Any, reply: Callable[[Any], None] | None = None
+    ) -> None:
+        """Run a handler: a plain function now, a coroutine function as a task."""
+        if handler is None:
+            return
+        try:
+            result = handler(*args)
+        except Exception:
+            self.logger.exception("error in handler %s", getattr(handler, "__name__", handler))
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.get_running_loop().create_task(self._finish(handler, result, reply))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif reply is not None:
+            reply(result)
+
+    async def _finish(
+        self, handler: Handler, result: Awaitable[Any], reply: Callable[[Any], None] | None
+    ) -> None:
+        try:
+            value = await result
+        except Exception:
+            self.logger.exception("error in handler %s", getattr(handler, "__name__", handler))
+            return
+        if reply is not None:
+            reply(value)
+
+    # -- losing the connection ---------------------------------------------------
+
+    def _on_session_closed(
+        self, session: EngineSession, reason: str, exc: BaseException | None
+    ) -> None:
+        if session is not self._session:
+            return
+        self._session = None
+        error = Disconnected(f"connection lost: {reason}")
+        for ns in self._namespaces.values():
+            was_connected, ns.connected = ns.connected, False
+            _settle(ns.ready, error)
+            # Buffered packets are sent again after reconnecting, so their
+            # acks may still come; the others' cannot (the reference client too).
+            buffered = {encoded.id for encoded in ns.buffer}
+            for ack_id in [i for i in ns.acks if i not in buffered]:
+                future = ns.acks.pop(ack_id)
+                if not future.done():
+                    future.set_exception(error)
+            if was_connected and not self._closing:
+                self._call(self._handler(ns.name, "disconnect"), reason)
+        self._lost.set()
+
+    def _give_up(self, ns: _Namespace, error: BaseException) -> None:
+        """No more of this namespace: fail its acks, drop its buffer."""
+        ns.active = ns.connected = False
+        for future in ns.acks.values():
+            if not future.done():
+                future.set_exception(error)
+        ns.acks.clear()
+        ns.buffer.clear()
+
+    def _close_session(self) -> None:
+        session = self._session
+        if session is not None:
+            task = asyncio.get_running_loop().create_task(session.close(self.connect_timeout))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _stop(self, reason: str) -> None:
+        """Disconnected for good: close the session, fail what waits, wake wait()."""
+        self._closing = True
+        session, self._session = self._session, None
+        error = Disconnected("the client is disconnected")
+        for ns in self._namespaces.values():
+            was_connected = ns.connected
+            self._give_up(ns, error)
+            _settle(ns.ready, error)
+            if was_connected:
+                if session is not None:
+                    self._send(session, _Encoded.of(Packet(PacketType.DISCONNECT, ns.name)))
+                self._call(self._handler(ns.name, "disconnect"), reason)
+        if session is not None:
+            await session.close(self.connect_timeout)
+        self._done.set()
+
+    # -- the public API ------------------------------------------------------------
+
+    async def emit(self, event: str, *args: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Send an event with ``args`` (JSON-able values, ``bytes`` anywhere in them).
+
+        While reconnecting, the event waits in the buffer and is sent once the
+        namespace is connected again. Raises
+        :class:`~tether.exceptions.Disconnected` when the client is not
+        connected and not reconnecting, or when the buffer is full.
+        """
+        self._emit(event, args, namespace, None)
+
+    async def emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = 60.0,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> Any:
+        """Send an event and return the server's acknowledgement.
+
+        Returns ``None`` when the server acknowledged with no argument, the
+        argument when it sent one, and a tuple when it sent several (like
+        python-socketio's ``call``). Raises
+        :class:`~tether.exceptions.AckTimeout` after ``timeout`` seconds
+        (``None``: no limit), and :class:`~tether.exceptions.Disconnected`
+        when the connection is lost before the event reached the server.
+        """
+        loop = asyncio.get_running_loop()
+        ack_id = next(self._ids)
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        ns = self._emit(event, args, namespace, ack_id)
+        ns.acks[ack_id] = future
+        try:
+            values = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise AckTimeout(f"no acknowledgement of {event!r} within {timeout} s") from None
+        finally:
+            ns.acks.pop(ack_id, None)
+            for encoded in ns.buffer:
+                if encoded.id == ack_id:  # still unsent: it would be answered by no one
+                    ns.buffer.remove(encoded)
+                    break
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def _emit(
+        self, event: str, args: tuple[Any, ...], namespace: str, ack_id: int | None
+    ) -> _Namespace:
+        if event in RESERVED_EVENTS:
+            raise ValueError(f"{event!r} is a reserved event name")
+        ns = self._namespaces.get(namespace)
+        if ns is None:
+            if self._done.is_set():
+                raise Disconnected("the client is not connected")
+            raise ValueError(f"{namespace!r} is not one of the client's namespaces")
+        if not ns.active or self._closing:
+            raise Disconnected(f"namespace {namespace} is disconnected")
+        # Encoded now, so that arguments that cannot be sent fail here, not later.
+        encoded = _Encoded.of(Packet.event(event, *args, namespace=namespace, id=ack_id))
+        if ns.connected and self._session is not None:
+            self._send(self._session, encoded)
+        elif len(ns.buffer) >= self.max_buffered:
+            raise Disconnected(
+                f"namespace {namespace} is reconnecting and its buffer of "
+                f"{self.max_buffered} packets is full"
+            )
+        else:
+            ns.buffer.append(encoded)
+        return ns
+
+    async def disconnect(self) -> None:
+        """Leave every namespace, close the connection and stop reconnecting."""
+        if self._done.is_set():
+            return
+        self._closing = True
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not asyncio.current_task():
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        await self._stop("io client disconnect")
+
+    async def wait(self) -> None:
+        """Wait until the client is disconnected for good: by :meth:`disconnect`,
+        by the server, or when reconnection gives up."""
+        await self._done.wait()
+
+    def sid(self, namespace: str = DEFAULT_NAMESPACE) -> str | None:
+        """The id the server gave this client in ``namespace``, or ``None``."""
+        ns = self._namespaces.get(namespace)
+        return ns.sid if ns is not None and ns.connected else None
+
+    def recovered(self, namespace: str = DEFAULT_NAMESPACE) -> bool:
+        """Whether the last connection to ``namespace`` recovered the previous
+        session: same sid and rooms, and the events missed meanwhile delivered."""
+        ns = self._namespaces.get(namespace)
+        return ns is not None and ns.recovered
+
+    @property
+    def connected(self) -> bool:
+        """Whether every namespace still in use is connected (False if none is)."""
+        active = [ns for ns in self._namespaces.values() if ns.active]
+        return bool(active) and all(ns.connected for ns in active) and not self._closing
+
+    @property
+    def transport(self) -> str | None:
+        """The current transport, ``"websocket"`` or ``"polling"``; ``None`` when disconnected."""
+        session = self._session
+        return session.transport.name if session is not None and not session.closed else None
+
+
+def _settle(
+    future: asyncio.Future[BaseException | None] | None, error: BaseException | None
+) -> None:
+    if future is not None and not future.done():
+        future.set_result(error)
+
+
+def backoff_delay(
+    attempt: int, delay: float, delay_max: float, factor: float, rand: float
+) -> float:
+    """The delay before reconnection attempt ``attempt + 1``.
+
+    ``delay * 2 ** attempt``, at most ``delay_max``, then moved by up to
+    ``factor`` of itself either way (``rand`` in [0, 1) picks where) without
+    going over ``delay_max``. The jitter spreads out clients that lost the
+    same server at the same time.
+
+    >>> backoff_delay(0, 1.0, 5.0, 0.5, 0.5), backoff_delay(3, 1.0, 5.0, 0.0, 0.9)
+    (1.0, 5.0)
+    """
+    base: float = min(delay * 2.0 ** min(attempt, 64), delay_max)
+    return min(base * (1 + factor * (2 * rand - 1)), delay_max)
