@@ -116,6 +116,13 @@ class Adapter:
     async def close(self) -> None:
         """Release what :meth:`start` took."""
 
+    async def flush(self) -> None:
+        """Wait until room changes made so far take effect everywhere (a
+        distributed adapter subscribes to the new rooms); nothing to wait for here."""
+
+    async def server_side_emit(self, event: str, args: list[Any]) -> None:
+        """Send a server-side event to the other nodes (there are none here)."""
+
     # -- rooms of local sockets --------------------------------------------------
 
     def registry(self, namespace: str) -> RoomRegistry:

@@ -28,18 +28,16 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ..broadcast import send_frame
+from ..connection import Connection
 from ..exceptions import ConnectionClosed, PacketError
 from ..protocol.connection import encode_broadcast_frame
 from ..protocol.http import Headers, Request, Response
 from . import engineio
 from .engineio import Packet, PacketType
-
-if TYPE_CHECKING:
-    from ..connection import Connection
 
 __all__ = ["EngineServer", "Outgoing", "Session", "SessionListener"]
 
@@ -113,6 +111,7 @@ class Session:
         self._posting = False
         self._ws: Connection | None = None
         self._upgrading: Connection | None = None
+        self._probed = False  # the upgrading WebSocket sent its probe
         self._loop = asyncio.get_running_loop()
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
@@ -142,7 +141,9 @@ class Session:
             return False
         ws = self._ws
         if ws is not None:
-            if len(outgoing.packets) == 1:
+            # Shared frames need a tether Connection; another WebSocket (the
+            # ASGI adapter) gets the packets one by one.
+            if len(outgoing.packets) == 1 and isinstance(ws, Connection):
                 packet = outgoing.packets[0]
                 return send_frame(ws, outgoing.frames, engineio.encode_packet(packet))
             for packet in outgoing.packets:
@@ -394,6 +395,11 @@ class EngineServer:
             # §HTTP long-polling: one GET at a time; a second one ends the session.
             session.close("transport error")
             return self.error(request, BAD_REQUEST)
+        if not session._queue and session._probed:
+            # §Upgrade: once probed, the client pauses polling after the GET in
+            # flight; if that GET came after the probe's noop, answer it at once
+            # (the reference server writes a noop every 100 ms for this).
+            session._queue.append(_NOOP)
         if not session._queue:
             waiter = session._poll = session._loop.create_future()
             try:
@@ -480,6 +486,7 @@ class EngineServer:
         except (PacketError, ConnectionClosed) as exc:
             if session._upgrading is connection:
                 session._upgrading = None
+                session._probed = False
             _log.info("upgrade of session %s failed: %r", session.sid, exc)
             await connection.close(1008, "upgrade failed")
             return False
@@ -505,6 +512,7 @@ class EngineServer:
             message = await connection.recv()
             packet = engineio.decode_packet(message, max_payload=self.max_payload)
             if packet == engineio.PING_PROBE:
+                session._probed = True
                 connection.send_nowait(engineio.encode_packet(engineio.PONG_PROBE))
                 # Ends the held GET so that the client pauses polling.
                 session._send_packet(_NOOP)

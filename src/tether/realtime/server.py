@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..exceptions import ConnectionRefused, PacketError
+from ..exceptions import ConnectionRefused, Disconnected, PacketError
 from . import socketio
 from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
 from .engine import EngineServer, Outgoing, Session
@@ -33,9 +33,17 @@ Middleware = Callable[[Socket, dict[str, Any]], "Awaitable[None] | None"]
 NamespaceMatcher = "re.Pattern[str] | Callable[[str, dict[str, Any]], bool | Awaitable[bool]]"
 _H = TypeVar("_H", bound=Handler)
 
-# Reasons after which a socket may come back with its state (socket.io's list).
+# Reasons after which a socket may come back with its state (socket.io's list,
+# RECOVERABLE_DISCONNECT_REASONS in its lib/socket.ts).
 _RECOVERABLE = frozenset(
-    {"transport error", "transport close", "forced close", "ping timeout", "server shutting down"}
+    {
+        "transport error",
+        "transport close",
+        "forced close",
+        "ping timeout",
+        "server shutting down",
+        "forced server close",
+    }
 )
 
 
@@ -278,6 +286,7 @@ class Server(Namespace):
         self._parents: dict[Any, Namespace] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self._server_handlers: dict[str, Handler] = {}
         super().__init__(self, socketio.DEFAULT_NAMESPACE)
         self.namespaces[self.name] = self
         self.adapter.attach(self)
@@ -320,6 +329,31 @@ class Server(Namespace):
                     parent.children[name] = child
                 return child
         return None
+
+    # -- server-side events (between the nodes of a distributed adapter) -------------
+
+    def on_server_event(self, event: str, handler: Handler | None = None) -> Any:
+        """Register ``handler(*args)`` (may be async) for a server-side event
+        that another node sent with :meth:`server_side_emit`; usable as a decorator."""
+
+        def register(function: _H) -> _H:
+            self._server_handlers[event] = function
+            return function
+
+        if handler is not None:
+            register(handler)
+            return handler
+        return register
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every *other* node's :meth:`on_server_event` handler
+        (JSON-able args; nothing happens with the in-memory adapter)."""
+        await self.adapter.server_side_emit(event, list(args))
+
+    def _on_server_event(self, event: str, args: list[Any]) -> None:
+        handler = self._server_handlers.get(event)
+        if handler is not None:
+            self._run(_maybe_await(handler(*args)))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -481,8 +515,8 @@ def _ack_value_future(raw: asyncio.Future[list[Any]]) -> asyncio.Future[Any]:
     def done(future: asyncio.Future[list[Any]]) -> None:
         if out.done():
             return
-        if future.cancelled():
-            out.cancel()
+        if future.cancelled() or future.exception() is not None:
+            out.cancel()  # the socket left: no reply to collect
         else:
             out.set_result(ack_value(future.result()))
 
@@ -686,9 +720,13 @@ class _Client:
         if disconnecting is not None:
             server._call(disconnecting, socket, reason)
         rooms = [room for room in server.adapter.rooms_of(name, socket.sid) if room != socket.sid]
+        socket._rooms_at_exit = {*rooms, socket.sid}
         socket.connected = False
         for waiter in socket._acks.values():
-            waiter.cancel()
+            if not waiter.done():
+                # Whoever awaits an ack learns why it will never come (a
+                # cancelled waiter would cancel the handler awaiting it).
+                waiter.set_exception(Disconnected(f"{socket!r} disconnected: {reason}"))
         socket._acks.clear()
         server.adapter.delete_all(name, socket.sid)
         namespace.sockets.pop(socket.sid, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket as socket_module
 import ssl as ssl_module
 from collections.abc import Coroutine, Generator
@@ -102,8 +103,9 @@ class serve(Coroutine[Any, Any, None]):
     async def _serve_forever(self) -> None:
         await self._start()
         try:
-            assert self._running is not None
-            await self._running.serve_forever()
+            # Until cancelled; not WebSocketServer.serve_forever(), which would
+            # close the connections before shutdown() says goodbye on them.
+            await asyncio.get_running_loop().create_future()
         finally:
             await self._stop()
 

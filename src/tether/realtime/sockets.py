@@ -117,7 +117,9 @@ class BroadcastOperator:
         """Send an event to every selected socket (serialised and framed once)."""
         check_event(event)
         nsp = self._namespace
-        packet = socketio.Packet.event(event, *args, namespace=nsp.name)
+        # Built for "/" and renamed per target: a dynamic parent's own name is
+        # not a valid namespace, only its children's are.
+        packet = socketio.Packet.event(event, *args)
         for target in nsp._targets():
             await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
 
@@ -188,6 +190,10 @@ class Socket:
         self.connected = False
         self.offset: str | None = None  # the newest stored offset when it connected
         self._acks: dict[int, asyncio.Future[list[Any]]] = {}
+        # Set when it disconnects: the rooms it was in then, for the
+        # "disconnecting" and "disconnect" handlers (they run in tasks, after
+        # the socket has left its rooms).
+        self._rooms_at_exit: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"<Socket {self.sid} {self.namespace.name}>"
@@ -198,7 +204,10 @@ class Socket:
 
     @property
     def rooms(self) -> set[str]:
-        """The rooms this socket is in, its own sid included."""
+        """The rooms this socket is in, its own sid included (once
+        disconnected: the rooms it was in when it disconnected)."""
+        if self._rooms_at_exit is not None:
+            return set(self._rooms_at_exit)
         return self.namespace.adapter.rooms_of(self.namespace.name, self.sid)
 
     # -- emitting ----------------------------------------------------------------
@@ -218,8 +227,11 @@ class Socket:
         packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
         adapter = self.namespace.adapter
         if adapter.recovery is not None:
-            # Kept (with its offset) for the client in case it comes back.
-            packet = adapter.store(self.namespace.name, packet, BroadcastOptions(_names(self.sid)))
+            # Kept (with its offset) for the client in case it comes back: sent
+            # like a broadcast to its sid, so that a distributed adapter
+            # delivers it in the same order as it stores it.
+            await adapter.broadcast(self.namespace.name, packet, BroadcastOptions(_names(self.sid)))
+            return
         self._send(packet)
 
     async def send(self, *args: Any) -> None:
@@ -264,8 +276,9 @@ class Socket:
     # -- rooms and selections ---------------------------------------------------
 
     async def join(self, rooms: str | Iterable[str]) -> None:
-        """Join one room or several."""
+        """Join one room or several (effective on every node when it returns)."""
         self.namespace.adapter.add_all(self.namespace.name, self.sid, sorted(_names(rooms)))
+        await self.namespace.adapter.flush()
 
     async def leave(self, rooms: str | Iterable[str]) -> None:
         """Leave one room or several."""
