@@ -419,7 +419,9 @@ class EngineServer:
             return self.error(request, BAD_REQUEST)
         if len(body) > self.max_payload:
             session.close("transport error")
-            return Response(413, "Payload Too Large", Headers([("Content-Length", "0")]))
+            headers = Headers([("Content-Length", "0")])
+            self._cors_headers(request, headers)  # so a browser sees the 413, not a CORS error
+            return Response(413, "Payload Too Large", headers)
         session._posting = True
         try:
             for packet in engineio.decode_payload(body, max_payload=self.max_payload):
