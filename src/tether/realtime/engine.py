@@ -227,8 +227,9 @@ class Session:
                     ws.send_nowait(engineio.encode_packet(_CLOSE))
             self.engine._spawn(ws.close())
         else:
-            # A held GET ends with "close", or "noop" when the client closed.
-            self._queue = [_NOOP if by_client else _CLOSE]
+            # A held GET ends with "noop" when the client closed; otherwise
+            # it gets what was queued, then "close".
+            self._queue = [_NOOP] if by_client else [*self._queue, _CLOSE]
             self._release_poll()
         if self._upgrading is not None:
             self.engine._spawn(self._upgrading.close())
