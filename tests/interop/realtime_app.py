@@ -35,7 +35,7 @@ Events (on every namespace):
                             acks with the sorted replies
 ``rooms_join(room, new)``   ``server.in_(room).sockets_join(new)``
 ``kick(room)``              ``server.in_(room).disconnect_sockets()``
-``drop()``                  ``socket.disconnect(close=True)``: the whole connection
+``drop()``                  ``socket.conn.close()``: the whole connection
 ``drop_then_emit(room, *values)``    drops the connection, then at once (no await in
                             between that yields) emits ``missed`` once per value to ``room``
 
@@ -182,11 +182,11 @@ def install(server: realtime.Server, nsp: realtime.Namespace, recorder: Recorder
 
     @nsp.on("drop")
     async def drop(socket: Socket) -> None:
-        await socket.disconnect(close=True)
+        socket.conn.close()
 
     @nsp.on("drop_then_emit")
     async def drop_then_emit(socket: Socket, room: str, *values: Any) -> None:
-        await socket.disconnect(close=True)
+        socket.conn.close()
         for value in values:
             await socket.namespace.to(room).emit("missed", value)
 

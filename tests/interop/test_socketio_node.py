@@ -240,7 +240,7 @@ async def test_reconnects_after_server_drops(transports: str) -> None:
         _, _, first, _ = await recorder.next("connect")
         dropped = await recorder.next("disconnect")
         _, _, second, recovered = await recorder.next("connect")
-    assert dropped == ("disconnect", "/", first, "forced server close")
+    assert dropped == ("disconnect", "/", first, "forced close")
     reconnected = seen["reconnected"]
     assert reconnected["reason"] == "transport close"
     assert reconnected["attempt"] == 1
@@ -278,14 +278,14 @@ async def test_recovery_after_transport_killed(transports: str) -> None:
 
 
 async def test_recovery_after_server_drops(transports: str) -> None:
-    """The server closes the connection ("forced server close", recoverable as
-    in socket.io) and emits at once; the client reconnects by itself."""
+    """The server drops the connection (``socket.conn.close()``: "forced close",
+    recoverable) and emits at once; the client reconnects by itself."""
     async with running(connection_state_recovery=True) as (url, _, recorder):
         seen = await run(url, "recover-server-drop", transports)
         _, _, sid, _ = await recorder.next("connect")
         _, _, _, reason = await recorder.next("disconnect")
         _, _, again, recovered = await recorder.next("connect")
-    assert reason == "forced server close"
+    assert reason == "forced close"
     assert (again, recovered) == (sid, True)
     assert seen["recovered"] == {
         "event": "recovered",

@@ -361,7 +361,7 @@ async def test_server_close_tells_a_polling_client(start_engine: StartEngine) ->
     await eventually(lambda: held(engine, sid))
     engine.engine.sessions[sid].close()
     assert await get == ["1"]
-    assert await engine.closed(sid) == "server close"
+    assert await engine.closed(sid) == "forced close"
 
 
 # -- §Upgrade -------------------------------------------------------------------------------

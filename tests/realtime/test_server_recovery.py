@@ -254,7 +254,7 @@ def watched_server(**options: Any) -> tuple[realtime.Server, asyncio.Queue[tuple
         ("close", "transport close"),
         ("4abc", "parse error"),
         ('42["quit",false]', "server namespace disconnect"),
-        ('42["quit",true]', "forced server close"),
+        ('42["quit",true]', "server namespace disconnect"),
     ],
 )
 async def test_disconnect_reasons(start_sio: StartSio, how: str, reason: str) -> None:

@@ -303,8 +303,12 @@ async def test_disconnect_sockets_and_close(start_sio: StartSio) -> None:
     sio = await start_sio(server)
     a, b = await members(sio.port, 2)
     await server.in_(a.sid).disconnect_sockets(close=True)
-    assert await a.ws.closed() == ["1"]
-    assert await asyncio.wait_for(reasons.get(), timeout(1)) == (a.sid, "forced server close")
+    # Told first (so that it does not reconnect), then closed.
+    assert await a.ws.closed() == ["41", "1"]
+    assert await asyncio.wait_for(reasons.get(), timeout(1)) == (
+        a.sid,
+        "server namespace disconnect",
+    )
     await b.ws.send('42["shout","x"]')
     await b.ws.nothing(0.05)
     assert set(server.sockets) == {b.sid}
@@ -312,7 +316,10 @@ async def test_disconnect_sockets_and_close(start_sio: StartSio) -> None:
 
 @pytest.mark.parametrize(
     ("close", "seen", "reason"),
-    [(False, ["41"], "server namespace disconnect"), (True, ["1"], "forced server close")],
+    [
+        (False, ["41"], "server namespace disconnect"),
+        (True, ["41", "1"], "server namespace disconnect"),
+    ],
 )
 async def test_socket_disconnect_from_a_handler(
     start_sio: StartSio, close: bool, seen: list[str], reason: str

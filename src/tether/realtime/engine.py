@@ -210,7 +210,7 @@ class Session:
 
     # -- closing ---------------------------------------------------------------
 
-    def close(self, reason: str = "server close", *, by_client: bool = False) -> None:
+    def close(self, reason: str = "forced close", *, by_client: bool = False) -> None:
         """Close the session: the client is told unless it asked or is gone."""
         if self.closed:
             return

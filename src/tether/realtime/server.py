@@ -490,6 +490,12 @@ class Server(Namespace):
         client = socket.session.listener
         assert isinstance(client, _Client)
         if close:
+            # As socket.io: every namespace of the connection gets a DISCONNECT
+            # (so the client does not reconnect: a kick is final), then the
+            # connection closes. To simulate a lost connection instead, close
+            # ``socket.conn``.
+            for other in list(client.sockets.values()):
+                client._disconnect_socket(other, "server namespace disconnect", notify=True)
             socket.session.close("forced server close")
         else:
             client._disconnect_socket(socket, "server namespace disconnect", notify=True)

@@ -199,6 +199,13 @@ class Socket:
         return f"<Socket {self.sid} {self.namespace.name}>"
 
     @property
+    def conn(self) -> Session:
+        """The Engine.IO session under this socket, shared by its namespaces;
+        ``socket.conn.close()`` drops the connection as a network failure would
+        (the client reconnects and, with recovery on, recovers)."""
+        return self.session
+
+    @property
     def nsp(self) -> str:
         return self.namespace.name
 
@@ -311,7 +318,9 @@ class Socket:
     # -- leaving -------------------------------------------------------------------
 
     async def disconnect(self, close: bool = False) -> None:
-        """Disconnect from this namespace; ``close`` ends the whole connection."""
+        """Disconnect from this namespace; ``close`` disconnects every namespace
+        and ends the connection. Either way the client is told (reason ``io
+        server disconnect``) and does not reconnect by itself."""
         self.namespace.server._disconnect(self.namespace.name, self.sid, close)
 
 
