@@ -1,4 +1,5 @@
-"""Command line: ``python -m tether serve --echo`` and ``python -m tether connect URI``.
+"""Command line: ``python -m tether serve --echo``, ``python -m tether connect URI``
+and ``python -m tether demo``.
 
 Built on the public API only. Limit flags are generated from
 :class:`tether.Limits`, so each limit is defined once.
@@ -80,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--origin", default=None, help="Origin header to send")
     cli.add_argument("--subprotocol", action="append", default=[], help="subprotocol to offer")
     _add_limit_flags(cli)
+
+    demo = commands.add_parser("demo", help="serve the chat, ticker and game demos on one port")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    demo.add_argument(
+        "--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks one)"
+    )
+    demo.add_argument("--redis", metavar="URL", default=None, help="share chat state through Redis")
     return parser
 
 
@@ -188,7 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    runner: Any = _serve(args) if args.command == "serve" else _client(args)
+    if args.command == "demo":
+        from .demo import main as demo_main
+
+        runner: Any = demo_main(args.host, args.port, args.redis)
+    else:
+        runner = _serve(args) if args.command == "serve" else _client(args)
     try:
         result = asyncio.run(runner)
     except KeyboardInterrupt:
