@@ -1,0 +1,778 @@
+"""The Redis adapter: many server processes, on many machines, as one server.
+
+How messages flow (see ``docs/scale-out.md`` for the whole story):
+
+* an event for everyone in a namespace is published on the namespace's
+  channel; an event for rooms (or sids) on each room's channel, which a node
+  subscribes to only while it has local members (:mod:`.subscriber`). A node
+  getting one message on several channels delivers it once (message ids).
+* with connection state recovery on, events are stored in a Redis Stream and
+  published by one Lua script, so the stream order is the delivery order and
+  the offset a client holds is a stream id; every node, the sender included,
+  delivers them when Redis hands them back. Other events are delivered to the
+  sender's sockets at once and skipped when they come back.
+* requests (broadcast acks, ``fetch_sockets``, ``sockets_join/leave``,
+  ``disconnect_sockets``) go where a broadcast would go; ``PUBLISH`` tells how
+  many copies reached a node, and each copy is answered on the requester's
+  node channel, so the requester knows when every answer is in.
+* sessions are saved in Redis at connect, on join/leave and every heartbeat,
+  with a TTL: a node killed without a chance to save anything leaves its
+  sockets recoverable on any other node.
+* while Redis is down, local delivery goes on; what could not be published is
+  logged, counted in :attr:`RedisAdapter.stats` and passed to ``on_failure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import itertools
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ...exceptions import PacketError
+from .. import socketio
+from ..adapter import Adapter, BroadcastOptions, SavedSession, SocketInfo
+from . import scripts
+from .messages import (
+    AckRequest,
+    Broadcast,
+    DisconnectRequest,
+    FetchRequest,
+    Message,
+    Reply,
+    Request,
+    RoomsRequest,
+    ServerEvent,
+    decode,
+    encode,
+    opts_from_wire,
+    opts_to_wire,
+    socket_info_from_wire,
+    socket_info_to_wire,
+    split_payload,
+)
+from .presence import Presence
+from .publisher import Publisher, connect
+from .store import Store
+from .subscriber import Subscriptions
+
+__all__ = ["Failure", "RedisAdapter", "RedisStats"]
+
+_log = logging.getLogger("tether.realtime.redis")
+
+_FAILURES = (RedisError, OSError)
+_SEEN = 1024  # message ids remembered for de-duplication
+
+
+@dataclass(slots=True)
+class RedisStats:
+    """Counters of a :class:`RedisAdapter`, for monitoring."""
+
+    published: int = 0
+    publish_failures: int = 0  # messages that could not be published
+    write_failures: int = 0  # session/presence writes that failed (retried later)
+    reconnects: int = 0  # Pub/Sub connections re-established after a loss
+    received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What could not be published: given to ``on_failure``, logged, counted.
+
+    ``what`` is ``"broadcast"``, ``"ack"``, ``"fetch_sockets"``, ``"rooms"``,
+    ``"disconnect"``, ``"server_event"`` or ``"reply"``; ``local`` tells
+    whether the local part was done anyway (local sockets got the event).
+    """
+
+    what: str
+    namespace: str | None
+    message: Message
+    error: BaseException
+    local: bool
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request waiting for its replies."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    receipts_needed: int | None = None
+    receipts: int = 0
+    expect: int = 0
+    items: list[Any] = field(default_factory=list)
+
+    def check(self) -> None:
+        needed = self.receipts_needed
+        if needed is not None and self.receipts >= needed and len(self.items) >= self.expect:
+            self.done.set()
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A socket being recovered here: events for it are held until it is live."""
+
+    namespace: str
+    rooms: frozenset[str]
+    channels: list[str]
+    buffer: list[tuple[str | None, socketio.Packet, BroadcastOptions]] = field(default_factory=list)
+    release: asyncio.TimerHandle | None = None
+
+
+def _stream_id(offset: str) -> tuple[int, int]:
+    ms, _, seq = offset.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisAdapter(Adapter):
+    """Rooms, broadcasts, acks and recovery across processes, through Redis::
+
+        from tether import realtime
+        from tether.realtime.redis import RedisAdapter
+
+        server = realtime.Server(adapter=RedisAdapter("redis://localhost:6379/0"))
+
+    ``prefix`` namespaces keys and channels (servers sharing one must agree).
+    ``heartbeat`` (seconds): how often a node says it is alive, refreshes its
+    sockets' saved sessions and reaps dead nodes. ``request_timeout``: how
+    long ``fetch_sockets``, ``sockets_join/leave`` and ``disconnect_sockets``
+    wait for other nodes. ``presence`` keeps room memberships and users in
+    Redis (:attr:`presence`); ``user_key`` names the entry of ``socket.data``
+    holding a socket's user id. ``on_failure(failure)`` (may be async) hears
+    of every :class:`Failure`. ``client`` replaces the connection made from
+    ``url`` (a ``redis.asyncio.Redis``, which should not retry on its own).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "tether",
+        client: aioredis.Redis | None = None,
+        heartbeat: float = 5.0,
+        request_timeout: float = 5.0,
+        presence: bool = True,
+        user_key: str = "user",
+        on_failure: Callable[[Failure], Any] | None = None,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = prefix
+        self.node = secrets.token_hex(8)
+        self.heartbeat = heartbeat
+        self.request_timeout = request_timeout
+        self.user_key = user_key
+        self.on_failure = on_failure
+        self.stats = RedisStats()
+        self.client = client if client is not None else connect(url)
+        self._publisher = Publisher(self.client, prefix)
+        self.keys = self._publisher.keys
+        self.channels = self._publisher.channels
+        self.presence: Presence | None = (
+            Presence(self.client, prefix, self.node) if presence else None
+        )
+        self._subs = Subscriptions(
+            self.client,
+            self._on_payload,
+            on_state=self._on_state,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+        )
+        self._restore = self.client.register_script(scripts.RESTORE)
+        self._heartbeat_script = self.client.register_script(scripts.HEARTBEAT)
+        self._ids = itertools.count(1)
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._pending: dict[str, _Pending] = {}
+        self._holds: dict[str, _Hold] = {}
+        self._last_seen: str | None = None
+        self._store = Store(self)
+        self._was_up = False
+        self._outbox: list[tuple[str, Message]] = []
+        self._outbox_wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._chain: asyncio.Task[None] | None = None
+        self._dispatch: dict[type[Message], Callable[[Any, str | None], None]] = {
+            Broadcast: self._on_broadcast,
+            AckRequest: self._on_ack_request,
+            FetchRequest: self._on_fetch,
+            RoomsRequest: self._on_rooms,
+            DisconnectRequest: self._on_disconnect,
+            Reply: self._on_reply,
+            ServerEvent: self._on_server_event,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the Pub/Sub connection to Redis is up."""
+        return self._subs.connected
+
+    @property
+    def _window_ms(self) -> int:
+        if self.recovery is None:
+            return 0
+        return max(1, int(self.recovery.max_disconnection_duration * 1000))
+
+    async def start(self) -> None:
+        self._subs.want(self.channels.node(self.node))
+        self._subs.want(self.channels.server)
+        server = self._server()
+        for name in server.namespaces:
+            self._subs.want(self.channels.namespace(name))
+        self._subs.start()
+        for worker in (self._store.run(), self._sender(), self._beat()):
+            self._spawn(worker)
+        await self._subs.settle(self.request_timeout)
+
+    async def close(self) -> None:
+        with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
+            await asyncio.wait_for(self._store.write_all(), self.request_timeout)
+        with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
+            await asyncio.wait_for(self._send_outbox(), self.request_timeout)
+        if self.presence is not None:
+            with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
+                await asyncio.wait_for(self.presence.reap(self.node, self._run), 1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._subs.close()
+        with contextlib.suppress(*_FAILURES):
+            await self.client.aclose()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _run(self, awaitable: Any) -> None:
+        """Run a handler's coroutine after the previous one: presence and
+        failure handlers see changes in the order they happened."""
+        previous = self._chain
+
+        async def guarded() -> None:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous
+            try:
+                await awaitable
+            except Exception:
+                _log.exception("presence or failure handler failed")
+
+        task = self._chain = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_state(self, up: bool) -> None:
+        if not up:
+            _log.warning("redis is unreachable; local delivery goes on, reconnecting")
+            return
+        if self._was_up:
+            self.stats.reconnects += 1
+            _log.warning("redis connection restored; resynchronising")
+        self._was_up = True
+        # Redis may have lost what we wrote (or we failed to write it).
+        self._store.touch_all(self._local_keys(), resync=True)
+        self._outbox_wake.set()
+
+    def _report(
+        self, what: str, nsp: str | None, message: Message, error: BaseException, local: bool
+    ) -> None:
+        self.stats.publish_failures += 1
+        _log.warning(
+            "could not publish %s to redis (%s)%s",
+            what,
+            error,
+            "; delivered to local sockets only" if local else "",
+        )
+        if self.on_failure is not None:
+            try:
+                result = self.on_failure(Failure(what, nsp, message, error, local))
+            except Exception:
+                _log.exception("on_failure failed")
+                return
+            if inspect.isawaitable(result):
+                self._run(result)
+
+    # -- local rooms: what this node subscribes to ------------------------------------
+
+    def add_all(self, namespace: str, sid: str, rooms: Iterable[str]) -> None:
+        registry = self.registry(namespace)
+        new = sid not in registry
+        before = set() if new else set(registry.rooms_of(sid))
+        super().add_all(namespace, sid, rooms)
+        for room in registry.rooms_of(sid):
+            if room not in before:
+                self._subs.want(self.channels.room(namespace, room))
+        if new:
+            self._subs.want(self.channels.namespace(namespace))
+        self._touch(namespace, sid)
+        hold = self._holds.get(sid)
+        if hold is not None and hold.namespace == namespace:
+            # The recovered socket is live once the server's synchronous
+            # connect step (CONNECT, then the missed events) is done.
+            asyncio.get_running_loop().call_soon(self._release_hold, sid)
+
+    def delete(self, namespace: str, sid: str, room: str) -> None:
+        registry = self.registry(namespace)
+        if sid in registry and room in registry.rooms_of(sid):
+            super().delete(namespace, sid, room)
+            self._subs.unwant(self.channels.room(namespace, room))
+            self._touch(namespace, sid)
+
+    def delete_all(self, namespace: str, sid: str) -> None:
+        registry = self.registry(namespace)
+        if sid not in registry:
+            return
+        for room in registry.rooms_of(sid):
+            self._subs.unwant(self.channels.room(namespace, room))
+        self._subs.unwant(self.channels.namespace(namespace))
+        socket = self._socket(namespace, sid)
+        super().delete_all(namespace, sid)
+        self._touch(namespace, sid)
+        if socket is not None and socket.pid is not None and self.recovery is not None:
+            # The server calls persist_session right after this when the
+            # disconnection is recoverable; decide two loop turns later
+            # (after that task's first step), forget the session otherwise.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._store.departed, socket.pid)
+
+    async def flush(self) -> None:
+        """Wait until this node listens to the channels of its sockets' rooms
+        (``Socket.join`` awaits it: an event sent to the room right after
+        reaches the socket)."""
+        await self._subs.settle(self.request_timeout)
+
+    def _socket(self, namespace: str, sid: str) -> Any:
+        nsp = self._server().namespaces.get(namespace)
+        return None if nsp is None else nsp.sockets.get(sid)
+
+    def _touch(self, namespace: str, sid: str) -> None:
+        self._store.touch((namespace, sid))
+
+    def _local_keys(self) -> list[tuple[str, str]]:
+        return [(nsp, sid) for nsp, registry in self._rooms.items() for sid in registry.select()]
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self.node}:{next(self._ids)}"
+
+    def _first(self, message_id: str) -> bool:
+        """Whether a message is new here (it may come on several channels)."""
+        seen = self._seen
+        if message_id in seen:
+            return False
+        seen[message_id] = None
+        if len(seen) > _SEEN:
+            seen.popitem(last=False)
+        return True
+
+    def _channels_for(self, namespace: str, opts: BroadcastOptions) -> list[str]:
+        channels = self.channels.for_rooms(namespace, opts.rooms)
+        # Rooms joined here a moment ago may not be subscribed yet: our own
+        # node channel covers our own sockets meanwhile.
+        if self._subs.pending(set(channels)) and self.local_sids(namespace, opts):
+            channels.append(self.channels.node(self.node))
+        return channels
+
+    def _storable(self, packet: socketio.Packet, opts: BroadcastOptions) -> bool:
+        return (
+            self.recovery is not None
+            and packet.type in (socketio.PacketType.EVENT, socketio.PacketType.BINARY_EVENT)
+            and packet.id is None
+            and not opts.volatile
+        )
+
+    @property
+    def last_offset(self) -> str | None:
+        # Informational: the offset a new socket starts from is recorded in
+        # Redis when its session is first saved (scripts.SAVE_SESSION).
+        return self._last_seen
+
+    async def broadcast(
+        self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
+    ) -> None:
+        server = self._server()
+        wire = opts_to_wire(opts)
+        if not self._storable(packet, opts):
+            server._deliver(namespace, packet, self.local_sids(namespace, opts), opts)
+            if opts.local:
+                return
+            message = Broadcast(self._new_id(), namespace, packet.data, wire, origin=self.node)
+            channels = self.channels.for_rooms(namespace, opts.rooms)
+            await self._publish("broadcast", namespace, message, channels, local=True)
+            return
+        # Stored for recovery: every node, this one included, delivers it when
+        # Redis hands it back, in stream order.
+        message = Broadcast(self._new_id(), namespace, packet.data, wire)
+        if opts.local:
+            channels = [self.channels.node(self.node)]
+        else:
+            channels = self._channels_for(namespace, opts)
+        if not await self._publish("broadcast", namespace, message, channels, self._window_ms):
+            server._deliver(namespace, packet, self.local_sids(namespace, opts), opts)
+
+    async def _publish(
+        self,
+        what: str,
+        namespace: str | None,
+        message: Message,
+        channels: list[str],
+        window_ms: int = 0,
+        *,
+        local: bool = False,
+    ) -> int | None:
+        """Publish; the number of copies delivered, or None (reported) on failure."""
+        try:
+            published = await self._publisher.publish(message, channels, window_ms)
+        except _FAILURES as exc:
+            self._report(what, namespace, message, exc, local=local or window_ms > 0)
+            return None
+        self.stats.published += 1
+        return published.receivers
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _on_payload(self, payload: bytes) -> None:
+        self.stats.received += 1
+        offset, body = split_payload(payload)
+        try:
+            message = decode(body)
+        except PacketError as exc:
+            _log.warning("ignoring a malformed message from redis: %s", exc)
+            return
+        self._dispatch[type(message)](message, offset)
+
+    def _on_broadcast(self, message: Broadcast, offset: str | None) -> None:
+        if not self._first(message.id) or message.origin == self.node:
+            return
+        if offset is not None:
+            self._last_seen = offset
+        nsp = message.nsp
+        opts = opts_from_wire(message.opts)
+        data = [*message.data, offset] if offset is not None else message.data
+        packet = socketio.Packet.event(*data, namespace=nsp)
+        targets = self.local_sids(nsp, opts)
+        if self._holds:
+            targets = self._divert(nsp, packet, opts, targets, offset)
+        self._server()._deliver(nsp, packet, targets, opts)
+
+    # -- requests: acks, fetch, join/leave, disconnect ---------------------------------
+
+    async def _request(
+        self, what: str, request: Request, opts: BroadcastOptions
+    ) -> _Pending | None:
+        pending = self._pending[request.id] = _Pending()
+        channels = self._channels_for(request.nsp, opts)
+        receivers = await self._publish(what, request.nsp, request, channels)
+        if receivers is None:
+            del self._pending[request.id]
+            return None
+        pending.receipts_needed = receivers
+        pending.check()
+        return pending
+
+    async def _wait(self, request: Request, pending: _Pending, timeout: float) -> list[Any]:
+        try:
+            await asyncio.wait_for(pending.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._pending.pop(request.id, None)
+        return pending.items
+
+    def _reply(self, request: Request, reply: Reply) -> None:
+        if request.reply_to:  # emitters do not wait for replies
+            self._outbox.append((self.channels.node(request.reply_to), reply))
+            self._outbox_wake.set()
+
+    def _on_reply(self, reply: Reply, offset: str | None) -> None:
+        pending = self._pending.get(reply.id)
+        if pending is None:
+            return  # too late
+        if reply.receipt:
+            pending.receipts += 1
+            pending.expect += reply.expect
+        pending.items += reply.items
+        pending.check()
+
+    def _targets(self, request: Request) -> tuple[bool, list[str]]:
+        first = self._first(request.id)
+        if not first:
+            return False, []
+        return True, self.local_sids(request.nsp, opts_from_wire(request.opts))
+
+    async def broadcast_with_ack(
+        self,
+        namespace: str,
+        packet: socketio.Packet,
+        opts: BroadcastOptions,
+        timeout: float,
+    ) -> list[Any]:
+        if opts.local:
+            return await super().broadcast_with_ack(namespace, packet, opts, timeout)
+        request = AckRequest(
+            self._new_id(), self.node, namespace, opts_to_wire(opts), packet.data, timeout
+        )
+        pending = await self._request("ack", request, opts)
+        if pending is None:
+            return await super().broadcast_with_ack(namespace, packet, opts, timeout)
+        return await self._wait(request, pending, timeout)
+
+    def _on_ack_request(self, request: AckRequest, offset: str | None) -> None:
+        _, targets = self._targets(request)
+        nsp = self._server().namespaces.get(request.nsp)
+        if nsp is None or not targets:
+            self._reply(request, Reply(request.id, True))
+            return
+        packet = socketio.Packet.event(*request.data, namespace=request.nsp, id=nsp._next_ack_id())
+        opts = opts_from_wire(request.opts)
+        waiters = self._server()._deliver_with_ack(request.nsp, packet, targets, opts)
+        self._reply(request, Reply(request.id, True, expect=len(waiters)))
+
+        def answered(waiter: asyncio.Future[Any]) -> None:
+            if not waiter.cancelled() and waiter.exception() is None:
+                self._reply(request, Reply(request.id, False, items=[waiter.result()]))
+
+        for waiter in waiters:
+            waiter.add_done_callback(answered)
+        loop = asyncio.get_running_loop()
+        loop.call_later(request.timeout, lambda: [w.cancel() for w in waiters if not w.done()])
+
+    async def fetch_sockets(self, namespace: str, opts: BroadcastOptions) -> list[SocketInfo]:
+        if opts.local:
+            return await super().fetch_sockets(namespace, opts)
+        request = FetchRequest(self._new_id(), self.node, namespace, opts_to_wire(opts))
+        pending = await self._request("fetch_sockets", request, opts)
+        if pending is None:
+            return await super().fetch_sockets(namespace, opts)
+        items = await self._wait(request, pending, self.request_timeout)
+        return [socket_info_from_wire(item) for item in items]
+
+    def _on_fetch(self, request: FetchRequest, offset: str | None) -> None:
+        _, targets = self._targets(request)
+        infos = self._server()._socket_infos(request.nsp, targets)
+        self._reply(request, Reply(request.id, True, items=[socket_info_to_wire(i) for i in infos]))
+
+    async def add_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
+        await self._rooms_request(namespace, opts, rooms, join=True)
+
+    async def del_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
+        await self._rooms_request(namespace, opts, rooms, join=False)
+
+    async def _rooms_request(
+        self, namespace: str, opts: BroadcastOptions, rooms: list[str], *, join: bool
+    ) -> None:
+        if opts.local:
+            method = super().add_sockets if join else super().del_sockets
+            await method(namespace, opts, rooms)
+            await self.flush()
+            return
+        request = RoomsRequest(
+            self._new_id(), self.node, namespace, opts_to_wire(opts), rooms, join
+        )
+        pending = await self._request("rooms", request, opts)
+        if pending is None:
+            method = super().add_sockets if join else super().del_sockets
+            await method(namespace, opts, rooms)
+            return
+        await self._wait(request, pending, self.request_timeout)
+
+    def _on_rooms(self, request: RoomsRequest, offset: str | None) -> None:
+        _, targets = self._targets(request)
+        server = self._server()
+        for sid in targets:
+            if request.join:
+                server._join(request.nsp, sid, request.rooms)
+            else:
+                server._leave(request.nsp, sid, request.rooms)
+
+        async def settled() -> None:
+            if targets and request.join:
+                await self.flush()
+            self._reply(request, Reply(request.id, True))
+
+        self._spawn(settled())
+
+    async def disconnect_sockets(
+        self, namespace: str, opts: BroadcastOptions, close: bool = False
+    ) -> None:
+        if opts.local:
+            await super().disconnect_sockets(namespace, opts, close)
+            return
+        request = DisconnectRequest(self._new_id(), self.node, namespace, opts_to_wire(opts), close)
+        pending = await self._request("disconnect", request, opts)
+        if pending is None:
+            await super().disconnect_sockets(namespace, opts, close)
+            return
+        await self._wait(request, pending, self.request_timeout)
+
+    def _on_disconnect(self, request: DisconnectRequest, offset: str | None) -> None:
+        _, targets = self._targets(request)
+        server = self._server()
+        for sid in targets:
+            server._disconnect(request.nsp, sid, request.close)
+        self._reply(request, Reply(request.id, True))
+
+    # -- server-side events ---------------------------------------------------------------
+
+    async def server_side_emit(self, event: str, args: list[Any]) -> None:
+        message = ServerEvent(self.node, event, list(args))
+        await self._publish("server_event", None, message, [self.channels.server])
+
+    def _on_server_event(self, message: ServerEvent, offset: str | None) -> None:
+        if message.origin != self.node:
+            self._server()._on_server_event(message.event, message.args)
+
+    # -- the outbox: replies, batched -----------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            await self._outbox_wake.wait()
+            self._outbox_wake.clear()
+            if not self._outbox:
+                continue
+            try:
+                await self._send_outbox()
+            except _FAILURES:
+                continue  # reported; the outbox was dropped (answers are time-bound)
+
+    async def _send_outbox(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for channel, message in batch:
+                    pipe.publish(channel, b"\n" + encode(message))
+                await pipe.execute()
+        except _FAILURES as exc:
+            for _, message in batch:
+                self._report("reply", None, message, exc, local=False)
+            raise
+        except (TypeError, ValueError):
+            _log.exception("could not encode a reply (socket data must be JSON-able)")
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        ttl = int(3 * self.heartbeat * 1000)
+        while True:
+            try:
+                dead = await self._heartbeat_script(keys=[self.keys.nodes], args=[self.node, ttl])
+                if self._window_ms:
+                    await self.client.set(self.keys.recovery, self._window_ms)
+                for node in dead:
+                    name = node.decode() if isinstance(node, bytes) else str(node)
+                    if name != self.node and self.presence is not None:
+                        await self.presence.reap(name, self._run)
+                # Refresh the TTL (and data) of the sessions of live sockets.
+                if self._window_ms or self.presence is not None:
+                    self._store.touch_all(self._local_keys())
+            except _FAILURES as exc:
+                _log.debug("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.heartbeat)
+
+    # -- connection state recovery ---------------------------------------------------
+
+    async def persist_session(self, session: SavedSession) -> None:
+        if self.recovery is None:
+            return
+        self._store.persist(session)
+
+    async def restore_session(
+        self, namespace: str, pid: str, offset: str | None
+    ) -> tuple[SavedSession, list[list[Any]]] | None:
+        if self.recovery is None:
+            return None
+        try:
+            raw = await self.client.hget(self.keys.session(pid), "s")
+        except _FAILURES as exc:
+            _log.warning("cannot recover session %s, redis is unavailable: %s", pid, exc)
+            return None
+        if raw is None:
+            return None
+        saved = json.loads(raw)
+        if saved["nsp"] != namespace:
+            return None
+        sid: str = saved["sid"]
+        rooms = frozenset([*saved["rooms"], sid])
+        # Listen to the socket's rooms (and hold what arrives) before reading
+        # the stream, so that no event falls between the stream and the live
+        # flow, and none is delivered twice.
+        channels = [self.channels.namespace(namespace)]
+        channels += [self.channels.room(namespace, room) for room in sorted(rooms)]
+        hold = self._holds[sid] = _Hold(namespace, rooms, channels)
+        for channel in channels:
+            self._subs.want(channel)
+        loop = asyncio.get_running_loop()
+        hold.release = loop.call_later(2 * self.request_timeout, self._release_hold, sid)
+        await self._subs.settle(self.request_timeout, set(channels))
+        try:
+            result = await self._restore(
+                keys=[self.keys.session(pid), self.keys.stream],
+                args=[offset if isinstance(offset, str) and offset else ""],
+            )
+        except _FAILURES as exc:
+            _log.warning("cannot recover session %s: %s", pid, exc)
+            result = []
+        if len(result) < 2:
+            self._release_hold(sid)
+            return None
+        start = result[1].decode()
+        last = _stream_id(start)
+        missed: list[list[Any]] = []
+        for entry_id, body in zip(result[2::2], result[3::2], strict=True):
+            message = decode(body)
+            if (
+                isinstance(message, Broadcast)
+                and message.nsp == namespace
+                and opts_from_wire(message.opts).matches(rooms)
+            ):
+                missed.append([*message.data, entry_id.decode()])
+            last = _stream_id(entry_id.decode())
+        for held_offset, packet, _ in hold.buffer:
+            if held_offset is None or _stream_id(held_offset) > last:
+                missed.append(list(packet.data))
+        hold.buffer.clear()
+        session = SavedSession(sid, pid, namespace, list(saved["rooms"]), saved["data"], start)
+        return session, missed
+
+    def _divert(
+        self,
+        nsp: str,
+        packet: socketio.Packet,
+        opts: BroadcastOptions,
+        targets: list[str],
+        offset: str | None,
+    ) -> list[str]:
+        """Take held sockets out of ``targets``; buffer the event for those it concerns."""
+        holds = self._holds
+        for sid, hold in holds.items():
+            if hold.namespace == nsp and opts.matches(hold.rooms | self.rooms_of(nsp, sid)):
+                hold.buffer.append((offset, packet, opts))
+        return [sid for sid in targets if sid not in holds]
+
+    def _release_hold(self, sid: str) -> None:
+        hold = self._holds.pop(sid, None)
+        if hold is None:
+            return
+        if hold.release is not None:
+            hold.release.cancel()
+        for channel in hold.channels:
+            self._subs.unwant(channel)
+        deliver = self._server()._deliver
+        for _, packet, opts in hold.buffer:
+            deliver(hold.namespace, packet, [sid], opts)
