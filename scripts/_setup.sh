@@ -2,7 +2,7 @@
 # Shared environment setup for scripts/test and scripts/demo. Source it, don't run it.
 #
 # Afterwards the current directory is the repository root, .venv holds an
-# editable install of tether with the [test] and [bench] extras, node_modules matches
+# editable install of tether with the [test], [bench] and [fuzz] extras, node_modules matches
 # package-lock.json, and .venv/bin is first on PATH. Cheap when nothing changed.
 #
 # Knobs: PYTHON (interpreter that creates the venv, default python3).
@@ -29,8 +29,8 @@ _tether_setup_python() {
           && "$stamp" -nt src/tether/protocol/_speedups.c && "$(cat "$stamp")" == "$PWD" ]]; then
         return 0
     fi
-    _tether_step "pip install -e '.[test,bench]'"
-    .venv/bin/python -m pip install -q -e '.[test,bench]' || _tether_die "pip install failed"
+    _tether_step "pip install -e '.[test,bench,fuzz]'"
+    .venv/bin/python -m pip install -q -e '.[test,bench,fuzz]' || _tether_die "pip install failed"
     printf '%s\n' "$PWD" >"$stamp"
 }
 

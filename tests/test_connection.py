@@ -70,6 +70,30 @@ async def test_large_messages_both_ways(
         assert await asyncio.wait_for(client.recv(), timeout(2)) == text
 
 
+async def test_pipelined_messages_of_every_size_come_back_in_order(
+    start_server: StartServer,
+) -> None:
+    # Client and server share the loop's scratch buffer; frames of every size
+    # straddle reads (the large ones are assembled across them) and the
+    # replies are written header + payload (vectored).
+    limits = {"max_message_size": 1 << 20, "max_frame_size": 1 << 20}
+    server = await start_server(compression=None, **limits)
+    sizes = [0, 1, 125, 126, 8191, 8192, 65535, 65536, 70000, 300000, 1 << 20, 17]
+    messages: list[str | bytes] = [
+        os.urandom(n) if i % 3 else "é" * (n // 2) for i, n in enumerate(sizes * 3)
+    ]
+    async with tether.connect(ws_uri(server), compression=None, **limits) as client:
+
+        async def send_all() -> None:
+            for message in messages:
+                await client.send(message)
+
+        sender = asyncio.ensure_future(send_all())
+        received = [await asyncio.wait_for(client.recv(), timeout(2)) for _ in messages]
+        await sender
+    assert received == messages
+
+
 @COMPRESSION
 async def test_fragments_from_a_list_arrive_as_one_message(
     start_server: StartServer, compression: Literal["deflate"] | None
@@ -167,6 +191,28 @@ async def test_keepalive_keeps_pinging_a_peer_that_answers(
         assert opcode == OP_PING
         raw.send_frame(OP_PONG, payload)
     assert connection.open
+
+
+async def test_keepalive_timers_are_shared_and_let_go_of_closed_connections(
+    start_server: StartServer, raw_client: OpenRaw
+) -> None:
+    # One bucket of the loop's keepalive timers holds both connections; the
+    # one that closes leaves it at once, the other is still pinged.
+    from tether import _shared
+
+    server = await start_server(ping_interval=timeout(0.2), ping_timeout=timeout(1))
+    first = await raw_client(server.port)
+    second = await raw_client(server.port)
+    await asyncio.sleep(0)
+    buckets = _shared.for_loop(asyncio.get_running_loop())._buckets
+    assert sum(len(bucket) for bucket in buckets.values()) >= 2
+    first.send_frame(OP_CLOSE, struct.pack("!H", 1000))
+    await asyncio.wait_for(first.read_close(), timeout())
+    assert await asyncio.wait_for(first.at_eof(), timeout())
+    await asyncio.sleep(0.01)
+    assert sum(len(bucket) for bucket in buckets.values()) == 1
+    opcode, _ = await asyncio.wait_for(second.read_frame(), timeout())
+    assert opcode == OP_PING
 
 
 async def test_a_client_answers_keepalive_pings(start_server: StartServer) -> None:

@@ -11,8 +11,10 @@ import pytest
 from tether.limits import DEFAULT_LIMITS, LimitOptions, Limits
 
 FIELDS = [f.name for f in dataclasses.fields(Limits)]
-SIZE_FIELDS = [name for name in FIELDS if not name.endswith(("_timeout", "_interval"))]
 TIME_FIELDS = [name for name in FIELDS if name.endswith(("_timeout", "_interval"))]
+# Abuse limits that are off (None) by default; see docs/security.md.
+OPTIONAL_FIELDS = [f.name for f in dataclasses.fields(Limits) if f.metadata["optional"]]
+SIZE_FIELDS = [name for name in FIELDS if name not in TIME_FIELDS + OPTIONAL_FIELDS]
 
 
 def test_every_limit_has_an_option_and_vice_versa() -> None:
@@ -87,6 +89,13 @@ def test_sizes_cannot_be_turned_off_with_none(name: str) -> None:
 @pytest.mark.parametrize("name", TIME_FIELDS)
 def test_timeouts_can_be_turned_off_with_none(name: str) -> None:
     assert getattr(Limits(**{name: None}), name) is None
+
+
+def test_abuse_limits_are_off_by_default_and_can_be_set() -> None:
+    assert OPTIONAL_FIELDS == ["max_connections_per_ip", "max_messages_per_second"]
+    for name in OPTIONAL_FIELDS:
+        assert getattr(DEFAULT_LIMITS, name) is None
+        assert getattr(Limits(**{name: 10}), name) == 10
 
 
 def test_zero_is_allowed() -> None:

@@ -24,8 +24,9 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-def _doc(text: str) -> dict[str, str]:
-    return {"doc": text}
+def _doc(text: str, *, optional: bool = False) -> dict[str, Any]:
+    # optional: None turns the bound off (besides timeouts and intervals).
+    return {"doc": text, "optional": optional}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +77,31 @@ class Limits:
         default=20.0,
         metadata=_doc("seconds to wait for a keepalive pong before failing the connection (1011)"),
     )
+    # Off by default: behind a reverse proxy or a NAT every client shares one
+    # address, and a fair message rate depends on the application. See
+    # docs/security.md for choosing values.
+    max_connections_per_ip: int | None = field(
+        default=None,
+        metadata=_doc(
+            "server: most TCP connections from one IP address, handshakes included; "
+            "past it the handshake is answered 503; None (default) for no cap",
+            optional=True,
+        ),
+    )
+    max_messages_per_second: float | None = field(
+        default=None,
+        metadata=_doc(
+            "most messages a peer may send per second, with bursts of one second's worth; "
+            "past it the connection is closed with 1008; None (default) for no limit",
+            optional=True,
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is None:
-                if not f.name.endswith(("_timeout", "_interval")):
+                if not f.name.endswith(("_timeout", "_interval")) and not f.metadata["optional"]:
                     raise ValueError(f"{f.name} cannot be None")
             # "not >= 0" also rejects NaN, which compares false with everything
             # and would silently turn a size bound off.
@@ -123,6 +143,8 @@ class LimitOptions(TypedDict, total=False):
     close_timeout: float | None
     ping_interval: float | None
     ping_timeout: float | None
+    max_connections_per_ip: int | None
+    max_messages_per_second: float | None
 
 
 DEFAULT_LIMITS = Limits()

@@ -16,7 +16,8 @@ from .limits import DEFAULT_LIMITS, Limits
 from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
 from .protocol.handshake import SERVER_NAME, ServerHandshake, SubprotocolSelector, error_response
-from .protocol.http import Request, Response, parse_request
+from .protocol.http import Headers, Request, Response, parse_request
+from .ratelimit import AddressCounter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -78,6 +79,8 @@ class Server:
         self.limits = limits
         self.logger = logger or _log
         self.connections: set[Connection] = set()
+        # max_connections_per_ip: TCP connections open per peer address.
+        self.addresses = AddressCounter(limits.max_connections_per_ip)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._closing = False
@@ -269,6 +272,13 @@ class Server:
         if self._closing:
             self._reply(connection, error_response(503, "Service Unavailable", "shutting down"))
             return None
+        if isinstance(connection, _ServerConnection) and connection._over_cap:
+            # Answered once its request is read, so that the client sees the 503
+            # rather than a reset; it counts against the cap until it is gone.
+            retry = Headers([("Retry-After", "1")])
+            message = "too many connections from this address"
+            self._reply(connection, error_response(503, "Service Unavailable", message, retry))
+            return None
         return parsed
 
     async def _answer_http(self, connection: Connection, request: Request, used: int) -> bool:
@@ -372,15 +382,29 @@ class _ServerConnection(Connection):
     wait for ``open_timeout`` (forever with None) and hold up ``wait_closed``.
     """
 
-    __slots__ = ("_server",)
+    __slots__ = ("_address", "_over_cap", "_server")
 
     def __init__(self, server: Server) -> None:
         super().__init__(core.Side.SERVER, server.limits, server.logger)
         self._server = server
+        self._address: str | None = None
+        self._over_cap = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.limits.max_connections_per_ip is not None:
+            peer = transport.get_extra_info("peername")
+            # TCP only: a Unix socket's peer has no address to count.
+            if isinstance(peer, tuple) and peer:
+                self._address = address = str(peer[0])
+                self._over_cap = not self._server.addresses.add(address)
         self._server._connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._address is not None:
+            self._server.addresses.remove(self._address)
+            self._address = None
 
 
 class serve:

@@ -535,6 +535,7 @@ def _run_connection(
     rooms=st.lists(st.sampled_from([None, None, 0, 1, 2]), min_size=1, max_size=3),
     limits=st.sampled_from([{}, {"max_frame_size": 100}, {"max_message_size": 150}]),
     deflate=st.booleans(),
+    assemble_at=st.sampled_from([speedups.ASSEMBLE_AT, 4, 30]),
 )
 def test_receive_loop_matches_pure_python(
     data: st.DataObject,
@@ -543,16 +544,24 @@ def test_receive_loop_matches_pure_python(
     rooms: list[int | None],
     limits: dict[str, int],
     deflate: bool,
+    assemble_at: int,
 ) -> None:
+    # A small ASSEMBLE_AT sends most partial frames, control frames included,
+    # through the Assembler path of both loops.
     stream = data.draw(wire_frames(side is Side.SERVER))
     results = []
-    for parse in (None, parse_with_speedups):
-        opts: dict[str, Any] = {"limits": Limits(**limits)}
-        if deflate:
-            opts["deflate"] = PerMessageDeflate(
-                DeflateParams(), is_client=side is Side.CLIENT, options=DeflateOptions()
-            )
-        results.append(_run_connection(parse, side, stream, cuts, rooms, **opts))
+    saved = speedups.ASSEMBLE_AT
+    speedups.ASSEMBLE_AT = assemble_at
+    try:
+        for parse in (None, parse_with_speedups):
+            opts: dict[str, Any] = {"limits": Limits(**limits)}
+            if deflate:
+                opts["deflate"] = PerMessageDeflate(
+                    DeflateParams(), is_client=side is Side.CLIENT, options=DeflateOptions()
+                )
+            results.append(_run_connection(parse, side, stream, cuts, rooms, **opts))
+    finally:
+        speedups.ASSEMBLE_AT = saved
     assert results[0] == results[1]
 
 
@@ -583,3 +592,195 @@ def test_control_frame_over_a_small_max_frame_size_is_accepted(parse: Any) -> No
         connection_module._C_PARSE = saved
     assert events == [Ping(b"p" * 120), b"x"]
     assert conn.pending_bytes == 0
+
+
+# -- Assembler and reading into a shared buffer -----------------------------
+
+ASSEMBLERS: list[Any] = [
+    pytest.param(speedups.AssemblerPy, id="python"),
+    pytest.param(lambda *a: c_ext().Assembler(*a), id="c", marks=needs_c),
+]
+
+
+@pytest.mark.parametrize("make", ASSEMBLERS)
+@given(
+    payload=st.binary(max_size=200),
+    mask=st.one_of(st.just(b""), masks),
+    cuts=st.lists(st.integers(0, 200), max_size=5),
+    offset=st.integers(0, 9),
+)
+def test_assembler_unmasks_across_any_chunks(
+    make: Any, payload: bytes, mask: bytes, cuts: list[int], offset: int
+) -> None:
+    # §5.3: the key phase follows the offset in the payload, not in the chunk.
+    wire = spelled_out_mask(payload, mask) if mask else payload
+    trailer = b"next frame"
+    stream = bytes(offset) + wire + trailer
+    assembler = make(len(payload), mask)
+    points = sorted({offset, len(stream), *(offset + min(c, len(wire)) for c in cuts)})
+    pos = offset
+    for start, stop in itertools.pairwise(points):
+        if assembler.missing:
+            assert start == pos
+            pos = assembler.feed(memoryview(stream)[:stop], start, stop)
+    assert assembler.missing == 0
+    assert pos == offset + len(payload)
+    assert assembler.take() == payload
+
+
+@pytest.mark.parametrize("make", ASSEMBLERS)
+def test_assembler_refuses_misuse(make: Any) -> None:
+    with pytest.raises(ValueError):
+        make(4, b"abc")
+    with pytest.raises(ValueError):
+        make(-1, b"")
+    assembler = make(4, b"")
+    assert assembler.feed(b"ab", 0, 2) == 2
+    with pytest.raises(ValueError):
+        assembler.take()  # not complete
+    with pytest.raises(ValueError):
+        assembler.feed(b"ab", 2, 1)  # pos beyond end
+    assert assembler.feed(b"cdef", 0, 10) == 2  # end is clamped; stops at the payload's end
+    assert assembler.take() == b"abcd"
+    with pytest.raises(ValueError):
+        assembler.feed(b"x", 0, 1)  # already taken
+    with pytest.raises(ValueError):
+        assembler.take()
+
+
+def _feed_through_scratch(
+    conn: Connection, stream: bytes, cuts: list[int], size: int
+) -> list[Event]:
+    """What an asyncio.BufferedProtocol does: get_buffer, write the read into it, buffer_updated."""
+    scratch = memoryview(bytearray(size))
+    events: list[Event] = []
+    pos = 0
+    points = sorted({*(min(c, len(stream)) for c in cuts), len(stream)})
+    for stop in points:
+        while pos < stop:
+            view = conn.get_buffer(scratch)
+            n = min(len(view), stop - pos)
+            view[:n] = stream[pos : pos + n]
+            events.extend(conn.buffer_updated(scratch, n))
+            pos += n
+    return events
+
+
+@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+@pytest.mark.parametrize("assemble_at", [4, 8192])
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([0, 3, 125, 126, 5000, 70000]), min_size=1, max_size=5),
+    cuts=st.lists(st.integers(0, 300000), max_size=6),
+    scratch=st.sampled_from([512, 4096, 256 * 1024]),
+    side=st.sampled_from([Side.SERVER, Side.CLIENT]),
+)
+def test_large_frames_across_reads_give_the_same_messages(
+    parse: Any,
+    assemble_at: int,
+    sizes: list[int],
+    cuts: list[int],
+    scratch: int,
+    side: Side,
+) -> None:
+    masked = side is Side.SERVER
+    payloads = [bytes([i % 251]) * n + os.urandom(min(n, 8)) for i, n in enumerate(sizes)]
+    stream = b"".join(
+        frame(
+            0x82 if i % 2 else 0x81,
+            p.hex().encode() if i % 2 == 0 else p,
+            b"k3y!" if masked else None,
+        )
+        for i, p in enumerate(payloads)
+    ) + frame(0x89, b"ping", b"k3y!" if masked else None)
+    expected: list[object] = [p.hex() if i % 2 == 0 else p for i, p in enumerate(payloads)] + [
+        Ping(b"ping")
+    ]
+    saved = connection_module._C_PARSE, speedups.ASSEMBLE_AT
+    connection_module._C_PARSE = parse
+    speedups.ASSEMBLE_AT = assemble_at
+    try:
+        limits = Limits(max_frame_size=1 << 20, max_message_size=1 << 20)
+        by_pieces = Connection(side, limits=limits)
+        events: list[Event] = []
+        points = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+        for start, stop in itertools.pairwise(points):
+            events.extend(by_pieces.receive_data(stream[start:stop]))
+        through_scratch = Connection(side, limits=limits)
+        scratch_events = _feed_through_scratch(through_scratch, stream, cuts, scratch)
+    finally:
+        connection_module._C_PARSE, speedups.ASSEMBLE_AT = saved
+    assert events == expected
+    assert scratch_events == expected
+    assert by_pieces.pending_bytes == through_scratch.pending_bytes == 0
+    assert by_pieces.error is None and through_scratch.error is None
+
+
+@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+def test_messages_held_back_survive_reads_into_a_small_scratch(parse: Any) -> None:
+    # max_messages holds frames back; more than half the scratch of them is
+    # not moved around but appended to, and nothing is lost or reordered.
+    saved = connection_module._C_PARSE
+    connection_module._C_PARSE = parse
+    try:
+        conn = Connection(Side.SERVER)
+        scratch = memoryview(bytearray(256))
+        stream = b"".join(frame(0x82, bytes([i]) * 40, b"abcd") for i in range(20))
+        got: list[Event] = []
+        pos = 0
+        while pos < len(stream):
+            view = conn.get_buffer(scratch)
+            n = min(len(view), len(stream) - pos)
+            view[:n] = stream[pos : pos + n]
+            got.extend(conn.buffer_updated(scratch, n, 1))
+            pos += n
+        while conn.pending_bytes:
+            got.extend(conn.receive_data(b"", 1))
+    finally:
+        connection_module._C_PARSE = saved
+    assert got == [bytes([i]) * 40 for i in range(20)]
+
+
+@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+def test_a_frame_over_the_limit_is_refused_before_any_assembly(parse: Any) -> None:
+    saved = connection_module._C_PARSE
+    connection_module._C_PARSE = parse
+    try:
+        conn = Connection(Side.SERVER, limits=Limits(max_frame_size=10000))
+        conn.receive_data(header(0x82, 20000, b"abcd") + b"x" * 9000)
+    finally:
+        connection_module._C_PARSE = saved
+    assert isinstance(conn.error, ProtocolError) and conn.error.close_code == 1009
+    assert conn._asm is None
+
+
+@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+def test_invalid_utf8_in_an_assembled_text_frame_fails_with_1007(parse: Any) -> None:
+    saved = connection_module._C_PARSE
+    connection_module._C_PARSE = parse
+    try:
+        conn = Connection(Side.SERVER)
+        wire = frame(0x81, b"a" * 10000 + b"\xff", b"abcd")
+        conn.receive_data(wire[:5000])
+        assert conn._asm is not None
+        conn.receive_data(wire[5000:])
+    finally:
+        connection_module._C_PARSE = saved
+    assert isinstance(conn.error, ProtocolError) and conn.error.close_code == 1007
+
+
+def test_send_vectored_frames_like_send() -> None:
+    server = Connection(Side.SERVER)
+    for message in (b"x" * 70000, "é" * 300, bytearray(b"ab"), memoryview(b"cd" * 100)):
+        head, payload = server.send_vectored(message)
+        assert head + payload == server.send(message)
+        if type(message) is bytes:
+            assert payload is message  # not copied
+        assert type(payload) is bytes
+    client = Connection(Side.CLIENT)
+    head, payload = client.send_vectored(b"hello" * 1000)
+    frames_, _, stop, _, _ = parse_frames_py(head + payload, 0, 1 << 30, True, 10, 1 << 30)
+    assert frames_ == [(0x82, b"hello" * 1000)] and stop == STOP_NEED_DATA
+    client.send_close()
+    with pytest.raises(Exception, match="closing"):
+        client.send_vectored(b"late")

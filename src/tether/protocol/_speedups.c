@@ -437,6 +437,187 @@ done:
     return result;
 }
 
+/*
+ * Assembler: one frame payload too large for a single read (RFC 6455 §5.2),
+ * unmasked chunk by chunk straight into the bytes object that becomes the
+ * message, so the received bytes are copied once instead of being kept in a
+ * growing buffer and copied again (and again for every read they straddle).
+ *
+ * The bytes object is private until take() hands it out complete: nothing
+ * else can see it while it is being written, which is what makes filling a
+ * bytes object in place legitimate.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *payload; /* the bytes being filled; NULL once taken */
+    Py_ssize_t length;
+    Py_ssize_t filled;
+    unsigned char key[4];
+    int masked;
+} Assembler;
+
+static PyObject *
+assembler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Assembler *self;
+    Py_ssize_t length;
+    Py_buffer mask;
+
+    if (!PyArg_ParseTuple(args, "ny*:Assembler", &length, &mask)) {
+        return NULL;
+    }
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_TypeError, "Assembler() takes no keyword arguments");
+        return NULL;
+    }
+    if (length < 0 || (mask.len != 0 && mask.len != 4)) {
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_ValueError,
+                        "length must not be negative and mask must be 0 or 4 bytes");
+        return NULL;
+    }
+    self = (Assembler *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        PyBuffer_Release(&mask);
+        return NULL;
+    }
+    self->masked = mask.len == 4;
+    if (self->masked) {
+        memcpy(self->key, mask.buf, 4);
+    }
+    PyBuffer_Release(&mask);
+    self->length = length;
+    self->filled = 0;
+    self->payload = PyBytes_FromStringAndSize(NULL, length);
+    if (self->payload == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+assembler_dealloc(Assembler *self)
+{
+    Py_XDECREF(self->payload);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(assembler_feed_doc,
+"feed(buf, pos, end, /)\n--\n\n"
+"Take the payload's next bytes from ``buf[pos:end]``, unmasking them; return\n"
+"the position after the bytes taken (``end``, or where the payload ends).");
+
+static PyObject *
+assembler_feed(Assembler *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    PyObject *copy;
+    Py_ssize_t pos, end, n;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "feed() takes exactly 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (self->payload == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the payload was already taken");
+        return NULL;
+    }
+    if (as_size(args[1], "pos", &pos) < 0 || as_size(args[2], "end", &end) < 0) {
+        return NULL;
+    }
+    if (get_view(args[0], &view, &copy) < 0) {
+        return NULL;
+    }
+    if (end > view.len) {
+        end = view.len;
+    }
+    if (pos > end) {
+        release_view(&view, copy);
+        PyErr_SetString(PyExc_ValueError, "pos is beyond end");
+        return NULL;
+    }
+    n = end - pos;
+    if (n > self->length - self->filled) {
+        n = self->length - self->filled;
+    }
+    if (n > 0) {
+        unsigned char *dst =
+            (unsigned char *)PyBytes_AS_STRING(self->payload) + self->filled;
+        const unsigned char *src = (const unsigned char *)view.buf + pos;
+        if (self->masked) {
+            /* §5.3: the key phase follows the offset within the payload. */
+            unsigned char key[4];
+            int j;
+            for (j = 0; j < 4; j++) {
+                key[j] = self->key[(self->filled + j) & 3];
+            }
+            xor_mask(src, dst, (size_t)n, key);
+        }
+        else {
+            memcpy(dst, src, (size_t)n);
+        }
+        self->filled += n;
+    }
+    release_view(&view, copy);
+    return PyLong_FromSsize_t(pos + n);
+}
+
+PyDoc_STRVAR(assembler_take_doc,
+"take(/)\n--\n\n"
+"Return the whole unmasked payload as bytes; only once it is complete.");
+
+static PyObject *
+assembler_take(Assembler *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *payload = self->payload;
+
+    if (payload == NULL || self->filled != self->length) {
+        PyErr_SetString(PyExc_ValueError, "the payload is not complete");
+        return NULL;
+    }
+    self->payload = NULL; /* the reference moves to the caller */
+    return payload;
+}
+
+static PyObject *
+assembler_missing(Assembler *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->length - self->filled);
+}
+
+static PyMethodDef assembler_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))assembler_feed, METH_FASTCALL,
+     assembler_feed_doc},
+    {"take", (PyCFunction)assembler_take, METH_NOARGS, assembler_take_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef assembler_getset[] = {
+    {"missing", (getter)assembler_missing, NULL,
+     "Payload bytes still to come.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(assembler_doc,
+"Assembler(length, mask, /)\n--\n\n"
+"Collect one frame payload of ``length`` bytes across reads, unmasking it\n"
+"with the 4-byte ``mask`` (or copying it when ``mask`` is empty).");
+
+static PyTypeObject Assembler_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tether.protocol._speedups.Assembler",
+    .tp_basicsize = sizeof(Assembler),
+    .tp_dealloc = (destructor)assembler_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = assembler_doc,
+    .tp_methods = assembler_methods,
+    .tp_getset = assembler_getset,
+    .tp_new = assembler_new,
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      apply_mask_doc},
@@ -454,6 +635,14 @@ speedups_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "STOP_HEADER", STOP_HEADER) < 0
         || PyModule_AddIntConstant(module, "STOP_BAD_LENGTH", STOP_BAD_LENGTH) < 0
         || PyModule_AddIntConstant(module, "STOP_BAD_MASK", STOP_BAD_MASK) < 0) {
+        return -1;
+    }
+    if (PyType_Ready(&Assembler_Type) < 0) {
+        return -1;
+    }
+    Py_INCREF(&Assembler_Type);
+    if (PyModule_AddObject(module, "Assembler", (PyObject *)&Assembler_Type) < 0) {
+        Py_DECREF(&Assembler_Type);
         return -1;
     }
     return 0;

@@ -16,10 +16,11 @@ import struct
 
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
+from . import speedups
 from .deflate import PerMessageDeflate
 from .events import Close, Event, Ping, Pong
 from .fastpath import PARSE as _C_PARSE
-from .frames import Opcode, apply_mask, encode_frame, pack_close, unpack_close
+from .frames import Opcode, apply_mask, encode_frame, encode_header, pack_close, unpack_close
 from .utf8 import Utf8Decoder, decode_text
 
 __all__ = ["Connection", "Side", "State"]
@@ -80,6 +81,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_asm",
         "_buf",
         "_max_frame",
         "_max_message",
@@ -126,7 +128,12 @@ class Connection:
         self._max_frame = limits.max_frame_size
         self._max_message = limits.max_message_size
         self._max_whole = min(self._max_frame, self._max_message)
-        self._buf = bytearray()
+        # Received bytes not parsed yet: a bytearray while there are some, the
+        # shared b"" otherwise (an idle connection holds no buffer of its own).
+        self._buf: bytearray | bytes = b""
+        # The frame whose payload is being collected across reads, with its
+        # first header byte (see _start_assembly).
+        self._asm: tuple[int, speedups.AssemblerPy] | None = None
         self._outgoing: list[bytes] = []
         # The message being reassembled: its opcode (0 when none), parts and size.
         self._msg_opcode = 0
@@ -150,7 +157,8 @@ class Connection:
         complete; the rest stays buffered (see :attr:`pending_bytes`) until the
         next call, which may pass no new data. The I/O layer uses it to keep
         one socket read of small compressed frames from inflating into more
-        messages than its queue holds.
+        messages than its queue holds. ``data`` is not referenced once the
+        call returns, so it may be a view of a buffer the caller reuses.
         """
         events: list[Event] = []
         if self.state is State.CLOSED or self.close_rcvd is not None:
@@ -158,30 +166,128 @@ class Connection:
         self._room = _UNLIMITED if max_messages is None else max_messages
         buf = self._buf
         if buf:
+            assert isinstance(buf, bytearray)  # never b"" here: that is empty
             buf += data
-            view: bytes | bytearray = buf
+            self._receive(buf, events)
         else:
-            view = data if isinstance(data, bytes) else bytes(data)
+            self._receive(data, events)
+        return events
+
+    def get_buffer(self, scratch: memoryview) -> memoryview:
+        """Where the next bytes read from the network go: a view of ``scratch``.
+
+        For I/O layers that read into a buffer (``asyncio.BufferedProtocol``)
+        and reuse one ``scratch`` buffer for every connection: the bytes still
+        pending here are copied to its front and the view after them is
+        returned. Call :meth:`buffer_updated` with the same ``scratch`` and the
+        number of bytes read before ``scratch`` is used for anything else.
+        Frames are then parsed where the socket put them, instead of every
+        read being appended to (copied into) a buffer of our own first.
+        """
+        pending = self._buf
+        k = len(pending)
+        half = len(scratch) >> 1
+        if k > half:
+            # Too much to move (messages held back by max_messages): read
+            # into the second half; buffer_updated appends it to the rest.
+            return scratch[half:]
+        if not k:
+            return scratch
+        scratch[:k] = pending
+        return scratch[k:]
+
+    def buffer_updated(
+        self, scratch: memoryview, nbytes: int, max_messages: int | None = None
+    ) -> list[Event]:
+        """Process ``nbytes`` read into the view :meth:`get_buffer` returned.
+
+        The result is what :meth:`receive_data` gives for those bytes.
+        """
+        k = len(self._buf)
+        half = len(scratch) >> 1
+        if k > half:
+            return self.receive_data(scratch[half : half + nbytes], max_messages)
+        events: list[Event] = []
+        if self.state is State.CLOSED or self.close_rcvd is not None:
+            return events  # §5.5.1: nothing after a close frame is processed
+        self._room = _UNLIMITED if max_messages is None else max_messages
+        if k:
+            self._buf = b""  # get_buffer copied these bytes to the front
+        self._receive(scratch[: k + nbytes], events)
+        return events
+
+    def _receive(self, view: bytes | bytearray | memoryview, events: list[Event]) -> None:
+        """Parse ``view``: ``self._buf`` itself, or new bytes when it was empty.
+        What is left over stays in ``self._buf``, copied out of ``view``."""
+        buf = self._buf
         try:
-            pos = self._parse(view, events)
+            pos = 0
+            if self._asm is not None and self._room > 0:
+                pos = self._assemble(view, events)
+                if self.close_rcvd is not None:
+                    pos = len(view)  # §5.5.1: nothing after a close frame is processed
+            if self._asm is None and self.close_rcvd is None:
+                pos = self._parse(view, pos, events)
         except ProtocolError as exc:
             self._fail(exc)
-            self._buf = bytearray()
-            return events
-        if pos == len(view):
+            self._buf = b""
+            self._asm = None
+            return
+        if pos >= len(view):
             if buf:
-                self._buf = bytearray()
+                self._buf = b""
         elif view is buf:
+            assert isinstance(buf, bytearray)  # never b"" here: that is empty
             del buf[:pos]
         else:
             self._buf = bytearray(view[pos:])
-        return events
 
-    def _parse(self, buf: bytes | bytearray, events: list[Event]) -> int:
-        """Parse every complete frame in ``buf``; return how many bytes were used."""
+    def _start_assembly(
+        self, b0: int, length: int, buf: bytes | bytearray | memoryview, head: int
+    ) -> None:
+        """Collect the payload of the frame whose header (mask key included)
+        ends at ``head`` across reads, with a :class:`.speedups.Assembler`.
+
+        Reads then go through the scratch buffer into the message itself
+        instead of piling up in ``self._buf``. The header passed its checks,
+        so ``length`` is at most max_frame_size: the bound a peer may make us
+        reserve for one frame."""
+        mask = bytes(buf[head - 4 : head]) if not self.is_client else b""
+        assembler = speedups.Assembler(length, mask)
+        assembler.feed(buf, head, len(buf))
+        self._asm = (b0, assembler)
+
+    def _assemble(self, buf: bytes | bytearray | memoryview, events: list[Event]) -> int:
+        """Feed the frame being assembled from the start of ``buf``; return the bytes used."""
+        assert self._asm is not None
+        b0, assembler = self._asm
+        pos = assembler.feed(buf, 0, len(buf))
+        if not assembler.missing:
+            self._asm = None
+            # Its header was checked when it arrived (_check_header), and
+            # nothing that check depends on changes before its payload ends.
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            rsv1 = b0 & 0x40
+            payload = assembler.take()
+            if opcode >= 8:  # only when ASSEMBLE_AT is under 126 (tests)
+                self._control(opcode, payload, events)
+            elif fin and opcode and not rsv1:
+                events.append(decode_text(payload) if opcode == _TEXT else payload)
+                self._room -= 1
+            else:
+                self._data(opcode, fin, rsv1, payload, events)
+        return pos
+
+    def _parse(self, buf: bytes | bytearray | memoryview, pos: int, events: list[Event]) -> int:
+        """Parse every complete frame in ``buf`` from ``pos``; return where parsing stopped.
+
+        A frame of ``speedups.ASSEMBLE_AT`` bytes or more whose header is
+        complete but whose payload is not goes to an assembler, and parsing
+        stops at the end of ``buf`` (see :meth:`_start_assembly`).
+        """
         if _C_PARSE is not None:  # the same loop over C-parsed frames (.fastpath)
-            return _C_PARSE(self, buf, events)
-        pos = 0
+            return _C_PARSE(self, buf, pos, events)
         end = len(buf)
         expect_mask = not self.is_client
         while end - pos >= 2 and self._room > 0:
@@ -223,6 +329,9 @@ class Connection:
                 head += 4
             stop = head + length
             if end < stop:
+                if length >= speedups.ASSEMBLE_AT and end >= head:
+                    self._start_assembly(b0, length, buf, head)
+                    return end
                 break
             payload: bytes = (
                 bytes(buf[head:stop])
@@ -308,9 +417,9 @@ class Connection:
             self._room -= 1
         elif text:
             assert self._utf8 is not None
-            self._msg_parts.append(self._utf8.decode(data, False))  # type: ignore[arg-type]
+            _add_part(self._msg_parts, self._utf8.decode(data, False))
         elif data:
-            self._msg_parts.append(data)  # type: ignore[arg-type]
+            _add_part(self._msg_parts, data)
 
     def _control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == _PING:
@@ -343,7 +452,11 @@ class Connection:
 
     @property
     def pending_bytes(self) -> int:
-        """Received bytes not parsed yet (an incomplete frame, or held back by max_messages)."""
+        """Received bytes not parsed yet (an incomplete frame, or held back by max_messages).
+
+        A large frame's payload collected across reads (see
+        :meth:`_start_assembly`) is not counted: it needs more bytes to go on.
+        """
         return len(self._buf)
 
     def receive_eof(self) -> None:
@@ -417,6 +530,36 @@ class Connection:
             return _PACK_16(opcode, 126, n) + payload
         return _PACK_64(opcode, 127, n) + payload
 
+    def send_vectored(self, message: str | bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """Frame a whole message as ``(header, payload)``, to be written back to back.
+
+        The payload is not copied into the frame: a vectored write
+        (``transport.writelines``) sends a large message without that copy.
+        A ``bytes`` message sent unmasked and uncompressed is ``payload``
+        itself; other bytes-like objects are copied, since their owner may
+        change them before they are written.
+        """
+        if isinstance(message, str):
+            payload: bytes | bytearray | memoryview = message.encode()
+            opcode = _TEXT
+        else:
+            payload = message
+            opcode = _BINARY
+        self._check_open()
+        if self._tx_opcode:
+            raise InvalidState("a fragmented message is being sent")
+        rsv1 = False
+        deflate = self.deflate
+        if deflate is not None and len(payload) >= deflate.min_size:
+            payload = deflate.compress(payload)
+            rsv1 = True
+        if self.is_client:
+            mask = _MASKS.take()
+            head = encode_header(opcode, len(payload), rsv1=rsv1, mask=mask)
+            return head, apply_mask(payload, mask)
+        head = encode_header(opcode, len(payload), rsv1=rsv1)
+        return head, payload if type(payload) is bytes else bytes(payload)
+
     def _message(self, opcode: int, payload: bytes | bytearray | memoryview) -> bytes:
         self._check_open()
         if self._tx_opcode:
@@ -476,6 +619,24 @@ class Connection:
         self.close_sent = Close(code, reason)
         self.state = State.CLOSED if self.close_rcvd is not None else State.CLOSING
         return frame
+
+
+def _add_part(parts: list[bytes] | list[str], part: bytes | str) -> None:
+    """Add a fragment's data to the message being reassembled, keeping parts few.
+
+    A peer may split a message into fragments of one byte, or of none (§5.4
+    sets no minimum): a part per fragment would cost an object and a list
+    slot (~40 bytes) per byte, and empty fragments would grow the list
+    forever without counting against max_message_size. Empty parts are
+    dropped, and past 32 parts the tail is merged like a binary counter, so a
+    message holds O(log n) parts and each byte is copied O(log n) times.
+    """
+    if not part:
+        return
+    parts.append(part)  # type: ignore[arg-type]
+    while len(parts) > 32 and len(parts[-2]) < 2 * len(parts[-1]):
+        last = parts.pop()
+        parts[-1] += last  # type: ignore[operator,assignment]
 
 
 def encode_broadcast_frame(message: str | bytes) -> bytes:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..exceptions import ProtocolError
+from . import speedups
 from .events import Event
 from .speedups import HAVE_SPEEDUPS, STOP_BAD_LENGTH, STOP_BAD_MASK, STOP_BATCH, STOP_HEADER
 from .speedups import parse_frames as _parse_frames
@@ -32,9 +33,10 @@ _BINARY_WHOLE = 0x82  # FIN + binary, no RSV bits
 _WHOLE = (_TEXT_WHOLE, _BINARY_WHOLE)
 
 
-def parse_with_speedups(conn: Connection, buf: bytes | bytearray, events: list[Event]) -> int:
-    """Parse every complete frame in ``buf`` for ``conn``; return how many bytes were used."""
-    pos = 0
+def parse_with_speedups(
+    conn: Connection, buf: bytes | bytearray | memoryview, pos: int, events: list[Event]
+) -> int:
+    """Parse every complete frame in ``buf`` from ``pos`` for ``conn``; return where it stopped."""
     end = len(buf)
     expect_mask = not conn.is_client
     # C stops before copying a payload over this; _check_header then rejects
@@ -56,6 +58,14 @@ def parse_with_speedups(conn: Connection, buf: bytes | bytearray, events: list[E
             # Checked before waiting for the payload: a frame over a limit
             # fails now instead of being buffered.
             conn._check_header(b0 & 0x0F, b0 & 0x80, b0 & 0x40, b0 & 0x30, length)
+            if length >= speedups.ASSEMBLE_AT:
+                # A large payload is collected across reads, as in the
+                # pure-Python loop, once its whole header (mask key too) is in.
+                b1 = buf[pos + 1] & 0x7F
+                head = pos + (2 if b1 < 126 else 4 if b1 == 126 else 10) + (4 if expect_mask else 0)
+                if end >= head:
+                    conn._start_assembly(b0, length, buf, head)
+                    return end
         elif stop == STOP_BAD_LENGTH:
             # §5.2: the most significant bit of a 64-bit length MUST be 0.
             raise ProtocolError("invalid 64-bit frame length")
@@ -97,6 +107,6 @@ def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: li
 
 #: What ``Connection._parse`` should delegate to: this module's parser when
 #: the C extension is in use, ``None`` to keep the pure-Python loop.
-PARSE: Callable[[Connection, bytes | bytearray, list[Event]], int] | None = (
+PARSE: Callable[[Connection, bytes | bytearray | memoryview, int, list[Event]], int] | None = (
     parse_with_speedups if HAVE_SPEEDUPS else None
 )

@@ -10,6 +10,9 @@ random inputs).  :data:`HAVE_SPEEDUPS` tells which one is in use.
 * :func:`apply_mask` unmasks a payload (RFC 6455 §5.3); always worth it.
 * :func:`parse_frames` splits a buffer into frames (§5.2); the connection's
   receive loop uses it only with the C extension, where it pays.
+* :class:`Assembler` collects a frame payload that spans several reads,
+  unmasking each chunk as it arrives (§5.3), so the connection never keeps
+  a large partial frame in a buffer that every read copies again.
 * :func:`utf8_valid_prefix` validates UTF-8 (§8.1); for tests and callers
   that need no ``str``.  Text messages keep CPython's own decoder, which is
   already C and faster than validating before decoding (measured in
@@ -24,12 +27,15 @@ from collections.abc import Callable
 from types import ModuleType
 
 __all__ = [
+    "ASSEMBLE_AT",
     "HAVE_SPEEDUPS",
     "STOP_BAD_LENGTH",
     "STOP_BAD_MASK",
     "STOP_BATCH",
     "STOP_HEADER",
     "STOP_NEED_DATA",
+    "Assembler",
+    "AssemblerPy",
     "ParseResult",
     "apply_mask",
     "apply_mask_py",
@@ -47,6 +53,12 @@ STOP_BATCH = 1  #: ``max_frames`` frames returned; more may follow
 STOP_HEADER = 2  #: header at ``pos`` complete, payload incomplete or over ``max_len``
 STOP_BAD_LENGTH = 3  #: 64-bit length with its most significant bit set (§5.2)
 STOP_BAD_MASK = 4  #: MASK bit differs from ``expect_mask`` (§5.1)
+
+#: Frames with a payload at least this large are collected across reads by
+#: an :class:`Assembler` once their header is in; smaller ones wait whole in
+#: the connection's buffer, where copying a partial frame again on the next
+#: read costs less than an assembler object.
+ASSEMBLE_AT = 8192
 
 #: ``(frames, pos, stop, b0, length)``, see :func:`parse_frames_py`.
 ParseResult = tuple[list[tuple[int, bytes]], int, int, int, int]
@@ -145,6 +157,63 @@ def parse_frames_py(
         pos = stop
 
 
+class AssemblerPy:
+    """Collect one frame payload of ``length`` bytes across reads (§5.2).
+
+    ``mask`` is the frame's 4-byte masking key, or empty for an unmasked
+    frame. :meth:`feed` takes the payload's next bytes from a buffer and
+    unmasks them (§5.3: the key phase follows the offset in the payload);
+    :meth:`take` returns the whole payload once :attr:`missing` is 0.
+    The C twin fills the final bytes object in place; this one keeps the
+    unmasked chunks and joins them at the end.
+    """
+
+    __slots__ = ("_filled", "_length", "_mask", "_parts")
+
+    def __init__(self, length: int, mask: BytesLike, /) -> None:
+        if length < 0 or len(mask) not in (0, 4):
+            raise ValueError("length must not be negative and mask must be 0 or 4 bytes")
+        self._length = length
+        self._filled = 0
+        self._mask = bytes(mask)
+        self._parts: list[bytes] | None = []
+
+    @property
+    def missing(self) -> int:
+        """Payload bytes still to come."""
+        return self._length - self._filled
+
+    def feed(self, buf: BytesLike, pos: int, end: int, /) -> int:
+        """Take the payload's next bytes from ``buf[pos:end]``; return the position after them."""
+        parts = self._parts
+        if parts is None:
+            raise ValueError("the payload was already taken")
+        if pos < 0 or end < 0:
+            raise ValueError("pos and end must not be negative")
+        end = min(end, len(buf))
+        if pos > end:
+            raise ValueError("pos is beyond end")
+        n = min(end - pos, self._length - self._filled)
+        if n > 0:
+            chunk = memoryview(buf)[pos : pos + n]
+            mask = self._mask
+            if mask:
+                phase = self._filled & 3
+                parts.append(apply_mask_py(chunk, mask[phase:] + mask[:phase]))
+            else:
+                parts.append(bytes(chunk))
+            self._filled += n
+        return pos + n
+
+    def take(self) -> bytes:
+        """Return the whole unmasked payload; only once it is complete."""
+        parts = self._parts
+        if parts is None or self._filled != self._length:
+            raise ValueError("the payload is not complete")
+        self._parts = None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def _load() -> ModuleType | None:
     if os.environ.get("TETHER_NO_SPEEDUPS", "") not in ("", "0"):
         return None
@@ -163,7 +232,9 @@ HAVE_SPEEDUPS = _c is not None
 apply_mask: Callable[[BytesLike, bytes], bytes] = apply_mask_py
 utf8_valid_prefix: Callable[[BytesLike], int] = utf8_valid_prefix_py
 parse_frames: Callable[[BytesLike, int, int, bool, int, int], ParseResult] = parse_frames_py
+Assembler: type[AssemblerPy] = AssemblerPy
 if _c is not None:
+    Assembler = _c.Assembler
     apply_mask = _c.apply_mask
     utf8_valid_prefix = _c.utf8_valid_prefix
     parse_frames = _c.parse_frames
