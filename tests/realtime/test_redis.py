@@ -25,7 +25,9 @@ import pytest
 
 from helpers import node_bin, repo_root, timeout
 from realtime.redis_helpers import NodeProcess, Peer, Proxy, RedisServer, redis_server
-from tether.realtime.redis import Emitter
+from tether import realtime
+from tether.realtime import Socket
+from tether.realtime.redis import Emitter, RedisAdapter
 
 pytestmark = pytest.mark.redis
 
@@ -288,3 +290,64 @@ async def test_node_killed_mid_stream_clients_recover_elsewhere(redis: RedisServ
         await proxy.close()
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.parametrize("read", ["while held", "once live"])
+async def test_an_event_read_from_the_stream_and_late_on_pub_sub_is_recovered_once(
+    redis: RedisServer, read: str
+) -> None:
+    """Redis answers RESTORE and pushes Pub/Sub messages on two connections,
+    read in no set order: the copy of an event stored just before RESTORE ran
+    can be read after the stream range that has it, while the recovering
+    socket's events are held or once it is live. It must not be delivered twice.
+
+    The Pub/Sub messages are held back from RESTORE on, as a loaded node may
+    read them; the rest is a real node, Redis and client.
+    """
+    adapter = RedisAdapter(redis.url, prefix=unique("t-late"), request_timeout=timeout(3))
+    server = realtime.Server(
+        adapter=adapter, connection_state_recovery={"max_disconnection_duration": 30}
+    )
+    sockets: list[Socket] = []
+    server.on("connect")(sockets.append)
+    restore = adapter.restore_session
+    deliver = adapter._subs._on_message
+    late: list[bytes] = []
+
+    def read_late() -> None:
+        adapter._subs._on_message = deliver
+        for payload in late:
+            deliver(payload)
+
+    async def restore_before_pub_sub(namespace: str, pid: str, offset: str | None) -> Any:
+        while not await adapter.client.exists(adapter.keys.session(pid)):
+            await asyncio.sleep(0.01)  # the session is saved a moment after the loss
+        adapter._subs._on_message = late.append
+        try:
+            await server.emit("seq", 1)  # in the stream; its Pub/Sub copy waits in `late`
+            return await restore(namespace, pid, offset)
+        finally:
+            if read == "while held":
+                read_late()
+
+    async with realtime.serve(server, "127.0.0.1", 0) as http:
+        options: dict[str, Any] = {"reconnection": True, "reconnection_delay": 0.01}
+        peer = await Peer.connect(f"http://127.0.0.1:{http.port}", "p", **options)
+        try:
+            await server.emit("seq", 0)
+            await peer.wait_for("seq")
+            adapter.restore_session = restore_before_pub_sub  # type: ignore[method-assign]
+            reconnected = asyncio.Event()
+            peer.client.on("connect", reconnected.set)
+            sockets[0].conn.close()  # as a network failure would
+            await asyncio.wait_for(reconnected.wait(), timeout(5))
+            assert peer.client.recovered()
+            assert late, "the race was not staged"
+            if read == "once live":
+                read_late()
+            await server.emit("seq", 2)
+            await server.emit("done")  # after everything else (one publisher, in order)
+            await peer.wait_for("done")
+            assert [args[0] for args in peer.events["seq"]] == [0, 1, 2]
+        finally:
+            await peer.close()

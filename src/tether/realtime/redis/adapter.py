@@ -195,6 +195,9 @@ class RedisAdapter(Adapter):
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._holds: dict[str, _Hold] = {}
+        # Recovered sockets -> the last stream entry their missed events came
+        # from, until Pub/Sub has handed this node every copy up to it.
+        self._fences: dict[str, tuple[int, int]] = {}
         self._last_seen: str | None = None
         self._store = Store(self)
         self._was_up = False
@@ -340,6 +343,7 @@ class RedisAdapter(Adapter):
         self._subs.unwant(self.channels.namespace(namespace))
         socket = self._socket(namespace, sid)
         super().delete_all(namespace, sid)
+        self._fences.pop(sid, None)
         self._touch(namespace, sid)
         if socket is not None and socket.pid is not None and self.recovery is not None:
             # The server calls persist_session right after this when the
@@ -465,8 +469,11 @@ class RedisAdapter(Adapter):
         data = [*message.data, offset] if offset is not None else message.data
         packet = socketio.Packet.event(*data, namespace=nsp)
         targets = self.local_sids(nsp, opts)
+        fenced = self._fenced(offset) if self._fences and offset is not None else set()
+        if fenced:
+            targets = [sid for sid in targets if sid not in fenced]
         if self._holds:
-            targets = self._divert(nsp, packet, opts, targets, offset)
+            targets = self._divert(nsp, packet, opts, targets, offset, fenced)
         self._server()._deliver(nsp, packet, targets, opts)
 
     # -- requests: acks, fetch, join/leave, disconnect ---------------------------------
@@ -743,10 +750,16 @@ class RedisAdapter(Adapter):
             ):
                 missed.append([*message.data, entry_id.decode()])
             last = _stream_id(entry_id.decode())
+        # Pub/Sub and this script's reply come on two connections, read in no
+        # set order: the copy of an event stored just before the script ran
+        # may have been read already (it is in the buffer), or may come later,
+        # while the socket is held or once it is live: fence it off.
         for held_offset, packet, _ in hold.buffer:
             if held_offset is None or _stream_id(held_offset) > last:
                 missed.append(list(packet.data))
         hold.buffer.clear()
+        if self._last_seen is None or _stream_id(self._last_seen) < last:
+            self._fences[sid] = last
         session = SavedSession(sid, pid, namespace, list(saved["rooms"]), saved["data"], start)
         return session, missed
 
@@ -757,13 +770,30 @@ class RedisAdapter(Adapter):
         opts: BroadcastOptions,
         targets: list[str],
         offset: str | None,
+        fenced: set[str],
     ) -> list[str]:
-        """Take held sockets out of ``targets``; buffer the event for those it concerns."""
+        """Take held sockets out of ``targets``; buffer the event for those it
+        concerns, unless they had it from the stream (``fenced``)."""
         holds = self._holds
         for sid, hold in holds.items():
-            if hold.namespace == nsp and opts.matches(hold.rooms | self.rooms_of(nsp, sid)):
+            if (
+                hold.namespace == nsp
+                and sid not in fenced
+                and opts.matches(hold.rooms | self.rooms_of(nsp, sid))
+            ):
                 hold.buffer.append((offset, packet, opts))
         return [sid for sid in targets if sid not in holds]
+
+    def _fenced(self, offset: str) -> set[str]:
+        """The recovered sockets that got the event at ``offset`` from the stream."""
+        here = _stream_id(offset)
+        fenced = {sid for sid, up_to in self._fences.items() if here <= up_to}
+        if len(fenced) < len(self._fences):
+            # Redis hands a subscriber messages in the order they were
+            # published, which is the stream order: past a socket's last
+            # entry, no copy of an earlier one can come any more.
+            self._fences = {sid: self._fences[sid] for sid in fenced}
+        return fenced
 
     def _release_hold(self, sid: str) -> None:
         hold = self._holds.pop(sid, None)
