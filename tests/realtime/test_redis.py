@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -198,43 +198,77 @@ async def test_presence_rooms_and_users_across_nodes(cluster: list[NodeProcess])
     room = unique("room")
     alice, bob = unique("alice"), unique("bob")
     async with peers((c, None)) as (watcher,):
+
+        async def until(check: Callable[[], Awaitable[bool]]) -> None:
+            """Wait, up to a timeout, until ``check()`` holds, reading again
+            whenever the watcher gets an event (cleared *before* each read: an
+            event that lands during the read is not lost)."""
+
+            async def loop() -> None:
+                while True:
+                    watcher.changed.clear()
+                    if await check():
+                        return
+                    await watcher.changed.wait()
+
+            await asyncio.wait_for(loop(), timeout(5))
+
+        def presence_events() -> list[tuple[Any, ...]]:
+            return [e for e in watcher.events["presence"] if e[1] in (alice, bob)]
+
         async with peers((a, alice), (b, alice), (b, bob)) as ps:
             tab1, tab2, bob_peer = ps
             for peer in ps:
                 assert await peer.call("join", room)
+            # `await socket.join(room)` returns once presence is written: any
+            # node reads it at once (connections included: written before).
             members = await watcher.call("presence", room)
             expected = sorted([[tab1.sid, alice], [tab2.sid, alice], [bob_peer.sid, bob]])
             assert sorted(members) == expected
             assert await watcher.call("online", [alice, bob, "nobody"]) == sorted([alice, bob])
-            # Two tabs: alice stays online while one is connected.
+            # Two tabs: alice stays online while one is connected. A
+            # disconnection has nothing to await: its node writes presence,
+            # then announces the change, which wakes `until` up.
             tab1_sid = tab1.sid
             await tab1.close()
-            await watcher.wait_for("presence")
 
-            async def left(sid: str) -> None:
-                while any(m[0] == sid for m in await watcher.call("presence", room)):
-                    watcher.changed.clear()
-                    await watcher.changed.wait()
+            async def tab1_left() -> bool:
+                return all(m[0] != tab1_sid for m in await watcher.call("presence", room))
 
-            await asyncio.wait_for(left(tab1_sid), timeout(5))
+            await until(tab1_left)
             assert alice in await watcher.call("online", [alice])
 
         # Everyone gone (the context closed the other two).
-        async def offline() -> None:
-            while await watcher.call("online", [alice, bob]):
-                watcher.changed.clear()
-                await watcher.changed.wait()
+        async def all_offline() -> bool:
+            return not await watcher.call("online", [alice, bob])
 
-        await asyncio.wait_for(offline(), timeout(5))
+        await until(all_offline)
         assert await watcher.call("presence", room) == []
+
+        # The events are emitted by the nodes that decided them (a and b),
+        # after Redis made the change visible: seeing the state is not seeing
+        # the events (a barrier from the watcher's node c orders neither).
+        # Wait for the last ones themselves.
+        async def announced() -> bool:
+            events = presence_events()
+            return (
+                ("offline", alice, None) in events
+                and ("offline", bob, None) in events
+                and events.count(("leave", alice, room)) >= 2
+                and ("leave", bob, room) in events
+            )
+
+        await until(announced)
         await barrier(watcher, [watcher])
-    events = [e for e in watcher.events["presence"] if e[1] in (alice, bob)]
+    events = presence_events()
     assert events.count(("online", alice, None)) == 1
     assert events.count(("offline", alice, None)) == 1
     assert events.count(("online", bob, None)) == 1
     assert events.count(("offline", bob, None)) == 1
     assert events.count(("join", alice, room)) == 2
     assert events.count(("leave", alice, room)) == 2
+    assert events.count(("join", bob, room)) == 1
+    assert events.count(("leave", bob, room)) == 1
     # online comes before alice's first join, offline after her last leave
     assert events.index(("online", alice, None)) < events.index(("join", alice, room))
     last_leave = len(events) - 1 - events[::-1].index(("leave", alice, room))
@@ -351,3 +385,40 @@ async def test_an_event_read_from_the_stream_and_late_on_pub_sub_is_recovered_on
             assert [args[0] for args in peer.events["seq"]] == [0, 1, 2]
         finally:
             await peer.close()
+
+
+async def test_presence_is_written_when_join_returns(redis: RedisServer) -> None:
+    """``await socket.join(room)`` returns once presence is in Redis (not
+    only once the room's channel is subscribed), and ``flush`` covers
+    ``socket.leave``. Before, the background write often came after: read
+    right after the join, the socket was missing or its user offline."""
+    adapter = RedisAdapter(redis.url, prefix=unique("t-flush"), request_timeout=timeout(3))
+    server = realtime.Server(adapter=adapter)
+    presence = adapter.presence
+    assert presence is not None
+    seen: list[tuple[bool, bool, bool]] = []
+
+    @server.on("connect")
+    def connect(socket: Socket, auth: dict[str, Any]) -> None:
+        socket.data["user"] = auth["user"]
+
+    @server.on("join")
+    async def join(socket: Socket, room: str) -> bool:
+        await socket.join(room)
+        member = any(m.sid == socket.sid for m in await presence.room(room))
+        online = await presence.is_online(socket.data["user"])
+        await socket.leave(room)
+        await adapter.flush()
+        gone = all(m.sid != socket.sid for m in await presence.room(room))
+        seen.append((member, online, gone))
+        return True
+
+    async with realtime.serve(server, "127.0.0.1", 0) as http:
+        for _ in range(10):
+            user = unique("user")
+            peer = await Peer.connect(f"http://127.0.0.1:{http.port}", user, user=user)
+            try:
+                assert await peer.call("join", unique("room"))
+            finally:
+                await peer.close()
+    assert seen == [(True, True, True)] * 10

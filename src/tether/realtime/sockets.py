@@ -288,9 +288,10 @@ class Socket:
         await self.namespace.adapter.flush()
 
     async def leave(self, rooms: str | Iterable[str]) -> None:
-        """Leave one room or several."""
+        """Leave one room or several (presence updated everywhere when it returns)."""
         for room in _names(rooms):
             self.namespace.adapter.delete(self.namespace.name, self.sid, room)
+        await self.namespace.adapter.flush()
 
     def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
         """Members of ``rooms`` except this socket."""

@@ -353,10 +353,17 @@ class RedisAdapter(Adapter):
             loop.call_soon(loop.call_soon, self._store.departed, socket.pid)
 
     async def flush(self) -> None:
-        """Wait until this node listens to the channels of its sockets' rooms
-        (``Socket.join`` awaits it: an event sent to the room right after
-        reaches the socket)."""
-        await self._subs.settle(self.request_timeout)
+        """Wait until the room changes made so far are effective everywhere:
+        this node listens to the channels of its sockets' rooms, and their
+        presence (and saved sessions) are written to Redis. ``Socket.join``
+        awaits it: an event sent to the room right after reaches the socket,
+        and :attr:`presence` read on any node shows it. Returns regardless
+        after ``request_timeout`` or while Redis is unreachable (the writes
+        are retried)."""
+        waits = [self._subs.settle(self.request_timeout)]
+        if self.connected and (self.presence is not None or self._window_ms):
+            waits.append(self._store.settle(self.request_timeout))
+        await asyncio.gather(*waits)
 
     def _socket(self, namespace: str, sid: str) -> Any:
         nsp = self._server().namespaces.get(namespace)
@@ -607,7 +614,9 @@ class RedisAdapter(Adapter):
                 server._leave(request.nsp, sid, request.rooms)
 
         async def settled() -> None:
-            if targets and request.join:
+            # Answer once the change is effective: subscriptions (join) and
+            # presence written (join and leave).
+            if targets:
                 await self.flush()
             self._reply(request, Reply(request.id, True))
 

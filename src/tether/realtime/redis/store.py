@@ -6,11 +6,16 @@ their TTL), the sessions kept after a recoverable disconnection, the sessions
 forgotten after any other disconnection, and the presence entries of
 :mod:`.presence`. A failed batch is put back and written again on the next
 heartbeat or reconnection.
+
+:meth:`Store.settle` waits until what was touched so far is written:
+``RedisAdapter.flush`` (so ``await socket.join(room)``) awaits it, so presence
+read on any node right after a join shows the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -59,12 +64,19 @@ class Store:
         self._forget: list[str] = []
         self._resync = False
         self._wake = asyncio.Event()
+        # Every touch bumps the version; a batch, once written, marks the
+        # version it started from as written (batches run one at a time).
+        self._version = 0
+        self._written_version = 0
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._lock = asyncio.Lock()
 
     # -- what the adapter tells it ------------------------------------------------------
 
     def touch(self, key: Key) -> None:
         """A socket connected, left, or changed rooms."""
         self._dirty[key] = None
+        self._version += 1
         self._wake.set()
 
     def touch_all(self, keys: list[Key], *, resync: bool = False) -> None:
@@ -72,6 +84,7 @@ class Store:
         for key in keys:
             self._dirty[key] = None
         self._resync = self._resync or resync
+        self._version += 1
         self._wake.set()
 
     def persist(self, session: SavedSession) -> None:
@@ -88,6 +101,30 @@ class Store:
             self._forget.append(pid)
             self._wake.set()
 
+    async def settle(self, timeout: float) -> bool:
+        """Wait until every socket touched so far is written to Redis; False
+        on timeout or when a write fails (it is retried later: callers carry on)."""
+        target = self._version
+        if self._written_version >= target:
+            return True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiter = (target, future)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _release(self, ok: bool) -> None:
+        """Answer the waiters the last batch settles: those it covered, or all
+        of them when it failed."""
+        for target, future in self._waiters:
+            if not future.done() and (not ok or target <= self._written_version):
+                future.set_result(ok)
+
     # -- writing --------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -103,6 +140,19 @@ class Store:
                 # The next heartbeat or reconnection wakes it up again.
 
     async def write_all(self) -> None:
+        # One batch at a time (the writer task and ``close``): a batch that
+        # finds nothing to write then knows every earlier touch is written.
+        async with self._lock:
+            version = self._version
+            try:
+                await self._write_batch()
+            except _FAILURES:
+                self._release(False)
+                raise
+            self._written_version = max(self._written_version, version)
+            self._release(True)
+
+    async def _write_batch(self) -> None:
         dirty, self._dirty = list(self._dirty), {}
         persist, self._persist = self._persist, []
         forget, self._forget = self._forget, []

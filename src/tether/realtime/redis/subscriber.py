@@ -53,9 +53,12 @@ class Subscriptions:
         self._requested: set[str] = set()
         self.active: set[str] = set()
         self._changed = asyncio.Event()
-        self._waiters: list[tuple[frozenset[str], asyncio.Future[None]]] = []
+        self._waiters: list[tuple[frozenset[str], asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        # Until the first connection attempt ends, Redis is not known to be
+        # down: settle waits (a node starting must not serve before it listens).
+        self._tried = False
 
     # -- what the adapter wants ---------------------------------------------------
 
@@ -79,17 +82,17 @@ class Subscriptions:
 
     async def settle(self, timeout: float, channels: set[str] | None = None) -> bool:
         """Wait until the wanted channels (or ``channels``) are active; False
-        on timeout or while disconnected (callers carry on regardless)."""
+        on timeout or while disconnected (callers carry on regardless). Before
+        the first connection attempt ends, it waits for that attempt."""
         pending = self.pending(channels)
         if not pending:
             return True
-        if not self.connected:
+        if not self.connected and self._tried:
             return False
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append((pending, future))
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-            return True
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
             return False
         finally:
@@ -101,7 +104,13 @@ class Subscriptions:
             if not future.done() and all(
                 c in self.active or c not in self.wanted for c in channels
             ):
-                future.set_result(None)
+                future.set_result(True)
+
+    def _fail_waiters(self) -> None:
+        """The connection is down: nobody waits for it to come back."""
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_result(False)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -132,6 +141,8 @@ class Subscriptions:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 self._requested.clear()
                 self.active.clear()
+                self._tried = True
+                self._fail_waiters()
                 if self.connected:
                     self.connected = False
                     self._on_state(False)
