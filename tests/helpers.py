@@ -6,11 +6,21 @@ configuration; it is deliberately not a package.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
 
-__all__ = ["TIMEOUT_UNIT", "node_bin", "repo_root", "skip_conformance", "timeout"]
+import tether
+
+__all__ = [
+    "TIMEOUT_UNIT",
+    "echo_in_flight",
+    "node_bin",
+    "repo_root",
+    "skip_conformance",
+    "timeout",
+]
 
 #: The one knob for every timeout in the suite: raise ``TETHER_TEST_TIMEOUT``
 #: (e.g. to 5) on a slow or loaded machine instead of editing individual tests.
@@ -35,3 +45,20 @@ def node_bin() -> str | None:
 def skip_conformance() -> bool:
     """True when ``TETHER_SKIP_CONFORMANCE=1`` asks to skip the Autobahn suite."""
     return os.environ.get("TETHER_SKIP_CONFORMANCE") == "1"
+
+
+async def echo_in_flight(uri: str, size: int, in_flight: int, count: int) -> None:
+    """The benchmark's echo workload (bench/README.md): ``in_flight`` messages
+    of ``size`` bytes outstanding on one connection, a new one sent for each
+    one echoed, ``count`` in all; every reply must come within a timeout."""
+    payload = os.urandom(size)
+    limits = {"max_message_size": size, "max_frame_size": size}
+    async with tether.connect(uri, compression=None, **limits) as client:
+        for _ in range(in_flight):
+            await client.send(payload)
+        for sent in range(in_flight, count + in_flight):
+            # A flow-control deadlock (both sides waiting) shows up here as a
+            # timeout rather than as a hung test.
+            assert await asyncio.wait_for(client.recv(), timeout(5)) == payload
+            if sent < count:
+                await client.send(payload)

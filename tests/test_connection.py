@@ -15,7 +15,7 @@ import pytest
 
 import tether
 from conftest import OP_CLOSE, OP_PING, OP_PONG, OpenRaw, StartServer, ws_uri
-from helpers import timeout
+from helpers import echo_in_flight, timeout
 
 COMPRESSION = pytest.mark.parametrize("compression", ["deflate", None])
 
@@ -92,6 +92,18 @@ async def test_pipelined_messages_of_every_size_come_back_in_order(
         received = [await asyncio.wait_for(client.recv(), timeout(2)) for _ in messages]
         await sender
     assert received == messages
+
+
+@pytest.mark.parametrize(("size", "count"), [(64 * 1024, 256), (1024 * 1024, 64)])
+async def test_echo_with_32_large_messages_in_flight_never_stalls(
+    start_server: StartServer, size: int, count: int
+) -> None:
+    # Every flow-control path at once: the server's queue fills (max_queue is
+    # 32), its writes pass write_high_water so the handler waits in send(),
+    # frames are assembled across reads of the shared buffer and written
+    # vectored; and the same on the client side.
+    server = await start_server(compression=None, max_message_size=size, max_frame_size=size)
+    await echo_in_flight(ws_uri(server), size, 32, count)
 
 
 @COMPRESSION

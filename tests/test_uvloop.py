@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import tether
-from helpers import timeout
+from helpers import echo_in_flight, timeout
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -43,3 +43,18 @@ async def scenario() -> list[object]:
 def test_server_client_broadcast_and_callbacks_on_uvloop() -> None:
     expected = ["text", 100_000, True, "all", 1000]
     assert uvloop.run(scenario()) == expected * 2
+
+
+async def echo_in_flight_scenario(size: int, count: int) -> None:
+    limits = {"max_message_size": size, "max_frame_size": size}
+    async with tether.serve(echo, "127.0.0.1", 0, compression=None, **limits) as server:
+        await echo_in_flight(f"ws://127.0.0.1:{server.port}", size, 32, count)
+
+
+@pytest.mark.parametrize(("size", "count"), [(64 * 1024, 256), (1024 * 1024, 64)])
+def test_echo_with_32_large_messages_in_flight_never_stalls_on_uvloop(
+    size: int, count: int
+) -> None:
+    # uvloop's buffered reads, pause/resume and vectored writes differ from
+    # asyncio's: the benchmark's echo workload on both (see test_connection.py).
+    uvloop.run(echo_in_flight_scenario(size, count))
