@@ -40,7 +40,7 @@ from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidSta
 from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from . import socketio
 from .engineio_client import TRANSPORTS, EngineSession, Target
-from .socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType
+from .socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
 
 __all__ = ["Client"]
 
@@ -451,14 +451,8 @@ class Client:
             # An ack only makes sense in the session that asked for it.
             if session is None or session is not self._session or not ns.connected:
                 return
-            if result is None:
-                values: tuple[Any, ...] = ()
-            elif isinstance(result, tuple):
-                values = result
-            else:
-                values = (result,)
             try:
-                encoded = _Encoded.of(Packet.ack(ack_id, *values, namespace=ns.name))
+                encoded = _Encoded.of(Packet.ack(ack_id, *ack_args(result), namespace=ns.name))
             except (TypeError, ValueError) as exc:
                 self.logger.error("cannot acknowledge event %d in %s: %s", ack_id, ns.name, exc)
                 return

@@ -205,13 +205,7 @@ class Namespace:
         result = await _maybe_await(handler(socket, *args))
         if ack_id is None or not socket.connected:
             return
-        if result is None:
-            values: tuple[Any, ...] = ()
-        elif isinstance(result, tuple):
-            values = result
-        else:
-            values = (result,)
-        socket._send(socketio.Packet.ack(ack_id, *values, namespace=self.name))
+        socket._send(socketio.Packet.ack(ack_id, *socketio.ack_args(result), namespace=self.name))
 
 
 class Server(Namespace):

@@ -47,6 +47,7 @@ __all__ = [
     "Decoder",
     "Packet",
     "PacketType",
+    "ack_args",
     "decode",
     "deconstruct",
     "encode",
@@ -194,6 +195,16 @@ def _describe(value: Any) -> str:
 
 
 # --- Binary data (§Packet encoding: "+ binary attachments extracted") --------
+
+
+def ack_args(result: Any) -> tuple[Any, ...]:
+    """The arguments of the ACK a handler's return value makes, on either side:
+    none for ``None``, each item of a tuple, anything else as one argument."""
+    if result is None:
+        return ()
+    if isinstance(result, tuple):
+        return result
+    return (result,)
 
 
 def has_binary(data: Any) -> bool:
