@@ -2,7 +2,7 @@
 // node_modules by the demo server (no copy, no CDN).
 import { io } from "/vendor/socket.io.esm.min.js";
 
-const $ = (selector) => document.querySelector(selector);
+import { $, setStatus as setPill } from "/common.js";
 
 // The server's rooms (tether/demo/chat.py ROOMS); the welcome event has the real list.
 const DEFAULT_ROOMS = ["general", "engineering", "random", "music"];
@@ -62,10 +62,7 @@ function showError(text) {
 }
 
 function setStatus(kind, text) {
-  const status = $("#status");
-  status.className = `pill ${kind}`;
-  status.dataset.state = kind;
-  status.textContent = text;
+  setPill(kind, text);
   $("#banner").hidden = kind !== "connecting" || !state.connectedOnce;
   const online = kind === "online";
   document.body.dataset.online = String(online);

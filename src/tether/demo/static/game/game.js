@@ -2,7 +2,7 @@
 // (see tether/demo/game.py) and draws every player interpolated between the
 // two server ticks around "now minus a small delay".
 
-const $ = (selector) => document.querySelector(selector);
+import { $, setStatus } from "/common.js";
 const DELAY = 100; // ms behind the newest server state: a little more than three ticks
 
 const state = {
@@ -23,13 +23,6 @@ const state = {
 window.game = state;
 /** The newest position the server sent for a player (for the tests). */
 state.position = (id) => state.players.get(id)?.samples.at(-1)?.slice(1) ?? null;
-
-function setStatus(kind, text) {
-  const status = $("#status");
-  status.className = `pill ${kind}`;
-  status.dataset.state = kind;
-  status.textContent = text;
-}
 
 // -- network ------------------------------------------------------------------------------
 

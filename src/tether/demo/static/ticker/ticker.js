@@ -2,7 +2,7 @@
 // (see tether/demo/ticker.py), a table and canvas sparklines redrawn at most
 // once per animation frame however fast quotes arrive.
 
-const $ = (selector) => document.querySelector(selector);
+import { $, setStatus } from "/common.js";
 const HISTORY = 240; // points per sparkline: 12 s at 20 updates per second
 const DEFAULT_WATCH = ["ACME", "BOLT", "CRUX", "DYNA", "ECHO", "FLUX", "HELX", "KITE", "NOVA", "PIXL", "VOLT", "ZINC"];
 
@@ -24,13 +24,6 @@ window.ticker = state;
 
 const money = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const volume = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
-
-function setStatus(kind, text) {
-  const status = $("#status");
-  status.className = `pill ${kind}`;
-  status.dataset.state = kind;
-  status.textContent = text;
-}
 
 // -- connection ------------------------------------------------------------------------
 
