@@ -30,7 +30,6 @@ _log = logging.getLogger("tether.realtime")
 
 Handler = Callable[..., Any]
 Middleware = Callable[[Socket, dict[str, Any]], "Awaitable[None] | None"]
-NamespaceMatcher = "re.Pattern[str] | Callable[[str, dict[str, Any]], bool | Awaitable[bool]]"
 _H = TypeVar("_H", bound=Handler)
 
 # Reasons after which a socket may come back with its state (socket.io's list,
