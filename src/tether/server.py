@@ -250,14 +250,7 @@ class Server:
         """The next request head and its size (its bytes stay in the buffer);
         None when the connection was answered or closed instead."""
         try:
-            parsed = await asyncio.wait_for(
-                connection._read_head(parse_request), self.limits.open_timeout
-            )
-        except asyncio.TimeoutError:
-            self.logger.info("opening handshake timed out")
-            if connection.transport is not None:
-                connection.transport.abort()
-            return None
+            parsed = await connection._read_head(parse_request, self.limits.open_timeout)
         except PayloadTooBig as exc:
             self._reply(
                 connection, error_response(431, "Request Header Fields Too Large", str(exc))
@@ -267,7 +260,9 @@ class Server:
             self._reply(connection, error_response(400, "Bad Request", str(exc)))
             return None
         if parsed is None:
-            return None  # the client went away
+            if connection._timed_out:
+                self.logger.info("opening handshake timed out")
+            return None  # the client went away, or took too long
         connection.request = parsed[0]
         if self._closing:
             self._reply(connection, error_response(503, "Service Unavailable", "shutting down"))
@@ -303,12 +298,7 @@ class Server:
             message = f"body exceeds {self.limits.max_message_size} bytes"
             self._reply(connection, error_response(413, "Payload Too Large", message))
             return False
-        try:
-            body = await asyncio.wait_for(
-                connection._read_body(used, size), self.limits.open_timeout
-            )
-        except asyncio.TimeoutError:
-            body = None
+        body = await connection._read_body(used, size, self.limits.open_timeout)
         if body is None:
             if connection.transport is not None:
                 connection.transport.abort()

@@ -20,7 +20,7 @@ from .deflate import (
     negotiate_offer,
 )
 from .extensions import parse_extensions, serialize_extension
-from .http import Headers, Request, Response
+from .http import Headers, Request, Response, comma_tokens
 
 __all__ = [
     "SERVER_NAME",
@@ -102,22 +102,22 @@ class ServerHandshake:
 
     def accept(self, request: Request) -> tuple[Response, HandshakeResult]:
         """Check ``request``; return the 101 response, or raise :class:`HandshakeRejected`."""
-        headers = request.headers
+        # One pass over the headers, then a dict lookup per check.
+        headers = request.headers.by_name()
         if request.method != "GET":
             raise _reject(405, "Method Not Allowed", "WebSocket handshakes use GET")
-        if "websocket" not in headers.tokens("Upgrade"):
+        if "websocket" not in comma_tokens(headers.get("upgrade", ())):
             raise _reject(
                 426,
                 "Upgrade Required",
                 "this endpoint speaks WebSocket only",
                 Headers([("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]),
             )
-        if "upgrade" not in headers.tokens("Connection"):
+        if "upgrade" not in comma_tokens(headers.get("connection", ())):
             raise _reject(400, "Bad Request", "missing 'Connection: Upgrade'")
-        if len(headers.get_all("Host")) != 1:
+        if len(headers.get("host", ())) != 1:
             raise _reject(400, "Bad Request", "missing or repeated Host header")
-        versions = headers.get_all("Sec-WebSocket-Version")
-        if versions != ["13"]:
+        if headers.get("sec-websocket-version") != ["13"]:
             # §4.4: answer an unsupported version with the versions we support.
             raise _reject(
                 426,
@@ -125,18 +125,18 @@ class ServerHandshake:
                 "unsupported WebSocket version (13 is required)",
                 Headers([("Sec-WebSocket-Version", "13")]),
             )
-        keys = headers.get_all("Sec-WebSocket-Key")
+        keys = headers.get("sec-websocket-key", ())
         if len(keys) != 1 or not _valid_key(keys[0]):
             raise _reject(400, "Bad Request", "missing or invalid Sec-WebSocket-Key")
         if self.origins is not None:
             # Several Origin headers could smuggle an allowed one past a
             # check that reads only the first: accept exactly zero or one.
-            found = headers.get_all("Origin")
+            found = headers.get("origin", ())
             origin = found[0] if len(found) == 1 else None
             if len(found) > 1 or origin not in self.origins:
                 raise _reject(403, "Forbidden", "origin not allowed")
-        subprotocol = self._subprotocol(request)
-        deflate, extension = self._extensions(headers)
+        subprotocol = self._subprotocol(request, headers.get("sec-websocket-protocol", ()))
+        deflate, extension = self._extensions(headers.get("sec-websocket-extensions", []))
 
         # The constant lines are shared tuples: every connection keeps its
         # response, so only the accept key is its own.
@@ -148,19 +148,14 @@ class ServerHandshake:
         if extension is not None:
             response_headers.add("Sec-WebSocket-Extensions", extension)
         if self._server_line is not None:
-            response_headers._items.append(self._server_line)
+            response_headers._items += self._server_line
         response = Response(101, "Switching Protocols", response_headers)
         return response, HandshakeResult(subprotocol, deflate)
 
-    def _subprotocol(self, request: Request) -> str | None:
-        # Not headers.tokens(): that lower-cases, and subprotocol names are
+    def _subprotocol(self, request: Request, values: Sequence[str]) -> str | None:
+        # Not comma_tokens(): that lower-cases, and subprotocol names are
         # case-sensitive (§4.1 item 10).
-        offered = [
-            token.strip()
-            for value in request.headers.get_all("Sec-WebSocket-Protocol")
-            for token in value.split(",")
-            if token.strip()
-        ]
+        offered = [token.strip() for value in values for token in value.split(",") if token.strip()]
         if self.select_subprotocol is not None:
             chosen = self.select_subprotocol(request, offered)
             if chosen is not None and chosen not in offered:
@@ -171,9 +166,9 @@ class ServerHandshake:
                 return name
         return None
 
-    def _extensions(self, headers: Headers) -> tuple[DeflateParams | None, str | None]:
+    def _extensions(self, values: list[str]) -> tuple[DeflateParams | None, str | None]:
         try:
-            offers = parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+            offers = parse_extensions(values)
         except ValueError as exc:
             raise _reject(400, "Bad Request", f"invalid Sec-WebSocket-Extensions: {exc}") from None
         if self.compression is None:
