@@ -662,7 +662,7 @@ class Connection(asyncio.BufferedProtocol):
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._shared.flush_soon(self)
 
     def _flush(self) -> None:
         """Hand every queued frame to the transport, in order."""
