@@ -227,6 +227,43 @@ async def test_keepalive_timers_are_shared_and_let_go_of_closed_connections(
     assert opcode == OP_PING
 
 
+async def test_queued_writes_are_flushed_together_and_one_failure_skips_none() -> None:
+    from tether import _shared
+
+    loop = asyncio.get_running_loop()
+    shared = _shared.LoopShared(loop)
+    flushed: list[str] = []
+    errors: list[dict[str, object]] = []
+
+    class Queued:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def _flush(self) -> None:
+            flushed.append(self.name)
+            if self.name == "broken":
+                raise RuntimeError("transport gone")
+
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        for name in ("a", "broken", "c"):
+            shared.flush_soon(Queued(name))
+        assert flushed == []  # at the end of the loop iteration, not at once
+        later = loop.create_future()
+        loop.call_soon(later.set_result, None)
+        await asyncio.wait_for(later, timeout())
+        assert flushed == ["a", "broken", "c"]
+        assert [context["message"] for context in errors] == ["flush failed"]
+        shared.flush_soon(Queued("next"))  # the next iteration schedules anew
+        later = loop.create_future()
+        loop.call_soon(later.set_result, None)
+        await asyncio.wait_for(later, timeout())
+        assert flushed[-1] == "next"
+    finally:
+        loop.set_exception_handler(previous)
+
+
 async def test_a_client_answers_keepalive_pings(start_server: StartServer) -> None:
     server, handed = await served_connection(
         start_server, ping_interval=timeout(0.05), ping_timeout=timeout(0.2)

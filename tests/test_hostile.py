@@ -24,6 +24,7 @@ What the server does with floods (see docs/security.md):
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import struct
@@ -330,6 +331,24 @@ async def test_slowloris_does_not_keep_legitimate_clients_out(
         for task in dribblers:
             task.cancel()
         await asyncio.gather(*dribblers, return_exceptions=True)
+    assert await fresh_echo(server)
+
+
+async def test_a_client_that_sends_nothing_is_dropped_at_open_timeout(
+    start_server: StartServer, raw_client: OpenRaw, caplog: pytest.LogCaptureFixture
+) -> None:
+    open_timeout = timeout(0.5)
+    server = await start_server(open_timeout=open_timeout)
+    silent = await raw_client(server.port, handshake=False)
+    half = await raw_client(server.port, handshake=False)
+    half.writer.write(half.request()[:20])  # a head that never ends
+    with caplog.at_level(logging.INFO, logger="tether.server"):
+        answers = await asyncio.wait_for(
+            asyncio.gather(read_to_end(silent), read_to_end(half)), open_timeout + timeout(2)
+        )
+    assert answers == [b"", b""]
+    timed_out = [r for r in caplog.records if r.getMessage() == "opening handshake timed out"]
+    assert len(timed_out) == 2
     assert await fresh_echo(server)
 
 

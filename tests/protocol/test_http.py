@@ -167,6 +167,12 @@ def test_headers_are_a_case_insensitive_ordered_multimap() -> None:
     assert list(headers) == [("SET-THING", "c")]
 
 
+def test_headers_by_name_keeps_every_value_in_order_under_its_lower_case_name() -> None:
+    headers = Headers([("Set-Thing", "a"), ("Host", "h"), ("set-thing", "b"), ("SET-THING", "")])
+    assert headers.by_name() == {"set-thing": ["a", "b", ""], "host": ["h"]}
+    assert Headers().by_name() == {}
+
+
 def test_headers_tokens() -> None:
     headers = Headers([("Connection", "keep-alive, Upgrade"), ("Connection", " , close")])
     assert headers.tokens("connection") == ["keep-alive", "upgrade", "close"]
