@@ -218,10 +218,17 @@ async def test_keepalive_timers_are_shared_and_let_go_of_closed_connections(
     await asyncio.sleep(0)
     buckets = _shared.for_loop(asyncio.get_running_loop())._buckets
     assert sum(len(bucket) for bucket in buckets.values()) >= 2
+    served = list(server.connections)
+    assert len(served) == 2
     first.send_frame(OP_CLOSE, struct.pack("!H", 1000))
     await asyncio.wait_for(first.read_close(), timeout())
     assert await asyncio.wait_for(first.at_eof(), timeout())
-    await asyncio.sleep(0.01)
+    # The server side of `first` is closed once its connection_lost ran.
+    waits = [asyncio.ensure_future(connection.wait_closed()) for connection in served]
+    done, pending = await asyncio.wait(waits, timeout=timeout(), return_when="FIRST_COMPLETED")
+    for waiting in pending:
+        waiting.cancel()
+    assert len(done) == 1
     assert sum(len(bucket) for bucket in buckets.values()) == 1
     opcode, _ = await asyncio.wait_for(second.read_frame(), timeout())
     assert opcode == OP_PING
