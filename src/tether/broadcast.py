@@ -65,11 +65,7 @@ def send_frame(
         or transport.is_closing()
     ):
         return False
-    # write_buffer_size(), inlined: this runs once per receiver.
-    if (
-        connection._out_size + transport.get_write_buffer_size()
-        > connection.limits.write_high_water
-    ):
+    if connection.write_buffer_size() > connection.limits.write_high_water:
         if slow == "close":
             _log.info("closing slow connection %r", connection)
             connection._fail(1008, "too slow to keep up with broadcast")
