@@ -269,15 +269,24 @@ class Connection:
             opcode = b0 & 0x0F
             fin = b0 & 0x80
             rsv1 = b0 & 0x40
-            payload = assembler.take()
-            if opcode >= 8:  # only when ASSEMBLE_AT is under 126 (tests)
-                self._control(opcode, payload, events)
-            elif fin and opcode and not rsv1:
-                events.append(decode_text(payload) if opcode == _TEXT else payload)
-                self._room -= 1
-            else:
-                self._data(opcode, fin, rsv1, payload, events)
+            # A control frame only when ASSEMBLE_AT is under 126 (tests).
+            self._dispatch(opcode, fin, rsv1, assembler.take(), events)
         return pos
+
+    def _dispatch(
+        self, opcode: int, fin: int, rsv1: int, payload: bytes, events: list[Event]
+    ) -> None:
+        """Hand on one complete frame whose header passed _check_header: a
+        control frame, a whole message, or one fragment of a message."""
+        if opcode >= 8:
+            self._control(opcode, payload, events)
+        elif fin and opcode and not rsv1:
+            # A whole uncompressed message in one frame (the parse loops
+            # inline this branch: it is their hot path).
+            events.append(decode_text(payload) if opcode == _TEXT else payload)
+            self._room -= 1
+        else:
+            self._data(opcode, fin, rsv1, payload, events)
 
     def _parse(self, buf: bytes | bytearray | memoryview, pos: int, events: list[Event]) -> int:
         """Parse every complete frame in ``buf`` from ``pos``; return where parsing stopped.
@@ -339,16 +348,14 @@ class Connection:
                 else apply_mask(memoryview(buf)[head:stop], key)
             )
             pos = stop
-            if opcode >= 8:
-                self._control(opcode, payload, events)
-                if self.close_rcvd is not None:
-                    return end  # ignore anything after the close frame
-            elif fin and opcode and not rsv1:
+            if fin and 0 < opcode < 8 and not rsv1:
                 # Fast path: a whole uncompressed message in one frame.
                 events.append(decode_text(payload) if opcode == _TEXT else payload)
                 self._room -= 1
             else:
-                self._data(opcode, fin, rsv1, payload, events)
+                self._dispatch(opcode, fin, rsv1, payload, events)
+                if self.close_rcvd is not None:
+                    return end  # ignore anything after the close frame
         return pos
 
     def _check_header(self, opcode: int, fin: int, rsv1: int, rsv23: int, length: int) -> None:

@@ -93,15 +93,9 @@ def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: li
         fin = b0 & 0x80
         rsv1 = b0 & 0x40
         conn._check_header(opcode, fin, rsv1, b0 & 0x30, len(payload))
-        if opcode >= 8:
-            conn._control(opcode, payload, events)
-            if conn.close_rcvd is not None:
-                return True
-        elif fin and opcode and not rsv1:
-            events.append(decode_text(payload) if opcode == 1 else payload)
-            conn._room -= 1
-        else:
-            conn._data(opcode, fin, rsv1, payload, events)
+        conn._dispatch(opcode, fin, rsv1, payload, events)
+        if conn.close_rcvd is not None:
+            return True
     return False
 
 
