@@ -8,13 +8,14 @@ also runs with ``TETHER_NO_SPEEDUPS=1`` (see ``scripts/test``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -48,6 +49,20 @@ except ImportError:
     _c = None
 
 needs_c = pytest.mark.skipif(_c is None, reason="the C extension is not built")
+
+
+@contextlib.contextmanager
+def parser(parse: Any, assemble_at: int | None = None) -> Iterator[None]:
+    """Make ``Connection`` parse with ``parse`` (None: the pure-Python loop),
+    and optionally assemble frames from ``assemble_at`` bytes, for the block."""
+    saved = connection_module._C_PARSE, speedups.ASSEMBLE_AT
+    connection_module._C_PARSE = parse
+    if assemble_at is not None:
+        speedups.ASSEMBLE_AT = assemble_at
+    try:
+        yield
+    finally:
+        connection_module._C_PARSE, speedups.ASSEMBLE_AT = saved
 
 
 def c_ext() -> Any:
@@ -505,9 +520,7 @@ def _run_connection(
     parse: Any, side: Side, stream: bytes, cuts: list[int], rooms: list[int | None], **opts: Any
 ) -> list[object]:
     """Feed ``stream`` in pieces; record everything observable about the connection."""
-    saved = connection_module._C_PARSE
-    connection_module._C_PARSE = parse
-    try:
+    with parser(parse):
         conn = Connection(side, **opts)
         record: list[object] = []
         points = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
@@ -523,8 +536,6 @@ def _run_connection(
         code = None if error is None else error.close_code
         record.append((conn.state, conn.close_rcvd, conn.close_sent, type(error), str(error), code))
         return record
-    finally:
-        connection_module._C_PARSE = saved
 
 
 @settings(max_examples=300)
@@ -568,13 +579,9 @@ def test_receive_loop_matches_pure_python(
 def test_receive_loop_checks_a_huge_header_before_its_payload() -> None:
     # RFC 6455 §10.4 / limits: the declared length fails the connection at once.
     for parse in (None, parse_with_speedups):
-        saved = connection_module._C_PARSE
-        connection_module._C_PARSE = parse
-        try:
+        with parser(parse):
             conn = Connection(Side.SERVER)
             conn.receive_data(frame(0x81, b"hi", b"abcd") + header(0x82, 1 << 40, b"abcd"))
-        finally:
-            connection_module._C_PARSE = saved
         assert isinstance(conn.error, ProtocolError)
         assert conn.error.close_code == 1009
 
@@ -583,13 +590,9 @@ def test_receive_loop_checks_a_huge_header_before_its_payload() -> None:
 def test_control_frame_over_a_small_max_frame_size_is_accepted(parse: Any) -> None:
     # _check_header lets a control frame of up to 125 bytes through whatever
     # max_frame_size says (§5.5), so the C splitter must not hold it back.
-    saved = connection_module._C_PARSE
-    connection_module._C_PARSE = parse
-    try:
+    with parser(parse):
         conn = Connection(Side.SERVER, limits=Limits(max_frame_size=100))
         events = conn.receive_data(frame(0x89, b"p" * 120, b"abcd") + frame(0x82, b"x", b"abcd"))
-    finally:
-        connection_module._C_PARSE = saved
     assert events == [Ping(b"p" * 120), b"x"]
     assert conn.pending_bytes == 0
 
@@ -696,10 +699,7 @@ def test_large_frames_across_reads_give_the_same_messages(
     expected: list[object] = [p.hex() if i % 2 == 0 else p for i, p in enumerate(payloads)] + [
         Ping(b"ping")
     ]
-    saved = connection_module._C_PARSE, speedups.ASSEMBLE_AT
-    connection_module._C_PARSE = parse
-    speedups.ASSEMBLE_AT = assemble_at
-    try:
+    with parser(parse, assemble_at):
         limits = Limits(max_frame_size=1 << 20, max_message_size=1 << 20)
         by_pieces = Connection(side, limits=limits)
         events: list[Event] = []
@@ -708,8 +708,6 @@ def test_large_frames_across_reads_give_the_same_messages(
             events.extend(by_pieces.receive_data(stream[start:stop]))
         through_scratch = Connection(side, limits=limits)
         scratch_events = _feed_through_scratch(through_scratch, stream, cuts, scratch)
-    finally:
-        connection_module._C_PARSE, speedups.ASSEMBLE_AT = saved
     assert events == expected
     assert scratch_events == expected
     assert by_pieces.pending_bytes == through_scratch.pending_bytes == 0
@@ -720,9 +718,7 @@ def test_large_frames_across_reads_give_the_same_messages(
 def test_messages_held_back_survive_reads_into_a_small_scratch(parse: Any) -> None:
     # max_messages holds frames back; more than half the scratch of them is
     # not moved around but appended to, and nothing is lost or reordered.
-    saved = connection_module._C_PARSE
-    connection_module._C_PARSE = parse
-    try:
+    with parser(parse):
         conn = Connection(Side.SERVER)
         scratch = memoryview(bytearray(256))
         stream = b"".join(frame(0x82, bytes([i]) * 40, b"abcd") for i in range(20))
@@ -736,36 +732,26 @@ def test_messages_held_back_survive_reads_into_a_small_scratch(parse: Any) -> No
             pos += n
         while conn.pending_bytes:
             got.extend(conn.receive_data(b"", 1))
-    finally:
-        connection_module._C_PARSE = saved
     assert got == [bytes([i]) * 40 for i in range(20)]
 
 
 @pytest.mark.parametrize("parse", [None, parse_with_speedups])
 def test_a_frame_over_the_limit_is_refused_before_any_assembly(parse: Any) -> None:
-    saved = connection_module._C_PARSE
-    connection_module._C_PARSE = parse
-    try:
+    with parser(parse):
         conn = Connection(Side.SERVER, limits=Limits(max_frame_size=10000))
         conn.receive_data(header(0x82, 20000, b"abcd") + b"x" * 9000)
-    finally:
-        connection_module._C_PARSE = saved
     assert isinstance(conn.error, ProtocolError) and conn.error.close_code == 1009
     assert conn._asm is None
 
 
 @pytest.mark.parametrize("parse", [None, parse_with_speedups])
 def test_invalid_utf8_in_an_assembled_text_frame_fails_with_1007(parse: Any) -> None:
-    saved = connection_module._C_PARSE
-    connection_module._C_PARSE = parse
-    try:
+    with parser(parse):
         conn = Connection(Side.SERVER)
         wire = frame(0x81, b"a" * 10000 + b"\xff", b"abcd")
         conn.receive_data(wire[:5000])
         assert conn._asm is not None
         conn.receive_data(wire[5000:])
-    finally:
-        connection_module._C_PARSE = saved
     assert isinstance(conn.error, ProtocolError) and conn.error.close_code == 1007
 
 
