@@ -70,6 +70,20 @@ async def echo_server(start_server: StartServer) -> tether.Server:
     return await start_server()
 
 
+def frame_header(opcode: int, length: int, *, fin: bool = True, key: bytes = b"") -> bytes:
+    """A frame header written by hand (RFC 6455 §5.2), not by the code under
+    test: ``key`` is the masking key, empty for an unmasked frame."""
+    first = opcode | (0x80 if fin else 0)
+    bit = 0x80 if key else 0
+    if length < 126:
+        head = struct.pack("!BB", first, bit | length)
+    elif length < 0x10000:
+        head = struct.pack("!BBH", first, bit | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, bit | 127, length)
+    return head + key
+
+
 class RawClient:
     """A hand-written WebSocket client on asyncio streams: frames are built and
     parsed here, independently of tether's core, so tests can send anything."""
@@ -107,19 +121,10 @@ class RawClient:
     def send_frame(
         self, opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True
     ) -> None:
-        first = opcode | (0x80 if fin else 0)
-        bit = 0x80 if mask else 0
-        n = len(payload)
-        if n < 126:
-            head = struct.pack("!BB", first, bit | n)
-        elif n < 0x10000:
-            head = struct.pack("!BBH", first, bit | 126, n)
-        else:
-            head = struct.pack("!BBQ", first, bit | 127, n)
+        key = os.urandom(4) if mask else b""
+        head = frame_header(opcode, len(payload), fin=fin, key=key)
         if mask:
-            key = os.urandom(4)
             payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-            head += key
         self.writer.write(head + payload)
 
     async def read_frame(self) -> tuple[int, bytes]:

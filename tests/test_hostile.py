@@ -36,7 +36,16 @@ from typing import Any
 import pytest
 
 import tether
-from conftest import OP_BINARY, OP_PING, OP_TEXT, OpenRaw, RawClient, StartServer, ws_uri
+from conftest import (
+    OP_BINARY,
+    OP_PING,
+    OP_TEXT,
+    OpenRaw,
+    RawClient,
+    StartServer,
+    frame_header,
+    ws_uri,
+)
 from helpers import timeout
 from tether.protocol.deflate import PerMessageDeflate
 
@@ -106,15 +115,7 @@ class Routes:
 
 def header(opcode: int, length: int, *, fin: bool = True, mask: bool = True) -> bytes:
     """A frame header announcing ``length`` bytes (the payload is not sent)."""
-    first = opcode | (0x80 if fin else 0)
-    bit = 0x80 if mask else 0
-    if length < 126:
-        head = struct.pack("!BB", first, bit | length)
-    elif length < 0x10000:
-        head = struct.pack("!BBH", first, bit | 126, length)
-    else:
-        head = struct.pack("!BBQ", first, bit | 127, length)
-    return head + (os.urandom(4) if mask else b"")
+    return frame_header(opcode, length, fin=fin, key=os.urandom(4) if mask else b"")
 
 
 async def read_to_end(raw: RawClient) -> bytes:
