@@ -33,14 +33,13 @@ import argparse
 import asyncio
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+from load import raise_fd_limit, rss_of
 
 import tether
 
@@ -76,25 +75,18 @@ options = json.loads(sys.argv[1])
 """
 
 
-def _raise_nofile(want: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-
-
 async def measure(mode: str, conns: int) -> dict[str, Any]:
     options = MODES[mode]
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, json.dumps(options)],
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: _raise_nofile(conns + 100),
+        preexec_fn=lambda: raise_fd_limit(conns + 100),
     )
     try:
         assert proc.stdout is not None
         port = int(await asyncio.to_thread(proc.stdout.readline))
-        server = psutil.Process(proc.pid)
-        before = server.memory_info().rss
+        before = rss_of(proc.pid)
         compression = None if options is None else tether.DeflateOptions(**options)
         uri = f"ws://127.0.0.1:{port}/"
         clients = []
@@ -108,7 +100,7 @@ async def measure(mode: str, conns: int) -> dict[str, Any]:
         negotiated = clients[0].response is not None and any(
             name.lower() == "sec-websocket-extensions" for name, _ in clients[0].response.headers
         )
-        after = server.memory_info().rss
+        after = rss_of(proc.pid)
         elapsed = time.perf_counter() - started
         for client in clients:
             client.transport.abort()  # type: ignore[union-attr]
@@ -153,7 +145,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="results named quick-*, not kept")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     args = parser.parse_args(argv)
-    _raise_nofile(args.conns + 100)
+    raise_fd_limit(args.conns + 100)
     rows = []
     for mode in args.modes:
         row = await measure(mode, args.conns)

@@ -11,11 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from helpers import timeout
-
-pytest.importorskip("psutil")
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "deflate_memory.py"
 
