@@ -15,7 +15,6 @@ read on any node right after a join shows the socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -27,6 +26,7 @@ from redis.exceptions import RedisError
 from ..adapter import SavedSession
 from . import scripts
 from .presence import _Change
+from .subscriber import wait_for_answer
 
 if TYPE_CHECKING:
     from .adapter import RedisAdapter
@@ -107,16 +107,7 @@ class Store:
         target = self._version
         if self._written_version >= target:
             return True
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        waiter = (target, future)
-        self._waiters.append(waiter)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+        return await wait_for_answer(self._waiters, target, timeout)
 
     def _release(self, ok: bool) -> None:
         """Answer the waiters the last batch settles: those it covered, or all

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -30,6 +31,26 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: a random delay up to ``min(cap, base * 2**attempt)``."""
     high = min(cap, base * 2**attempt)
     return random.uniform(min(base / 2, high), high)
+
+
+_Key = TypeVar("_Key")
+
+
+async def wait_for_answer(
+    waiters: list[tuple[_Key, asyncio.Future[bool]]], key: _Key, timeout: float
+) -> bool:
+    """Join ``waiters`` under ``key`` until someone answers the future; the
+    answer, or False after ``timeout``. The waiter leaves the list either way."""
+    future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    waiter = (key, future)
+    waiters.append(waiter)
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        with contextlib.suppress(ValueError):
+            waiters.remove(waiter)
 
 
 class Subscriptions:
@@ -89,15 +110,7 @@ class Subscriptions:
             return True
         if not self.connected and self._tried:
             return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiters.append((pending, future))
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove((pending, future))
+        return await wait_for_answer(self._waiters, pending, timeout)
 
     def _check_waiters(self) -> None:
         for channels, future in self._waiters:
