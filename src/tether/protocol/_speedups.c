@@ -114,6 +114,25 @@ release_view(Py_buffer *view, PyObject *copy)
     Py_XDECREF(copy);
 }
 
+/* get_view() for the bytes of obj from pos to *end, *end clamped to its
+ * length. A pos beyond *end is a ValueError, and the view is released. */
+static int
+get_range(PyObject *obj, Py_buffer *view, PyObject **copy, Py_ssize_t pos, Py_ssize_t *end)
+{
+    if (get_view(obj, view, copy) < 0) {
+        return -1;
+    }
+    if (*end > view->len) {
+        *end = view->len;
+    }
+    if (pos > *end) {
+        release_view(view, *copy);
+        PyErr_SetString(PyExc_ValueError, "pos is beyond end");
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(apply_mask_doc,
 "apply_mask(data, mask, /)\n--\n\n"
 "XOR bytes-like ``data`` with the repeated 4-byte ``mask`` (RFC 6455 5.3).");
@@ -324,15 +343,8 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (expect_mask < 0) {
         return NULL;
     }
-    if (get_view(args[0], &view, &copy) < 0) {
+    if (get_range(args[0], &view, &copy, pos, &end) < 0) {
         return NULL;
-    }
-    if (end > view.len) {
-        end = view.len;
-    }
-    if (pos > end) {
-        PyErr_SetString(PyExc_ValueError, "pos is beyond end");
-        goto done;
     }
     frames = PyList_New(0);
     if (frames == NULL) {
@@ -528,15 +540,7 @@ assembler_feed(Assembler *self, PyObject *const *args, Py_ssize_t nargs)
     if (as_size(args[1], "pos", &pos) < 0 || as_size(args[2], "end", &end) < 0) {
         return NULL;
     }
-    if (get_view(args[0], &view, &copy) < 0) {
-        return NULL;
-    }
-    if (end > view.len) {
-        end = view.len;
-    }
-    if (pos > end) {
-        release_view(&view, copy);
-        PyErr_SetString(PyExc_ValueError, "pos is beyond end");
+    if (get_range(args[0], &view, &copy, pos, &end) < 0) {
         return NULL;
     }
     n = end - pos;
