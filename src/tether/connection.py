@@ -397,7 +397,7 @@ class Connection(asyncio.BufferedProtocol):
         """Wait until ``parse`` (parse_request or parse_response) finds a whole
         HTTP head in what has arrived; None if the peer left first, or if it
         took over ``timeout`` (the connection is then aborted and
-        :meth:`_timed_out` says so). The parser raises past the head limits."""
+        ``_timed_out`` says so). The parser raises past the head limits."""
         limits = self.limits
         timer = None
         try:

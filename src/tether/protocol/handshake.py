@@ -138,7 +138,7 @@ class ServerHandshake:
         subprotocol = self._subprotocol(request, headers.get("sec-websocket-protocol", ()))
         deflate, extension = self._extensions(headers.get("sec-websocket-extensions", []))
 
-        # The constant lines are shared tuples: every connection keeps its
+        # The constant lines are shared strings: every connection keeps its
         # response, so only the accept key is its own.
         response_headers = Headers(
             [_UPGRADE_LINE, _CONNECTION_LINE, ("Sec-WebSocket-Accept", accept_key(keys[0]))]
