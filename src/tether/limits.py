@@ -155,7 +155,10 @@ class RealtimeLimits:
     """The limits of the Engine.IO / Socket.IO layer (:mod:`tether.realtime`).
 
     Kept apart from :class:`Limits` because they bound packets, not WebSocket
-    frames, and mean nothing to a plain WebSocket server.
+    frames, and mean nothing to a plain WebSocket server. Each is per
+    connection (one Engine.IO session, whatever its transport), so that one
+    client costs the server at most these bytes and tasks; docs/limits.md
+    adds them up into the per-connection worst case.
     """
 
     max_payload: int = field(
@@ -172,12 +175,64 @@ class RealtimeLimits:
         default=10,
         metadata=_doc("most binary attachments a Socket.IO packet may declare"),
     )
+    max_outgoing_bytes: int = field(
+        # Two payloads: one largest packet in flight and one queued behind it.
+        default=2 * MiB,
+        metadata=_doc(
+            "bytes queued for one client (the long-polling queue, or the WebSocket "
+            "write buffer) past which the session is closed as a slow client; "
+            "a WebSocket client is no longer read while its write buffer is above "
+            "write_high_water"
+        ),
+    )
+    max_handler_tasks: int = field(
+        default=16,
+        metadata=_doc(
+            "event handlers running at once for one connection; later events wait "
+            "(bounded by max_pending_bytes)"
+        ),
+    )
+    max_pending_bytes: int = field(
+        default=1 * MiB,
+        metadata=_doc(
+            "bytes of received packets waiting for a handler slot or for a namespace "
+            "CONNECT to finish, per connection; past it the session is closed "
+            "(WebSocket close 1008)"
+        ),
+    )
+    max_events_per_second: float | None = field(
+        # Off by default, like max_messages_per_second: a fair rate depends on
+        # the application (a game sends 60 inputs a second, a chat one).
+        default=None,
+        metadata=_doc(
+            "most packets a client may send per second over any transport, with "
+            "bursts of one second's worth; past it the session is closed "
+            "(WebSocket close 1008); None (default) for no limit",
+            optional=True,
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if value is None and f.metadata["optional"]:
+                continue
+            if f.metadata["optional"]:
+                valid = isinstance(value, (int, float)) and value > 0
+            else:
+                valid = isinstance(value, int) and value >= 0
+            if isinstance(value, bool) or not valid:
                 raise ValueError(f"{f.name} must be a non-negative integer, got {value!r}")
+
+    def replace(self, **options: Any) -> RealtimeLimits:
+        """Return a copy with some limits changed; unknown names raise TypeError."""
+        if not options:
+            return self
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(options) - names
+        if unknown:
+            raise TypeError(f"unknown realtime limit(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **options)
 
     @classmethod
     def describe(cls) -> dict[str, tuple[Any, str]]:

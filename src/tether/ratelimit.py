@@ -2,17 +2,25 @@
 
 * :class:`TokenBucket`: ``max_messages_per_second``, per connection.
 * :class:`AddressCounter`: ``max_connections_per_ip``, per server.
+* :class:`LogLimiter`: repeated log records (a handler failing on every event
+  of a flood, ``accept()`` failing at the file-descriptor limit) cost one line
+  per interval, not one per occurrence.
 
-Both are plain data structures with no I/O: the asyncio layer
+All are plain data structures with no I/O: the asyncio layer
 (:mod:`tether.connection`, :mod:`tether.server`) calls them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["AddressCounter", "TokenBucket"]
+__all__ = ["LOG_INTERVAL", "AddressCounter", "LogLimiter", "TokenBucket"]
+
+#: Seconds between two log records of the same kind from a :class:`LogLimiter`.
+LOG_INTERVAL = 10.0
 
 
 class TokenBucket:
@@ -82,3 +90,67 @@ class AddressCounter:
     def __len__(self) -> int:
         """How many addresses have connections open."""
         return len(self._counts)
+
+
+class LogLimiter:
+    """Logs the first record of each ``key``, then at most one per ``interval``
+    seconds, saying how many were suppressed in between::
+
+        limiter = LogLimiter(logger)
+        limiter.exception("handler:chat", "handler %r failed", name)
+
+    A flood of failures then costs a line every ``interval`` (with the count),
+    not a traceback each. The keys are the caller's: keep them few (an event
+    name chosen by a client is not a good key; the handler's name is).
+    """
+
+    __slots__ = ("_clock", "_seen", "interval", "logger")
+
+    #: Keys kept at most; past it the oldest is forgotten (a bounded map even
+    #: if a caller's keys are not few).
+    MAX_KEYS = 1024
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = LOG_INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._clock = clock
+        # key -> [time of the last record logged, occurrences suppressed since]
+        self._seen: dict[str, list[float]] = {}
+
+    def _admit(self, key: str) -> int | None:
+        """None to suppress this occurrence, else how many were suppressed before it."""
+        now = self._clock()
+        entry = self._seen.get(key)
+        if entry is None:
+            if len(self._seen) >= self.MAX_KEYS:
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = [now, 0]
+            return 0
+        if now - entry[0] < self.interval:
+            entry[1] += 1
+            return None
+        suppressed = int(entry[1])
+        entry[0], entry[1] = now, 0
+        return suppressed
+
+    def log(self, level: int, key: str, message: str, *args: Any, exc_info: bool = False) -> bool:
+        """Log ``message % args`` at ``level`` unless ``key`` was logged within the
+        interval; whether it was logged."""
+        suppressed = self._admit(key)
+        if suppressed is None:
+            return False
+        if suppressed:
+            message += " (and %d more like this since the last one, not logged)"
+            args = (*args, suppressed)
+        self.logger.log(level, message, *args, exc_info=exc_info)
+        return True
+
+    def exception(self, key: str, message: str, *args: Any) -> bool:
+        """:meth:`log` at ERROR with the current exception's traceback."""
+        return self.log(logging.ERROR, key, message, *args, exc_info=True)

@@ -21,6 +21,7 @@ import tether
 from helpers import timeout
 from realtime.sio_helpers import RealtimeServer, running
 from tether import realtime
+from tether.limits import RealtimeLimits
 from tether.protocol.http import Request, Response
 from tether.realtime.engine import EngineServer, Session
 from tether.realtime.static import not_found
@@ -44,7 +45,10 @@ class EchoEngine:
     """An Engine.IO server at ``/engine.io/`` whose sessions echo messages."""
 
     def __init__(self, **options: Any) -> None:
-        self.engine = EngineServer(on_session=self._on_session, **options)
+        # RealtimeLimits fields (max_payload=...) as keyword options, as on realtime.Server.
+        names = RealtimeLimits.describe()
+        limits = RealtimeLimits().replace(**{k: options.pop(k) for k in list(options) if k in names})
+        self.engine = EngineServer(on_session=self._on_session, limits=limits, **options)
         self.closes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.http: tether.Server | None = None
 

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..broadcast import send_frame
 from ..connection import Connection
 from ..exceptions import ConnectionClosed, PacketError
+from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from ..protocol.connection import encode_broadcast_frame
 from ..protocol.http import Headers, Request, Response
 from . import engineio
@@ -246,7 +247,7 @@ class EngineServer:
         on_session: Callable[[Session], None],
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
-        max_payload: int = 1_000_000,
+        limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
         transports: Sequence[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
@@ -259,7 +260,8 @@ class EngineServer:
         self.on_session = on_session
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.max_payload = max_payload
+        self.limits = limits
+        self.max_payload = limits.max_payload
         self.transports = tuple(transports)
         self.allow_upgrades = allow_upgrades
         self.upgrade_timeout = upgrade_timeout

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..exceptions import ConnectionRefused, Disconnected, PacketError
+from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from . import socketio
 from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
 from .engine import EngineServer, Outgoing, Session
@@ -225,7 +226,9 @@ class Server(Namespace):
     that lost its connection come back with its sid, rooms, ``data`` and every
     event it missed. ``cors_allowed_origins`` is ``None`` (same origin only:
     no CORS headers), ``"*"`` or a list of origins; a list is also an Origin
-    allow-list for WebSocket upgrades. Times are in seconds.
+    allow-list for WebSocket upgrades. Times are in seconds. Limits
+    (:class:`~tether.limits.RealtimeLimits`) are keyword options too:
+    ``realtime.Server(max_payload=100_000, max_handler_tasks=4)``.
     """
 
     def __init__(
@@ -236,8 +239,6 @@ class Server(Namespace):
         connection_state_recovery: bool | dict[str, Any] | RecoveryOptions | None = None,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
-        max_payload: int = 1_000_000,
-        max_attachments: int = 10,
         connect_timeout: float = 45.0,
         ack_timeout: float = 10.0,
         transports: Iterable[str] = ("polling", "websocket"),
@@ -246,8 +247,14 @@ class Server(Namespace):
         cors_credentials: bool = True,
         static_files: dict[str, str] | None = None,
         logger: logging.Logger | None = None,
+        limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
+        **limit_options: Any,
     ) -> None:
         self.path = "/" + path.strip("/")
+        #: Every bound of this server (:class:`~tether.limits.RealtimeLimits`):
+        #: ``limits=`` with any of its fields given as keyword options
+        #: (``max_payload=``, ``max_handler_tasks=``...) on top.
+        self.limits = limits.replace(**limit_options)
         if connection_state_recovery is True:
             connection_state_recovery = RecoveryOptions()
         elif isinstance(connection_state_recovery, dict):
@@ -258,8 +265,8 @@ class Server(Namespace):
         self.adapter = adapter if adapter is not None else Adapter()
         self.connect_timeout = connect_timeout
         self.ack_timeout = ack_timeout
-        self.max_payload = max_payload
-        self.max_attachments = max_attachments
+        self.max_payload = self.limits.max_payload
+        self.max_attachments = self.limits.max_attachments
         self.static_files = dict(static_files or {})
         self.logger = logger or _log
         origins = cors_allowed_origins
@@ -269,7 +276,7 @@ class Server(Namespace):
             on_session=self._on_session,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
-            max_payload=max_payload,
+            limits=self.limits,
             transports=tuple(transports),
             allow_upgrades=allow_upgrades,
             cors_allowed_origins=origins,
