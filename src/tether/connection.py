@@ -619,6 +619,14 @@ class Connection(asyncio.BufferedProtocol):
         if self._is_closed:
             raise self._closed_exception()
 
+    async def drain(self) -> None:
+        """Wait until the write buffer is back under ``write_low_water`` (at once
+        if it is not above ``write_high_water``): for code that writes with
+        :meth:`send_nowait` and must not outrun a slow peer. Raises
+        :class:`ConnectionClosed` if the connection closes first."""
+        if self._writing_paused:
+            await self._drain()
+
     def write_buffer_size(self) -> int:
         """Bytes written but not yet sent: queued here and in the transport's buffer."""
         if self.transport is None:
