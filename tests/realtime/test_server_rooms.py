@@ -29,6 +29,7 @@ from realtime.sio_helpers import (
 from tether import realtime
 from tether.protocol.connection import encode_broadcast_frame
 from tether.realtime import Socket, engine, socketio
+from tether.realtime.adapter import BroadcastOptions
 
 
 def room_server() -> realtime.Server:
@@ -428,3 +429,18 @@ async def test_broadcast_with_acks_skips_a_socket_that_leaves(
     # No need to wait out the timeout for a reply that cannot come.
     assert await asyncio.wait_for(asking, timeout(1)) == ["a"]
     assert "Exception" not in caplog.text
+
+
+def test_remove_namespace_forgets_an_empty_registry_only() -> None:
+    adapter = realtime.Server().adapter
+    adapter.add_all("/child", "a", ["room"])
+    adapter.remove_namespace("/child")
+    assert adapter.local_sids("/child", BroadcastOptions()) == ["a"]  # still has a socket
+    adapter.delete_all("/child", "a")
+    adapter.remove_namespace("/child")
+    assert "/child" not in adapter._rooms
+    # Reading a namespace without a registry creates none.
+    assert adapter.local_sids("/other", BroadcastOptions(frozenset({"room"}))) == []
+    adapter.delete("/other", "a", "room")
+    assert adapter.rooms_of("/other", "a") == set()
+    assert "/other" not in adapter._rooms

@@ -91,6 +91,11 @@ class _Stored:
     stored_at: float
 
 
+# What lookup() returns for a namespace without a registry; never joined, so
+# it stays empty (leave/remove on it are no-ops).
+_NO_ROOMS = RoomRegistry()
+
+
 class Adapter:
     """The in-memory adapter: one process, no dependencies (the default)."""
 
@@ -126,10 +131,17 @@ class Adapter:
     # -- rooms of local sockets --------------------------------------------------
 
     def registry(self, namespace: str) -> RoomRegistry:
+        """The room registry of ``namespace``, created on first use."""
         registry = self._rooms.get(namespace)
         if registry is None:
             registry = self._rooms[namespace] = RoomRegistry()
         return registry
+
+    def lookup(self, namespace: str) -> RoomRegistry:
+        """The room registry of ``namespace`` for reading: an empty one (not
+        kept) if it has none, so that a broadcast to a namespace without local
+        sockets creates nothing."""
+        return self._rooms.get(namespace, _NO_ROOMS)
 
     def add_all(self, namespace: str, sid: str, rooms: Iterable[str]) -> None:
         registry = self.registry(namespace)
@@ -138,16 +150,24 @@ class Adapter:
         registry.join(sid, *rooms)
 
     def delete(self, namespace: str, sid: str, room: str) -> None:
-        self.registry(namespace).leave(sid, room)
+        self.lookup(namespace).leave(sid, room)
 
     def delete_all(self, namespace: str, sid: str) -> None:
-        self.registry(namespace).remove(sid)
+        self.lookup(namespace).remove(sid)
+
+    def remove_namespace(self, namespace: str) -> None:
+        """Forget the room registry of a namespace that has no sockets left
+        (a dynamic child namespace whose last socket left); a namespace that
+        still has sockets is kept. Recovery state is kept: it expires by itself."""
+        registry = self._rooms.get(namespace)
+        if registry is not None and not len(registry):
+            del self._rooms[namespace]
 
     def rooms_of(self, namespace: str, sid: str) -> set[str]:
-        return set(self.registry(namespace).rooms_of(sid))
+        return set(self.lookup(namespace).rooms_of(sid))
 
     def local_sids(self, namespace: str, opts: BroadcastOptions) -> list[str]:
-        return self.registry(namespace).select(opts.rooms, opts.except_rooms)
+        return self.lookup(namespace).select(opts.rooms, opts.except_rooms)
 
     # -- delivery ----------------------------------------------------------------
 

@@ -200,6 +200,9 @@ class RedisAdapter(Adapter):
         self._fences: dict[str, tuple[int, int]] = {}
         self._last_seen: str | None = None
         self._store = Store(self)
+        # Namespaces whose channel this node listens to from start() on, with
+        # or without sockets (the others only while they have local sockets).
+        self._listened: set[str] = set()
         self._was_up = False
         self._outbox: list[tuple[str, Message]] = []
         self._outbox_wake = asyncio.Event()
@@ -234,6 +237,7 @@ class RedisAdapter(Adapter):
         server = self._server()
         for name in server.namespaces:
             self._subs.want(self.channels.namespace(name))
+            self._listened.add(name)
         self._subs.start()
         for worker in (self._store.run(), self._sender(), self._beat()):
             self._spawn(worker)
@@ -328,14 +332,14 @@ class RedisAdapter(Adapter):
             asyncio.get_running_loop().call_soon(self._release_hold, sid)
 
     def delete(self, namespace: str, sid: str, room: str) -> None:
-        registry = self.registry(namespace)
+        registry = self.lookup(namespace)
         if sid in registry and room in registry.rooms_of(sid):
             super().delete(namespace, sid, room)
             self._subs.unwant(self.channels.room(namespace, room))
             self._touch(namespace, sid)
 
     def delete_all(self, namespace: str, sid: str) -> None:
-        registry = self.registry(namespace)
+        registry = self.lookup(namespace)
         if sid not in registry:
             return
         for room in registry.rooms_of(sid):
@@ -351,6 +355,12 @@ class RedisAdapter(Adapter):
             # (after that task's first step), forget the session otherwise.
             loop = asyncio.get_running_loop()
             loop.call_soon(loop.call_soon, self._store.departed, socket.pid)
+
+    def remove_namespace(self, namespace: str) -> None:
+        super().remove_namespace(namespace)
+        if namespace not in self._rooms and namespace in self._listened:
+            self._listened.discard(namespace)
+            self._subs.unwant(self.channels.namespace(namespace))
 
     async def flush(self) -> None:
         """Wait until the room changes made so far are effective everywhere:
