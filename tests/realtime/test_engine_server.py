@@ -364,6 +364,19 @@ async def test_server_close_tells_a_polling_client(start_engine: StartEngine) ->
     assert await engine.closed(sid) == "forced close"
 
 
+async def test_server_close_with_a_policy_code(start_engine: StartEngine) -> None:
+    engine = await start_engine()
+    ws = await open_websocket(engine.port, path=PATH)
+    sid = json.loads((await ws.recv_text())[1:])["sid"]
+    engine.engine.sessions[sid].close("policy violation", code=1008)
+    # The close packet, then a WebSocket close naming the reason (RFC 6455 §7.4.1).
+    assert await ws.closed() == ["1"]
+    assert ws.connection.close_code == 1008
+    assert ws.connection.close_reason == "policy violation"
+    assert await engine.closed(sid) == "policy violation"
+    assert sid not in engine.engine.sessions
+
+
 # -- §Upgrade -------------------------------------------------------------------------------
 
 

@@ -211,8 +211,18 @@ class Session:
 
     # -- closing ---------------------------------------------------------------
 
-    def close(self, reason: str = "forced close", *, by_client: bool = False) -> None:
-        """Close the session: the client is told unless it asked or is gone."""
+    def close(
+        self, reason: str = "forced close", *, by_client: bool = False, code: int = 1000
+    ) -> None:
+        """Close the session: the client is told unless it asked or is gone.
+
+        ``code`` is the WebSocket close code (RFC 6455 §7.4.1) when the session
+        is on a WebSocket: 1008 (policy violation) for a client that broke a
+        limit, with ``reason`` in the close frame; 1000 otherwise. The Socket.IO
+        layer hears ``reason``: only socket.io's recoverable reasons ("transport
+        close", "ping timeout", ...) let a client recover its state, so a
+        policy close should use another one (such as "policy violation").
+        """
         if self.closed:
             return
         self.closed = True
@@ -226,7 +236,10 @@ class Session:
             if not by_client and reason != "transport close":
                 with contextlib.suppress(ConnectionClosed):
                     ws.send_nowait(engineio.encode_packet(_CLOSE))
-            self.engine._spawn(ws.close())
+            # A normal close says nothing more; any other code names the reason
+            # (truncated to the 123 bytes a close frame has room for, §5.5.1).
+            text = "" if code == 1000 else reason.encode()[:123].decode(errors="ignore")
+            self.engine._spawn(ws.close(code, text))
         else:
             # A held GET ends with "noop" when the client closed; otherwise
             # it gets what was queued, then "close".
