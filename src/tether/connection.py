@@ -80,10 +80,12 @@ class Connection(asyncio.BufferedProtocol):
         "_drain_waiter",
         "_flush_scheduled",
         "_head",
+        "_head_limit",
         "_head_waiter",
         "_is_closed",
         "_keepalive",
         "_keepalive_payload",
+        "_lingering",
         "_listener",
         "_loop",
         "_lost_exc",
@@ -126,6 +128,12 @@ class Connection(asyncio.BufferedProtocol):
         self._loop = loop = asyncio.get_running_loop()
         self._shared = _shared.for_loop(loop)
         self._head = bytearray()
+        # How many bytes _head may hold before reading pauses: max_header_bytes,
+        # or the end of the body being read (see _read_body).
+        self._head_limit = limits.max_header_bytes
+        # Whether an HTTP answer that ends the connection was sent and what
+        # still arrives is read and dropped (see _close_transport).
+        self._lingering = False
         self._head_waiter: asyncio.Future[None] | None = self._loop.create_future()
         # Shared and empty until a message must wait (an idle connection then
         # holds no deque block of its own, ~600 bytes); see _queue().
@@ -168,7 +176,12 @@ class Connection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         protocol = self.protocol
         if protocol is None:
-            return self._shared.scratch
+            # Handshake or plain HTTP: never read past _head_limit, so that a
+            # client pipelining requests cannot make one read buffer more
+            # than the current request may need (nor 256 KiB at a time).
+            scratch = self._shared.scratch
+            room = self._head_limit - len(self._head)
+            return scratch if room >= len(scratch) else scratch[: max(room, 1)]
         return protocol.get_buffer(self._shared.scratch)
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -187,13 +200,21 @@ class Connection(asyncio.BufferedProtocol):
 
     def _head_received(self, data: bytes | memoryview) -> None:
         """Handshake bytes: kept for _read_head (server.py and client.py parse them)."""
+        if self._lingering:
+            return
         self._head += data
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if len(self._head) > self.limits.max_header_bytes:
-            # The handshake code parses and rejects it; stop reading meanwhile.
+        if len(self._head) >= self._head_limit:
+            # Enough for the request (or for the parser to reject it as too
+            # large): no read-ahead past it until the server asks for more.
             self._pause_reading()
+
+    def _read_more(self) -> None:
+        """Resume reading the handshake or HTTP bytes, unless _head is full."""
+        if len(self._head) < self._head_limit:
+            self._resume_reading()
 
     def _feed(self, protocol: core.Connection, data: bytes, nbytes: int = -1) -> bool:
         """Parse ``data`` and held-back bytes into the queue; return whether anything came.
@@ -409,6 +430,10 @@ class Connection(asyncio.BufferedProtocol):
                     return parsed
                 if timer is None:
                     timer = self._abort_after(timeout)
+                # The parser raises once _head reaches max_header_bytes, so
+                # there is room for more: read it (paused after a keep-alive
+                # request, see _read_body).
+                self._read_more()
                 await self._wait_head()
         finally:
             if timer is not None:
@@ -419,25 +444,64 @@ class Connection(asyncio.BufferedProtocol):
         request's body, whose size the server checked first); None if the peer
         left first or ``timeout`` passed (as for :meth:`_read_head`). The
         buffer is then cut past the body, ready for the next request on a
-        keep-alive connection."""
+        keep-alive connection.
+
+        Reading stops at the body's end (or max_header_bytes, if more), and
+        then again once max_header_bytes of the next requests are buffered:
+        a client pipelining requests faster than they are answered waits in
+        its own socket buffers, and ours hold at most that much past the
+        request being answered. Below it reading goes on, so that a client
+        leaving while its request is held (long-polling) is noticed.
+        """
         end = start + size
         timer = None
+        self._head_limit = max(end, self.limits.max_header_bytes)
         try:
             while len(self._head) < end:
                 if self._is_closed:
                     return None
                 if timer is None:
                     timer = self._abort_after(timeout)
-                # data_received pauses past max_header_bytes; this caller wants more.
-                self._resume_reading()
+                self._read_more()
                 await self._wait_head()
         finally:
+            self._head_limit = self.limits.max_header_bytes
             if timer is not None:
                 timer.cancel()
         body = bytes(self._head[start:end])
         del self._head[:end]
-        self._resume_reading()
+        self._read_more()
         return body
+
+    async def _drained(self, timeout: float | None) -> bool:
+        """Wait until the write buffer is back under ``write_low_water`` (at
+        once if it is not above ``write_high_water``): backpressure for plain
+        HTTP answers. The connection is aborted once the peer has read nothing
+        for ``timeout`` seconds (a stall, like nginx's ``send_timeout``, so a
+        slow but reading client still gets a large answer). Whether it drained.
+        """
+        if not self._writing_paused:
+            return not self._is_closed
+        timer: asyncio.TimerHandle | None = None
+
+        def check(before: int, interval: float) -> None:
+            nonlocal timer
+            size = self.write_buffer_size()
+            if size >= before:
+                self._abort_timed_out()
+            else:
+                timer = self._loop.call_later(interval, check, size, interval)
+
+        if timeout is not None:
+            timer = self._loop.call_later(timeout, check, self.write_buffer_size(), timeout)
+        try:
+            await self._drain()
+        except ConnectionClosed:
+            return False
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return True
 
     def _abort_after(self, timeout: float | None) -> asyncio.TimerHandle | None:
         """Abort the connection in ``timeout`` seconds unless the timer is cancelled.
@@ -775,7 +839,25 @@ class Connection(asyncio.BufferedProtocol):
         ):
             self._write(protocol.send_close(code, reason))
         self._flush()
-        transport.close()
+        self._close_transport(transport)
+
+    def _close_transport(self, transport: asyncio.Transport, *, linger: bool = False) -> None:
+        """Close TCP once what is buffered is written, or abort after ``close_timeout``.
+
+        ``linger``: after a plain HTTP answer, send FIN but read (and drop)
+        what the client still sends until it closes too: closing a socket
+        with unread bytes sends a reset, which may destroy the answer before
+        the client reads it (RFC 7230 §6.6), e.g. a 431 for a head that was
+        not read to its end.
+        """
+        if linger and self.protocol is None and transport.can_write_eof():
+            self._lingering = True
+            self._head = bytearray()
+            self._head_limit = len(self._shared.scratch)
+            transport.write_eof()
+            self._resume_reading()
+        else:
+            transport.close()
         # close() waits to flush the buffer, forever if the peer stopped reading.
         timeout = self.limits.close_timeout
         if timeout is not None and self._close_timer is None:

@@ -221,7 +221,7 @@ class Server:
         transport = connection.transport
         if transport is not None and not transport.is_closing():
             transport.write(response.encode())
-            transport.close()
+            connection._close_transport(transport, linger=True)
 
     async def _handshake(self, connection: Connection) -> None:
         """Read the request, run hooks, answer 101 and start the connection.
@@ -239,6 +239,12 @@ class Server:
             if self.http_handler is None or _is_upgrade(request):
                 break
             if not await self._answer_http(connection, request, used):
+                return
+            # Backpressure: the next request is not read before this answer
+            # drains, so pipelined requests cost the peer its own buffers,
+            # not ours; a peer that stops reading is dropped (open_timeout
+            # without progress).
+            if not await connection._drained(self.limits.open_timeout):
                 return
             # Between two requests: close() ends it at once instead of waiting.
             self._idle.add(connection)
@@ -328,7 +334,7 @@ class Server:
             return False
         transport.write(response.encode())
         if not keep_alive:
-            transport.close()
+            connection._close_transport(transport, linger=True)
         return keep_alive
 
     async def _upgrade(self, connection: Connection, request: Request, used: int) -> None:
