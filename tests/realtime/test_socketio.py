@@ -475,6 +475,70 @@ def test_encode_refuses_what_json_cannot_carry() -> None:
         encode(Packet.event("a", {1, 2}))
 
 
+def nested(depth: int, inner: str = "") -> str:
+    """JSON data ``depth`` levels deep: the event list, then lists and objects alternating."""
+    opening = ['["e",'] + ['{"k":' if level % 2 else "[" for level in range(1, depth)]
+    closing = ["}" if level % 2 else "]" for level in reversed(range(1, depth))] + ["]"]
+    return "".join(opening) + (inner or "1") + "".join(closing)
+
+
+@pytest.mark.parametrize("depth", [socketio.MAX_DEPTH + 1, 400, 900])
+def test_decoder_refuses_data_deeper_than_max_depth(depth: int) -> None:
+    # 400-900 levels are what json.loads accepts and the walks after it did not.
+    with pytest.raises(PacketError, match=f"nested deeper than {socketio.MAX_DEPTH} levels"):
+        decode("2" + nested(depth))
+    decoder = Decoder()
+    with pytest.raises(PacketError, match="nested deeper"):
+        decoder.feed("21" + nested(depth))
+    assert decoder.feed('2["after"]') == Packet.event("after")  # reset, still usable
+
+
+def test_decoder_takes_data_max_depth_deep() -> None:
+    packet = decode("2" + nested(socketio.MAX_DEPTH))
+    assert encode(packet)[0] == "2" + nested(socketio.MAX_DEPTH)
+    # Many brackets side by side are not depth.
+    wide = '["e",' + ",".join(["[[]]", "{}"] * 1000) + "]"
+    assert len(decode("2" + wide).data) == 2001
+    # Brackets inside strings are text.
+    assert decode('2["e","' + "[" * 1000 + '"]').data == ["e", "[" * 1000]
+
+
+def test_binary_placeholder_counts_as_a_level() -> None:
+    # Bytes inside the deepest container allowed would need a placeholder one
+    # level below it: refused when encoding, as the decoder would refuse it.
+    deepest: Any = b"x"
+    for _ in range(socketio.MAX_DEPTH - 1):
+        deepest = [deepest]
+    with pytest.raises(ValueError, match="nested deeper"):
+        encode(Packet.event("e", deepest))
+    text, attachments = encode(Packet.event("e", deepest[0]))
+    assert decode(text, attachments) == Packet.event("e", deepest[0])
+
+
+def test_encoding_refuses_deep_data_with_a_clear_error() -> None:
+    deep: Any = []
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = [deep]
+    with pytest.raises(ValueError, match=f"nested deeper than {socketio.MAX_DEPTH} levels"):
+        Packet.event("e", deep)
+    with pytest.raises(ValueError, match="nested deeper"):
+        Packet.ack(1, deep)
+    with pytest.raises(ValueError, match="nested deeper"):
+        has_binary({"k": deep})
+    with pytest.raises(ValueError, match="nested deeper"):
+        deconstruct([deep, b"x"])
+    with pytest.raises(ValueError, match="nested deeper"):
+        encode(Packet(T.EVENT, data=["e", deep]))  # built by hand: json.dumps recursion
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="nested deeper"):
+        Packet.event("e", cyclic)
+    # Bytes found before the depth runs out: has_binary answers; deconstruct refuses.
+    assert has_binary([b"x", deep])
+    with pytest.raises(ValueError, match="nested deeper"):
+        encode(Packet.event("e", b"x", deep))
+
+
 def test_reserved_events_match_the_reference() -> None:
     assert {"connect", "connect_error", "disconnect", "disconnecting"} <= RESERVED_EVENTS
     assert {"newListener", "removeListener"} <= RESERVED_EVENTS

@@ -42,6 +42,7 @@ from .engineio import _check_text_size, _reject_constant, _too_big
 __all__ = [
     "DEFAULT_NAMESPACE",
     "MAX_ACK_ID",
+    "MAX_DEPTH",
     "PROTOCOL_VERSION",
     "RESERVED_EVENTS",
     "Decoder",
@@ -62,6 +63,19 @@ DEFAULT_NAMESPACE = "/"
 
 MAX_ACK_ID = 2**53 - 1
 """Largest ack id accepted: the largest integer a JavaScript peer holds exactly."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of lists and objects in a packet's data (the data list itself
+is level 1), both ways: :class:`Decoder` refuses deeper packets with a
+:class:`~tether.exceptions.PacketError`, and :func:`encode`, :func:`has_binary`
+and :func:`deconstruct` refuse deeper data with :class:`ValueError`.
+
+Far above what events carry (a few levels), and far below Python's recursion
+limit (1000 frames, shared with whatever called us): ``json.loads`` accepts
+data almost that deep, and every recursive walk after it (placeholders,
+``has_binary`` on an acknowledgement) would then fail somewhere far from the
+peer that sent it. Not a :class:`~tether.limits.RealtimeLimits` field because
+raising it is unsafe and the encoding functions take no limits."""
 
 RESERVED_EVENTS = frozenset(
     # Names the reference implementation gives a meaning of its own, so
@@ -207,14 +221,55 @@ def ack_args(result: Any) -> tuple[Any, ...]:
     return (result,)
 
 
+_BINARY_TYPES = (bytes, bytearray, memoryview)
+
+
 def has_binary(data: Any) -> bool:
-    """Whether ``data`` holds ``bytes``, ``bytearray`` or ``memoryview`` at any depth."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return True
-    if isinstance(data, (list, tuple)):
-        return any(has_binary(item) for item in data)
-    if isinstance(data, dict):
-        return any(has_binary(item) for item in data.values())
+    """Whether ``data`` holds ``bytes``, ``bytearray`` or ``memoryview`` at any depth.
+
+    Raise :class:`ValueError` when lists, tuples and dicts nest deeper than
+    :data:`MAX_DEPTH` (or hold themselves) before any bytes are found.
+    """
+    # Level by level, without recursion: the data comes from the application
+    # and may be as deep (or as cyclic) as it likes.
+    level = [data]
+    depth = 0
+    while level:
+        below: list[Any] = []
+        for value in level:
+            if isinstance(value, _BINARY_TYPES):
+                return True
+            if isinstance(value, dict):
+                below.extend(value.values())
+            elif isinstance(value, (list, tuple)):
+                below.extend(value)
+            else:
+                continue
+            if depth == MAX_DEPTH:
+                raise ValueError(_too_deep())
+        depth += 1
+        level = below
+    return False
+
+
+def _too_deep() -> str:
+    return f"data nested deeper than {MAX_DEPTH} levels"
+
+
+def _deeper_than_max(data: Any) -> bool:
+    """Whether the lists and dicts of decoded JSON ``data`` nest deeper than
+    :data:`MAX_DEPTH` (level by level: only containers are visited)."""
+    level = [data] if isinstance(data, (list, dict)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return True
+        below: list[Any] = []
+        for value in level:
+            items = value.values() if isinstance(value, dict) else value
+            below += [item for item in items if isinstance(item, (list, dict))]
+        level = below
     return False
 
 
@@ -232,17 +287,23 @@ def deconstruct(data: Any) -> tuple[Any, list[bytes]]:
     """
     attachments: list[bytes] = []
 
-    def walk(value: Any) -> Any:
-        if isinstance(value, (bytes, bytearray, memoryview)):
+    # Recursive, but never deeper than MAX_DEPTH: a placeholder is an object
+    # too, one level below the bytes' container, and must still decode.
+    def walk(value: Any, depth: int) -> Any:
+        if isinstance(value, _BINARY_TYPES):
+            if depth > MAX_DEPTH:
+                raise ValueError(_too_deep())
             attachments.append(bytes(value))
             return {_PLACEHOLDER: True, "num": len(attachments) - 1}
+        if isinstance(value, (list, tuple, dict)) and depth > MAX_DEPTH:
+            raise ValueError(_too_deep())
         if isinstance(value, (list, tuple)):
-            return [walk(item) for item in value]
+            return [walk(item, depth + 1) for item in value]
         if isinstance(value, dict):
-            return {key: walk(item) for key, item in value.items()}
+            return {key: walk(item, depth + 1) for key, item in value.items()}
         return value
 
-    return walk(data), attachments
+    return walk(data, 1), attachments
 
 
 def reconstruct(data: Any, attachments: Sequence[bytes]) -> Any:
@@ -333,9 +394,13 @@ def _dumps(data: Any, kind: PacketType) -> str:
     # Compact and not ASCII-escaped, like JSON.stringify in the reference
     # implementation. Control characters, "\x1e" included, are still escaped,
     # which keeps long-polling payloads splittable.
-    return json.dumps(
-        data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=refuse
-    )
+    try:
+        return json.dumps(
+            data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=refuse
+        )
+    except RecursionError:
+        # A packet built by hand around has_binary() (Packet.event checks depth).
+        raise ValueError(_too_deep()) from None
 
 
 # --- Decoding -----------------------------------------------------------------
@@ -511,10 +576,17 @@ def _parse_count(text: str, max_attachments: int) -> tuple[int, int]:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant)
     except ValueError:
         # A non-numeric ack id lands here too: "2abc[...]" reads as data "abc[...]".
         raise PacketError(f"invalid JSON data: {_excerpt(text)}") from None
+    # json.loads itself stops near Python's recursion limit (RecursionError,
+    # caught by Decoder.feed); MAX_DEPTH is far below that. Fewer brackets
+    # than MAX_DEPTH cannot nest deeper, which spares the walk for almost
+    # every packet (two scans in C).
+    if text.count("[") + text.count("{") > MAX_DEPTH and _deeper_than_max(data):
+        raise PacketError(f"packet data nested deeper than {MAX_DEPTH} levels")
+    return data
 
 
 def _excerpt(text: str) -> str:
