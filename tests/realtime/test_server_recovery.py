@@ -172,7 +172,7 @@ async def test_no_recovery_gives_a_new_sid(start_sio: StartSio, case: str) -> No
         await rec.lost(ws, sid, pid)
     if case == "expired":
         # Saved longer ago than max_disconnection_duration.
-        server.adapter._sessions[pid].saved_at -= 61
+        server.adapter._sessions[pid].session.saved_at -= 61
     auth = {"pid": pid if case != "unknown pid" else "nobody", "offset": offset}
     if case == "unknown offset":
         auth["offset"] = "0-0"

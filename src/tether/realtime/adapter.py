@@ -16,10 +16,11 @@ import asyncio
 import collections
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..limits import MiB
 from . import socketio
 from .rooms import RoomRegistry
 
@@ -31,29 +32,60 @@ __all__ = ["Adapter", "BroadcastOptions", "RecoveryOptions", "SavedSession", "So
 
 @dataclass(frozen=True, slots=True)
 class BroadcastOptions:
-    """Who a broadcast reaches: members of ``rooms`` (everyone when empty),
-    except members of ``except_rooms`` (a socket's sid is a room of its own)."""
+    """Who a broadcast reaches: members of ``rooms`` and the sockets ``sids``
+    (everyone when both are empty), except members of ``except_rooms`` (a
+    socket's sid is a room of its own, which no other socket may join).
+
+    ``sids`` selects sockets by identity, not by room membership:
+    ``Socket.emit`` uses it, so what is meant for one socket reaches that
+    socket only, on whichever node it is and when it is replayed."""
 
     rooms: frozenset[str] = frozenset()
     except_rooms: frozenset[str] = frozenset()
     volatile: bool = False
     local: bool = False
+    sids: frozenset[str] = frozenset()
 
-    def matches(self, rooms: Iterable[str]) -> bool:
-        """Whether a socket in ``rooms`` (its own sid included) is a target."""
-        joined = set(rooms)
-        if self.rooms and joined.isdisjoint(self.rooms):
+    def reaches(self, sid: str, rooms: Iterable[str]) -> bool:
+        """Whether socket ``sid``, in ``rooms`` (its own room implied), is a target."""
+        joined = {*rooms, sid}
+        if not joined.isdisjoint(self.except_rooms):
             return False
-        return joined.isdisjoint(self.except_rooms)
+        if not (self.rooms or self.sids):
+            return True
+        return sid in self.sids or not joined.isdisjoint(self.rooms)
 
 
 @dataclass(frozen=True, slots=True)
 class RecoveryOptions:
     """Connection state recovery: how long a disconnected socket's session,
-    and the packets it may miss, are kept; whether middleware runs again."""
+    and the packets it may miss, are kept; whether middleware runs again.
+
+    Storage is bounded in time, bytes and count; past a bound the oldest goes
+    first, and a client whose session or offset went simply reconnects as a
+    new socket (``socket.recovered`` is False), as after
+    ``max_disconnection_duration``."""
 
     max_disconnection_duration: float = 120.0
     skip_middlewares: bool = True
+    # Events kept for recovery, all namespaces together, counted as their
+    # encoded size (text and binary attachments). 16 MiB keeps two minutes of
+    # 140 KB/s of events: a chat's worth, while one busy client cannot make
+    # the server hold more than this. The Redis adapter trims its stream to
+    # the same bytes (estimated as entries of the average size seen).
+    max_stored_bytes: int = 16 * MiB
+    # Sessions of disconnected sockets kept at once. Each costs well under a
+    # kilobyte plus its rooms and ``data``; 100,000 covers every socket of a
+    # busy server dropping at once.
+    max_saved_sessions: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not self.max_disconnection_duration > 0:
+            raise ValueError("max_disconnection_duration must be positive")
+        for name in ("max_stored_bytes", "max_saved_sessions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 @dataclass(slots=True)
@@ -84,11 +116,35 @@ class SocketInfo:
 
 @dataclass(slots=True)
 class _Stored:
-    offset: str
+    seq: int  # the number in its offset: consecutive, in store order
     namespace: str
     opts: BroadcastOptions
     data: list[Any]
     stored_at: float
+    size: int  # encoded bytes, counted against max_stored_bytes
+
+
+@dataclass(slots=True)
+class _Kept:
+    """A saved session and where its socket started listening: room (its
+    own sid included) -> the seq of the newest stored event when it joined."""
+
+    session: SavedSession
+    marks: dict[str, int]
+
+
+_Mark = TypeVar("_Mark")
+
+
+def replayable(
+    opts: BroadcastOptions, sid: str, marks: Mapping[str, _Mark], at: _Mark
+) -> bool:
+    """Whether an event stored at position ``at`` with ``opts`` reached socket
+    ``sid``, whose rooms were joined at the positions ``marks``: only rooms it
+    was in before the event count, so a recovering client (whatever offset it
+    claims) never gets what was sent to a room before it joined."""
+    rooms = [room for room, mark in marks.items() if mark < at]  # type: ignore[operator]
+    return opts.reaches(sid, rooms)
 
 
 # What lookup() returns for a namespace without a registry; never joined, so
@@ -104,8 +160,16 @@ class Adapter:
         self.recovery: RecoveryOptions | None = None
         self._rooms: dict[str, RoomRegistry] = {}
         self._packets: collections.deque[_Stored] = collections.deque()
-        self._sessions: dict[str, SavedSession] = {}
-        self._ids = itertools.count(1)
+        self._stored_bytes = 0
+        self._seq = 0  # the seq of the newest offset given out
+        # Saved sessions by pid, oldest first (so they expire from the front:
+        # O(1) per save), and who they are, to refuse joining their sid.
+        self._sessions: collections.OrderedDict[str, _Kept] = collections.OrderedDict()
+        self._saved_sids: dict[tuple[str, str], str] = {}
+        # The marks of sockets that just left, until persist_session takes
+        # them (the server saves a session after removing its socket).
+        self._departed: collections.OrderedDict[tuple[str, str], tuple[float, dict[str, int]]]
+        self._departed = collections.OrderedDict()
         self._epoch = f"{time.time_ns():x}"
 
     # -- lifecycle --------------------------------------------------------------
@@ -143,17 +207,45 @@ class Adapter:
         sockets creates nothing."""
         return self._rooms.get(namespace, _NO_ROOMS)
 
+    def check_rooms(self, namespace: str, sid: str, rooms: Iterable[str]) -> None:
+        """Raise :class:`ValueError` if a room is named after another socket's
+        sid, live or saved for recovery: a socket's own room is its private
+        line (``server.to(sid)``), which no other socket may join."""
+        registry = self.lookup(namespace)
+        for room in rooms:
+            if room != sid and (
+                room in registry
+                or (namespace, room) in self._saved_sids
+                or (namespace, room) in self._departed
+            ):
+                raise ValueError(f"cannot join {room!r}: it is another socket's own room")
+
+    async def check_remote_rooms(self, namespace: str, sid: str, rooms: list[str]) -> None:
+        """:meth:`check_rooms` against the sockets of other nodes too (a
+        distributed adapter asks them; here there are none)."""
+        self.check_rooms(namespace, sid, rooms)
+
     def add_all(self, namespace: str, sid: str, rooms: Iterable[str]) -> None:
+        """Add socket ``sid`` (registering it if new) to ``rooms``; raise
+        :class:`ValueError`, joining none, if one is another socket's sid."""
+        rooms = list(rooms)
+        self.check_rooms(namespace, sid, rooms)
         registry = self.registry(namespace)
         if sid not in registry:
-            registry.add(sid)
-        registry.join(sid, *rooms)
+            registry.add(sid, self._seq)
+        registry.join(sid, *rooms, mark=self._seq)
 
     def delete(self, namespace: str, sid: str, room: str) -> None:
         self.lookup(namespace).leave(sid, room)
 
     def delete_all(self, namespace: str, sid: str) -> None:
-        self.lookup(namespace).remove(sid)
+        registry = self.lookup(namespace)
+        if self.recovery is not None and sid in registry:
+            now = time.monotonic()
+            self._departed[namespace, sid] = (now, registry.marks(sid))
+            _expire(self._departed, now - self.recovery.max_disconnection_duration, _first_of)
+            _cap(self._departed, self.recovery.max_saved_sessions)
+        registry.remove(sid)
 
     def remove_namespace(self, namespace: str) -> None:
         """Forget the room registry of a namespace that has no sockets left
@@ -167,7 +259,7 @@ class Adapter:
         return set(self.lookup(namespace).rooms_of(sid))
 
     def local_sids(self, namespace: str, opts: BroadcastOptions) -> list[str]:
-        return self.lookup(namespace).select(opts.rooms, opts.except_rooms)
+        return self.lookup(namespace).select(opts.rooms, opts.except_rooms, sids=opts.sids)
 
     # -- delivery ----------------------------------------------------------------
 
@@ -219,11 +311,20 @@ class Adapter:
     # -- connection state recovery ---------------------------------------------
 
     def new_offset(self) -> str:
-        return f"{self._epoch}-{next(self._ids)}"
+        self._seq += 1
+        return f"{self._epoch}-{self._seq}"
 
     @property
     def last_offset(self) -> str | None:
-        return self._packets[-1].offset if self._packets else None
+        """The newest offset given out (kept or not), None before the first."""
+        return f"{self._epoch}-{self._seq}" if self._seq else None
+
+    def _seq_of(self, offset: str) -> int | None:
+        """The seq of one of our offsets, None for any other string."""
+        epoch, _, seq = offset.rpartition("-")
+        if epoch != self._epoch or not seq.isdigit() or len(seq) > 19:
+            return None
+        return int(seq)
 
     def store(
         self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
@@ -241,56 +342,134 @@ class Adapter:
             return packet
         offset = self.new_offset()
         data = [*packet.data, offset]
+        stored = socketio.Packet(packet.type, packet.namespace, data)
+        text, attachments = socketio.encode(stored)
+        size = len(text) + sum(len(a) for a in attachments)
         now = time.monotonic()
-        self._packets.append(_Stored(offset, namespace, opts, data, now))
+        self._packets.append(_Stored(self._seq, namespace, opts, data, now, size))
+        self._stored_bytes += size
         self._prune(now)
-        return socketio.Packet(packet.type, packet.namespace, data)
+        return stored
 
     def _prune(self, now: float) -> None:
+        """Drop the oldest events: those past the window, then past the bytes."""
         assert self.recovery is not None
         horizon = now - self.recovery.max_disconnection_duration
+        budget = self.recovery.max_stored_bytes
         packets = self._packets
-        while packets and packets[0].stored_at < horizon:
-            packets.popleft()
+        while packets and (packets[0].stored_at < horizon or self._stored_bytes > budget):
+            self._stored_bytes -= packets.popleft().size
+
+    def _expire_sessions(self, now: float) -> None:
+        assert self.recovery is not None
+        horizon = now - self.recovery.max_disconnection_duration
+        for kept in _expire(self._sessions, horizon, _saved_at):
+            self._forget(kept)
+        for kept in _cap(self._sessions, self.recovery.max_saved_sessions):
+            self._forget(kept)
+
+    def _forget(self, kept: _Kept) -> None:
+        self._saved_sids.pop((kept.session.namespace, kept.session.sid), None)
 
     async def persist_session(self, session: SavedSession) -> None:
-        """Keep a disconnected socket's state for ``max_disconnection_duration``."""
+        """Keep a disconnected socket's state for ``max_disconnection_duration``
+        (at most ``max_saved_sessions`` of them, the oldest dropped first);
+        O(1): sessions are kept in the order they were saved and expire from
+        the front."""
         if self.recovery is None:
             return
         now = time.monotonic()
-        horizon = now - self.recovery.max_disconnection_duration
-        for pid in [pid for pid, s in self._sessions.items() if s.saved_at < horizon]:
-            del self._sessions[pid]
-        self._sessions[session.pid] = session
+        key = (session.namespace, session.sid)
+        departed = self._departed.pop(key, None)
+        if departed is not None:
+            marks = departed[1]
+        else:
+            # Not seen leaving (saved by other means): its rooms count from
+            # now, its own room from the offset it connected at.
+            marks = dict.fromkeys(session.rooms, self._seq)
+            marks[session.sid] = self._seq_of(session.offset or "") or 0
+        previous = self._sessions.pop(session.pid, None)
+        if previous is not None:
+            self._forget(previous)
+        session.saved_at = now
+        self._sessions[session.pid] = _Kept(session, marks)
+        self._saved_sids[key] = session.pid
+        self._expire_sessions(now)
 
     async def restore_session(
         self, namespace: str, pid: str, offset: str | None
     ) -> tuple[SavedSession, list[list[Any]]] | None:
         """The saved session of ``pid`` and the events it missed after
         ``offset`` (event data, offsets included), or None if it cannot be
-        recovered: unknown, expired, or its offset no longer kept."""
+        recovered: unknown, expired, or its offset no longer kept.
+
+        The offset is the client's word: events are replayed from the later
+        of it and where the socket connected, and an event sent to a room
+        only if the socket had joined it before (:func:`replayable`)."""
         if self.recovery is None:
             return None
-        session = self._sessions.pop(pid, None)
-        if session is None or session.namespace != namespace:
-            return None
         now = time.monotonic()
+        self._expire_sessions(now)
+        kept = self._sessions.pop(pid, None)
+        if kept is None:
+            return None
+        self._forget(kept)
+        session = kept.session
+        if session.namespace != namespace:
+            return None
         if now - session.saved_at > self.recovery.max_disconnection_duration:
             return None
         self._prune(now)
-        start = offset or session.offset
-        missed: list[list[Any]] = []
-        packets = list(self._packets)
-        if start is not None:
-            index = next((i for i, p in enumerate(packets) if p.offset == start), None)
-            if index is None:
-                return None  # too old: the packets after it are gone
-            packets = packets[index + 1 :]
-        rooms = [*session.rooms, session.sid]
-        for stored in packets:
-            if stored.namespace == namespace and stored.opts.matches(rooms):
-                missed.append(stored.data)
+        start = kept.marks.get(session.sid, self._seq)
+        if offset is not None:
+            claimed = self._seq_of(offset)
+            if claimed is None or claimed > self._seq:
+                return None  # not an offset we gave out
+            start = max(start, claimed)
+        packets = self._packets
+        first = packets[0].seq if packets else self._seq + 1
+        if first > start + 1:
+            return None  # too old: some events after it are gone
+        missed = [
+            stored.data
+            for stored in itertools.islice(packets, start + 1 - first, None)
+            if stored.namespace == namespace
+            and replayable(stored.opts, session.sid, kept.marks, stored.seq)
+        ]
         return session, missed
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _saved_at(kept: _Kept) -> float:
+    return kept.session.saved_at
+
+
+def _first_of(entry: tuple[float, Any]) -> float:
+    return entry[0]
+
+
+def _expire(
+    entries: collections.OrderedDict[_K, _V], horizon: float, when: Callable[[_V], float]
+) -> list[_V]:
+    """Pop the entries (oldest first) made before ``horizon``; return them."""
+    gone = []
+    while entries:
+        oldest = next(iter(entries.values()))
+        if when(oldest) >= horizon:
+            break
+        gone.append(entries.popitem(last=False)[1])
+    return gone
+
+
+def _cap(entries: collections.OrderedDict[_K, _V], most: int) -> list[_V]:
+    """Pop the oldest entries past ``most``; return them."""
+    gone = []
+    while len(entries) > most:
+        gone.append(entries.popitem(last=False)[1])
+    return gone
 
 
 async def _collect(waiters: list[asyncio.Future[Any]], timeout: float) -> list[Any]:

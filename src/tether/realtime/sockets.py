@@ -236,8 +236,10 @@ class Socket:
         if adapter.recovery is not None:
             # Kept (with its offset) for the client in case it comes back: sent
             # like a broadcast to its sid, so that a distributed adapter
-            # delivers it in the same order as it stores it.
-            await adapter.broadcast(self.namespace.name, packet, BroadcastOptions(_names(self.sid)))
+            # delivers it in the same order as it stores it. By identity
+            # (sids), not through its room: only this socket may get it.
+            opts = BroadcastOptions(sids=_names(self.sid))
+            await adapter.broadcast(self.namespace.name, packet, opts)
             return
         self._send(packet)
 
@@ -283,9 +285,15 @@ class Socket:
     # -- rooms and selections ---------------------------------------------------
 
     async def join(self, rooms: str | Iterable[str]) -> None:
-        """Join one room or several (effective on every node when it returns)."""
-        self.namespace.adapter.add_all(self.namespace.name, self.sid, sorted(_names(rooms)))
-        await self.namespace.adapter.flush()
+        """Join one room or several (effective on every node when it returns).
+
+        Raises :class:`ValueError`, joining none, if a room is named after
+        another socket's sid: that room is the other socket's private line."""
+        names = sorted(_names(rooms))
+        adapter = self.namespace.adapter
+        await adapter.check_remote_rooms(self.namespace.name, self.sid, names)
+        adapter.add_all(self.namespace.name, self.sid, names)
+        await adapter.flush()
 
     async def leave(self, rooms: str | Iterable[str]) -> None:
         """Leave one room or several (presence updated everywhere when it returns)."""

@@ -401,7 +401,7 @@ class RedisAdapter(Adapter):
         return True
 
     def _channels_for(self, namespace: str, opts: BroadcastOptions) -> list[str]:
-        channels = self.channels.for_rooms(namespace, opts.rooms)
+        channels = self.channels.for_rooms(namespace, opts.rooms | opts.sids)
         # Rooms joined here a moment ago may not be subscribed yet: our own
         # node channel covers our own sockets meanwhile.
         if self._subs.pending(set(channels)) and self.local_sids(namespace, opts):
@@ -432,7 +432,7 @@ class RedisAdapter(Adapter):
             if opts.local:
                 return
             message = Broadcast(self._new_id(), namespace, packet.data, wire, origin=self.node)
-            channels = self.channels.for_rooms(namespace, opts.rooms)
+            channels = self.channels.for_rooms(namespace, opts.rooms | opts.sids)
             await self._publish("broadcast", namespace, message, channels, local=True)
             return
         # Stored for recovery: every node, this one included, delivers it when
@@ -765,7 +765,7 @@ class RedisAdapter(Adapter):
             if (
                 isinstance(message, Broadcast)
                 and message.nsp == namespace
-                and opts_from_wire(message.opts).matches(rooms)
+                and opts_from_wire(message.opts).reaches(sid, rooms)
             ):
                 missed.append([*message.data, entry_id.decode()])
             last = _stream_id(entry_id.decode())
@@ -798,7 +798,7 @@ class RedisAdapter(Adapter):
             if (
                 hold.namespace == nsp
                 and sid not in fenced
-                and opts.matches(hold.rooms | self.rooms_of(nsp, sid))
+                and opts.reaches(sid, hold.rooms | self.rooms_of(nsp, sid))
             ):
                 hold.buffer.append((offset, packet, opts))
         return [sid for sid in targets if sid not in holds]

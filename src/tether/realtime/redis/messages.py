@@ -78,7 +78,9 @@ class Channels:
         return f"{self.prefix}#server"
 
     def for_rooms(self, nsp: str, rooms: Iterable[str]) -> list[str]:
-        """Where a message to ``rooms`` (everyone when empty) is published."""
+        """Where a message to ``rooms`` (everyone when empty) is published; a
+        message to sids goes on their rooms' channels (each socket's node
+        listens to its own room) and is delivered by identity there."""
         names = sorted(rooms)
         if not names:
             return [self.namespace(nsp)]
@@ -93,12 +95,17 @@ def opts_to_wire(opts: BroadcastOptions) -> dict[str, Any]:
         wire["x"] = sorted(opts.except_rooms)
     if opts.volatile:
         wire["v"] = True
+    if opts.sids:
+        wire["s"] = sorted(opts.sids)
     return wire
 
 
 def opts_from_wire(wire: dict[str, Any]) -> BroadcastOptions:
     return BroadcastOptions(
-        frozenset(wire.get("r", ())), frozenset(wire.get("x", ())), bool(wire.get("v", False))
+        frozenset(wire.get("r", ())),
+        frozenset(wire.get("x", ())),
+        bool(wire.get("v", False)),
+        sids=frozenset(wire.get("s", ())),
     )
 
 

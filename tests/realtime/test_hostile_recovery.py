@@ -1,0 +1,295 @@
+"""Connection state recovery and rooms under hostile clients (issue 12).
+
+Each attack runs against the README's chat (:func:`chat_server`, recovery on)
+with a bystander that must lose nothing and never stall:
+
+* many recoverable sockets dropping at once: saving a session is O(1);
+* stored events and saved sessions are bounded in bytes and count;
+* a recovering client's offset cannot reach before it joined a room (or
+  before it connected);
+* a room named after another socket's sid cannot be joined, and what is
+  sent to a socket reaches that socket only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from helpers import timeout
+from realtime.conftest import StartSio
+from realtime.hostile_helpers import MemoryWatch, MiB, bystander, chat_server
+from realtime.sio_helpers import EioSocket, eventually, open_websocket
+from realtime.test_server_recovery import event_with_offset
+from tether import realtime
+from tether.realtime.adapter import Adapter, BroadcastOptions, SavedSession
+
+
+async def connect(
+    port: int, auth: dict[str, Any] | None = None
+) -> tuple[EioSocket, dict[str, Any]]:
+    """A WebSocket Socket.IO client on ``/``: the socket and the CONNECT reply."""
+    ws = await open_websocket(port)
+    assert (await ws.recv_text()).startswith("0{")
+    await ws.send("40" + (json.dumps(auth) if auth is not None else ""))
+    reply = await ws.recv_text()
+    assert reply.startswith("40{"), reply
+    return ws, json.loads(reply[2:])
+
+
+async def lose(server: realtime.Server, ws: EioSocket, pid: str) -> None:
+    """Drop a client's connection and wait until its session is saved."""
+    await ws.close()
+    await eventually(lambda: pid in server.adapter._sessions)
+
+
+async def join(ws: EioSocket, room: str, ack_id: int = 1) -> None:
+    """The chat's ``join``, acknowledged (the handler ran)."""
+    await ws.send(f'42{ack_id}["join",{json.dumps(room)}]')
+    while True:
+        message = await ws.recv_text()
+        if message.startswith(f"43{ack_id}"):
+            return
+
+
+def recovering_adapter(**options: Any) -> Adapter:
+    return realtime.Server(connection_state_recovery=options or True).adapter
+
+
+def saved(pid: str) -> SavedSession:
+    return SavedSession(f"sid-{pid}", pid, "/", ["lobby"], {}, None)
+
+
+# -- 1. many recoverable sockets dropping at once ----------------------------------------
+
+
+async def time_saves(adapter: Adapter, first: int, count: int) -> float:
+    start = time.perf_counter()
+    for n in range(first, first + count):
+        await adapter.persist_session(saved(str(n)))
+    return time.perf_counter() - start
+
+
+async def test_saving_a_session_does_not_scan_the_saved_ones() -> None:
+    # The unfixed adapter looked at every saved session on each save: 1,000
+    # saves on top of 20,000 took 20 times longer than on top of 1,000.
+    small, large = recovering_adapter(), recovering_adapter()
+    await time_saves(small, 0, 1_000)
+    await time_saves(large, 0, 20_000)
+    assert len(large._sessions) == 20_000
+    on_small = min([await time_saves(small, 10**6 + 1_000 * i, 1_000) for i in range(3)])
+    on_large = min([await time_saves(large, 10**6 + 1_000 * i, 1_000) for i in range(3)])
+    assert on_large < 3 * on_small, (on_small, on_large)
+
+
+async def test_ten_thousand_sockets_dropping_at_once(start_sio: StartSio) -> None:
+    server = chat_server()
+    sio = await start_sio(server)
+    adapter = server.adapter
+    count = 10_000
+    async with bystander(sio.port) as watcher:
+        with MemoryWatch() as memory:
+            # As the server does when a connection drops: the socket leaves
+            # its rooms, then its session is saved in a task (one per socket).
+            for n in range(count):
+                sid = f"sid-{n}"
+                adapter.add_all("/", sid, ["lobby"])
+            for n in range(count):
+                sid = f"sid-{n}"
+                adapter.delete_all("/", sid)
+                session = SavedSession(sid, f"pid-{n}", "/", ["lobby"], {"n": n}, None)
+                server._run(adapter.persist_session(session))
+            await eventually(lambda: len(adapter._sessions) == count, wait=3)
+        # A new client is admitted at once.
+        started = time.monotonic()
+        ws, _ = await connect(sio.port)
+        admitted = time.monotonic() - started
+        await ws.close()
+        await watcher.check(max_latency=0.5)
+    assert admitted < timeout(0.5), admitted
+    # 10,000 sessions: about 1 KiB each.
+    assert memory.growth() < 24 * MiB, memory.growth()
+    assert not adapter._departed
+
+
+# -- 2. bounded storage ---------------------------------------------------------------------
+
+
+async def test_stored_events_are_bounded_in_bytes(start_sio: StartSio) -> None:
+    budget = 256 * 1024
+    server = chat_server(connection_state_recovery={"max_stored_bytes": budget})
+    sio = await start_sio(server)
+    adapter = server.adapter
+    # A victim that will come back with an offset the flood pushes out.
+    victim, hello = await connect(sio.port)
+    await join(victim, "quiet")
+    await server.to("quiet").emit("news", 1)
+    _, offset = event_with_offset(await victim.recv())
+    await lose(server, victim, hello["pid"])
+
+    attacker, _ = await connect(sio.port)
+    await join(attacker, "loud")
+    text = "x" * 500
+    async with bystander(sio.port) as watcher:
+        with MemoryWatch() as memory:
+            # It reads what it gets back (its own "said"), so no other bound
+            # than the stored bytes applies.
+            received = 0
+
+            async def drain() -> None:
+                nonlocal received
+                while True:
+                    await attacker.connection.recv()
+                    received += 1
+
+            reader = asyncio.get_running_loop().create_task(drain())
+            # Sixteen budgets' worth (about 2 s; the deadline is a safety net).
+            deadline = time.monotonic() + timeout(10)
+            sent = 0
+            while sent * 550 < 16 * budget and time.monotonic() < deadline:
+                await attacker.send(*[f'42["say","{text}"]'] * 100)
+                sent += 100
+                await eventually(lambda sent=sent: received >= sent - 200)  # type: ignore[misc]
+            reader.cancel()
+            await watcher.check(max_latency=0.5)
+    await attacker.close()
+
+    assert sent * 550 >= 16 * budget  # the flood was well past the budget
+    assert adapter._stored_bytes <= budget
+    assert sum(p.size for p in adapter._packets) == adapter._stored_bytes
+    # Unfixed: every event of the window kept, +9 MiB for 8,800 events (0.2 MiB fixed).
+    assert memory.growth() < 4 * MiB, memory.growth()
+    # The victim's offset is gone: it comes back as a new socket.
+    again, fresh = await connect(sio.port, {"pid": hello["pid"], "offset": offset})
+    assert fresh["sid"] != hello["sid"]
+    assert not server.sockets[fresh["sid"]].recovered
+    await again.close()
+
+
+async def test_saved_sessions_are_capped_oldest_first() -> None:
+    adapter = recovering_adapter(max_saved_sessions=100)
+    await time_saves(adapter, 0, 150)
+    assert len(adapter._sessions) == 100
+    assert len(adapter._saved_sids) == 100
+    assert await adapter.restore_session("/", "0", None) is None  # dropped
+    restored = await adapter.restore_session("/", "149", None)
+    assert restored is not None and restored[0].sid == "sid-149"
+
+
+def test_recovery_options_are_validated() -> None:
+    with pytest.raises(ValueError):
+        realtime.Server(connection_state_recovery={"max_stored_bytes": -1})
+    with pytest.raises(ValueError):
+        realtime.Server(connection_state_recovery={"max_saved_sessions": 1.5})
+
+
+# -- 3. offsets the client cannot push back ---------------------------------------------
+
+
+async def test_an_old_offset_replays_nothing_from_before_joining(start_sio: StartSio) -> None:
+    server = chat_server()
+    sio = await start_sio(server)
+    await server.to("secret").emit("said", "x", "before the attacker connected")
+    async with bystander(sio.port) as watcher:
+        with MemoryWatch() as memory:
+            attacker, hello = await connect(sio.port)
+            await server.emit("hello")  # an offset for everyone
+            _, first = event_with_offset(await attacker.recv())
+            await server.to("secret").emit("said", "x", "before the attacker joined")
+            await join(attacker, "secret")
+            await server.to("secret").emit("said", "x", "after it joined")
+            _, last = event_with_offset(await attacker.recv())
+            await lose(server, attacker, hello["pid"])
+            await server.to("secret").emit("said", "x", "while it was away")
+            epoch = first.rpartition("-")[0]
+            # Its own pid with the oldest offsets it can name: what it was
+            # sent while in the room comes back, nothing from before.
+            expected = [["said", "x", "after it joined"], ["said", "x", "while it was away"]]
+            for offset in (first, f"{epoch}-1", f"{epoch}-0"):
+                ws, back = await connect(sio.port, {"pid": hello["pid"], "offset": offset})
+                assert back["sid"] == hello["sid"]
+                replayed = [event_with_offset(await ws.recv())[0] for _ in expected]
+                await ws.nothing(0.1)
+                assert replayed == expected, offset
+                await lose(server, ws, hello["pid"])
+                await server.to("secret").emit("said", "x", "while it was away")
+                # Recovered, it started listening again: from there on.
+                expected = [["said", "x", "while it was away"]]
+            # A made-up offset (not one the server gave out) recovers nothing.
+            ws, back = await connect(sio.port, {"pid": hello["pid"], "offset": f"{epoch}-99999"})
+            assert back["sid"] != hello["sid"]
+            await ws.close()
+        await watcher.check(max_latency=0.5)
+    assert last != first
+    assert memory.growth() < 8 * MiB, memory.growth()
+
+
+async def test_sessions_record_where_the_socket_started() -> None:
+    adapter = recovering_adapter()
+    await adapter.broadcast("/", realtime.socketio.Packet.event("to", "room"), room_opts("r"))
+    adapter.add_all("/", "a", [])
+    await adapter.broadcast("/", realtime.socketio.Packet.event("to", "all"), room_opts())
+    adapter.add_all("/", "a", ["r"])
+    await adapter.broadcast("/", realtime.socketio.Packet.event("to", "room"), room_opts("r"))
+    adapter.delete_all("/", "a")
+    await adapter.persist_session(SavedSession("a", "p", "/", ["r"], {}, None))
+    restored = await adapter.restore_session("/", "p", None)
+    assert restored is not None
+    assert [data[:2] for data in restored[1]] == [["to", "all"], ["to", "room"]]
+
+
+def room_opts(*rooms: str) -> BroadcastOptions:
+    return BroadcastOptions(frozenset(rooms))
+
+
+# -- 4. a socket's own room ---------------------------------------------------------------
+
+
+async def test_no_socket_can_join_another_sockets_own_room(start_sio: StartSio) -> None:
+    server = chat_server()
+    sio = await start_sio(server)
+    victim, hello = await connect(sio.port)
+    away, gone = await connect(sio.port)
+    await lose(server, away, gone["pid"])
+    attacker, _ = await connect(sio.port)
+    async with bystander(sio.port) as watcher:
+        with MemoryWatch() as memory:
+            for n, room in enumerate([hello["sid"], gone["sid"]] * 50):
+                # The chat's join handler fails (ValueError): no ack.
+                await attacker.send(f'42{n}["join","{room}"]')
+            await attacker.send('42999["echo"]')  # the joins were handled before this
+            assert await attacker.recv_text() == "43999[]"
+            victim_socket = server.sockets[hello["sid"]]
+            others = [s.rooms for s in server.sockets.values() if s is not victim_socket]
+            assert not {hello["sid"], gone["sid"]} & set().union(*others)
+            await victim_socket.emit("private", "for the victim")
+            await server.to(hello["sid"]).emit("private", "to its room")
+            assert event_with_offset(await victim.recv())[0] == ["private", "for the victim"]
+            assert event_with_offset(await victim.recv())[0] == ["private", "to its room"]
+            await attacker.nothing(0.1)
+        await watcher.check(max_latency=0.5)
+    assert memory.growth() < 4 * MiB, memory.growth()
+    await victim.close()
+    await attacker.close()
+
+
+async def test_socket_emit_reaches_the_socket_by_identity() -> None:
+    adapter = recovering_adapter()
+    adapter.add_all("/", "victim", [])
+    # Even a registry that somehow holds a room named after the victim (a
+    # socket that joined it before the victim's sid existed) is not used.
+    adapter.add_all("/", "intruder", [])
+    adapter.registry("/").join("intruder", "victim")
+    opts = BroadcastOptions(sids=frozenset({"victim"}))
+    assert adapter.local_sids("/", opts) == ["victim"]
+    await adapter.broadcast("/", realtime.socketio.Packet.event("private"), opts)
+    adapter.delete_all("/", "intruder")
+    await adapter.persist_session(SavedSession("intruder", "p", "/", ["victim"], {}, None))
+    restored = await adapter.restore_session("/", "p", None)
+    assert restored is not None and restored[1] == []
+    with pytest.raises(ValueError, match="another socket's own room"):
+        adapter.add_all("/", "other", ["victim"])
