@@ -14,8 +14,11 @@ with a bystander that must lose nothing and never stall:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -23,10 +26,12 @@ import pytest
 from helpers import timeout
 from realtime.conftest import StartSio
 from realtime.hostile_helpers import MemoryWatch, MiB, bystander, chat_server
-from realtime.sio_helpers import EioSocket, eventually, open_websocket
+from realtime.redis_helpers import RedisServer, redis_server
+from realtime.sio_helpers import EioSocket, eventually, open_websocket, running
 from realtime.test_server_recovery import event_with_offset
 from tether import realtime
 from tether.realtime.adapter import Adapter, BroadcastOptions, SavedSession
+from tether.realtime.redis import RedisAdapter
 
 
 async def connect(
@@ -44,7 +49,53 @@ async def connect(
 async def lose(server: realtime.Server, ws: EioSocket, pid: str) -> None:
     """Drop a client's connection and wait until its session is saved."""
     await ws.close()
-    await eventually(lambda: pid in server.adapter._sessions)
+    adapter = server.adapter
+    if not isinstance(adapter, RedisAdapter):
+        await eventually(lambda: pid in adapter._sessions)
+        return
+    # Saved in Redis for the recovery window (a live socket's session is
+    # saved with a longer TTL): no event to await in another process.
+    key = adapter.keys.session(pid)
+    deadline = time.monotonic() + timeout(3)
+    while not 0 < await adapter.client.pttl(key) <= adapter._window_ms:
+        assert time.monotonic() < deadline, "the session was not kept"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+_prefixes = itertools.count()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    kind: str, redis_url: str | None = None, prefix: str = "", **options: Any
+) -> AsyncIterator[tuple[realtime.Server, int]]:
+    """The chat served with the in-memory adapter or a RedisAdapter."""
+    if kind == "redis":
+        assert redis_url is not None
+        prefix = prefix or f"t-hostile-{next(_prefixes)}"
+        options["adapter"] = RedisAdapter(redis_url, prefix=prefix, request_timeout=timeout(3))
+    server = chat_server(**options)
+    async with running(server) as sio:
+        yield server, sio.port
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def redis_url(kind: str, request: pytest.FixtureRequest) -> str | None:
+    if kind != "redis":
+        return None
+    server: RedisServer = request.getfixturevalue("redis")
+    return server.url
 
 
 async def join(ws: EioSocket, room: str, ack_id: int = 1) -> None:
@@ -91,18 +142,21 @@ async def test_ten_thousand_sockets_dropping_at_once(start_sio: StartSio) -> Non
     sio = await start_sio(server)
     adapter = server.adapter
     count = 10_000
+    for n in range(count):
+        adapter.add_all("/", f"sid-{n}", ["lobby"])
     async with bystander(sio.port) as watcher:
         with MemoryWatch() as memory:
             # As the server does when a connection drops: the socket leaves
             # its rooms, then its session is saved in a task (one per socket).
-            for n in range(count):
-                sid = f"sid-{n}"
-                adapter.add_all("/", sid, ["lobby"])
+            # Closed connections come as separate callbacks: a loop turn per
+            # hundred of them here.
             for n in range(count):
                 sid = f"sid-{n}"
                 adapter.delete_all("/", sid)
                 session = SavedSession(sid, f"pid-{n}", "/", ["lobby"], {"n": n}, None)
                 server._run(adapter.persist_session(session))
+                if n % 100 == 0:
+                    await asyncio.sleep(0)
             await eventually(lambda: len(adapter._sessions) == count, wait=3)
         # A new client is admitted at once.
         started = time.monotonic()
@@ -190,13 +244,18 @@ def test_recovery_options_are_validated() -> None:
 # -- 3. offsets the client cannot push back ---------------------------------------------
 
 
-async def test_an_old_offset_replays_nothing_from_before_joining(start_sio: StartSio) -> None:
-    server = chat_server()
-    sio = await start_sio(server)
+async def test_an_old_offset_replays_nothing_from_before_joining(
+    kind: str, redis_url: str | None
+) -> None:
+    async with serving(kind, redis_url) as (server, port):
+        await old_offsets_attack(server, port)
+
+
+async def old_offsets_attack(server: realtime.Server, port: int) -> None:
     await server.to("secret").emit("said", "x", "before the attacker connected")
-    async with bystander(sio.port) as watcher:
+    async with bystander(port) as watcher:
         with MemoryWatch() as memory:
-            attacker, hello = await connect(sio.port)
+            attacker, hello = await connect(port)
             await server.emit("hello")  # an offset for everyone
             _, first = event_with_offset(await attacker.recv())
             await server.to("secret").emit("said", "x", "before the attacker joined")
@@ -205,12 +264,14 @@ async def test_an_old_offset_replays_nothing_from_before_joining(start_sio: Star
             _, last = event_with_offset(await attacker.recv())
             await lose(server, attacker, hello["pid"])
             await server.to("secret").emit("said", "x", "while it was away")
-            epoch = first.rpartition("-")[0]
+            epoch = first.rpartition("-")[0]  # a Redis offset is a stream id: ms-seq
+            oldest = ["0-0", "0-1", "1-0"] if isinstance(server.adapter, RedisAdapter) else []
+            oldest += [f"{epoch}-1", f"{epoch}-0"]
             # Its own pid with the oldest offsets it can name: what it was
             # sent while in the room comes back, nothing from before.
             expected = [["said", "x", "after it joined"], ["said", "x", "while it was away"]]
-            for offset in (first, f"{epoch}-1", f"{epoch}-0"):
-                ws, back = await connect(sio.port, {"pid": hello["pid"], "offset": offset})
+            for offset in [first, *oldest]:
+                ws, back = await connect(port, {"pid": hello["pid"], "offset": offset})
                 assert back["sid"] == hello["sid"]
                 replayed = [event_with_offset(await ws.recv())[0] for _ in expected]
                 await ws.nothing(0.1)
@@ -220,7 +281,11 @@ async def test_an_old_offset_replays_nothing_from_before_joining(start_sio: Star
                 # Recovered, it started listening again: from there on.
                 expected = [["said", "x", "while it was away"]]
             # A made-up offset (not one the server gave out) recovers nothing.
-            ws, back = await connect(sio.port, {"pid": hello["pid"], "offset": f"{epoch}-99999"})
+            # (an older one would only be moved up to where the socket started).
+            made_up = f"{epoch}-99999"
+            if isinstance(server.adapter, RedisAdapter):
+                made_up = f"{int(epoch) + 10**9}-0"
+            ws, back = await connect(port, {"pid": hello["pid"], "offset": made_up})
             assert back["sid"] != hello["sid"]
             await ws.close()
         await watcher.check(max_latency=0.5)
@@ -293,3 +358,66 @@ async def test_socket_emit_reaches_the_socket_by_identity() -> None:
     assert restored is not None and restored[1] == []
     with pytest.raises(ValueError, match="another socket's own room"):
         adapter.add_all("/", "other", ["victim"])
+
+
+@pytest.mark.redis
+async def test_no_socket_can_join_a_sid_of_another_node(redis: RedisServer) -> None:
+    prefix = f"t-sids-{next(_prefixes)}"
+    async with (
+        serving("redis", redis.url, prefix) as (one, port_one),
+        serving("redis", redis.url, prefix) as (two, port_two),
+    ):
+        victim, hello = await connect(port_one)
+        attacker, _ = await connect(port_two)
+        async with bystander(port_two) as watcher:
+            await attacker.send(f'421["join","{hello["sid"]}"]', '422["join","lobby"]')
+            assert await attacker.recv_text() == '432["lobby"]'  # the first join failed
+            assert all(hello["sid"] not in s.rooms for s in two.sockets.values())
+            await two.to(hello["sid"]).emit("private", "to its room")
+            await one.sockets[hello["sid"]].emit("private", "for the victim")
+            assert event_with_offset(await victim.recv())[0] == ["private", "to its room"]
+            assert event_with_offset(await victim.recv())[0] == ["private", "for the victim"]
+            await attacker.nothing(0.1)
+            await watcher.check(max_latency=0.5)
+        await victim.close()
+        await attacker.close()
+
+
+# -- 5. garbage in the Redis stream -------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_garbage_in_the_stream_is_skipped_on_recovery(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving("redis", redis.url) as (server, port):
+        adapter = server.adapter
+        assert isinstance(adapter, RedisAdapter)
+        async with bystander(port) as watcher:
+            client, hello = await connect(port)
+            await server.emit("seq", 0)
+            _, offset = event_with_offset(await client.recv())
+            await lose(server, client, hello["pid"])
+            await server.emit("seq", 1)
+            stream = adapter.keys.stream
+            garbage = [
+                b"not json",
+                b'["b",{"id":"x","nsp":"/","data":5,"opts":{}}]',  # data not a list
+                b'["b",{"id":"y","nsp":"/","data":[],"opts":[]}]',  # opts not a dict
+                b'["?",{}]',
+                b"\x00\xff\xff\xff\xff",
+            ]
+            for body in garbage * 20:
+                await adapter.client.xadd(stream, {"m": body})
+            await adapter.client.xadd(stream, {"other": b"field"})
+            await server.emit("seq", 2)
+            with caplog.at_level("WARNING", logger="tether.realtime.redis"):
+                again, back = await connect(port, {"pid": hello["pid"], "offset": offset})
+                assert back["sid"] == hello["sid"]  # recovered, no CONNECT_ERROR
+                replayed = [event_with_offset(await again.recv())[0] for _ in range(2)]
+                assert replayed == [["seq", 1], ["seq", 2]]
+                await again.nothing(0.1)
+            await watcher.check(max_latency=0.5)
+            await again.close()
+    skipped = [r for r in caplog.records if "undecodable stream entry" in r.getMessage()]
+    assert len(skipped) == 1  # 101 bad entries, one line (rate-limited)

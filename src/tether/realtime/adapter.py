@@ -136,6 +136,11 @@ class _Kept:
 _Mark = TypeVar("_Mark")
 
 
+def taken(room: str) -> ValueError:
+    """The error for joining a room named after another socket's sid."""
+    return ValueError(f"cannot join {room!r}: it is another socket's own room")
+
+
 def replayable(
     opts: BroadcastOptions, sid: str, marks: Mapping[str, _Mark], at: _Mark
 ) -> bool:
@@ -218,7 +223,7 @@ class Adapter:
                 or (namespace, room) in self._saved_sids
                 or (namespace, room) in self._departed
             ):
-                raise ValueError(f"cannot join {room!r}: it is another socket's own room")
+                raise taken(room)
 
     async def check_remote_rooms(self, namespace: str, sid: str, rooms: list[str]) -> None:
         """:meth:`check_rooms` against the sockets of other nodes too (a
@@ -241,11 +246,18 @@ class Adapter:
     def delete_all(self, namespace: str, sid: str) -> None:
         registry = self.lookup(namespace)
         if self.recovery is not None and sid in registry:
-            now = time.monotonic()
-            self._departed[namespace, sid] = (now, registry.marks(sid))
-            _expire(self._departed, now - self.recovery.max_disconnection_duration, _first_of)
-            _cap(self._departed, self.recovery.max_saved_sessions)
+            self._departing(namespace, sid, registry.marks(sid))
         registry.remove(sid)
+
+    def _departing(self, namespace: str, sid: str, marks: dict[str, int]) -> None:
+        """Keep the marks of a socket that left for :meth:`persist_session`
+        (bounded like the saved sessions; a distributed adapter keeps its
+        own in its store)."""
+        assert self.recovery is not None
+        now = time.monotonic()
+        self._departed[namespace, sid] = (now, marks)
+        _expire(self._departed, now - self.recovery.max_disconnection_duration, _first_of)
+        _cap(self._departed, self.recovery.max_saved_sessions)
 
     def remove_namespace(self, namespace: str) -> None:
         """Forget the room registry of a namespace that has no sockets left

@@ -40,8 +40,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...exceptions import PacketError
+from ...ratelimit import LogLimiter
 from .. import socketio
-from ..adapter import Adapter, BroadcastOptions, SavedSession, SocketInfo
+from ..adapter import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
 from . import scripts
 from .messages import (
     AckRequest,
@@ -63,6 +64,7 @@ from .messages import (
 )
 from .presence import Presence
 from .publisher import Publisher, connect
+from .replay import is_stream_id, replayed, room_marks, stream_id
 from .store import Store
 from .subscriber import Subscriptions
 
@@ -126,11 +128,6 @@ class _Hold:
     channels: list[str]
     buffer: list[tuple[str | None, socketio.Packet, BroadcastOptions]] = field(default_factory=list)
     release: asyncio.TimerHandle | None = None
-
-
-def _stream_id(offset: str) -> tuple[int, int]:
-    ms, _, seq = offset.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class RedisAdapter(Adapter):
@@ -200,6 +197,9 @@ class RedisAdapter(Adapter):
         self._fences: dict[str, tuple[int, int]] = {}
         self._last_seen: str | None = None
         self._store = Store(self)
+        # Malformed messages, stream entries and sessions: one line per
+        # interval, not one per occurrence (or per recovering client).
+        self._logs = LogLimiter(_log)
         # Namespaces whose channel this node listens to from start() on, with
         # or without sockets (the others only while they have local sockets).
         self._listened: set[str] = set()
@@ -356,6 +356,30 @@ class RedisAdapter(Adapter):
             loop = asyncio.get_running_loop()
             loop.call_soon(loop.call_soon, self._store.departed, socket.pid)
 
+    def _departing(self, namespace: str, sid: str, marks: dict[str, int]) -> None:
+        """Nothing to keep here: the marks that matter are in Redis."""
+
+    async def check_remote_rooms(self, namespace: str, sid: str, rooms: list[str]) -> None:
+        """Refuse a room named after a sid of any node: with recovery on,
+        every socket's session (live or saved) marks its sid as taken in
+        Redis, so one ``EXISTS`` per room tells. Without recovery, or while
+        Redis is unreachable, only this node's sockets are checked."""
+        self.check_rooms(namespace, sid, rooms)
+        others = [room for room in rooms if room != sid]
+        if not others or not self._window_ms or not self.connected:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for room in others:
+                    pipe.exists(self.keys.sid(namespace, room))
+                found = await pipe.execute()
+        except _FAILURES as exc:
+            _log.debug("cannot check rooms against other nodes' sids: %s", exc)
+            return
+        for room, hit in zip(others, found, strict=True):
+            if hit:
+                raise taken(room)
+
     def remove_namespace(self, namespace: str) -> None:
         super().remove_namespace(namespace)
         if namespace not in self._rooms and namespace in self._listened:
@@ -442,7 +466,7 @@ class RedisAdapter(Adapter):
             channels = [self.channels.node(self.node)]
         else:
             channels = self._channels_for(namespace, opts)
-        if not await self._publish("broadcast", namespace, message, channels, self._window_ms):
+        if not await self._publish("broadcast", namespace, message, channels, stored=True):
             server._deliver(namespace, packet, self.local_sids(namespace, opts), opts)
 
     async def _publish(
@@ -451,15 +475,19 @@ class RedisAdapter(Adapter):
         namespace: str | None,
         message: Message,
         channels: list[str],
-        window_ms: int = 0,
         *,
+        stored: bool = False,
         local: bool = False,
     ) -> int | None:
-        """Publish; the number of copies delivered, or None (reported) on failure."""
+        """Publish (``stored``: kept in the stream for recovery); the number
+        of copies delivered, or None (reported) on failure."""
+        window_ms = max_bytes = 0
+        if stored and self.recovery is not None:
+            window_ms, max_bytes = self._window_ms, self.recovery.max_stored_bytes
         try:
-            published = await self._publisher.publish(message, channels, window_ms)
+            published = await self._publisher.publish(message, channels, window_ms, max_bytes)
         except _FAILURES as exc:
-            self._report(what, namespace, message, exc, local=local or window_ms > 0)
+            self._report(what, namespace, message, exc, local=local or stored)
             return None
         self.stats.published += 1
         return published.receivers
@@ -472,9 +500,14 @@ class RedisAdapter(Adapter):
         try:
             message = decode(body)
         except PacketError as exc:
-            _log.warning("ignoring a malformed message from redis: %s", exc)
+            self._logs.log(logging.WARNING, "payload", "ignoring a malformed message: %s", exc)
             return
-        self._dispatch[type(message)](message, offset)
+        try:
+            self._dispatch[type(message)](message, offset)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # Decodable but with ill-typed fields: one traceback per interval,
+            # however many come.
+            self._logs.exception("dispatch", "failed to handle a message from redis")
 
     def _on_broadcast(self, message: Broadcast, offset: str | None) -> None:
         if not self._first(message.id) or message.origin == self.node:
@@ -730,10 +763,14 @@ class RedisAdapter(Adapter):
             return None
         if raw is None:
             return None
-        saved = json.loads(raw)
-        if saved["nsp"] != namespace:
+        try:
+            saved = json.loads(raw)
+            sid: str = saved["sid"]
+            if saved["nsp"] != namespace:
+                return None
+        except (ValueError, TypeError, KeyError):
+            self._logs.log(logging.WARNING, "session", "ignoring a malformed saved session %s", pid)
             return None
-        sid: str = saved["sid"]
         rooms = frozenset([*saved["rooms"], sid])
         # Listen to the socket's rooms (and hold what arrives) before reading
         # the stream, so that no event falls between the stream and the live
@@ -746,38 +783,36 @@ class RedisAdapter(Adapter):
         loop = asyncio.get_running_loop()
         hold.release = loop.call_later(2 * self.request_timeout, self._release_hold, sid)
         await self._subs.settle(self.request_timeout, set(channels))
-        try:
-            result = await self._restore(
-                keys=[self.keys.session(pid), self.keys.stream],
-                args=[offset if isinstance(offset, str) and offset else ""],
-            )
-        except _FAILURES as exc:
-            _log.warning("cannot recover session %s: %s", pid, exc)
-            result = []
-        if len(result) < 2:
+        result = []
+        if offset is None or is_stream_id(offset):
+            try:
+                result = await self._restore(
+                    keys=[self.keys.session(pid), self.keys.stream], args=[offset or ""]
+                )
+            except _FAILURES as exc:
+                _log.warning("cannot recover session %s: %s", pid, exc)
+        # else: not a stream id, so not an offset we gave out: no recovery.
+        if len(result) < 3:
             self._release_hold(sid)
             return None
         start = result[1].decode()
-        last = _stream_id(start)
+        marks = room_marks(result[2], sid, start, self._logs)
         missed: list[list[Any]] = []
-        for entry_id, body in zip(result[2::2], result[3::2], strict=True):
-            message = decode(body)
-            if (
-                isinstance(message, Broadcast)
-                and message.nsp == namespace
-                and opts_from_wire(message.opts).reaches(sid, rooms)
-            ):
-                missed.append([*message.data, entry_id.decode()])
-            last = _stream_id(entry_id.decode())
+        last = stream_id(start)
+        for entry_id, body in zip(result[3::2], result[4::2], strict=True):
+            last = stream_id(entry_id.decode())
+            data = replayed(body, namespace, sid, marks, last, self._logs)
+            if data is not None:
+                missed.append([*data, entry_id.decode()])
         # Pub/Sub and this script's reply come on two connections, read in no
         # set order: the copy of an event stored just before the script ran
         # may have been read already (it is in the buffer), or may come later,
         # while the socket is held or once it is live: fence it off.
         for held_offset, packet, _ in hold.buffer:
-            if held_offset is None or _stream_id(held_offset) > last:
+            if held_offset is None or stream_id(held_offset) > last:
                 missed.append(list(packet.data))
         hold.buffer.clear()
-        if self._last_seen is None or _stream_id(self._last_seen) < last:
+        if self._last_seen is None or stream_id(self._last_seen) < last:
             self._fences[sid] = last
         session = SavedSession(sid, pid, namespace, list(saved["rooms"]), saved["data"], start)
         return session, missed
@@ -805,7 +840,7 @@ class RedisAdapter(Adapter):
 
     def _fenced(self, offset: str) -> set[str]:
         """The recovered sockets that got the event at ``offset`` from the stream."""
-        here = _stream_id(offset)
+        here = stream_id(offset)
         fenced = {sid for sid, up_to in self._fences.items() if here <= up_to}
         if len(fenced) < len(self._fences):
             # Redis hands a subscriber messages in the order they were

@@ -40,6 +40,10 @@ class Keys:
     def session(self, pid: str) -> str:
         return f"{self.prefix}:session:{pid}"
 
+    def sid(self, nsp: str, sid: str) -> str:
+        """Set while a socket's session is saved: its sid is taken (as a room name too)."""
+        return f"{self.prefix}:sid:{nsp}:{sid}"
+
     def node_index(self, node: str) -> str:
         return f"{self.prefix}:node:{node}"
 
@@ -74,6 +78,11 @@ class Published:
     receivers: int  # how many subscriptions got a copy
 
 
+# What a stream entry costs Redis beyond its body (id, field name, listpack
+# bookkeeping), roughly: counted so that tiny events do not make MAXLEN huge.
+_ENTRY_OVERHEAD = 32
+
+
 class Publisher:
     """Runs the publish script: store (optionally) and publish in one step."""
 
@@ -82,13 +91,26 @@ class Publisher:
         self.keys = Keys(prefix)
         self.channels = Channels(prefix)
         self._publish = client.register_script(scripts.PUBLISH)
+        # The average size of the entries stored, for trimming by bytes.
+        self._average = 0.0
 
-    async def publish(self, message: Message, channels: list[str], window_ms: int = 0) -> Published:
+    def _max_entries(self, size: int, max_bytes: int) -> int:
+        """How many entries of the (moving) average size fit ``max_bytes``."""
+        average = self._average = (self._average * 63 + size) / 64 if self._average else size
+        return max(1, int(max_bytes // average))
+
+    async def publish(
+        self, message: Message, channels: list[str], window_ms: int = 0, max_bytes: int = 0
+    ) -> Published:
         """Publish ``message`` on ``channels``; keep it in the stream for
-        ``window_ms`` when positive (for connection state recovery)."""
+        ``window_ms`` when positive (for connection state recovery), the
+        stream trimmed to about ``max_bytes`` when positive."""
         body = encode(message)
+        maxlen = 0
+        if window_ms and max_bytes:
+            maxlen = self._max_entries(len(body) + _ENTRY_OVERHEAD, max_bytes)
         head, receivers = await self._publish(
-            keys=[self.keys.stream], args=[body, str(window_ms), *channels]
+            keys=[self.keys.stream], args=[body, str(window_ms), str(maxlen), *channels]
         )
         offset = head.decode() if isinstance(head, bytes) else str(head)
         return Published(offset or None, int(receivers))

@@ -205,8 +205,7 @@ class Store:
             text = json.dumps({**session, "data": {}})
         # Live sockets' sessions outlive a missed refresh or two.
         ttl = window + int(2 * adapter.heartbeat * 1000)
-        keys = [adapter.keys.session(socket.pid), adapter.keys.stream]
-        await self._save(keys=keys, args=[text, ttl], client=pipe)
+        await self._save_session(pipe, socket.pid, socket.nsp, socket.sid, text, ttl, rooms)
 
     async def _save_kept(self, pipe: Any, saved: SavedSession) -> None:
         adapter = self.adapter
@@ -214,8 +213,19 @@ class Store:
         session = {k: session[k] for k in ("sid", "pid", "rooms", "data")}
         session["nsp"] = saved.namespace
         text = json.dumps(session, default=repr)
-        keys = [adapter.keys.session(saved.pid), adapter.keys.stream]
-        await self._save(keys=keys, args=[text, adapter._window_ms], client=pipe)
+        await self._save_session(
+            pipe, saved.pid, saved.namespace, saved.sid, text, adapter._window_ms, saved.rooms
+        )
+
+    async def _save_session(
+        self, pipe: Any, pid: str, nsp: str, sid: str, text: str, ttl: int, rooms: list[str]
+    ) -> None:
+        keys = self.adapter.keys
+        await self._save(
+            keys=[keys.session(pid), keys.stream, keys.sid(nsp, sid)],
+            args=[text, ttl, json.dumps(rooms)],
+            client=pipe,
+        )
 
     # -- presence --------------------------------------------------------------------------
 
