@@ -510,7 +510,7 @@ ORIGIN = "https://app.example"
 
 
 async def test_cors_headers_for_an_allowed_origin(start_engine: StartEngine) -> None:
-    engine = await start_engine(cors_allowed_origins=[ORIGIN])
+    engine = await start_engine(cors_allowed_origins=[ORIGIN], cors_credentials=True)
     response = await http_request(
         engine.port, "GET", eio_url(path=PATH), headers=[("Origin", ORIGIN)]
     )
@@ -569,13 +569,19 @@ async def test_any_origin(start_engine: StartEngine) -> None:
         engine.port, "GET", eio_url(path=PATH), headers=[("Origin", "https://x.example")]
     )
     assert response.status == 200
-    assert response.headers["access-control-allow-origin"] == "https://x.example"
+    # Any origin, never with credentials (Fetch: "*" cannot carry them).
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in response.headers
 
 
-async def test_no_cors_headers_by_default(start_engine: StartEngine) -> None:
+async def test_same_origin_only_by_default(start_engine: StartEngine) -> None:
     engine = await start_engine()
+    own = f"http://127.0.0.1:{engine.port}"
+    response = await http_request(engine.port, "GET", eio_url(path=PATH), headers=[("Origin", own)])
+    assert response.status == 200
+    assert "access-control-allow-origin" not in response.headers
     response = await http_request(
         engine.port, "GET", eio_url(path=PATH), headers=[("Origin", ORIGIN)]
     )
-    assert response.status == 200
+    assert response.status == 403
     assert "access-control-allow-origin" not in response.headers

@@ -54,6 +54,11 @@ def _route(scope: Scope) -> str:
     return path
 
 
+def _is_secure(scope: Scope) -> bool:
+    """Whether the request came over TLS (ASGI ``scheme``: https or wss)."""
+    return scope.get("scheme") in ("https", "wss")
+
+
 def request_from_scope(scope: Scope) -> Request:
     """A :class:`~tether.protocol.http.Request` with the scope's method, path,
     query string and headers (as the Engine.IO server reads them)."""
@@ -80,12 +85,14 @@ class _HTTPPeer:
 class ASGIWebSocket:
     """An accepted ASGI websocket with the subset of :class:`~tether.Connection`
     an Engine.IO session uses: ``recv``, ``async for``, ``send``,
-    ``send_nowait``, ``close``, ``write_buffer_size``, ``limits``.
+    ``send_nowait``, ``drain``, ``close``, ``write_buffer_size``, ``limits``.
 
     ASGI's ``send`` is a coroutine, ``send_nowait`` is not: messages queue
-    here and a writer task hands them over in order. A reader task pulls
-    messages ahead of :meth:`recv`, at most ``limits.max_queue`` of them
-    (then it stops reading, and the ASGI server applies backpressure).
+    here and a writer task hands them over in order (the ASGI server's
+    ``send`` waits while its client does not read, so the queue is what a slow
+    client has not taken: :meth:`drain` waits for it to go down). A reader
+    task pulls messages ahead of :meth:`recv`, at most ``limits.max_queue`` of
+    them (then it stops reading, and the ASGI server applies backpressure).
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class ASGIWebSocket:
         self._readable = asyncio.Event()
         self._read_more = asyncio.Event()
         self._writable = asyncio.Event()
+        self._drained = asyncio.Event()  # the queue went under write_low_water
         # The close frame received (None: none), once the reading side ended.
         self._received: Close | None = None
         self._done_reading = False
@@ -188,6 +196,20 @@ class ASGIWebSocket:
 
     async def send(self, message: str | bytes) -> None:
         self.send_nowait(message)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until the queue is back under ``write_low_water`` (at once if
+        it is not above ``write_high_water``), as :meth:`tether.Connection.drain`;
+        raises :class:`~tether.exceptions.ConnectionClosed` if the connection
+        ends first."""
+        if self._out_size <= self.limits.write_high_water:
+            return
+        while self._out_size > self.limits.write_low_water:
+            if self._writer.done():
+                raise self._closed_error()
+            self._drained.clear()
+            await self._drained.wait()
 
     def write_buffer_size(self) -> int:
         """Bytes queued here that the ASGI server has not taken yet."""
@@ -202,6 +224,8 @@ class ASGIWebSocket:
                     data = message.get("text") or message.get("bytes") or b""
                     self._out_size -= len(data)
                     await self._send(message)
+                    if self._out_size <= self.limits.write_low_water:
+                        self._drained.set()
                 if self._closing is not None:
                     close = self._closing
                     if self._done_reading:
@@ -221,6 +245,7 @@ class ASGIWebSocket:
         finally:
             out.clear()
             self._out_size = 0
+            self._drained.set()  # drain() sees the writer done
 
     # -- closing ---------------------------------------------------------------------
 
@@ -290,7 +315,9 @@ class ASGIApp:
         peer = cast("Connection", _HTTPPeer(scope.get("client"), request))
         # A held GET (long-polling) ends if the client disconnects meanwhile:
         # cancelling it closes the session ("transport close").
-        handler = asyncio.ensure_future(server.engine.handle_http(peer, request, body))
+        handler = asyncio.ensure_future(
+            server.engine.handle_http(peer, request, body, secure=_is_secure(scope))
+        )
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         try:
             await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -317,7 +344,7 @@ class ASGIApp:
         if not server.handles(request.path):
             await _refuse(scope, send, not_found())
             return
-        query, problem = server.engine.check(request)
+        query, problem = server.engine.check(request, secure=_is_secure(scope))
         if problem is not None:
             await _refuse(scope, send, problem)
             return

@@ -15,6 +15,14 @@ are in :mod:`tether.realtime.engineio`; this module keeps the sessions:
 * the heartbeat (§Heartbeat): the server pings every ``ping_interval`` and
   closes the session when no pong comes within ``ping_timeout``.
 
+Each session is bounded (:class:`~tether.limits.RealtimeLimits`): what is
+queued for a client (the polling queue, or the WebSocket write buffer) stays
+under ``max_outgoing_bytes`` or the session is closed as a slow client; a
+WebSocket client is not read while its write buffer is above
+``write_high_water``; ``max_events_per_second`` caps the messages a client
+sends over either transport. Origins are checked on every request (see
+:meth:`EngineServer.check`).
+
 The layer above (Socket.IO) sees a :class:`Session`: :meth:`Session.send` and
 :meth:`Session.send_outgoing` to write, and its ``listener``'s
 ``on_message``/``on_close`` callbacks to read.
@@ -27,7 +35,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,10 +45,19 @@ from ..exceptions import ConnectionClosed, PacketError
 from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from ..protocol.connection import encode_broadcast_frame
 from ..protocol.http import Headers, Request, Response
+from ..ratelimit import TokenBucket
 from . import engineio
 from .engineio import Packet, PacketType
 
-__all__ = ["EngineServer", "Outgoing", "Session", "SessionListener"]
+__all__ = [
+    "POLICY_VIOLATION",
+    "SLOW_CLIENT",
+    "EngineServer",
+    "Outgoing",
+    "Session",
+    "SessionListener",
+    "uses_tls",
+]
 
 _log = logging.getLogger("tether.realtime")
 
@@ -64,6 +81,30 @@ _NOOP = Packet(PacketType.NOOP)
 _CLOSE = Packet(PacketType.CLOSE)
 _PING = Packet(PacketType.PING)
 
+# Close reasons of a client that broke a limit. Neither is one of socket.io's
+# recoverable reasons: a client too slow to take what it is sent would get
+# the backlog replayed on recovery (and the server would store it meanwhile),
+# and one over the event rate should not keep its state for free. Both close
+# a WebSocket with 1008 (policy violation, RFC 6455 §7.4.1), as tether's
+# broadcast closes a connection too slow to keep up.
+SLOW_CLIENT = "slow client"
+POLICY_VIOLATION = "policy violation"
+
+# Packets of one POST dispatched per event-loop turn: a body of up to
+# max_payload bytes holds tens of thousands of tiny packets, and dispatching
+# them all in one turn would stall every other client for seconds.
+_POST_BATCH = 128
+
+
+def _queued_size(packet: Packet) -> int:
+    """The bytes ``packet`` adds to a polling payload (§Packet encoding, HTTP
+    long-polling): its type digit or ``b`` + base64, and a record separator."""
+    data = packet.data
+    if isinstance(data, bytes):
+        return 2 + (len(data) + 2) // 3 * 4
+    # isascii() is O(1) on a str; only other text needs encoding to count bytes.
+    return 2 + (len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass")))
+
 
 class SessionListener(Protocol):
     """What the layer above implements to hear from a session."""
@@ -80,11 +121,19 @@ class Outgoing:
     encoded on first use and shared (one frame per packet, §WebSocket).
     """
 
-    __slots__ = ("_frames", "packets")
+    __slots__ = ("_frames", "_size", "packets")
 
     def __init__(self, messages: Sequence[str | bytes]) -> None:
         self.packets = [Packet(PacketType.MESSAGE, data) for data in messages]
         self._frames: bytes | None = None
+        self._size = -1
+
+    @property
+    def size(self) -> int:
+        """The bytes these packets add to a polling queue (counted once)."""
+        if self._size < 0:
+            self._size = sum(_queued_size(packet) for packet in self.packets)
+        return self._size
 
     @property
     def frames(self) -> bytes:
@@ -108,10 +157,15 @@ class Session:
         self.closed = False
         self.close_reason: str | None = None
         self._queue: list[Packet] = []
+        self._queued = 0  # bytes of _queue, encoded (_queued_size)
+        self._overflowed = False  # past max_outgoing_bytes: closing, nothing more is sent
+        rate = engine.limits.max_events_per_second
+        self._events = TokenBucket(rate) if rate is not None else None
         self._poll: asyncio.Future[None] | None = None
         self._posting = False
         self._ws: Connection | None = None
         self._upgrading: Connection | None = None
+        self._ws_close = (1000, "")  # the WebSocket close code and reason, once closed
         self._probed = False  # the upgrading WebSocket sent its probe
         self._loop = asyncio.get_running_loop()
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -125,7 +179,7 @@ class Session:
     @property
     def writable(self) -> bool:
         """Whether a packet sent now goes out at once (for volatile emits)."""
-        if self.closed:
+        if self.closed or self._overflowed:
             return False
         ws = self._ws
         if ws is not None:
@@ -137,35 +191,67 @@ class Session:
         self._send_packet(Packet(PacketType.MESSAGE, data))
 
     def send_outgoing(self, outgoing: Outgoing) -> bool:
-        """Send packets encoded once for many sessions; whether they were sent."""
-        if self.closed:
+        """Send packets encoded once for many sessions; whether they were sent.
+
+        Nothing is skipped: a client that cannot keep up is closed once
+        ``max_outgoing_bytes`` are queued for it (volatile emits check
+        :attr:`writable` first).
+        """
+        if self.closed or self._overflowed:
             return False
         ws = self._ws
         if ws is not None:
             # Shared frames need a tether Connection; another WebSocket (the
-            # ASGI adapter) gets the packets one by one.
-            if len(outgoing.packets) == 1 and isinstance(ws, Connection):
+            # ASGI adapter), or one above write_high_water (which send_frame
+            # would skip), gets the packets one by one.
+            if (
+                len(outgoing.packets) == 1
+                and isinstance(ws, Connection)
+                and ws.write_buffer_size() <= ws.limits.write_high_water
+            ):
                 packet = outgoing.packets[0]
                 return send_frame(ws, outgoing.frames, engineio.encode_packet(packet))
             for packet in outgoing.packets:
                 self._send_packet(packet)
             return True
-        self._queue.extend(outgoing.packets)
-        self._release_poll()
+        self._enqueue(outgoing.packets, outgoing.size)
         return True
 
     def _send_packet(self, packet: Packet) -> None:
-        if self.closed:
+        if self.closed or self._overflowed:
             return
         ws = self._ws
         if ws is not None:
-            try:  # noqa: SIM105 (per packet: cheaper than contextlib.suppress)
+            try:
                 ws.send_nowait(engineio.encode_packet(packet))
             except ConnectionClosed:
-                pass  # the WebSocket's end closes the session
+                return  # the WebSocket's end closes the session
+            if ws.write_buffer_size() > self.engine.limits.max_outgoing_bytes:
+                self._overflow()
             return
-        self._queue.append(packet)
-        self._release_poll()
+        self._enqueue((packet,), _queued_size(packet))
+
+    def _enqueue(self, packets: Iterable[Packet], size: int) -> None:
+        """Queue packets for the next polling GET (§HTTP long-polling)."""
+        self._queue.extend(packets)
+        self._queued += size
+        if self._queued > self.engine.limits.max_outgoing_bytes:
+            self._overflow()
+        else:
+            self._release_poll()
+
+    def _overflow(self) -> None:
+        """More than ``max_outgoing_bytes`` are queued: close the slow client."""
+        if self._overflowed:
+            return
+        self._overflowed = True
+        _log.info("closing session %s: a slow client (over max_outgoing_bytes)", self.sid)
+        # Not at once: this runs inside whatever is sending (a broadcast going
+        # through a room), which the Socket.IO layer's on_close would change.
+        self._loop.call_soon(self._close_slow)
+
+    def _close_slow(self) -> None:
+        self.close(SLOW_CLIENT, code=1008)
 
     def _release_poll(self) -> None:
         poll = self._poll
@@ -197,7 +283,11 @@ class Session:
     def _receive(self, packet: Packet) -> None:
         kind = packet.type
         if kind is PacketType.MESSAGE:
-            if self.listener is not None:
+            events = self._events
+            if events is not None and not events.take():
+                _log.info("closing session %s: over max_events_per_second", self.sid)
+                self.close(POLICY_VIOLATION, code=1008)
+            elif self.listener is not None:
                 self.listener.on_message(self, packet.data)
         elif kind is PacketType.PONG:
             self._pong()
@@ -239,11 +329,19 @@ class Session:
             # A normal close says nothing more; any other code names the reason
             # (truncated to the 123 bytes a close frame has room for, §5.5.1).
             text = "" if code == 1000 else reason.encode()[:123].decode(errors="ignore")
+            self._ws_close = (code, text)
             self.engine._spawn(ws.close(code, text))
         else:
             # A held GET ends with "noop" when the client closed; otherwise
-            # it gets what was queued, then "close".
-            self._queue = [_NOOP] if by_client else [*self._queue, _CLOSE]
+            # it gets what was queued, then "close" (only "close" for a client
+            # closed for breaking a limit: what was queued is dropped with it).
+            if by_client:
+                self._queue = [_NOOP]
+            elif code != 1000:
+                self._queue = [_CLOSE]
+            else:
+                self._queue.append(_CLOSE)
+            self._queued = 0
             self._release_poll()
         if self._upgrading is not None:
             self.engine._spawn(self._upgrading.close())
@@ -265,11 +363,27 @@ class EngineServer:
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
         cors_allowed_origins: str | Sequence[str] | None = None,
-        cors_credentials: bool = True,
+        cors_credentials: bool = False,
     ) -> None:
         for transport in transports:
             if transport not in ("polling", "websocket"):
                 raise ValueError(f"unknown transport {transport!r}")
+        if isinstance(cors_allowed_origins, str) and cors_allowed_origins != "*":
+            cors_allowed_origins = [cors_allowed_origins]
+        listed = cors_allowed_origins not in (None, "*")
+        if cors_credentials and (not listed or "*" in (cors_allowed_origins or ())):
+            # Fetch §3.2.5: a credentialed response may not say "*", and
+            # echoing any Origin with credentials would let every site read
+            # a user's session; socket.io's cors option has the same rule.
+            raise ValueError(
+                "cors_credentials=True needs cors_allowed_origins to be a list of origins "
+                "(not None or '*')"
+            )
+        self._origins = (
+            frozenset(_normalize_origin(o) for o in cors_allowed_origins or ())
+            if listed
+            else frozenset()
+        )
         self.on_session = on_session
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -304,34 +418,53 @@ class EngineServer:
 
     # -- request checks --------------------------------------------------------
 
-    def _origin_allowed(self, headers: Headers) -> bool:
-        allowed = self.cors_allowed_origins
+    def _origin_allowed(self, headers: Headers, secure: bool) -> bool:
+        """Whether a request may come from its ``Origin`` (RFC 6454 §7).
+
+        No Origin: not a browser (browsers send one on every WebSocket
+        handshake and cross-origin request), and a non-browser client could
+        send any Origin anyway; admitted. The server's own origin always is;
+        others only when listed (``"*"``: any).
+        """
         origin = headers.get("Origin")
-        if allowed is None or allowed == "*" or origin is None:
+        if origin is None or self.cors_allowed_origins == "*":
             return True
-        if isinstance(allowed, str):
-            return origin == allowed
-        return origin in allowed
+        origin = _normalize_origin(origin)
+        return origin in self._origins or _same_origin(origin, headers, secure)
 
     def _cors_headers(self, request: Request, headers: Headers) -> None:
         allowed = self.cors_allowed_origins
         origin = request.headers.get("Origin")
-        if allowed is None or origin is None or not self._origin_allowed(request.headers):
+        if allowed is None or origin is None:
+            return  # same origin only: a browser needs no CORS header for it
+        if allowed == "*":
+            # Never with Allow-Credentials (refused at construction): a
+            # browser then sends no cookies, and shows no page the answers.
+            headers.set("Access-Control-Allow-Origin", "*")
+            return
+        if _normalize_origin(origin) not in self._origins:
             return
         headers.set("Access-Control-Allow-Origin", origin)
         headers.add("Vary", "Origin")
         if self.cors_credentials:
             headers.set("Access-Control-Allow-Credentials", "true")
 
-    def check(self, request: Request) -> tuple[dict[str, str], Response | None]:
-        """Parse and validate an Engine.IO request's query; a 400 answer if invalid."""
+    def check(
+        self, request: Request, *, secure: bool = False
+    ) -> tuple[dict[str, str], Response | None]:
+        """Parse and validate an Engine.IO request's query and origin; a 400
+        (or 403, for an origin refused) answer if invalid.
+
+        ``secure``: whether the request came over TLS (its origin is then
+        ``https://`` + Host), for the same-origin check.
+        """
         query = {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
         if query.get("EIO") != str(engineio.PROTOCOL_VERSION):
             return query, self.error(request, UNSUPPORTED_PROTOCOL_VERSION)
         transport = query.get("transport")
         if transport not in self.transports:
             return query, self.error(request, UNKNOWN_TRANSPORT)
-        if not self._origin_allowed(request.headers):
+        if not self._origin_allowed(request.headers, secure):
             return query, self.error(request, FORBIDDEN, status=403)
         sid = query.get("sid")
         if sid is not None:
@@ -356,8 +489,14 @@ class EngineServer:
 
     # -- HTTP long-polling (§HTTP long-polling) ---------------------------------
 
-    async def handle_http(self, connection: Connection, request: Request, body: bytes) -> Response:
-        """Answer one Engine.IO HTTP request (``OPTIONS``, ``GET`` or ``POST``)."""
+    async def handle_http(
+        self, connection: Connection, request: Request, body: bytes, *, secure: bool | None = None
+    ) -> Response:
+        """Answer one Engine.IO HTTP request (``OPTIONS``, ``GET`` or ``POST``).
+
+        ``secure`` (whether it came over TLS) is found from ``connection``'s
+        transport when not given.
+        """
         if request.method == "OPTIONS":
             headers = Headers()
             self._cors_headers(request, headers)
@@ -367,7 +506,9 @@ class EngineServer:
                 if asked:
                     headers.set("Access-Control-Allow-Headers", asked)
             return Response(204, "No Content", headers)
-        query, problem = self.check(request)
+        if secure is None:
+            secure = uses_tls(connection)
+        query, problem = self.check(request, secure=secure)
         if problem is not None:
             return problem
         if request.method not in ("GET", "POST"):
@@ -378,7 +519,7 @@ class EngineServer:
         session = self._sessions[sid]
         if request.method == "GET":
             return await self._poll(session, request)
-        return self._post(session, request, body)
+        return await self._post(session, request, body)
 
     def _open_polling(self, connection: Connection, request: Request) -> Response:
         session = Session(self, request, connection.remote_address)
@@ -401,6 +542,7 @@ class EngineServer:
 
     def _payload_response(self, request: Request, session: Session) -> Response:
         packets, session._queue = session._queue, []
+        session._queued = 0
         body = engineio.encode_payload(packets).encode()
         headers = Headers([("Content-Type", "text/plain; charset=UTF-8")])
         self._cors_headers(request, headers)
@@ -429,7 +571,7 @@ class EngineServer:
                     session._poll = None
         return self._payload_response(request, session)
 
-    def _post(self, session: Session, request: Request, body: bytes) -> Response:
+    async def _post(self, session: Session, request: Request, body: bytes) -> Response:
         if session._posting:
             session.close("transport error")
             return self.error(request, BAD_REQUEST)
@@ -440,10 +582,18 @@ class EngineServer:
             return Response(413, "Payload Too Large", headers)
         session._posting = True
         try:
-            for packet in engineio.decode_payload(body, max_payload=self.max_payload):
-                session._receive(packet)
+            # Decoded as dispatched, batch by batch (a parse error part way
+            # closes the session after the packets before it, as the reference
+            # server does).
+            packets = engineio.iter_payload(body, max_payload=self.max_payload)
+            for index, packet in enumerate(packets):
+                if index and not index % _POST_BATCH:
+                    # Let other clients be served; the packets keep their order
+                    # (a second POST meanwhile is refused: one at a time).
+                    await asyncio.sleep(0)
                 if session.closed:
-                    break
+                    break  # by a packet, or by a limit of the layer above
+                session._receive(packet)
         except PacketError as exc:
             _log.info("closing session %s: %s", session.sid, exc)
             session.close("parse error")
@@ -477,6 +627,8 @@ class EngineServer:
         finally:
             if session._ws is connection:
                 session.close("transport close")
+                # Before returning, after which the server would close with 1000.
+                await connection.close(*session._ws_close)
 
     async def _read_websocket(self, session: Session, connection: Connection) -> None:
         try:
@@ -484,6 +636,10 @@ class EngineServer:
                 if session.closed:
                     return
                 session._receive(engineio.decode_packet(message, max_payload=self.max_payload))
+                # Backpressure, as on tether's own connections: while this
+                # client's write buffer is above write_high_water (it does not
+                # read what it asked for), read nothing more from it.
+                await connection.drain()
         except PacketError as exc:
             _log.info("closing session %s: %s", session.sid, exc)
             session.close("parse error")
@@ -518,6 +674,7 @@ class EngineServer:
         # still held ends with a noop.
         queued = [p for p in session._queue if p.type is not PacketType.NOOP]
         session._queue = [_NOOP]
+        session._queued = 0
         session.transport = "websocket"
         session._ws = connection
         session._release_poll()
@@ -538,3 +695,53 @@ class EngineServer:
                 return
             elif packet.type is not PacketType.NOOP:
                 raise PacketError(f"unexpected {packet.type.name.lower()} packet during upgrade")
+
+
+def uses_tls(connection: Connection) -> bool:
+    """Whether ``connection`` came over TLS (its transport has an SSL context)."""
+    transport = getattr(connection, "transport", None)
+    return transport is not None and transport.get_extra_info("sslcontext") is not None
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]`` lower-cased, without the scheme's default port
+    (RFC 6454 §6.1 serializes an origin that way)."""
+    origin = origin.strip().lower().rstrip("/")
+    scheme = origin.partition("://")[0]
+    port = _DEFAULT_PORTS.get(scheme)
+    if port is not None and origin.endswith(port):
+        origin = origin[: -len(port)]
+    return origin
+
+
+def _first(value: str | None) -> str | None:
+    """The first of a comma-separated proxy header (the proxy nearest the client)."""
+    if value is None:
+        return None
+    return value.split(",", 1)[0].strip() or None
+
+
+def _same_origin(origin: str, headers: Headers, secure: bool) -> bool:
+    """Whether ``origin`` (normalized) is the server's own: the request's scheme
+    and ``Host``, or what a proxy in front says they were.
+
+    A TLS-terminating proxy forwards ``https://`` requests over plain HTTP and
+    may rewrite ``Host``: ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` then
+    give the public scheme and host. Trusting them costs nothing here: a page
+    cannot make a browser send them (custom headers need a preflight, which
+    the default answers without CORS headers, and WebSocket handshakes carry
+    none), and a client that is not a browser can send any ``Origin`` anyway.
+    """
+    host = headers.get("Host")
+    scheme = "https" if secure else "http"
+    if host is not None and origin == _normalize_origin(f"{scheme}://{host}"):
+        return True
+    proto = _first(headers.get("X-Forwarded-Proto"))
+    forwarded_host = _first(headers.get("X-Forwarded-Host"))
+    if proto is None and forwarded_host is None:
+        return False
+    public = f"{proto or scheme}://{forwarded_host or host}"
+    return (forwarded_host or host) is not None and origin == _normalize_origin(public)

@@ -30,7 +30,7 @@ import base64
 import binascii
 import enum
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ __all__ = [
     "decode_payload",
     "encode_packet",
     "encode_payload",
+    "iter_payload",
 ]
 
 PROTOCOL_VERSION = 4
@@ -186,6 +187,23 @@ def decode_payload(
     larger than ``max_payload`` bytes or any packet in it is malformed: the
     whole body is refused, as the reference server closes the session.
     """
+    return list(iter_payload(body, max_payload=max_payload))
+
+
+def iter_payload(
+    body: str | bytes, *, max_payload: int = DEFAULT_REALTIME_LIMITS.max_payload
+) -> Iterator[Packet]:
+    """:func:`decode_payload` one packet at a time.
+
+    The body's size and encoding are checked at once; each packet is decoded
+    when reached (:class:`~tether.exceptions.PacketError` from there on), so a
+    server can hand the packets of a large body over in batches without
+    decoding tens of thousands of them in one go. The reference server also
+    handles the packets before a malformed one.
+
+    >>> next(iter_payload("4hello\x1e2"))
+    Packet(type=<PacketType.MESSAGE: 4>, data='hello')
+    """
     if isinstance(body, (bytes, bytearray, memoryview)):
         # Checked before decoding, so an oversized body costs nothing.
         if len(body) > max_payload:
@@ -198,7 +216,7 @@ def decode_payload(
         _check_text_size(body, max_payload, "payload")
     else:
         raise PacketError(f"expected str or bytes, got {type(body).__name__}")
-    return [_decode_text(part) for part in body.split(RECORD_SEPARATOR)]
+    return map(_decode_text, body.split(RECORD_SEPARATOR))
 
 
 # --- Handshake (§Handshake) --------------------------------------------------

@@ -12,6 +12,7 @@ from ..connection import Connection
 from ..protocol.http import Request, Response
 from ..server import Server as WebSocketServer
 from ..server import serve as serve_websockets
+from .engine import uses_tls
 from .static import StaticFiles, not_found
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class serve(Coroutine[Any, Any, None]):
         server = self.server
         if not server.handles(request.path):
             return not_found()
-        _, problem = server.engine.check(request)
+        _, problem = server.engine.check(request, secure=uses_tls(connection))
         return problem
 
     async def _websocket(self, connection: Connection) -> None:
