@@ -244,7 +244,7 @@ class Server(Namespace):
         transports: Iterable[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
         cors_allowed_origins: str | Iterable[str] | None = None,
-        cors_credentials: bool = True,
+        cors_credentials: bool = False,
         static_files: dict[str, str] | None = None,
         logger: logging.Logger | None = None,
         limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
