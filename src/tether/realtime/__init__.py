@@ -42,14 +42,16 @@ Every decoder raises :class:`~tether.exceptions.PacketError` on bad input.
 from __future__ import annotations
 
 from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, PacketError
-from . import engineio, socketio
+from ..limits import RealtimeLimits
 from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from .client import Client
-from .engineio import Handshake, decode_packet, decode_payload, encode_packet, encode_payload
 from .server import Namespace, Server
 from .serving import serve
-from .socketio import Decoder, decode, deconstruct, encode, has_binary, reconstruct
 from .sockets import BroadcastOperator, Socket
+
+# The public API. The codecs stay in their modules (engineio.encode_packet,
+# socketio.decode...): both define a Packet and a PacketType, so their names
+# would collide here, and only the layers above use them.
 
 __all__ = [
     "AckTimeout",
@@ -58,25 +60,13 @@ __all__ = [
     "BroadcastOptions",
     "Client",
     "ConnectionRefused",
-    "Decoder",
     "Disconnected",
-    "Handshake",
     "Namespace",
     "PacketError",
+    "RealtimeLimits",
     "RecoveryOptions",
     "Server",
     "Socket",
     "SocketInfo",
-    "decode",
-    "decode_packet",
-    "decode_payload",
-    "deconstruct",
-    "encode",
-    "encode_packet",
-    "encode_payload",
-    "engineio",
-    "has_binary",
-    "reconstruct",
     "serve",
-    "socketio",
 ]
