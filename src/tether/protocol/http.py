@@ -97,6 +97,7 @@ class Headers:
         self.add(name, value)
 
     def remove(self, name: str) -> None:
+        """Remove every ``name`` header (none is fine)."""
         lower = name.lower()
         self._items = [text for key, value in self if key.lower() != lower for text in (key, value)]
 
@@ -105,6 +106,7 @@ class Headers:
         return comma_tokens(self.get_all(name))
 
     def encode(self) -> bytes:
+        """The header lines as sent: ``Name: value`` and CRLF each, Latin-1 (RFC 7230 §3.2)."""
         return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self)
 
 
@@ -124,6 +126,7 @@ class Request:
     method: str = "GET"
 
     def encode(self) -> bytes:
+        """The request head as sent: request line, header lines, blank line."""
         return f"{self.method} {self.path} HTTP/1.1\r\n".encode() + self.headers.encode() + b"\r\n"
 
 
@@ -137,6 +140,7 @@ class Response:
     body: bytes = b""
 
     def encode(self) -> bytes:
+        """The response as sent: status line, header lines, blank line, body."""
         head = f"HTTP/1.1 {self.status} {self.reason}\r\n".encode() + self.headers.encode()
         return head + b"\r\n" + self.body
 
