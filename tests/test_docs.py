@@ -100,9 +100,9 @@ def _inventory_names(path: Path) -> set[str]:
 def test_realtime_exports_the_api_not_the_codecs() -> None:
     # The codecs are used through their modules (engineio.encode_packet...).
     assert not {"encode", "decode", "Handshake", "Decoder"} & set(realtime.__all__)
-    assert all(hasattr(realtime, name) for name in realtime.__all__)
-    for module in PUBLIC_MODULES:
-        assert sorted(importlib.import_module(module).__all__)
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        assert all(hasattr(module, public) for public in module.__all__), name
 
 
 # The code blocks.
@@ -115,6 +115,16 @@ def test_the_docs_have_programs_and_every_other_block_says_why() -> None:
     # A block that only defines things would "run" without doing anything.
     fragments = [str(block) for block in PROGRAMS if "asyncio.run(" not in block.source]
     assert not fragments, f"not programs: mark them <!-- not run: why --> {fragments}"
+
+
+def test_every_fence_says_its_language() -> None:
+    # A block fenced ```py or left unlabelled would escape the checks below.
+    for path in [repo_root() / "README.md", *sorted((repo_root() / "docs").glob("*.md"))]:
+        fences = [line[3:] for line in path.read_text().splitlines() if line.startswith("```")]
+        labels = fences[0::2]  # opening fences; the closing ones are bare
+        assert all(fence == "" for fence in fences[1::2]), path
+        unclear = [label for label in labels if label not in ("python", "sh", "html", "js")]
+        assert not unclear, f"{path}: fences {unclear}: label them python, sh, html or js"
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=str)
