@@ -17,7 +17,9 @@ Its parts: :mod:`~tether.realtime.server` (namespaces, middleware, dispatch),
 :mod:`~tether.realtime.adapter` (rooms, broadcast, recovery; in memory by
 default), :mod:`~tether.realtime.engine` (Engine.IO sessions over polling
 and WebSocket), :mod:`~tether.realtime.serving` and
-:mod:`~tether.realtime.asgi` (standalone or under an ASGI server).
+:mod:`~tether.realtime.asgi` (standalone or under an ASGI server). Every bound
+one client can make the server hold is a :class:`RealtimeLimits` field, given
+to ``Server(limits=...)`` or as a keyword option (``Server(max_payload=...)``).
 
 Underneath, the packet codecs, sans-I/O like :mod:`tether.protocol`:
 
