@@ -10,16 +10,18 @@ Section names refer to the Socket.IO v5 specification
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import itertools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..exceptions import ConnectionRefused, Disconnected, PacketError
 from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ..ratelimit import LogLimiter
 from . import socketio
 from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
 from .engine import EngineServer, Outgoing, Session
@@ -46,11 +48,41 @@ _RECOVERABLE = frozenset(
     }
 )
 
+# What a received packet costs while it waits (for a handler slot, or for its
+# namespace CONNECT), besides its length: the Packet, its data list, the queue
+# entry (about 230 bytes measured for '2["e"]'). Counted so that a flood of
+# tiny packets cannot hold many times max_pending_bytes.
+_PACKET_OVERHEAD = 256
+
+
+class _Event(NamedTuple):
+    """An EVENT packet matched to its handler."""
+
+    handler: Handler
+    args: list[Any]
+    ack_id: int | None
+    event: str  # the name the handler is registered under ("*": the catch-all)
+    is_async: bool  # runs in a task (and needs one of max_handler_tasks)
+
+
+_UNSET: Any = object()
+
+# An event waiting for a handler slot: its socket, and the bytes it counts.
+_Waiting = tuple[Socket, _Event, int]
+
 
 async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def _is_async(handler: Handler) -> bool:
+    """Whether calling ``handler`` starts a coroutine (an ``async def``, a
+    partial of one, or an object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 (the method, not callable())
+    )
 
 
 def _arity(handler: Handler) -> int:
@@ -84,8 +116,13 @@ class Namespace:
         self.parent = parent
         self.children: dict[str, Namespace] = {}
         self._handlers: dict[str, Handler] = parent._handlers if parent else {}
+        # event -> whether its handler is a coroutine function, found once.
+        self._async: dict[str, bool] = parent._async if parent else {}
         self._middlewares: list[Middleware] = parent._middlewares if parent else []
         self._ack_ids = itertools.count(1)
+        # Sockets being admitted (middleware, connect handler): a dynamic child
+        # is only removed when it has neither these nor sockets.
+        self._admitting = 0
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
@@ -110,11 +147,18 @@ class Namespace:
         event without its own handler, ``handler(socket, event, *args)``.
         Others: ``handler(socket, *args)``, whose return value acknowledges the
         event when the client asked for an ack (a tuple for several values).
-        Handlers may be coroutines; each event runs in its own task.
+        Handlers may be coroutines. Each event runs in its own task, at most
+        ``max_handler_tasks`` at once per connection (later events wait their
+        turn, in order, up to ``max_pending_bytes``: see
+        :class:`~tether.limits.RealtimeLimits`); a plain function runs at once,
+        without a task, when no other handler of the connection is running.
+        A handler that raises is logged: one traceback per handler per
+        interval, then counts.
         """
 
         def register(function: _H) -> _H:
             self._handlers[event] = function
+            self._async[event] = _is_async(function)
             return function
 
         if handler is not None:
@@ -186,26 +230,37 @@ class Namespace:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    def _dispatch(self, socket: Socket, packet: socketio.Packet) -> None:
+    def _handler_for(self, packet: socketio.Packet) -> _Event | None:
+        """What handles an EVENT (None: nothing does)."""
         args = list(packet.data)
         event = args.pop(0)
+        if event in ("connect", "disconnect", "disconnecting"):
+            return None  # reserved: a client cannot trigger these
         handler = self._handlers.get(event)
         if handler is None:
             handler = self._handlers.get("*")
             if handler is None:
-                return
+                return None
             args.insert(0, event)
-        if event in ("connect", "disconnect", "disconnecting"):
-            return  # reserved: a client cannot trigger these
-        self.server._run(self._handle_event(socket, handler, args, packet.id), socket)
+            event = "*"
+        return _Event(handler, args, packet.id, event, self._async.get(event, True))
 
-    async def _handle_event(
-        self, socket: Socket, handler: Handler, args: list[Any], ack_id: int | None
-    ) -> None:
-        result = await _maybe_await(handler(socket, *args))
-        if ack_id is None or not socket.connected:
-            return
-        socket._send(socketio.Packet.ack(ack_id, *socketio.ack_args(result), namespace=self.name))
+    def _reply(self, socket: Socket, ack_id: int | None, result: Any) -> None:
+        if ack_id is not None and socket.connected:
+            ack = socketio.Packet.ack(ack_id, *socketio.ack_args(result), namespace=self.name)
+            socket._send(ack)
+
+    async def _handle_event(self, socket: Socket, event: _Event, started: Any = _UNSET) -> None:
+        """Run an event's handler in a task (or finish the awaitable it ``started``)."""
+        try:
+            result = event.handler(socket, *event.args) if started is _UNSET else started
+            if inspect.isawaitable(result):
+                result = await result
+            self._reply(socket, event.ack_id, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.server._log_failure(self, event.event, socket)
 
 
 class Server(Namespace):
@@ -269,6 +324,10 @@ class Server(Namespace):
         self.max_attachments = self.limits.max_attachments
         self.static_files = dict(static_files or {})
         self.logger = logger or _log
+        # Failures a client can repeat at will (a handler raising on its
+        # arguments, a middleware refusing with a bug): one traceback per
+        # handler per interval, then counts.
+        self._log_limiter = LogLimiter(self.logger)
         origins = cors_allowed_origins
         if origins is not None and not isinstance(origins, str):
             origins = list(origins)
@@ -330,6 +389,21 @@ class Server(Namespace):
                 return child
         return None
 
+    def _release_child(self, namespace: Namespace) -> None:
+        """Remove a dynamic child namespace nobody uses any more: a client may
+        ask for any number of names a pattern accepts, so each lives only while
+        it has sockets (or sockets being admitted). Its parent keeps the
+        handlers: the next socket to ask for the name gets a new child."""
+        parent = namespace.parent
+        if parent is None or namespace.sockets or namespace._admitting:
+            return
+        name = namespace.name
+        if self.namespaces.get(name) is namespace:
+            del self.namespaces[name]
+        if parent.children.get(name) is namespace:
+            del parent.children[name]
+        self.adapter.remove_namespace(name)
+
     # -- server-side events (between the nodes of a distributed adapter) -------------
 
     def on_server_event(self, event: str, handler: Handler | None = None) -> Any:
@@ -353,7 +427,7 @@ class Server(Namespace):
     def _on_server_event(self, event: str, args: list[Any]) -> None:
         handler = self._server_handlers.get(event)
         if handler is not None:
-            self._run(_maybe_await(handler(*args)))
+            self._run(_maybe_await(handler(*args)), f"server-side event handler {event!r}")
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -375,30 +449,48 @@ class Server(Namespace):
             self._started = False
             await self.adapter.close()
 
-    def _run(self, coroutine: Awaitable[Any], socket: Socket | None = None) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that :meth:`shutdown` waits for."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _run(self, coroutine: Awaitable[Any], what: str = "task") -> None:
+        """Run ``coroutine`` in a task; a failure is logged under ``what`` (a
+        name of ours, never one a client chose: it keys the rate limit)."""
+
         async def guarded() -> None:
             try:
                 await coroutine
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.logger.exception("handler failed on %r", socket)
+                self._log_limiter.exception(what, "%s failed", what)
 
-        task = asyncio.get_running_loop().create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(guarded())
 
-    def _call(self, handler: Handler, socket: Socket, *args: Any) -> None:
-        """Run ``handler(socket, *args)`` in a task, with as many of ``args`` as
-        it takes (``disconnect`` handlers may ignore the reason)."""
+    def _log_failure(self, namespace: Namespace, event: str, socket: Socket) -> None:
+        # Keyed by the handler, not the child namespace a client named.
+        root = namespace.parent or namespace
+        key = f"{root.name} {event}"
+        self._log_limiter.exception(key, "handler %r of %s failed on %r", event, root.name, socket)
+
+    def _call(self, handler: Handler, socket: Socket, event: str, *args: Any) -> None:
+        """Run the ``event`` handler ``handler(socket, *args)`` in a task, with
+        as many of ``args`` as it takes (``disconnect`` handlers may ignore the
+        reason)."""
         arity = _arity(handler)
         if arity >= 1:
             args = args[: arity - 1]
 
         async def call() -> None:
-            await _maybe_await(handler(socket, *args))
+            try:
+                await _maybe_await(handler(socket, *args))
+            except Exception:
+                self._log_failure(socket.namespace, event, socket)
 
-        self._run(call(), socket)
+        self._spawn(call())
 
     # -- sessions and their clients ------------------------------------------------
 
@@ -536,7 +628,14 @@ def _ack_value_future(raw: asyncio.Future[list[Any]]) -> asyncio.Future[Any]:
 
 
 class _Client:
-    """The Socket.IO side of one Engine.IO session: decoding, namespaces, sockets."""
+    """The Socket.IO side of one Engine.IO session: decoding, namespaces, sockets.
+
+    Also the connection's bounds on the work a client can queue: at most
+    ``max_handler_tasks`` event handlers run at once (for all its namespaces),
+    later events wait in arrival order, and the bytes of packets waiting
+    (for a handler slot, or for their namespace's CONNECT to be admitted) stay
+    under ``max_pending_bytes``, past which the session is closed (1008).
+    """
 
     def __init__(self, server: Server, session: Session) -> None:
         self.server = server
@@ -545,7 +644,15 @@ class _Client:
             max_payload=server.max_payload, max_attachments=server.max_attachments
         )
         self.sockets: dict[str, Socket] = {}
-        self._connecting: dict[str, list[socketio.Packet]] = {}
+        # Namespaces whose CONNECT is being admitted -> the packets that came
+        # for them meanwhile, with the bytes each counts.
+        self._connecting: dict[str, list[tuple[socketio.Packet, int]]] = {}
+        self._max_tasks = server.limits.max_handler_tasks
+        self._max_pending = server.limits.max_pending_bytes
+        self._running = 0  # handler tasks running
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._pending = 0  # bytes counted by _waiting and _connecting
+        self._partial = 0  # bytes of the binary packet being received so far
         loop = asyncio.get_running_loop()
         # §Connection to a namespace: a session that joins none is closed.
         self._connect_timer: asyncio.TimerHandle | None = loop.call_later(
@@ -567,10 +674,15 @@ class _Client:
             self.server.logger.info("closing session %s: %s", session.sid, exc)
             session.close("parse error")
             return
+        # A packet counts as received: the text of its Engine.IO message plus
+        # its attachments (characters of text, bytes of attachments).
+        size = self._partial + len(data)
         if packet is None:
+            self._partial = size
             return
+        self._partial = 0
         try:
-            self._on_packet(packet)
+            self._on_packet(packet, size + _PACKET_OVERHEAD)
         except PacketError as exc:
             self.server.logger.info("closing session %s: %s", session.sid, exc)
             session.close("parse error")
@@ -581,34 +693,99 @@ class _Client:
             self._connect_timer = None
         for socket in list(self.sockets.values()):
             self._disconnect_socket(socket, reason, notify=False)
+        # What waited is dropped: the client is gone (handlers running finish).
         self._connecting.clear()
+        self._waiting.clear()
+        self._pending = 0
 
     # -- packets ---------------------------------------------------------------------
 
-    def _on_packet(self, packet: socketio.Packet) -> None:
+    def _on_packet(self, packet: socketio.Packet, size: int) -> None:
         kind = packet.type
         name = packet.namespace
         if kind is socketio.PacketType.CONNECT:
             if name in self.sockets or name in self._connecting:
                 return  # already connected: a duplicate CONNECT is ignored
+            if not self._hold(size):
+                return
+            # The CONNECT counts (its auth) until admitted: names a dynamic
+            # namespace accepts are unlimited, and each may wait on a middleware.
             self._connecting[name] = []
-            self.server._run(self._connect(name, packet.data or {}))
+            self.server._spawn(self._connect(name, packet.data or {}, size))
             return
-        if name in self._connecting:
-            # Events sent right after CONNECT wait for the connection to settle.
-            self._connecting[name].append(packet)
-            return
+        if kind is socketio.PacketType.CONNECT_ERROR:
+            raise PacketError(f"a client may not send {kind.name}")
         socket = self.sockets.get(name)
+        if kind in (socketio.PacketType.ACK, socketio.PacketType.BINARY_ACK):
+            # Never queued: a handler (or the connect handler, while its
+            # namespace is still connecting) may be awaiting this very reply.
+            if socket is not None:
+                socket._on_ack(packet)
+            return
+        waiting = self._connecting.get(name)
+        if waiting is not None:
+            # Events sent right after CONNECT wait for the connection to settle.
+            if self._hold(size):
+                waiting.append((packet, size))
+            return
         if socket is None:
             return  # not connected to that namespace: dropped, like socket.io
-        if kind in (socketio.PacketType.EVENT, socketio.PacketType.BINARY_EVENT):
-            socket.namespace._dispatch(socket, packet)
-        elif kind in (socketio.PacketType.ACK, socketio.PacketType.BINARY_ACK):
-            socket._on_ack(packet)
-        elif kind is socketio.PacketType.DISCONNECT:
+        if kind is socketio.PacketType.DISCONNECT:
             self._disconnect_socket(socket, "client namespace disconnect", notify=False)
+            return
+        event = socket.namespace._handler_for(packet)
+        if event is None:
+            return
+        if not self._waiting and self._running < self._max_tasks:
+            self._run_event(socket, event)
+        elif self._hold(size):
+            self._waiting.append((socket, event, size))
+
+    def _hold(self, size: int) -> bool:
+        """Count ``size`` more bytes waiting; past ``max_pending_bytes`` close the
+        session (a policy violation, not recoverable) and return False."""
+        self._pending += size
+        if self._pending <= self._max_pending:
+            return True
+        self.server._log_limiter.log(
+            logging.WARNING,
+            "max_pending_bytes",
+            "closing session %s: more than max_pending_bytes=%d waiting for handlers",
+            self.session.sid,
+            self._max_pending,
+        )
+        self.session.close("policy violation", code=1008)
+        return False
+
+    def _run_event(self, socket: Socket, event: _Event) -> None:
+        """Run the handler in a task counted until done; or, when nothing of this
+        connection is running, a plain function at once, with no task (the
+        common case: events are handled in the order they came either way)."""
+        namespace = socket.namespace
+        if self._running or event.is_async:
+            coroutine = namespace._handle_event(socket, event)
         else:
-            raise PacketError(f"a client may not send {kind.name}")
+            try:
+                result = event.handler(socket, *event.args)
+                if not inspect.isawaitable(result):
+                    namespace._reply(socket, event.ack_id, result)
+                    return
+            except Exception:
+                self.server._log_failure(namespace, event.event, socket)
+                return
+            coroutine = namespace._handle_event(socket, event, result)
+        self._running += 1
+        self.server._spawn(coroutine).add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        # A callback rather than a finally: it runs even for a task cancelled
+        # before it started.
+        self._running -= 1
+        waiting = self._waiting
+        while waiting and self._running < self._max_tasks:
+            socket, event, size = waiting.popleft()
+            self._pending -= size
+            self._run_event(socket, event)
 
     def _send(self, packet: socketio.Packet) -> None:
         text, attachments = socketio.encode(packet)
@@ -616,28 +793,31 @@ class _Client:
         for attachment in attachments:
             self.session.send(attachment)
 
-    async def _connect(self, name: str, auth: dict[str, Any]) -> None:
-        server = self.server
+    async def _connect(self, name: str, auth: dict[str, Any], size: int) -> None:
+        socket = None
         try:
             socket = await self._admit(name, auth)
         except ConnectionRefused as refused:
             payload: dict[str, Any] = {"message": refused.message}
             if refused.data is not None:
                 payload["data"] = refused.data
-            self._connecting.pop(name, None)
             self._send(socketio.Packet(socketio.PacketType.CONNECT_ERROR, name, payload))
-            return
         except Exception:
-            self._connecting.pop(name, None)
-            server.logger.exception("connecting to %s failed", name)
+            # A client can make this happen again and again (a middleware that
+            # fails on its auth): keyed by the connect path, not the name asked.
+            self.server._log_limiter.exception("connect", "connecting to %s failed", name[:100])
             payload = {"message": "Internal server error"}
             self._send(socketio.Packet(socketio.PacketType.CONNECT_ERROR, name, payload))
-            return
+        queued = self._connecting.pop(name, None)
+        if queued is None:
+            return  # the session closed meanwhile (and dropped what waited)
+        self._pending -= size + sum(packet_size for _, packet_size in queued)
         if socket is None:
-            return
-        queued = self._connecting.pop(name, [])
-        for packet in queued:
-            self._on_packet(packet)
+            return  # refused: what came for the namespace meanwhile is dropped
+        for packet, packet_size in queued:
+            if self.session.closed:
+                return
+            self._on_packet(packet, packet_size)
 
     async def _admit(self, name: str, auth: Any) -> Socket | None:
         server = self.server
@@ -649,6 +829,19 @@ class _Client:
         namespace = await server._resolve(name, auth)
         if namespace is None:
             raise ConnectionRefused("Invalid namespace")
+        namespace._admitting += 1
+        try:
+            return await self._admit_to(namespace, auth, pid, offset)
+        finally:
+            namespace._admitting -= 1
+            # A refused (or abandoned) admission leaves no dynamic child behind.
+            server._release_child(namespace)
+
+    async def _admit_to(
+        self, namespace: Namespace, auth: dict[str, Any], pid: Any, offset: Any
+    ) -> Socket | None:
+        server = self.server
+        name = namespace.name
         if self.session.closed:
             return None
         handshake = self._handshake(auth)
@@ -724,7 +917,7 @@ class _Client:
         handlers = namespace._handlers
         disconnecting = handlers.get("disconnecting")
         if disconnecting is not None:
-            server._call(disconnecting, socket, reason)
+            server._call(disconnecting, socket, "disconnecting", reason)
         rooms = [room for room in server.adapter.rooms_of(name, socket.sid) if room != socket.sid]
         socket._rooms_at_exit = {*rooms, socket.sid}
         socket.connected = False
@@ -737,9 +930,10 @@ class _Client:
         server.adapter.delete_all(name, socket.sid)
         namespace.sockets.pop(socket.sid, None)
         self.sockets.pop(name, None)
+        server._release_child(namespace)
         if server.recovery is not None and socket.pid is not None and reason in _RECOVERABLE:
             saved = SavedSession(socket.sid, socket.pid, name, rooms, socket.data, socket.offset)
-            server._run(server.adapter.persist_session(saved), socket)
+            server._run(server.adapter.persist_session(saved), "saving a session for recovery")
         disconnect = handlers.get("disconnect")
         if disconnect is not None:
-            server._call(disconnect, socket, reason)
+            server._call(disconnect, socket, "disconnect", reason)
