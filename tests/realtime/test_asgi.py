@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import tether
 from helpers import timeout
 from tether import realtime
 from tether.realtime.asgi import ASGIApp
@@ -290,3 +291,55 @@ async def test_held_get_ends_when_client_disconnects() -> None:
         writer.close()  # the client goes away in the middle of a poll
         assert await asyncio.wait_for(reasons.get(), timeout(3)) == ("/", "transport close")
         assert sid not in server.engine.sessions
+
+
+# -- hostile clients (issue 12; the tether-served counterparts are in test_hostile_engine.py) --
+
+
+@pytest.mark.parametrize("ws", WS_IMPLEMENTATIONS)
+async def test_cross_origin_refused_by_default(ws: str) -> None:
+    server, _ = echo_server()
+    async with under_uvicorn(server.asgi_app(), ws=ws) as url, aiohttp.ClientSession() as http:
+        endpoint = url + "/socket.io/?EIO=4&transport="
+        evil = {"Origin": "https://evil.example"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(endpoint + "websocket", headers=evil)
+        assert refused.value.status == 403
+        async with http.get(endpoint + "polling", headers=evil) as response:
+            assert response.status == 403
+        # The server's own origin gets in.
+        async with http.ws_connect(endpoint + "websocket", headers={"Origin": url}) as socket:
+            assert (await socket.receive_str()).startswith("0{")
+
+
+@pytest.mark.parametrize("ws", WS_IMPLEMENTATIONS)
+async def test_websocket_client_that_never_reads_is_closed(ws: str) -> None:
+    # Acks of 100 KB never read: once uvicorn's send waits for the client, they
+    # queue in ASGIWebSocket, reading stops, and past max_outgoing_bytes the
+    # session is closed with 1008.
+    server, reasons = echo_server(max_outgoing_bytes=96 * 1024)
+    async with under_uvicorn(server.asgi_app(), ws=ws) as url:
+        uri = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        client = await tether.connect(uri, max_queue=1, compression=None)
+        assert str(await client.recv()).startswith("0{")
+        await client.send("40")
+        assert str(await client.recv()).startswith("40")
+        payload = "x" * 100_000
+
+        async def flood() -> None:
+            n = 0
+            while True:
+                n += 1
+                await client.send(f'42{n}["echo","{payload}"]')
+                await asyncio.sleep(0)  # the attacker's pace: let the server run
+
+        attack = asyncio.ensure_future(flood())
+        try:
+            reason = await asyncio.wait_for(reasons.get(), timeout(5))
+        finally:
+            attack.cancel()
+        assert reason == ("/", "slow client")
+        with contextlib.suppress(tether.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(client.recv(), timeout(5))
+        assert client.close_code == 1008
