@@ -1,9 +1,14 @@
 # shellcheck shell=bash
 # Shared environment setup for scripts/test and scripts/demo. Source it, don't run it.
 #
-# Afterwards the current directory is the repository root, .venv holds an
-# editable install of tether with the [test], [bench] and [fuzz] extras, node_modules matches
-# package-lock.json, and .venv/bin is first on PATH. Cheap when nothing changed.
+# Sourcing cds to the repository root and defines the steps; each script runs
+# the ones it needs, then _tether_activate (.venv/bin first on PATH):
+#   scripts/test: a C compiler, .venv with an editable install of tether and its
+#     [test], [bench] and [fuzz] extras, node_modules matching package-lock.json,
+#     Debian's redis-server and chromium;
+#   scripts/demo: .venv with tether alone (no runtime dependency), and Node.js only
+#     if the build could not vendor socket.io-client's browser bundle.
+# Each step is cheap when nothing changed.
 #
 # Knobs: PYTHON (interpreter that creates the venv, default python3).
 
@@ -12,8 +17,10 @@ _tether_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || _tether_die "cannot cd to the repository root"
 
+# _tether_setup_python [EXTRAS]: .venv with an editable install of tether[EXTRAS]
+# (comma-separated, e.g. test,bench,fuzz; none for tether alone).
 _tether_setup_python() {
-    local python="${PYTHON:-python3}" stamp=.venv/.tether-stamp
+    local python="${PYTHON:-python3}" stamp=.venv/.tether-stamp extras="${1:-}"
     if [[ ! -x .venv/bin/python ]]; then
         command -v "$python" >/dev/null 2>&1 || _tether_die "$python not found (set PYTHON=...)"
         "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -22,16 +29,36 @@ _tether_setup_python() {
         rm -rf .venv
         "$python" -m venv .venv || _tether_die "'$python -m venv .venv' failed"
     fi
-    # The stamp records where the editable install points, so a moved checkout reinstalls.
+    # The stamp records where the editable install points, so a moved checkout
+    # reinstalls, and which extras it has: the demo's install lacks the test's.
     # setup.py and _speedups.c count too: the editable install compiles the C
     # speedups in place, so a changed C source needs a rebuild.
     if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt setup.py
-          && "$stamp" -nt src/tether/protocol/_speedups.c && "$(cat "$stamp")" == "$PWD" ]]; then
+          && "$stamp" -nt src/tether/protocol/_speedups.c
+          && "$(sed -n 1p "$stamp")" == "$PWD" ]] && _tether_has_extras "$(sed -n 2p "$stamp")" "$extras"; then
         return 0
     fi
-    _tether_step "pip install -e '.[test,bench,fuzz]'"
-    .venv/bin/python -m pip install -q -e '.[test,bench,fuzz]' || _tether_die "pip install failed"
-    printf '%s\n' "$PWD" >"$stamp"
+    local target=.
+    [[ -n "$extras" ]] && target=".[$extras]"
+    _tether_step "pip install -e '$target'"
+    .venv/bin/python -m pip install -q -e "$target" || _tether_die "pip install failed"
+    printf '%s\n%s\n' "$PWD" "$extras" >"$stamp"
+}
+
+# _tether_has_extras HAVE WANT: every comma-separated extra of WANT is in HAVE.
+_tether_has_extras() {
+    local extra
+    for extra in ${2//,/ }; do
+        [[ ",$1," == *",$extra,"* ]] || return 1
+    done
+}
+
+_tether_setup_npm() {
+    command -v npm >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 || _tether_die "npm not found and no apt-get to install it"
+    _tether_step "apt-get install nodejs npm"
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null \
+        || _tether_die "could not install nodejs and npm"
 }
 
 _tether_setup_node() {
@@ -39,12 +66,7 @@ _tether_setup_node() {
     if [[ -d node_modules && node_modules -nt package-lock.json ]]; then
         return 0
     fi
-    if ! command -v npm >/dev/null 2>&1; then
-        command -v apt-get >/dev/null 2>&1 || _tether_die "npm not found and no apt-get to install it"
-        _tether_step "apt-get install nodejs npm"
-        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null \
-            || _tether_die "could not install nodejs and npm"
-    fi
+    _tether_setup_npm
     _tether_step "npm ci"
     npm ci --no-audit --no-fund || _tether_die "npm ci failed"
     touch node_modules  # npm may keep the old directory; mark it as current
@@ -79,8 +101,19 @@ _tether_setup_debian() {
         || _tether_die "could not install ${missing[*]}"
 }
 
-_tether_setup_compiler
-_tether_setup_python
-_tether_setup_node
-export VIRTUAL_ENV="$PWD/.venv"
-export PATH="$VIRTUAL_ENV/bin:$PATH"
+# The chat demo's browser client: the install's build (setup.py) copies it into
+# src/tether/demo/vendor from node_modules or fetches it with npm pack. Only if
+# it could not (no npm) is npm installed and the install repeated.
+_tether_setup_demo_client() {
+    local bundle=socket.io-client/socket.io.esm.min.js
+    [[ -f src/tether/demo/vendor/$bundle || -f node_modules/socket.io-client/dist/${bundle#*/} ]] \
+        && return 0
+    _tether_setup_npm
+    rm -f .venv/.tether-stamp
+    _tether_setup_python "$@"
+}
+
+_tether_activate() {
+    export VIRTUAL_ENV="$PWD/.venv"
+    export PATH="$VIRTUAL_ENV/bin:$PATH"
+}

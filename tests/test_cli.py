@@ -149,3 +149,45 @@ async def test_connect_to_nothing_fails_cleanly() -> None:
     _, err = await finish(process)
     assert process.returncode == 1
     assert err.startswith(b"error: ")
+
+
+async def test_version_says_whether_the_speedups_are_active() -> None:
+    _, out = await run_quickly("--version")
+    speedups = tether.protocol.speedups.HAVE_SPEEDUPS
+    state = "active" if speedups else "off (TETHER_NO_SPEEDUPS is set), pure Python"
+    assert out.decode() == f"tether {tether.__version__}: C speedups {state}\n"
+
+
+async def test_version_names_the_import_error_when_the_speedups_are_missing() -> None:
+    # None in sys.modules makes the import fail, as for a wheel built without a compiler.
+    code = (
+        "import sys; sys.modules['tether.protocol._speedups'] = None\n"
+        "from tether.cli import main; main(['--version'])"
+    )
+    _, out = await run_quickly("-c", code, module=False)
+    assert out.startswith(f"tether {tether.__version__}: C speedups not available (".encode())
+    assert out.endswith(b"), pure Python\n")
+
+
+async def test_importing_tether_logs_the_speedups_state_once_at_debug() -> None:
+    code = "import logging; logging.basicConfig(level=logging.DEBUG); import tether, tether.cli"
+    err, _ = await run_quickly("-c", code, module=False)
+    lines = [line for line in err.decode().splitlines() if "speedups" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"DEBUG:tether:tether {tether.__version__}: C speedups ")
+
+
+async def run_quickly(*args: str, module: bool = True) -> tuple[bytes, bytes]:
+    """Run ``python [-m tether] ARGS`` to completion; its stderr and stdout."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *(("-m", "tether") if module else ()),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=repo_root(),
+    )
+    out, err = await finish(process)
+    assert process.returncode == 0, err
+    return err, out

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from . import Connection, ConnectionClosed, Limits, TetherError, connect, serve
-from .version import __version__
+from .version import __version__, speedups_status
 
 __all__ = ["main"]
 
@@ -50,11 +50,22 @@ def _limits(args: argparse.Namespace) -> Limits:
     return Limits().replace(**given)
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the speedups' state on one unwrapped line
+    (argparse's own version action rewraps the text to the terminal)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"tether {__version__}: {speedups_status()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tether", description="tether WebSocket toolkit"
     )
-    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="show the version and whether C speedups are on"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,11 +51,28 @@ def free_port() -> int:
 
 
 class DemoServer:
-    """``python -m tether demo`` in a subprocess, restartable on the same port."""
+    """``python -m tether demo`` in a subprocess, restartable on the same port.
 
-    def __init__(self, port: int, log: Path) -> None:
+    ``python`` and ``cwd`` pick another tether (the wheel installed by
+    ``tests/packaging_helpers.py``); ``command`` replaces the demo altogether
+    (the README's chat); ``env`` adds variables.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        log: Path,
+        *,
+        python: Path | str = sys.executable,
+        cwd: Path | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.log = log
+        self.command = command or [str(python), "-m", "tether", "demo", "--port", str(port)]
+        self.cwd = cwd or repo_root()
+        self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,10 +82,7 @@ class DemoServer:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tether", "demo", "--port", str(self.port)],
-                cwd=repo_root(),
-                stdout=log,
-                stderr=log,
+                self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout(15)
         while True:
@@ -94,20 +109,28 @@ class DemoServer:
                 self.kill()
 
 
-@pytest.fixture
-def demo(request: pytest.FixtureRequest) -> Iterator[DemoServer]:
+@contextlib.contextmanager
+def demo_server(name: str, port: int | None = None, **options: Any) -> Iterator[DemoServer]:
+    """A started :class:`DemoServer` (on a free port unless given), logging to
+    ``output/NAME.server.log``."""
     missing = _missing()
     if missing is not None:
         pytest.skip(missing)
     OUTPUT.mkdir(exist_ok=True)
-    log = OUTPUT / f"{request.node.name}.server.log"
+    log = OUTPUT / f"{name}.server.log"
     log.unlink(missing_ok=True)
-    server = DemoServer(free_port(), log)
+    server = DemoServer(free_port() if port is None else port, log, **options)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def demo(request: pytest.FixtureRequest) -> Iterator[DemoServer]:
+    with demo_server(request.node.name) as server:
+        yield server
 
 
 def _lines(stream: object, into: queue.Queue[str | None]) -> None:
@@ -184,3 +207,17 @@ def test_ticker_streams_and_follows_subscriptions(demo: DemoServer) -> None:
 def test_game_players_move_and_late_joiner_gets_state(demo: DemoServer) -> None:
     drive("game.mjs", demo)
     assert (OUTPUT / "game.png").is_file()
+
+
+def test_every_page_loads_with_a_clean_console_and_a_favicon(demo: DemoServer) -> None:
+    drive("pages.mjs", demo)
+
+
+def test_chat_says_what_is_missing_without_its_browser_client(tmp_path: Path) -> None:
+    # An empty directory where the bundle should be: as in a tether built without npm.
+    nowhere = {"TETHER_SOCKETIO_CLIENT_DIST": str(tmp_path)}
+    with demo_server("missing-client", env=nowhere) as server:
+        drive("missing_client.mjs", server)
+    assert "the chat's browser client (/vendor/socket.io.esm.min.js) is missing" in (
+        server.log.read_text()
+    )

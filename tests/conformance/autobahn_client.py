@@ -1,11 +1,12 @@
 """The tether client under test for Autobahn's fuzzingserver (run by kosoku).
 
-Usage: python autobahn_client.py ws://127.0.0.1:PORT [PARALLELISM]
+Usage: python autobahn_client.py ws://127.0.0.1:PORT [PARALLELISM [EVERY]]
 
 Follows the fuzzingserver protocol: ask /getCaseCount, run every case on
 /runCase?case=N&agent=AGENT as an echo client (text back as text, binary as
 binary), PARALLELISM cases at a time, then /updateReports so the server
-writes its reports.
+writes its reports. Prints ``N/COUNT cases`` every EVERY cases (default 50)
+for the progress of a run that takes minutes.
 """
 
 from __future__ import annotations
@@ -32,14 +33,19 @@ async def run_case(base: str, case: int, agent: str) -> None:
         pass  # the case judges how the connection ended, not this runner
 
 
-async def main(base: str, agent: str, parallelism: int) -> None:
+async def main(base: str, agent: str, parallelism: int = 1, every: int = 50) -> None:
     async with tether.connect(f"{base}/getCaseCount", compression=None) as connection:
         count = int(await connection.recv())
     cases = iter(range(1, count + 1))
+    done = 0
 
     async def worker() -> None:
+        nonlocal done
         for case in cases:  # the workers share one iterator: each case runs once
             await run_case(base, case, agent)
+            done += 1
+            if done % every == 0:
+                print(f"{done}/{count} cases", flush=True)
 
     await asyncio.gather(*(worker() for _ in range(parallelism)))
     async with tether.connect(f"{base}/updateReports?agent={agent}", compression=None) as c:
@@ -48,4 +54,5 @@ async def main(base: str, agent: str, parallelism: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], "tether", int(sys.argv[2]) if len(sys.argv) > 2 else 1))
+    numbers = [int(arg) for arg in sys.argv[2:4]]
+    asyncio.run(main(sys.argv[1], "tether", *numbers))

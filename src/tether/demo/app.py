@@ -7,8 +7,9 @@ One :func:`tether.serve` answers everything, routing by path:
                        long-polling and WebSocket
 ``/ticker/ws``         the ticker's raw WebSocket endpoint
 ``/game/ws``           the game's raw WebSocket endpoint
-``/vendor/...``        ``node_modules/socket.io-client/dist`` (the
-                       official browser client, installed by ``npm ci``)
+``/vendor/...``        the official browser client of socket.io: the
+                       copy the wheel ships (``tether/demo/vendor``),
+                       or ``node_modules/socket.io-client/dist``
 anything else          the pages in ``tether/demo/static``
 =====================  ==============================================
 
@@ -41,25 +42,40 @@ from .chat import Chat
 from .game import Game
 from .ticker import Ticker
 
-__all__ = ["STATIC", "DemoApp", "find_client_dist", "main", "running"]
+__all__ = ["CLIENT_BUNDLE", "STATIC", "VENDORED", "DemoApp", "find_client_dist", "main", "running"]
 
 _log = logging.getLogger("tether.demo")
 
 #: The demos' pages, scripts and styles (package data).
 STATIC = Path(__file__).resolve().parent / "static"
 
+#: socket.io-client's browser bundle and licence, copied from npm by setup.py
+#: when the sdist or wheel is built (package data; absent in a fresh checkout).
+VENDORED = Path(__file__).resolve().parent / "vendor" / "socket.io-client"
+
+#: The file the chat page imports from ``/vendor``.
+CLIENT_BUNDLE = "socket.io.esm.min.js"
+
 #: How long a chat client that lost its connection may come back with what it missed.
 RECOVERY_SECONDS = 120.0
 
 
 def find_client_dist() -> Path | None:
-    """``node_modules/socket.io-client/dist`` in the current directory or the checkout."""
+    """The directory to serve as ``/vendor``, or None when the bundle is nowhere.
+
+    ``TETHER_SOCKETIO_CLIENT_DIST`` if set (and only it), else the copy in the
+    installed package (:data:`VENDORED`), else
+    ``node_modules/socket.io-client/dist`` in the current directory or the checkout.
+    """
     override = os.environ.get("TETHER_SOCKETIO_CLIENT_DIST")
-    candidates = [Path(override)] if override else []
-    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        candidates.append(root / "node_modules" / "socket.io-client" / "dist")
+    if override:
+        candidates = [Path(override)]
+    else:
+        candidates = [VENDORED]
+        for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+            candidates.append(root / "node_modules" / "socket.io-client" / "dist")
     for candidate in candidates:
-        if (candidate / "socket.io.esm.min.js").is_file():
+        if (candidate / CLIENT_BUNDLE).is_file():
             return candidate
     return None
 
@@ -154,7 +170,12 @@ async def running(
     """Run the demos until the block exits; yields the :class:`tether.Server` (its ``port``)."""
     client_dist = find_client_dist()
     if client_dist is None:
-        _log.warning("node_modules/socket.io-client not found: run `npm ci` (the chat needs it)")
+        _log.warning(
+            "the chat's browser client (/vendor/%s) is missing: this tether was built "
+            "without socket.io-client. In a checkout run `npm ci`; otherwise reinstall "
+            "tether from a wheel built where npm could fetch it",
+            CLIENT_BUNDLE,
+        )
     app = DemoApp(adapter=_adapter(redis_url), client_dist=client_dist)
     await app.start()
     try:

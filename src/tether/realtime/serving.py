@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import socket as socket_module
 import ssl as ssl_module
+import threading
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +23,18 @@ if TYPE_CHECKING:
 
 __all__ = ["serve"]
 
+_log = logging.getLogger("tether.realtime")
+
 
 class serve(Coroutine[Any, Any, None]):
     """Serve a :class:`~tether.realtime.Server` on ``host:port``.
 
     Polling and WebSocket share the port with the static files of the
-    server's ``static_files``. Await it to serve until cancelled::
+    server's ``static_files``. Await it to serve until cancelled, or, awaited
+    in the main thread, until SIGINT (Ctrl-C) or SIGTERM, which shut it down
+    gracefully and make it return, so the program ends without a traceback::
 
+        logging.basicConfig(level=logging.INFO)  # to see "serving on http://..."
         asyncio.run(realtime.serve(server, "127.0.0.1", 8000))
 
     or use it as an async context manager, which yields the underlying
@@ -62,6 +70,7 @@ class serve(Coroutine[Any, Any, None]):
             **options,
         )
         self._running: WebSocketServer | None = None
+        self._tls = ssl is not None
         self._forever: Coroutine[Any, Any, None] | None = None
 
     # -- the three entry points tether.serve calls ----------------------------------
@@ -93,6 +102,9 @@ class serve(Coroutine[Any, Any, None]):
     async def _start(self) -> WebSocketServer:
         await self.server.start()
         self._running = await self._websockets
+        scheme = "https" if self._tls else "http"
+        for listening in self._running.sockets:
+            _log.info("serving on %s", _address(scheme, listening))
         return self._running
 
     async def _stop(self) -> None:
@@ -104,9 +116,9 @@ class serve(Coroutine[Any, Any, None]):
     async def _serve_forever(self) -> None:
         await self._start()
         try:
-            # Until cancelled; not WebSocketServer.serve_forever(), which would
-            # close the connections before shutdown() says goodbye on them.
-            await asyncio.get_running_loop().create_future()
+            # Until cancelled or signalled; not WebSocketServer.serve_forever(),
+            # which would close the connections before shutdown() says goodbye.
+            await _until_signalled()
         finally:
             await self._stop()
 
@@ -136,3 +148,41 @@ class serve(Coroutine[Any, Any, None]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stop()
+
+
+def _address(scheme: str, listening: socket_module.socket) -> str:
+    """``http://127.0.0.1:8000``, ``http://[::1]:8000`` or ``unix:/path`` (the real port)."""
+    name = listening.getsockname()
+    if isinstance(name, tuple):
+        host = f"[{name[0]}]" if ":" in name[0] else name[0]  # RFC 3986 IPv6 literal
+        return f"{scheme}://{host}:{name[1]}"
+    return f"unix:{name}"
+
+
+async def _until_signalled() -> None:
+    """Wait until cancelled, or in the main thread until SIGINT or SIGTERM.
+
+    The signals only end the wait: the caller then shuts down gracefully and
+    returns, instead of KeyboardInterrupt unwinding asyncio.run with a traceback.
+    """
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    installed = []
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(number, _stop_on, stop, number)
+            except (NotImplementedError, RuntimeError):  # e.g. Windows' loops
+                continue
+            installed.append(number)
+    try:
+        await stop
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+
+
+def _stop_on(stop: asyncio.Future[None], number: signal.Signals) -> None:
+    _log.info("%s: shutting down", number.name)
+    if not stop.done():
+        stop.set_result(None)

@@ -1,8 +1,16 @@
-// The chat demo's browser side: the official socket.io-client, served from
-// node_modules by the demo server (no copy, no CDN).
-import { io } from "/vendor/socket.io.esm.min.js";
-
+// The chat demo's browser side: the official socket.io-client, served at
+// /vendor by the demo server from the copy tether's wheel ships, or from
+// node_modules in a checkout (no CDN).
 import { $, setStatus as setPill } from "/common.js";
+
+// Imported dynamically: a static import that fails stops the whole module, and
+// the page would be an empty dialog instead of saying what is missing.
+let io = null;
+try {
+  ({ io } = await import("/vendor/socket.io.esm.min.js"));
+} catch {
+  // setup() shows #missing-client; the browser already logged the failed request.
+}
 
 // The server's rooms (tether/demo/chat.py ROOMS); the welcome event has the real list.
 const DEFAULT_ROOMS = ["general", "engineering", "random", "music"];
@@ -316,6 +324,12 @@ function setup() {
   $("#nick").value = params.get("nick") || localStorage.getItem("tether-chat-nick") || "";
   $("#nick").focus();
   renderRooms();
+  if (io === null) {
+    $("#missing-client").hidden = false;
+    $("#join-button").disabled = true;
+    setStatus("offline", "Browser client missing");
+    return;
+  }
 
   $("#join-form").addEventListener("submit", (event) => {
     event.preventDefault();
