@@ -42,11 +42,13 @@ from realtime.sio_helpers import (
     RECORD_SEP,
     EioSocket,
     eio_url,
+    eventually,
     http_request,
     open_polling,
     open_websocket,
     post,
     running,
+    sio_connect,
 )
 from tether import realtime
 
@@ -128,6 +130,24 @@ async def test_polling_client_that_never_polls_is_closed() -> None:
         assert sid not in rt.server.engine.sessions
         await unknown_sid(rt.port, sid)
         assert memory.growth() < 24 * MiB
+        measured(memory, watcher)
+        await watcher.check(max_latency=LATENCY)
+
+
+async def test_polling_client_in_a_busy_room_is_closed() -> None:
+    # Broadcasts (shared encoded packets) count against the polling queue too.
+    server = chat_server(max_outgoing_bytes=64 * 1024)
+    async with running(server) as rt, bystander(rt.port) as watcher:
+        sid = await polling_connect(rt.port)
+        assert (await post(rt.port, sid, '42["join","busy"]')).status == 200
+        speaker, _ = await sio_connect(rt.port)
+        await speaker.send('420["join","busy"]')
+        with MemoryWatch() as memory:
+            for _ in range(200):  # 200 broadcasts of ~560 bytes: past 64 KiB
+                await speaker.send('42["say","' + "x" * 500 + '"]')
+            await eventually(lambda: sid not in rt.server.engine.sessions)
+        await speaker.close()
+        await unknown_sid(rt.port, sid)
         measured(memory, watcher)
         await watcher.check(max_latency=LATENCY)
 
