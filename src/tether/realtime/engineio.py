@@ -216,7 +216,19 @@ def iter_payload(
         _check_text_size(body, max_payload, "payload")
     else:
         raise PacketError(f"expected str or bytes, got {type(body).__name__}")
-    return map(_decode_text, body.split(RECORD_SEPARATOR))
+    return map(_decode_text, _records(body))
+
+
+def _records(text: str) -> Iterator[str]:
+    """The parts of ``text`` between record separators, one at a time: a body
+    of max_payload bytes may hold hundreds of thousands of them, which
+    ``split()`` would make into as many strings at once (tens of MB)."""
+    start = 0
+    find = text.find
+    while (end := find(RECORD_SEPARATOR, start)) >= 0:
+        yield text[start:end]
+        start = end + 1
+    yield text[start:]
 
 
 # --- Handshake (§Handshake) --------------------------------------------------
