@@ -128,6 +128,10 @@ def seeds() -> dict[str, dict[str, bytes]]:
             b'{"_placeholder":true,"num":0}]\x00\x01ab\x00\x01cd',
             "connect_error": b"\x40\x02" + b'4{"message":"Not authorized"}',
             "disconnect": b"\x40\x02" + b"1/chat,",
+            # Nesting at socketio.MAX_DEPTH (accepted) and far past it (refused
+            # without recursion), as json.loads alone would accept it.
+            "deep_max": b"\x40\x02" + b'2["d",' + b"[" * 63 + b"]" * 63 + b"]",
+            "deep": b"\xff\x02" + b'2["d",' + b"[" * 900 + b"]" * 900 + b"]",
         },
     }
 

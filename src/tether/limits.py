@@ -223,6 +223,9 @@ class RealtimeLimits:
                 valid = isinstance(value, int) and value >= 0
             if isinstance(value, bool) or not valid:
                 raise ValueError(f"{f.name} must be a non-negative integer, got {value!r}")
+        if self.max_handler_tasks < 1:
+            # 0 would run no handler at all, and every event would wait.
+            raise ValueError("max_handler_tasks must be at least 1")
 
     def replace(self, **options: Any) -> RealtimeLimits:
         """Return a copy with some limits changed; unknown names raise TypeError."""

@@ -351,8 +351,10 @@ async def test_a_failing_handler_does_not_end_the_session(start_sio: StartSio) -
     await ws.close()
 
 
-async def test_events_before_connect_settles_are_kept_in_order(start_sio: StartSio) -> None:
-    server = echo_server()
+async def slow_to_connect(
+    start_sio: StartSio, server: realtime.Server
+) -> tuple[EioSocket, asyncio.Event]:
+    """A WebSocket session to ``server``, whose middleware on ``/`` waits for the gate."""
     gate = asyncio.Event()
 
     @server.use
@@ -362,6 +364,11 @@ async def test_events_before_connect_settles_are_kept_in_order(start_sio: StartS
     sio = await start_sio(server)
     ws = await open_websocket(sio.port)
     await ws.recv()
+    return ws, gate
+
+
+async def test_events_before_connect_settles_are_kept_in_order(start_sio: StartSio) -> None:
+    ws, gate = await slow_to_connect(start_sio, echo_server())
     await ws.send("40", '42["message",1]', '42["message",2]')
     await ws.nothing()
     gate.set()
@@ -381,6 +388,165 @@ async def test_events_for_an_unjoined_namespace_are_dropped(start_sio: StartSio)
     assert await ws.recv() == '42["message-back","y"]'
     await ws.nothing()
     await ws.close()
+
+
+# -- handler concurrency (RealtimeLimits.max_handler_tasks, max_pending_bytes) -------------
+
+
+def gated_server(**options: Any) -> tuple[realtime.Server, asyncio.Event, list[int]]:
+    """``work(n)`` waits for the gate, then acks ``n``; ``running`` lists the
+    ``n`` of the handlers running at each start."""
+    server = realtime.Server(**options)
+    gate = asyncio.Event()
+    running: list[int] = []
+    active: set[int] = set()
+
+    @server.on("work")
+    async def work(socket: Socket, n: int, *padding: Any) -> int:
+        active.add(n)
+        running.append(len(active))
+        await gate.wait()
+        active.discard(n)
+        return n
+
+    return server, gate, running
+
+
+async def test_handlers_run_at_most_max_handler_tasks_at_once_in_order(
+    start_sio: StartSio,
+) -> None:
+    server, gate, running = gated_server(max_handler_tasks=2)
+    sio = await start_sio(server)
+    ws = await connected_plain(sio.port)
+    await ws.send(*[f'42{n}["work",{n}]' for n in range(1, 7)])
+    await eventually(lambda: len(running) == 2)
+    await ws.nothing()  # the other four wait
+    assert running == [1, 2]
+    gate.set()
+    assert await ws.recv_many(6) == [f"43{n}[{n}]" for n in range(1, 7)]
+    assert max(running) == 2
+    await ws.close()
+
+
+def test_max_handler_tasks_is_at_least_one() -> None:
+    with pytest.raises(ValueError, match="max_handler_tasks must be at least 1"):
+        realtime.Server(max_handler_tasks=0)
+
+
+async def connected_plain(port: int) -> EioSocket:
+    ws, _ = await sio_connect(port)
+    return ws
+
+
+async def test_acks_are_not_queued_behind_waiting_events(start_sio: StartSio) -> None:
+    # One handler slot, taken by a handler awaiting the client's ack, and an
+    # event waiting behind it: the ack must still get through.
+    server, answers = asking_server()
+    server.limits = server.limits.replace(max_handler_tasks=1)
+    server.on("later", lambda socket: "ran")
+    sio = await start_sio(server)
+    ws = await connected_plain(sio.port)
+    await ws.send(f'42["ask",{timeout(2)}]', '421["later"]')
+    ack_id = ack_id_of(await ws.recv_text())
+    await ws.nothing()  # "later" waits for the slot
+    await ws.send(f'43{ack_id}["yes"]')
+    assert await asyncio.wait_for(answers.get(), timeout(1)) == "yes"
+    assert await ws.recv() == '431["ran"]'
+    await ws.close()
+
+
+async def test_connect_handler_can_await_an_ack(start_sio: StartSio) -> None:
+    server = realtime.Server()
+    answers: asyncio.Queue[Any] = asyncio.Queue()
+
+    @server.on("connect")
+    async def connect(socket: Socket) -> None:
+        answers.put_nowait(await socket.emit_with_ack("hello", timeout=timeout(2)))
+
+    sio = await start_sio(server)
+    ws = await open_websocket(sio.port)
+    await ws.recv()
+    await ws.send("40")
+    assert (await ws.recv_text()).startswith('40{"sid":')
+    question = await ws.recv_text()
+    # While the connect handler runs the namespace is still connecting; the
+    # ack goes to the socket anyway (it used to wait behind the connection).
+    await ws.send(f"43{ack_id_of(question)}[7]")
+    assert await asyncio.wait_for(answers.get(), timeout(1)) == 7
+    await ws.close()
+
+
+async def test_pending_bytes_past_the_limit_close_the_session_1008(start_sio: StartSio) -> None:
+    server, gate, _ = gated_server(max_handler_tasks=1, max_pending_bytes=4096)
+    sio = await start_sio(server)
+    ws = await connected_plain(sio.port)
+    # One runs; each waiting one counts its 515 characters and 256 bytes.
+    await ws.send(*[f'42["work",{n},"{"x" * 500}"]' for n in range(7)])
+    await ws.closed()
+    assert ws.connection.close_code == 1008
+    assert ws.connection.close_reason == "policy violation"
+    assert not server.engine.sessions
+    gate.set()
+
+
+async def test_pending_bytes_over_polling(start_sio: StartSio) -> None:
+    server, gate, _ = gated_server(max_handler_tasks=1, max_pending_bytes=4096)
+    closed: asyncio.Queue[str] = asyncio.Queue()
+    server.on("disconnect", lambda socket, reason: closed.put_nowait(reason))
+    sio = await start_sio(server)
+    sid, _ = await open_polling(sio.port)
+    assert (await post(sio.port, sid, "40")).status == 200
+    await post(sio.port, sid, *[f'42["work",{n},"{"x" * 500}"]' for n in range(7)])
+    # Not a recoverable reason: the client starts over.
+    assert await asyncio.wait_for(closed.get(), timeout(1)) == "policy violation"
+    assert sid not in server.engine.sessions
+    gate.set()
+
+
+async def test_packets_behind_a_pending_connect_count(start_sio: StartSio) -> None:
+    ws, gate = await slow_to_connect(start_sio, realtime.Server(max_pending_bytes=4096))
+    await ws.send("40", *[f'42["x","{"x" * 500}"]' for _ in range(6)])
+    await ws.closed()
+    assert ws.connection.close_code == 1008
+    gate.set()
+
+
+async def test_plain_handlers_need_no_task(start_sio: StartSio) -> None:
+    server = echo_server()
+    tasks: list[int] = []
+    server.on("count", lambda socket: tasks.append(len(server._tasks)) or len(tasks))
+    sio = await start_sio(server)
+    ws = await connected(sio.port)
+    await ws.send(*[f'42{n}["count"]' for n in range(1, 101)])
+    assert await ws.recv_many(100) == [f"43{n}[{n}]" for n in range(1, 101)]
+    # Run as they came, with no task of their own (the connect handler's may linger).
+    assert max(tasks) <= 1
+    await ws.close()
+
+
+async def test_handler_failures_are_logged_once_per_interval(
+    start_sio: StartSio, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = echo_server()
+
+    @server.on("boom")
+    async def boom(socket: Socket) -> None:
+        raise RuntimeError("handler bug")
+
+    server.on("*", lambda socket, event: 1 / 0)
+    sio = await start_sio(server)
+    ws = await connected(sio.port)
+    events = [*['42["boom"]'] * 50, *[f'42["unknown-{n}"]' for n in range(50)]]
+    await ws.send(*events, '42["message","done"]')
+    assert await ws.recv() == '42["message-back","done"]'
+    await ws.close()
+    await eventually(lambda: not server._tasks)
+    failures = [r for r in caplog.records if r.exc_info]
+    # One per handler ("boom", and "*" however many names the client made up).
+    assert sorted(r.getMessage().split(" of ")[0] for r in failures) == [
+        "handler '*'",
+        "handler 'boom'",
+    ]
 
 
 # -- acknowledgements from the client ---------------------------------------------------
