@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -150,6 +151,40 @@ async def test_polling_client_in_a_busy_room_is_closed() -> None:
         await unknown_sid(rt.port, sid)
         measured(memory, watcher)
         await watcher.check(max_latency=LATENCY)
+
+
+async def test_broadcasts_to_a_busy_websocket_are_queued_not_skipped() -> None:
+    # Small socket buffers on both ends, so that what the client does not read
+    # stays in the server's write buffer, above write_high_water (64 KiB) and
+    # under max_outgoing_bytes: a non-volatile broadcast must wait there, not
+    # be skipped as tether.broadcast skips a slow connection.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    server = chat_server()
+    async with realtime.serve(server, sock=listener) as http:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(client, ("127.0.0.1", http.port))
+        url = eio_url(transport="websocket", scheme="ws", port=http.port)
+        ws = EioSocket(await tether.connect(url, sock=client, max_queue=1, compression=None))
+        assert (await ws.recv_text()).startswith("0{")
+        await ws.send("40", '420["join","room"]')
+        assert (await ws.recv_text()).startswith("40")
+        assert await ws.recv_text() == '430["room"]'
+        sid = next(iter(server.engine.sessions))
+        session = server.engine.sessions[sid]
+        text = "x" * 1000
+        for i in range(200):  # 200 KB, not read meanwhile
+            await server.to("room").emit("n", i, text)
+        assert session._ws is not None
+        assert session._ws.write_buffer_size() > session._ws.limits.write_high_water
+        # Recovery is on: each event also carries its offset, last.
+        received = [json.loads((await ws.recv_text())[2:])[:3] for _ in range(200)]
+        assert received == [["n", i, text] for i in range(200)]
+        assert not session.closed
+        await ws.close()
 
 
 async def ack_flood(ws: EioSocket, size: int) -> None:
