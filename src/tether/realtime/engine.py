@@ -439,7 +439,7 @@ class EngineServer:
             return  # same origin only: a browser needs no CORS header for it
         if allowed == "*":
             # Never with Allow-Credentials (refused at construction): a
-            # browser then sends no cookies, and shows no page the answers.
+            # browser then sends no cookies, so no page reads a user's session.
             headers.set("Access-Control-Allow-Origin", "*")
             return
         if _normalize_origin(origin) not in self._origins:
