@@ -96,14 +96,23 @@ POLICY_VIOLATION = "policy violation"
 _POST_BATCH = 128
 
 
+# What a queued packet holds besides its text, measured on CPython 3.11
+# (64-bit): the Packet (48 bytes), its str's header (about 50) and the list
+# slot (8). Counted so that a flood of tiny packets (acks of 5 bytes) cannot
+# hold many times max_outgoing_bytes.
+_QUEUED_OVERHEAD = 112
+
+
 def _queued_size(packet: Packet) -> int:
-    """The bytes ``packet`` adds to a polling payload (§Packet encoding, HTTP
-    long-polling): its type digit or ``b`` + base64, and a record separator."""
+    """What ``packet`` costs in a polling queue: the bytes it adds to the
+    payload (§Packet encoding, HTTP long-polling: its type digit or ``b`` +
+    base64, and a record separator) plus :data:`_QUEUED_OVERHEAD`."""
     data = packet.data
     if isinstance(data, bytes):
-        return 2 + (len(data) + 2) // 3 * 4
+        return _QUEUED_OVERHEAD + 2 + (len(data) + 2) // 3 * 4
     # isascii() is O(1) on a str; only other text needs encoding to count bytes.
-    return 2 + (len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass")))
+    size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+    return _QUEUED_OVERHEAD + 2 + size
 
 
 class SessionListener(Protocol):
@@ -157,7 +166,7 @@ class Session:
         self.closed = False
         self.close_reason: str | None = None
         self._queue: list[Packet] = []
-        self._queued = 0  # bytes of _queue, encoded (_queued_size)
+        self._queued = 0  # what _queue costs, in bytes (_queued_size)
         self._overflowed = False  # past max_outgoing_bytes: closing, nothing more is sent
         rate = engine.limits.max_events_per_second
         self._events = TokenBucket(rate) if rate is not None else None
