@@ -428,6 +428,21 @@ async def test_handlers_run_at_most_max_handler_tasks_at_once_in_order(
     await ws.close()
 
 
+async def test_running_handlers_hold_at_most_max_pending_bytes(start_sio: StartSio) -> None:
+    server, gate, running = gated_server(max_pending_bytes=4096)
+    sio = await start_sio(server)
+    ws = await connected_plain(sio.port)
+    # 1,524 characters + 256 each: two fit in 4,096, the third waits (and the
+    # bytes waiting stay under the limit: no close).
+    await ws.send(*[f'42{n}["work",{n},"{"x" * 1500}"]' for n in range(1, 4)])
+    await eventually(lambda: len(running) == 2)
+    await ws.nothing()
+    gate.set()
+    assert await ws.recv_many(3) == [f"43{n}[{n}]" for n in range(1, 4)]
+    assert running == [1, 2, 1]
+    await ws.close()
+
+
 def test_max_handler_tasks_is_at_least_one() -> None:
     with pytest.raises(ValueError, match="max_handler_tasks must be at least 1"):
         realtime.Server(max_handler_tasks=0)

@@ -632,9 +632,12 @@ class _Client:
 
     Also the connection's bounds on the work a client can queue: at most
     ``max_handler_tasks`` event handlers run at once (for all its namespaces),
-    later events wait in arrival order, and the bytes of packets waiting
-    (for a handler slot, or for their namespace's CONNECT to be admitted) stay
-    under ``max_pending_bytes``, past which the session is closed (1008).
+    holding packets of at most ``max_pending_bytes`` together (or one packet,
+    whatever its size); later events wait in arrival order, and the bytes of
+    packets waiting (for a handler, or for their namespace's CONNECT to be
+    admitted) stay under ``max_pending_bytes``, past which the session is
+    closed (1008). Decoded JSON can take up to ~25 times its text in objects:
+    both byte bounds are what keeps that multiple bounded per connection.
     """
 
     def __init__(self, server: Server, session: Session) -> None:
@@ -650,6 +653,7 @@ class _Client:
         self._max_tasks = server.limits.max_handler_tasks
         self._max_pending = server.limits.max_pending_bytes
         self._running = 0  # handler tasks running
+        self._running_bytes = 0  # bytes of the packets they hold
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._pending = 0  # bytes counted by _waiting and _connecting
         self._partial = 0  # bytes of the binary packet being received so far
@@ -736,8 +740,8 @@ class _Client:
         event = socket.namespace._handler_for(packet)
         if event is None:
             return
-        if not self._waiting and self._running < self._max_tasks:
-            self._run_event(socket, event)
+        if not self._waiting and self._may_start(size):
+            self._run_event(socket, event, size)
         elif self._hold(size):
             self._waiting.append((socket, event, size))
 
@@ -757,7 +761,13 @@ class _Client:
         self.session.close("policy violation", code=1008)
         return False
 
-    def _run_event(self, socket: Socket, event: _Event) -> None:
+    def _may_start(self, size: int) -> bool:
+        running = self._running
+        if not running:
+            return True
+        return running < self._max_tasks and self._running_bytes + size <= self._max_pending
+
+    def _run_event(self, socket: Socket, event: _Event, size: int) -> None:
         """Run the handler in a task counted until done; or, when nothing of this
         connection is running, a plain function at once, with no task (the
         common case: events are handled in the order they came either way)."""
@@ -775,17 +785,20 @@ class _Client:
                 return
             coroutine = namespace._handle_event(socket, event, result)
         self._running += 1
-        self.server._spawn(coroutine).add_done_callback(self._handler_done)
+        self._running_bytes += size
+        task = self.server._spawn(coroutine)
+        task.add_done_callback(lambda _: self._handler_done(size))
 
-    def _handler_done(self, task: asyncio.Task[None]) -> None:
-        # A callback rather than a finally: it runs even for a task cancelled
-        # before it started.
+    def _handler_done(self, size: int) -> None:
+        # A done callback rather than a finally: it runs even for a task
+        # cancelled before it started.
         self._running -= 1
+        self._running_bytes -= size
         waiting = self._waiting
-        while waiting and self._running < self._max_tasks:
+        while waiting and self._may_start(waiting[0][2]):
             socket, event, size = waiting.popleft()
             self._pending -= size
-            self._run_event(socket, event)
+            self._run_event(socket, event, size)
 
     def _send(self, packet: socketio.Packet) -> None:
         text, attachments = socketio.encode(packet)
