@@ -110,16 +110,28 @@ async def unknown_sid(port: int, sid: str) -> None:
 # -- slow clients ---------------------------------------------------------------------
 
 
-async def test_polling_client_that_never_polls_is_closed() -> None:
-    # Each POST asks for 100 acks of 5 KB: 500 KB more to queue per request.
-    echo = '421["echo","' + "x" * 5000 + '"]'
-    async with running(chat_server()) as rt, bystander(rt.port) as watcher:
+@pytest.mark.parametrize(
+    ("echo", "count", "limits"),
+    [
+        # Each POST asks for 100 acks of 5 KB: 500 KB more to queue per request.
+        ('421["echo","' + "x" * 5000 + '"]', 100, {}),
+        # Or for 5,000 acks of 5 bytes ("431[]"), each counted with what Python
+        # holds per packet (about 120 bytes in all): 2,200 of them pass 256 KiB,
+        # where their text alone would take 29,000 (seconds of dispatch).
+        ('421["echo"]', 5000, {"max_outgoing_bytes": 256 * 1024}),
+    ],
+    ids=["large acks", "tiny acks"],
+)
+async def test_polling_client_that_never_polls_is_closed(
+    echo: str, count: int, limits: dict[str, int]
+) -> None:
+    async with running(chat_server(**limits)) as rt, bystander(rt.port) as watcher:
         sid = await polling_connect(rt.port)
         refused: list[int] = []
 
         async def attack() -> None:
             while True:
-                response = await post(rt.port, sid, *[echo] * 100)
+                response = await post(rt.port, sid, *[echo] * count)
                 if response.status != 200:
                     refused.append(response.status)
                     return
