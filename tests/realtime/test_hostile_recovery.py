@@ -421,3 +421,20 @@ async def test_garbage_in_the_stream_is_skipped_on_recovery(
             await again.close()
     skipped = [r for r in caplog.records if "undecodable stream entry" in r.getMessage()]
     assert len(skipped) == 1  # 101 bad entries, one line (rate-limited)
+
+
+@pytest.mark.redis
+async def test_the_stream_is_trimmed_to_the_stored_bytes(redis: RedisServer) -> None:
+    budget = 32 * 1024
+    options = {"connection_state_recovery": {"max_stored_bytes": budget}}
+    async with serving("redis", redis.url, **options) as (server, port):
+        adapter = server.adapter
+        assert isinstance(adapter, RedisAdapter)
+        async with bystander(port) as watcher:
+            for _ in range(100):
+                await asyncio.gather(*[server.emit("said", "x" * 500) for _ in range(10)])
+            await watcher.check(max_latency=0.5)
+        length = await adapter.client.xlen(adapter.keys.stream)
+        # 1,000 entries of ~600 bytes sent; about 55 fit (MAXLEN ~ trims
+        # whole nodes of 100 entries, so up to one more node remains).
+        assert length <= budget // 500 + 100, length

@@ -652,7 +652,10 @@ class RedisAdapter(Adapter):
         server = self._server()
         for sid in targets:
             if request.join:
-                server._join(request.nsp, sid, request.rooms)
+                try:
+                    server._join(request.nsp, sid, request.rooms)
+                except ValueError as exc:  # a room named after a sid: refused
+                    self._logs.log(logging.WARNING, "join", "sockets_join refused: %s", exc)
             else:
                 server._leave(request.nsp, sid, request.rooms)
 
