@@ -119,8 +119,8 @@ def vendor_socketio_client() -> None:
             source = None
         try:
             source = source or _npm_pack(version, integrity, Path(scratch))
+            VENDOR.mkdir(parents=True, exist_ok=True)
             for name in BUNDLE_FILES:
-                VENDOR.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source / name, VENDOR / Path(name).name)
         except (OSError, ValueError, subprocess.CalledProcessError) as exc:
             print(
