@@ -261,6 +261,7 @@ class Adapter:
         own in its store)."""
         assert self.recovery is not None
         now = time.monotonic()
+        self._departed.pop((namespace, sid), None)  # kept in time order
         self._departed[namespace, sid] = (now, marks)
         _expire(self._departed, now - self.recovery.max_disconnection_duration, _first_of)
         _cap(self._departed, self.recovery.max_saved_sessions)
