@@ -10,8 +10,10 @@ What each target holds the code to:
   :meth:`tether.protocol.Connection.receive_data` never raises (a protocol
   error fails the connection instead, with the close code the error carries:
   1002, 1007 or 1009); no message over ``max_message_size`` is ever
-  returned; and, with the C parser in use, the pure-Python loop returns the
-  same events and close code for the same bytes (differential).
+  returned, nor more messages than ``max_messages`` or more bytes than
+  ``max_bytes`` plus one message in one call; and, with the C parser in
+  use, the pure-Python loop returns the same events and close code for the
+  same bytes (differential).
 * ``deflate``: :meth:`PerMessageDeflate.decompress` raises only
   :class:`ProtocolError` / :class:`PayloadTooBig` and never returns more than
   its ``budget``; what we compress inflates back to the same bytes.
@@ -123,13 +125,17 @@ def _run_frames(
         )
     conn = core.Connection(side, limits=limits, deflate=deflate)
     max_messages = None if room == 0 else room
+    # A byte budget too (max_queue_bytes), from 0 (one message a call) up.
+    max_bytes = ((cfg >> 2) % 16) * 50 if cfg & 2 else None
     events: list[Event] = []
     for piece in _split(payload, chunk):
-        got = conn.receive_data(piece, max_messages)
+        got = conn.receive_data(piece, max_messages, max_bytes)
+        _check_room(got, max_messages, max_bytes, limits)
         events += got
-        # What max_messages held back is parsed by calls without new data.
+        # What the budgets held back is parsed by calls without new data.
         while got and conn.pending_bytes:
-            got = conn.receive_data(b"", max_messages)
+            got = conn.receive_data(b"", max_messages, max_bytes)
+            _check_room(got, max_messages, max_bytes, limits)
             events += got
     for event in events:
         if isinstance(event, str):
@@ -151,6 +157,17 @@ def _run_frames(
     for frame in conn.data_to_send():
         assert isinstance(frame, bytes) and frame
     return events, code, conn
+
+
+def _check_room(
+    events: list[Event], max_messages: int | None, max_bytes: int | None, limits: Limits
+) -> None:
+    """One call completed at most max_messages messages, and at most
+    max_bytes bytes of them plus the one that crossed it."""
+    sizes = [len(e) for e in events if isinstance(e, (str, bytes))]
+    assert max_messages is None or len(sizes) <= max(max_messages, 1), (sizes, max_messages)
+    if max_bytes is not None and sizes:
+        assert sum(sizes[:-1]) < max(max_bytes, 1), (sizes, max_bytes)
 
 
 def _frames(side: core.Side, deflate: bool) -> Target:

@@ -50,9 +50,11 @@ def skip_conformance() -> bool:
 async def echo_in_flight(uri: str, size: int, in_flight: int, count: int) -> None:
     """The benchmark's echo workload (bench/README.md): ``in_flight`` messages
     of ``size`` bytes outstanding on one connection, a new one sent for each
-    one echoed, ``count`` in all; every reply must come within a timeout."""
+    one echoed, ``count`` in all; every reply must come within a timeout.
+    The server must queue ``in_flight * size`` bytes (``max_queue_bytes``):
+    the client sends them all before it reads."""
     payload = os.urandom(size)
-    limits = {"max_message_size": size, "max_frame_size": size}
+    limits = {"max_message_size": size, "max_frame_size": size, "max_queue_bytes": in_flight * size}
     async with tether.connect(uri, compression=None, **limits) as client:
         for _ in range(in_flight):
             await client.send(payload)

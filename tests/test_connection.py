@@ -102,7 +102,9 @@ async def test_echo_with_32_large_messages_in_flight_never_stalls(
     # 32), its writes pass write_high_water so the handler waits in send(),
     # frames are assembled across reads of the shared buffer and written
     # vectored; and the same on the client side.
-    server = await start_server(compression=None, max_message_size=size, max_frame_size=size)
+    # The client sends all 32 before reading: the server must queue them.
+    limits = {"max_message_size": size, "max_frame_size": size, "max_queue_bytes": 32 * size}
+    server = await start_server(compression=None, **limits)
     await echo_in_flight(ws_uri(server), size, 32, count)
 
 

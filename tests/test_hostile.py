@@ -24,13 +24,14 @@ What the server does with floods (see docs/security.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -47,6 +48,7 @@ from conftest import (
     ws_uri,
 )
 from helpers import timeout
+from realtime.hostile_helpers import MemoryWatch
 from tether.protocol.deflate import PerMessageDeflate
 
 OP_CONT = 0x0
@@ -181,6 +183,21 @@ async def attack_queue(server: tether.Server, raw_client: OpenRaw, routes: Route
     return "reading paused"
 
 
+async def attack_queue_bytes(server: tether.Server, raw_client: OpenRaw, routes: Routes) -> str:
+    raw = await raw_client(server.port, handshake=False)
+    raw.writer.write(raw.request("/stuck"))
+    await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), timeout(2))
+    for _ in range(100):
+        raw.send_frame(OP_BINARY, b"m" * (4 * KiB))
+    await eventually(lambda: bool(routes.seen.get("/stuck")))
+    stuck = routes.seen["/stuck"][0]
+    await eventually(lambda: stuck._reading_paused)
+    # Paused on bytes, well before max_queue messages.
+    assert len(stuck._messages) < server.limits.max_queue
+    assert stuck._queued_bytes <= server.limits.max_queue_bytes + 4 * KiB
+    return "reading paused"
+
+
 async def attack_write_water(server: tether.Server, raw_client: OpenRaw, routes: Routes) -> str:
     raw = await raw_client(server.port, handshake=False, rcvbuf=4096)
     raw.writer.write(raw.request("/flood"))
@@ -246,6 +263,7 @@ LIMIT_CASES: list[tuple[str, dict[str, Any], Attack, str]] = [
     ("max_header_bytes", {"max_header_bytes": 4000}, attack_header_bytes, "431"),
     ("max_header_count", {"max_header_count": 30}, attack_header_count, "431"),
     ("max_queue", {"max_queue": 8}, attack_queue, "reading paused"),
+    ("max_queue_bytes", {"max_queue_bytes": 32 * KiB}, attack_queue_bytes, "reading paused"),
     ("write_high_water", {"write_high_water": 32 * KiB}, attack_write_water, "send waits"),
     ("write_low_water", {"write_low_water": 8 * KiB}, attack_write_water, "send waits"),
     ("open_timeout", {"open_timeout": timeout(0.5)}, attack_open_timeout, "dropped"),
@@ -425,6 +443,89 @@ async def test_decompression_bomb_fails_1009_after_inflating_at_most_the_limit(
     assert sum(inflated) <= server.limits.max_message_size + 1
     assert await echoes(bystander)
     await bystander.close()
+
+
+async def test_queued_deflate_messages_are_bounded_in_bytes_after_inflation(
+    start_server: StartServer, raw_client: OpenRaw
+) -> None:
+    # 40 connections that each send max_queue messages of 1 MiB of zeros,
+    # ~1 KiB each on the wire, to a handler that never reads: counted in
+    # messages only, each held 32 MiB inflated (1.16 GB in all).
+    routes = Routes()
+    server = await start_server(routes)
+    limits = server.limits
+    message = zero_bomb_segment(limits.max_message_size)[:-4]  # RFC 7692 §7.2.1
+    async with echo_bystander(server) as watcher:
+        with MemoryWatch() as memory:
+            attackers = []
+            for _ in range(40):
+                raw = await raw_client(server.port, handshake=False)
+                raw.writer.write(
+                    raw.request("/stuck", extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+                )
+                await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), timeout(2))
+                for _ in range(limits.max_queue):
+                    raw.send_frame(OP_BINARY | RSV1, message)
+                attackers.append(raw)
+            await eventually(lambda: len(routes.seen.get("/stuck", ())) == 40)
+            stuck = routes.seen["/stuck"]
+            await eventually(lambda: all(c._reading_paused for c in stuck))
+        held = max(c._queued_bytes for c in stuck)
+        print(f"sent {len(message) * limits.max_queue} bytes per connection, held at most {held}")
+        print(f"growth {memory.growth() / MiB:.1f} MiB for 40 connections")
+        assert held <= limits.max_queue_bytes + limits.max_message_size
+        assert memory.growth() < 120 * MiB, memory.growth()
+        for connection in stuck:  # or closing them inflates what they hold back
+            assert connection.transport is not None
+            connection.transport.abort()
+    watcher.check(max_latency=0.5)
+
+
+class EchoBystander:
+    """A tether client echoing a message every 50 ms; ``check()`` asserts that
+    every echo came back, none slower than ``max_latency`` (scaled)."""
+
+    def __init__(self, connection: tether.Connection) -> None:
+        self.connection = connection
+        self.latencies: list[float] = []
+        self.lost = 0
+
+    async def run(self) -> None:
+        i = 0
+        while True:
+            i += 1
+            started = time.monotonic()
+            await self.connection.send(str(i))
+            try:
+                reply = await asyncio.wait_for(self.connection.recv(), timeout(2))
+            except asyncio.TimeoutError:
+                self.lost += 1
+                continue
+            assert reply == str(i)
+            self.latencies.append(time.monotonic() - started)
+            await asyncio.sleep(0.05)  # the client's pace, not synchronisation
+
+    def check(self, max_latency: float) -> None:
+        assert self.latencies and not self.lost
+        worst = max(self.latencies)
+        print(f"bystander worst latency {worst * 1000:.0f} ms over {len(self.latencies)} echoes")
+        assert worst <= timeout(max_latency), worst
+
+
+@contextlib.asynccontextmanager
+async def echo_bystander(server: tether.Server) -> AsyncIterator[EchoBystander]:
+    connection = await connect_from(server)
+    watcher = EchoBystander(connection)
+    task = asyncio.create_task(watcher.run())
+    try:
+        yield watcher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise AssertionError(f"bystander failed: {task.exception()!r}")
+        await connection.close()
 
 
 # -- floods ----------------------------------------------------------------------------

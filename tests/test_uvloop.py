@@ -46,7 +46,7 @@ def test_server_client_broadcast_and_callbacks_on_uvloop() -> None:
 
 
 async def echo_in_flight_scenario(size: int, count: int) -> None:
-    limits = {"max_message_size": size, "max_frame_size": size}
+    limits = {"max_message_size": size, "max_frame_size": size, "max_queue_bytes": 32 * size}
     async with tether.serve(echo, "127.0.0.1", 0, compression=None, **limits) as server:
         await echo_in_flight(f"ws://127.0.0.1:{server.port}", size, 32, count)
 

@@ -4,8 +4,8 @@ One :class:`Connection` is both the ``asyncio.BufferedProtocol`` the event
 loop calls and the object applications use: the socket is read into one
 scratch buffer per event loop, every complete frame in it is parsed in one go
 by the sans-I/O core, messages wait in a bounded deque, and reading from the
-socket pauses when that deque is full (``max_queue``), so a fast sender cannot
-grow our memory.
+socket pauses when that deque is full (``max_queue`` messages or
+``max_queue_bytes``), so a fast sender cannot grow our memory.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class Connection(asyncio.BufferedProtocol):
         "_out",
         "_out_size",
         "_pings",
+        "_queued_bytes",
         "_rate",
         "_reading_paused",
         "_recv_waiter",
@@ -138,6 +139,8 @@ class Connection(asyncio.BufferedProtocol):
         # Shared and empty until a message must wait (an idle connection then
         # holds no deque block of its own, ~600 bytes); see _queue().
         self._messages: collections.deque[Message] = _NO_MESSAGES
+        # Their size (len(): bytes, or characters of text), for max_queue_bytes.
+        self._queued_bytes = 0
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         rate = limits.max_messages_per_second
@@ -220,25 +223,29 @@ class Connection(asyncio.BufferedProtocol):
         """Parse ``data`` and held-back bytes into the queue; return whether anything came.
 
         The core completes at most as many messages as the queue has room for,
-        so one socket read of tiny compressed frames cannot inflate into
-        hundreds of messages; the rest waits, unparsed, until recv() makes room.
+        in number and in bytes, so one socket read of tiny compressed frames
+        cannot inflate into hundreds of messages or megabytes; the rest waits,
+        unparsed, until recv() makes room.
         ``nbytes`` >= 0: the new bytes are that many in the scratch buffer
         (buffer_updated), not ``data``.
         """
         limit = self.limits.max_queue
+        max_bytes = self.limits.max_queue_bytes
         messages = self._messages
         listener = self._listener
         got = False
         while True:
             closing = protocol.close_sent is not None
             room = limit - len(messages)
+            budget = max_bytes - self._queued_bytes
+            if closing:
+                room = max(room, 1)
+                budget = max(budget, 1)
             if nbytes >= 0:
-                events = protocol.buffer_updated(
-                    self._shared.scratch, nbytes, max(room, 1) if closing else room
-                )
+                events = protocol.buffer_updated(self._shared.scratch, nbytes, room, budget)
                 nbytes = -1
             else:
-                events = protocol.receive_data(data, max(room, 1) if closing else room)
+                events = protocol.receive_data(data, room, budget)
                 data = b""
             if self._rate is not None and events and not self._rate_allows(events):
                 return got
@@ -248,10 +255,11 @@ class Connection(asyncio.BufferedProtocol):
                         self._deliver(listener, event)
                     # After our close frame, reading goes on to reach the peer's
                     # reply, so keep at most max_queue messages and drop the rest.
-                    elif len(messages) < limit or not closing:
+                    elif not closing or (len(messages) < limit and self._queued_bytes < max_bytes):
                         if messages is _NO_MESSAGES:
                             messages = self._messages = collections.deque()
                         messages.append(event)
+                        self._queued_bytes += len(event)
                 elif isinstance(event, Pong):
                     self._pong_received(event.payload)
                 elif isinstance(event, Close):
@@ -288,7 +296,9 @@ class Connection(asyncio.BufferedProtocol):
         """
         messages = self._messages
         while messages and not self._writing_paused:
-            self._deliver(listener, messages.popleft())
+            message = messages.popleft()
+            self._queued_bytes -= len(message)
+            self._deliver(listener, message)
         protocol = self.protocol
         if not self._writing_paused and protocol is not None and protocol.pending_bytes:
             self._parse_held_back(protocol)
@@ -336,10 +346,25 @@ class Connection(asyncio.BufferedProtocol):
             if protocol.error is not None:
                 self.logger.info("failing connection: %s", protocol.error)
             self._closing_done(protocol)
-        elif len(self._messages) >= self.limits.max_queue and protocol.close_sent is None:
+        elif self._queue_full() and protocol.close_sent is None:
             self._pause_reading()
         if wake or protocol.state is core.State.CLOSED:
             self._wake_reader()
+
+    def _queue_full(self) -> bool:
+        """Whether max_queue or max_queue_bytes is reached (reading then pauses)."""
+        limits = self.limits
+        return (
+            len(self._messages) >= limits.max_queue or self._queued_bytes >= limits.max_queue_bytes
+        )
+
+    def _queue_quarter(self) -> bool:
+        """Whether the queue is down to a quarter of both limits."""
+        limits = self.limits
+        return (
+            len(self._messages) <= limits.max_queue // 4
+            and self._queued_bytes <= limits.max_queue_bytes // 4
+        )
 
     def _closing_done(self, protocol: core.Connection) -> None:
         """The closing handshake completed or the connection failed (§7.1.1)."""
@@ -399,7 +424,7 @@ class Connection(asyncio.BufferedProtocol):
         self._writing_paused = False
         if self._listener is not None:
             self._deliver_queued(self._listener)
-        elif self.protocol is not None and len(self._messages) < self.limits.max_queue:
+        elif self.protocol is not None and not self._queue_full():
             self._resume_reading()  # paused by a flood of pings (_after_receive)
         drain = self._drain_waiter
         if drain is not None and not drain.done():
@@ -562,10 +587,11 @@ class Connection(asyncio.BufferedProtocol):
             protocol = self.protocol
             if messages:
                 message = messages.popleft()
+                self._queued_bytes -= len(message)
                 if protocol is not None and protocol.pending_bytes:
                     self._parse_held_back(protocol)
                 # Resume reading once the backlog is down to a quarter (hysteresis).
-                if self._reading_paused and len(messages) <= self.limits.max_queue // 4:
+                if self._reading_paused and self._queue_quarter():
                     self._resume_reading()
                 return message
             if (

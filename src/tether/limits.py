@@ -57,6 +57,16 @@ class Limits:
             "messages buffered for the application before reading from the socket pauses"
         ),
     )
+    # Counted after decompression: with permessage-deflate a few KiB on the
+    # wire can fill max_queue messages of max_message_size each (32 MiB).
+    max_queue_bytes: int = field(
+        default=1 * MiB,
+        metadata=_doc(
+            "bytes of messages (after decompression; text counted in characters) buffered "
+            "for the application before reading from the socket pauses; the message that "
+            "crosses it is kept, so at most this plus max_message_size is held"
+        ),
+    )
     write_high_water: int = field(
         default=64 * KiB,
         metadata=_doc("bytes buffered for writing above which send() waits (backpressure)"),
@@ -137,6 +147,7 @@ class LimitOptions(TypedDict, total=False):
     max_header_bytes: int
     max_header_count: int
     max_queue: int
+    max_queue_bytes: int
     write_high_water: int
     write_low_water: int
     open_timeout: float | None

@@ -17,7 +17,7 @@ from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
 from .protocol.handshake import SERVER_NAME, ServerHandshake, SubprotocolSelector, error_response
 from .protocol.http import Headers, Request, Response, parse_request
-from .ratelimit import AddressCounter
+from .ratelimit import AddressCounter, LogLimiter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -32,6 +32,10 @@ HTTPHandler = Callable[[Connection, Request, bytes], Awaitable[Response]]
 Compression = Literal["deflate"] | DeflateOptions | None
 
 _log = logging.getLogger("tether.server")
+
+#: What asyncio's selector loop reports, through the loop's exception handler,
+#: when accept() fails for want of file descriptors or memory.
+_ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 def compression_options(compression: Compression) -> DeflateOptions | None:
@@ -86,6 +90,9 @@ class Server:
         self._closing = False
         # HTTP keep-alive connections waiting for their next request.
         self._idle: set[Connection] = set()
+        # accept() failures (EMFILE...): one log line per interval, with counts.
+        self._accept_log = LogLimiter(self.logger)
+        self._exception_handler: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -122,6 +129,7 @@ class Server:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        self._uninstall_accept_filter()
         for connection in list(self._idle):
             if connection.transport is not None:
                 connection.transport.close()
@@ -181,6 +189,54 @@ class Server:
         finally:
             self.close()
             await self.wait_closed()
+
+    def _install_accept_filter(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Rate-limit the loop's reports of accept() failing on our sockets.
+
+        At the file-descriptor limit (EMFILE, ENFILE) asyncio's selector loop
+        backs off for a second, but first retries up to ``backlog`` times,
+        logging a traceback each time through the loop's exception handler
+        and scheduling a retry each time: megabytes of logs a minute. Those
+        reports become one line per interval (with the count), and the
+        retries still pending once the server is closed, which fail on the
+        closed socket, are not logged; every other report goes to the
+        handler that was there before. uvloop does not report these failures.
+        """
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            sock = context.get("socket")
+            if (
+                sock is not None
+                and context.get("message") == _ACCEPT_FAILED
+                and any(s.fileno() == sock.fileno() for s in self.sockets)
+            ):
+                error = context.get("exception")
+                message = "accept() failed (%s); retrying every second"
+                self._accept_log.log(logging.ERROR, "accept", message, error)
+                return
+            if _stale_accept_retry(context):
+                return
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        self._exception_handler = (loop, handler, previous)
+
+    def _uninstall_accept_filter(self) -> None:
+        if self._exception_handler is not None:
+            loop, handler, previous = self._exception_handler
+            self._exception_handler = None
+
+            def uninstall() -> None:
+                # Unless someone set another handler since, which stays.
+                if loop.get_exception_handler() is handler:
+                    loop.set_exception_handler(previous)
+
+            # After the retries asyncio scheduled (a second away) have run.
+            loop.call_later(2.0, uninstall)
 
     # -- one connection --------------------------------------------------
 
@@ -365,6 +421,21 @@ class Server:
         connection._start(protocol, bytes(connection._head[used:]))
 
 
+def _stale_accept_retry(context: dict[str, Any]) -> bool:
+    """Whether the loop reports a retry of accept() (see
+    Server._install_accept_filter) that failed because its listening socket
+    was closed meanwhile: nothing is wrong."""
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    args: tuple[Any, ...] = getattr(handle, "_args", None) or ()
+    return (
+        getattr(callback, "__name__", "") == "_start_serving"
+        and len(args) > 1
+        and isinstance(args[1], socket.socket)
+        and args[1].fileno() == -1
+    )
+
+
 def _is_upgrade(request: Request) -> bool:
     """Whether a request asks for a protocol upgrade (RFC 7230 §6.7)."""
     return "upgrade" in request.headers.tokens("Connection")
@@ -496,6 +567,7 @@ class serve:
                 backlog=listen["backlog"],
                 ssl_handshake_timeout=self._tls_timeout(),
             )
+        self.server._install_accept_filter(loop)
         return self.server
 
     def _tls_timeout(self) -> float | None:

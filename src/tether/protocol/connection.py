@@ -92,6 +92,7 @@ class Connection:
         "_msg_size",
         "_outgoing",
         "_room",
+        "_room_bytes",
         "_tx_compressed",
         "_tx_opcode",
         "_utf8",
@@ -142,6 +143,9 @@ class Connection:
         self._msg_size = 0
         self._utf8: Utf8Decoder | None = None
         self._room = _UNLIMITED
+        # Bytes the messages completed by this call may still take (max_bytes);
+        # once spent, _room is set to 0, so the parse loops check one number.
+        self._room_bytes = _UNLIMITED
         # The fragmented message being sent, if any (its opcode, 0 when none).
         self._tx_opcode = 0
         self._tx_compressed = False
@@ -149,21 +153,29 @@ class Connection:
     # -- receiving ---------------------------------------------------------
 
     def receive_data(
-        self, data: bytes | bytearray | memoryview, max_messages: int | None = None
+        self,
+        data: bytes | bytearray | memoryview,
+        max_messages: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[Event]:
         """Process bytes from the network; return the events they complete.
 
         ``max_messages`` stops parsing once that many data messages are
-        complete; the rest stays buffered (see :attr:`pending_bytes`) until the
-        next call, which may pass no new data. The I/O layer uses it to keep
-        one socket read of small compressed frames from inflating into more
-        messages than its queue holds. ``data`` is not referenced once the
-        call returns, so it may be a view of a buffer the caller reuses.
+        complete, ``max_bytes`` once they add up to that many bytes (after
+        decompression; the message that reaches it is returned whole, so one
+        call returns at most ``max_bytes`` plus one ``max_message_size``);
+        the rest stays buffered, not parsed nor inflated (see
+        :attr:`pending_bytes`), until the next call, which may pass no new
+        data. The I/O layer uses them to keep one socket read of small
+        compressed frames from inflating into more than its queue holds.
+        ``data`` is not referenced once the call returns, so it may be a view
+        of a buffer the caller reuses.
         """
         events: list[Event] = []
         if self.state is State.CLOSED or self.close_rcvd is not None:
             return events  # §5.5.1: nothing after a close frame is processed
         self._room = _UNLIMITED if max_messages is None else max_messages
+        self._room_bytes = _UNLIMITED if max_bytes is None else max_bytes
         buf = self._buf
         if buf:
             assert isinstance(buf, bytearray)  # never b"" here: that is empty
@@ -197,7 +209,11 @@ class Connection:
         return scratch[k:]
 
     def buffer_updated(
-        self, scratch: memoryview, nbytes: int, max_messages: int | None = None
+        self,
+        scratch: memoryview,
+        nbytes: int,
+        max_messages: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[Event]:
         """Process ``nbytes`` read into the view :meth:`get_buffer` returned.
 
@@ -206,11 +222,12 @@ class Connection:
         k = len(self._buf)
         half = len(scratch) >> 1
         if k > half:
-            return self.receive_data(scratch[half : half + nbytes], max_messages)
+            return self.receive_data(scratch[half : half + nbytes], max_messages, max_bytes)
         events: list[Event] = []
         if self.state is State.CLOSED or self.close_rcvd is not None:
             return events  # §5.5.1: nothing after a close frame is processed
         self._room = _UNLIMITED if max_messages is None else max_messages
+        self._room_bytes = _UNLIMITED if max_bytes is None else max_bytes
         if k:
             self._buf = b""  # get_buffer copied these bytes to the front
         self._receive(scratch[: k + nbytes], events)
@@ -285,8 +302,15 @@ class Connection:
             # inline this branch: it is their hot path).
             events.append(decode_text(payload) if opcode == _TEXT else payload)
             self._room -= 1
+            self._spend(len(payload))
         else:
             self._data(opcode, fin, rsv1, payload, events)
+
+    def _spend(self, size: int) -> None:
+        """Count a completed message of ``size`` bytes against ``max_bytes``."""
+        self._room_bytes -= size
+        if self._room_bytes <= 0:
+            self._room = 0
 
     def _parse(self, buf: bytes | bytearray | memoryview, pos: int, events: list[Event]) -> int:
         """Parse every complete frame in ``buf`` from ``pos``; return where parsing stopped.
@@ -299,6 +323,12 @@ class Connection:
             return _C_PARSE(self, buf, pos, events)
         end = len(buf)
         expect_mask = not self.is_client
+        # max_bytes without counting every frame: if the bytes to parse cannot
+        # spend it, they are counted once, here (the messages _data inflates
+        # are counted again, whole, when complete); else each whole frame.
+        each = end - pos >= self._room_bytes
+        if not each:
+            self._room_bytes -= end - pos
         while end - pos >= 2 and self._room > 0:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -352,6 +382,8 @@ class Connection:
                 # Fast path: a whole uncompressed message in one frame.
                 events.append(decode_text(payload) if opcode == _TEXT else payload)
                 self._room -= 1
+                if each:
+                    self._spend(length)
             else:
                 self._dispatch(opcode, fin, rsv1, payload, events)
                 if self.close_rcvd is not None:
@@ -422,6 +454,7 @@ class Connection:
             self._utf8 = None
             events.append(message)
             self._room -= 1
+            self._spend(self._msg_size)
         elif text:
             assert self._utf8 is not None
             _add_part(self._msg_parts, self._utf8.decode(data, False))
@@ -459,7 +492,8 @@ class Connection:
 
     @property
     def pending_bytes(self) -> int:
-        """Received bytes not parsed yet (an incomplete frame, or held back by max_messages).
+        """Received bytes not parsed yet (an incomplete frame, or held back by
+        max_messages or max_bytes).
 
         A large frame's payload collected across reads (see
         :meth:`_start_assembly`) is not counted: it needs more bytes to go on.

@@ -47,11 +47,30 @@ def parse_with_speedups(
         # At most _room frames per batch: every frame completes at most one
         # message, so _room can only reach 0 on the batch's last frame and the
         # frames after it stay unparsed, as in the pure-Python loop.
+        start = pos
+        room = conn._room
+        # _room_bytes, without counting every frame in Python: a batch that
+        # cannot spend it is counted once, at its size on the wire (the
+        # messages _data inflates are counted again, whole, when complete);
+        # one that could is a single frame, counted if it completes a message,
+        # so that parsing stops right where the budget runs out.
+        single = end - pos >= conn._room_bytes
         frames, pos, stop, b0, length = _parse_frames(
-            buf, pos, end, expect_mask, conn._room, max_len
+            buf, pos, end, expect_mask, 1 if single else room, max_len
         )
-        if _handle_frames(conn, frames, events):
+        if not single:
+            conn._room_bytes -= pos - start
+        handled = _handle_frames(conn, frames, events)
+        if single and conn._room < room:
+            conn._spend(pos - start)
+        if handled < 0:
             return end  # §5.5.1: nothing after a close frame is processed
+        if handled < len(frames):
+            # A message inflated past _room_bytes: the frames after it stay
+            # unparsed (and not inflated), as in the pure-Python loop.
+            for _, payload in frames[:handled]:
+                start += _header_size(buf, start, expect_mask) + len(payload)
+            return start
         if stop == STOP_BATCH:
             continue
         if stop == STOP_HEADER:
@@ -61,8 +80,7 @@ def parse_with_speedups(
             if length >= speedups.ASSEMBLE_AT:
                 # A large payload is collected across reads, as in the
                 # pure-Python loop, once its whole header (mask key too) is in.
-                b1 = buf[pos + 1] & 0x7F
-                head = pos + (2 if b1 < 126 else 4 if b1 == 126 else 10) + (4 if expect_mask else 0)
+                head = pos + _header_size(buf, pos, expect_mask)
                 if end >= head:
                     conn._start_assembly(b0, length, buf, head)
                     return end
@@ -78,12 +96,24 @@ def parse_with_speedups(
     return pos
 
 
-def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: list[Event]) -> bool:
-    """Check and dispatch ``frames`` in order; return whether a close frame came."""
+def _header_size(buf: bytes | bytearray | memoryview, pos: int, masked: bool) -> int:
+    """The size of the frame header at ``pos``, masking key included (§5.2)."""
+    n = buf[pos + 1] & 0x7F
+    return (2 if n < 126 else 4 if n == 126 else 10) + (4 if masked else 0)
+
+
+def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: list[Event]) -> int:
+    """Check and dispatch ``frames`` in order; return how many were handled
+    (fewer than all once a message inflated past ``_room_bytes``), or -1 if
+    a close frame came."""
     # A whole, uncompressed text or binary message outside a fragmented one
     # passes every check of _check_header when its length is within both
     # limits; it takes this shortcut, everything else the full checks.
     small = min(conn._max_frame, conn._max_message)
+    room = conn._room
+    # Counted in this branch only: the frames that took the full checks and
+    # the messages they completed; every other frame completed one message.
+    checked = completed = 0
     for b0, payload in frames:
         if b0 in _WHOLE and not conn._msg_opcode and len(payload) <= small:
             events.append(payload if b0 == _BINARY_WHOLE else decode_text(payload))
@@ -93,10 +123,15 @@ def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: li
         fin = b0 & 0x80
         rsv1 = b0 & 0x40
         conn._check_header(opcode, fin, rsv1, b0 & 0x30, len(payload))
+        before = conn._room
         conn._dispatch(opcode, fin, rsv1, payload, events)
         if conn.close_rcvd is not None:
-            return True
-    return False
+            return -1
+        checked += 1
+        completed += before - conn._room
+        if conn._room_bytes <= 0:
+            return checked + (room - conn._room - completed)
+    return len(frames)
 
 
 #: What ``Connection._parse`` should delegate to: this module's parser when
