@@ -47,7 +47,8 @@ class EchoEngine:
     def __init__(self, **options: Any) -> None:
         # RealtimeLimits fields (max_payload=...) as keyword options, as on realtime.Server.
         names = RealtimeLimits.describe()
-        limits = RealtimeLimits().replace(**{k: options.pop(k) for k in list(options) if k in names})
+        chosen = {name: options.pop(name) for name in list(options) if name in names}
+        limits = RealtimeLimits().replace(**chosen)
         self.engine = EngineServer(on_session=self._on_session, limits=limits, **options)
         self.closes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.http: tether.Server | None = None
