@@ -164,6 +164,30 @@ async def test_slow_handler_flood_is_bounded_then_closed() -> None:
     assert memory.growth() < 3 * MiB, memory.growth()
 
 
+async def test_bracket_packets_count_what_they_decode_to() -> None:
+    # "[]" is 2 characters of text but ~64 bytes once decoded: 20,000 of them
+    # are 40 KB on the wire and ~1.3 MB of lists. Counted by their text alone,
+    # hundreds of such packets could wait (hundreds of MiB of lists).
+    server = chat_server()
+    release = asyncio.Event()
+
+    @server.on("slow")
+    async def slow(socket: realtime.Socket, *args: Any) -> None:
+        await release.wait()
+
+    packet = '42["slow",[' + ",".join(["[]"] * 20_000) + "]]"
+    async with running(server) as rt, bystander(rt.port) as watcher:
+        ws = await connected(rt.port)
+        with MemoryWatch() as memory:
+            sent, _ = await attack_and_close(ws, lambda n: packet)
+        release.set()
+        await watcher.check(max_latency=LATENCY)
+        measured(memory, watcher, f"({sent} packets of {len(packet)} characters)")
+    assert ws.connection.close_code == 1008
+    assert ws.connection.close_reason == "policy violation"
+    assert memory.growth() < 8 * MiB, memory.growth()
+
+
 # -- pending CONNECT -----------------------------------------------------------------------
 
 

@@ -54,6 +54,10 @@ _RECOVERABLE = frozenset(
 # tiny packets cannot hold many times max_pending_bytes.
 _PACKET_OVERHEAD = 256
 
+# What one decoded JSON list or object costs beyond its brackets (an empty
+# list is 56 bytes, a dict 64, plus the slot that holds it; CPython 3.11).
+_CONTAINER_SIZE = 64
+
 
 class _Event(NamedTuple):
     """An EVENT packet matched to its handler."""
@@ -679,8 +683,13 @@ class _Client:
             session.close("parse error")
             return
         # A packet counts as received: the text of its Engine.IO message plus
-        # its attachments (characters of text, bytes of attachments).
+        # its attachments (characters of text, bytes of attachments), plus
+        # what its decoded lists and objects hold beyond their text: "[]" is 2
+        # characters but a 56-byte list and an 8-byte slot, so a packet of
+        # nothing but brackets decodes to ~24 times its length.
         size = self._partial + len(data)
+        if isinstance(data, str):
+            size += _CONTAINER_SIZE * (data.count("[") + data.count("{"))
         if packet is None:
             self._partial = size
             return
