@@ -346,7 +346,10 @@ class Connection(asyncio.BufferedProtocol):
             if protocol.error is not None:
                 self.logger.info("failing connection: %s", protocol.error)
             self._closing_done(protocol)
-        elif self._queue_full() and protocol.close_sent is None:
+        elif (
+            len(self._messages) >= self.limits.max_queue
+            or self._queued_bytes >= self.limits.max_queue_bytes
+        ) and protocol.close_sent is None:
             self._pause_reading()
         if wake or protocol.state is core.State.CLOSED:
             self._wake_reader()
@@ -356,14 +359,6 @@ class Connection(asyncio.BufferedProtocol):
         limits = self.limits
         return (
             len(self._messages) >= limits.max_queue or self._queued_bytes >= limits.max_queue_bytes
-        )
-
-    def _queue_quarter(self) -> bool:
-        """Whether the queue is down to a quarter of both limits."""
-        limits = self.limits
-        return (
-            len(self._messages) <= limits.max_queue // 4
-            and self._queued_bytes <= limits.max_queue_bytes // 4
         )
 
     def _closing_done(self, protocol: core.Connection) -> None:
@@ -590,8 +585,13 @@ class Connection(asyncio.BufferedProtocol):
                 self._queued_bytes -= len(message)
                 if protocol is not None and protocol.pending_bytes:
                     self._parse_held_back(protocol)
-                # Resume reading once the backlog is down to a quarter (hysteresis).
-                if self._reading_paused and self._queue_quarter():
+                # Resume reading once the backlog is down to a quarter of both
+                # limits (hysteresis).
+                if (
+                    self._reading_paused
+                    and len(messages) <= self.limits.max_queue // 4
+                    and self._queued_bytes <= self.limits.max_queue_bytes // 4
+                ):
                     self._resume_reading()
                 return message
             if (

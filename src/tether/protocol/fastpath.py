@@ -43,29 +43,29 @@ def parse_with_speedups(
     # it (control frames are capped at 125 bytes by §5.5, data frames at
     # max_frame_size), so nothing over a limit is unmasked or buffered.
     max_len = max(conn._max_frame, 125)
+    # _room_bytes without counting frames in Python: if the bytes to parse
+    # cannot spend it, they are counted once, here, at their size on the wire
+    # (the messages _data inflates are counted again, whole, when complete);
+    # else each batch is one frame, counted if it completes a message, so
+    # that parsing stops right where the budget runs out.
+    single = end - pos >= conn._room_bytes
+    if not single:
+        conn._room_bytes -= end - pos
     while conn._room > 0:
         # At most _room frames per batch: every frame completes at most one
         # message, so _room can only reach 0 on the batch's last frame and the
         # frames after it stay unparsed, as in the pure-Python loop.
         start = pos
         room = conn._room
-        # _room_bytes, without counting every frame in Python: a batch that
-        # cannot spend it is counted once, at its size on the wire (the
-        # messages _data inflates are counted again, whole, when complete);
-        # one that could is a single frame, counted if it completes a message,
-        # so that parsing stops right where the budget runs out.
-        single = end - pos >= conn._room_bytes
         frames, pos, stop, b0, length = _parse_frames(
             buf, pos, end, expect_mask, 1 if single else room, max_len
         )
-        if not single:
-            conn._room_bytes -= pos - start
         handled = _handle_frames(conn, frames, events)
         if single and conn._room < room:
             conn._spend(pos - start)
-        if handled < 0:
-            return end  # §5.5.1: nothing after a close frame is processed
-        if handled < len(frames):
+        if handled:
+            if handled < 0:
+                return end  # §5.5.1: nothing after a close frame is processed
             # A message inflated past _room_bytes: the frames after it stay
             # unparsed (and not inflated), as in the pure-Python loop.
             for _, payload in frames[:handled]:
@@ -103,9 +103,9 @@ def _header_size(buf: bytes | bytearray | memoryview, pos: int, masked: bool) ->
 
 
 def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: list[Event]) -> int:
-    """Check and dispatch ``frames`` in order; return how many were handled
-    (fewer than all once a message inflated past ``_room_bytes``), or -1 if
-    a close frame came."""
+    """Check and dispatch ``frames`` in order; return 0 once all are handled,
+    -1 if a close frame came, else how many were handled before a message
+    inflated past ``_room_bytes``."""
     # A whole, uncompressed text or binary message outside a fragmented one
     # passes every check of _check_header when its length is within both
     # limits; it takes this shortcut, everything else the full checks.
@@ -130,8 +130,9 @@ def _handle_frames(conn: Connection, frames: list[tuple[int, bytes]], events: li
         checked += 1
         completed += before - conn._room
         if conn._room_bytes <= 0:
-            return checked + (room - conn._room - completed)
-    return len(frames)
+            handled = checked + (room - conn._room - completed)
+            return 0 if handled == len(frames) else handled
+    return 0
 
 
 #: What ``Connection._parse`` should delegate to: this module's parser when
