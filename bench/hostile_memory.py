@@ -156,13 +156,17 @@ def _request(method: str, path: str, body: str = "") -> bytes:
     return head.encode() + data
 
 
-async def _response(reader: asyncio.StreamReader) -> bytes:
+async def _response(reader: asyncio.StreamReader, status: int = 200) -> bytes:
+    """The body of the next answer; ConnectionError unless it has ``status``."""
     head = await reader.readuntil(b"\r\n\r\n")
     size = 0
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             size = int(line.split(b":", 1)[1])
-    return await reader.readexactly(size)
+    body = await reader.readexactly(size)
+    if int(head.split(b" ", 2)[1]) != status:
+        raise ConnectionError(f"answered {head.split(b' ', 2)[1].decode()}")
+    return body
 
 
 async def polling_acks_no_get(target: Target) -> None:
@@ -179,7 +183,7 @@ async def polling_acks_no_get(target: Target) -> None:
             writer.write(_request("POST", path, batch))
             await _response(reader)
     except (ConnectionError, asyncio.IncompleteReadError):
-        pass
+        pass  # the session was closed (400 "Session ID unknown"), or the connection
     finally:
         writer.close()
 
