@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -422,3 +423,17 @@ async def test_presence_is_written_when_join_returns(redis: RedisServer) -> None
             finally:
                 await peer.close()
     assert seen == [(True, True, True)] * 10
+
+
+async def test_a_clean_shutdown_logs_no_outage(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping the server closes the adapter's Pub/Sub connection on purpose:
+    nothing may say Redis is unreachable (it used to, on every shutdown)."""
+    caplog.set_level(logging.INFO, logger="tether.realtime")
+    adapter = RedisAdapter(redis.url, prefix=unique("t-stop"), request_timeout=timeout(3))
+    server = realtime.Server(adapter=adapter)
+    async with realtime.serve(server, "127.0.0.1", 0):
+        assert adapter.connected  # it was up, so going down would be logged
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []

@@ -77,6 +77,7 @@ class Subscriptions:
         self._waiters: list[tuple[frozenset[str], asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        self._closing = False  # close() was called: going down is not an outage
         # Until the first connection attempt ends, Redis is not known to be
         # down: settle waits (a node starting must not serve before it listens).
         self._tried = False
@@ -131,6 +132,7 @@ class Subscriptions:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -158,7 +160,8 @@ class Subscriptions:
                 self._fail_waiters()
                 if self.connected:
                     self.connected = False
-                    self._on_state(False)
+                    if not self._closing:
+                        self._on_state(False)
             delay = backoff(attempt, self._base, self._cap)
             attempt += 1
             await asyncio.sleep(delay)
