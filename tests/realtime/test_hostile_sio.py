@@ -188,6 +188,29 @@ async def test_bracket_packets_count_what_they_decode_to() -> None:
     assert memory.growth() < 8 * MiB, memory.growth()
 
 
+async def test_one_packet_that_would_decode_to_megabytes_is_refused_undecoded() -> None:
+    # 330,000 "[]" in one max_payload packet: 1 MB of text, ~21 MB of lists,
+    # and ~0.2 s of json.loads with every other client waiting.
+    server = chat_server()
+    bomb = '42["echo",[' + ",".join(["[]"] * 330_000) + "]]"
+    large = '421["echo","' + "x" * 900_000 + '"]'  # as large, but plain text: served
+    async with running(server) as rt, bystander(rt.port) as watcher:
+        ws = await connected(rt.port)
+        await ws.send(large)
+        reply = await ws.recv_text(wait=2)
+        assert reply == '431["' + "x" * 900_000 + '"]'
+        with MemoryWatch() as memory:
+            started = time.monotonic()
+            await ws.send(bomb)
+            await ws.closed()
+            took = time.monotonic() - started
+        await watcher.check(max_latency=LATENCY)
+        measured(memory, watcher, f"(closed in {took * 1000:.0f} ms)")
+    assert ws.connection.close_code == 1008
+    assert ws.connection.close_reason == "policy violation"
+    assert memory.growth() < 8 * MiB, memory.growth()
+
+
 # -- pending CONNECT -----------------------------------------------------------------------
 
 
