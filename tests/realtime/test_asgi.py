@@ -343,3 +343,35 @@ async def test_websocket_client_that_never_reads_is_closed(ws: str) -> None:
             while True:
                 await asyncio.wait_for(client.recv(), timeout(5))
         assert client.close_code == 1008
+
+
+async def test_messages_read_ahead_are_bounded_in_bytes() -> None:
+    # The ASGI server's own message limit (uvicorn: 16 MiB) may be far above
+    # max_payload: what ASGIWebSocket reads ahead of the engine is bounded by
+    # max_queue_bytes as well as max_queue, like tether's own connections.
+    from tether.protocol.http import Request
+    from tether.realtime.asgi import ASGIWebSocket
+
+    offered = 0
+    big = "x" * 400_000
+
+    async def receive() -> dict[str, Any]:
+        nonlocal offered
+        offered += 1
+        return {"type": "websocket.receive", "text": big}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    limits = tether.Limits(max_queue=32, max_queue_bytes=1_000_000)
+    socket = ASGIWebSocket(receive, send, Request("/"), limits=limits)
+    try:
+        for _ in range(20):  # the reader runs as far as it may
+            await asyncio.sleep(0)
+        assert offered == 3  # 3 x 400 KB: the one that crossed 1 MB is kept
+        assert await socket.recv() == big
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert offered == 4  # one taken, one more read
+    finally:
+        await socket.close()

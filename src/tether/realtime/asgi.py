@@ -92,7 +92,8 @@ class ASGIWebSocket:
     ``send`` waits while its client does not read, so the queue is what a slow
     client has not taken: :meth:`drain` waits for it to go down). A reader
     task pulls messages ahead of :meth:`recv`, at most ``limits.max_queue`` of
-    them (then it stops reading, and the ASGI server applies backpressure).
+    them and ``limits.max_queue_bytes`` (then it stops reading, and the ASGI
+    server applies backpressure).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class ASGIWebSocket:
         self._out: collections.deque[Message] = collections.deque()
         self._out_size = 0
         self._in: collections.deque[str | bytes] = collections.deque()
+        self._in_size = 0  # len() of the messages in _in
         self._readable = asyncio.Event()
         self._read_more = asyncio.Event()
         self._writable = asyncio.Event()
@@ -132,14 +134,20 @@ class ASGIWebSocket:
     async def _read(self) -> None:
         try:
             while True:
-                while len(self._in) >= self.limits.max_queue:
+                # Bounded like tether's own connections: the ASGI server's
+                # message size limit (uvicorn: 16 MiB) may be far above
+                # max_payload, so a count alone could hold max_queue of them.
+                limits = self.limits
+                while len(self._in) >= limits.max_queue or self._in_size >= limits.max_queue_bytes:
                     self._read_more.clear()
                     await self._read_more.wait()
                 message = await self._receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
                     text = message.get("text")
-                    self._in.append(text if text is not None else message.get("bytes") or b"")
+                    data = text if text is not None else message.get("bytes") or b""
+                    self._in.append(data)
+                    self._in_size += len(data)
                     self._readable.set()
                 elif kind == "websocket.disconnect":
                     self._received = Close(message.get("code", 1005), message.get("reason") or "")
@@ -168,6 +176,7 @@ class ASGIWebSocket:
             self._readable.clear()
             await self._readable.wait()
         message = self._in.popleft()
+        self._in_size -= len(message)
         self._read_more.set()
         return message
 
