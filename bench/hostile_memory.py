@@ -30,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -299,8 +300,11 @@ def start_server(static_dir: Path) -> tuple[subprocess.Popen[str], Target]:
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     raise_fd_limit(4096)
-    static_dir = Path(args.results_dir) / ".hostile-static"
-    static_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as static:
+        return await run_attacks(args, Path(static))
+
+
+async def run_attacks(args: argparse.Namespace, static_dir: Path) -> list[dict[str, Any]]:
     (static_dir / "big.bin").write_bytes(os.urandom(64 * KiB))
     rows = []
     for name in args.only or list(ATTACKS):
