@@ -87,6 +87,26 @@ PROGRAMS = [block for block in BLOCKS if block.not_run is None]
 # The API reference.
 
 
+def test_api_reference_builds_and_covers_every_public_name(tmp_path: Path) -> None:
+    out = tmp_path / "html"
+    sources = repo_root() / "docs" / "api"
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", sources, out],
+        capture_output=True,
+        text=True,
+        timeout=timeout(120),
+    )
+    assert result.returncode == 0, result.stderr
+    documented = _inventory_names(out / "objects.inv")
+    missing = [
+        f"{module}.{name}"
+        for module in PUBLIC_MODULES
+        for name in importlib.import_module(module).__all__
+        if f"{module}.{name}" not in documented
+    ]
+    assert not missing, f"not in the API reference: {missing}"
+
+
 def _inventory_names(path: Path) -> set[str]:
     # Sphinx's objects.inv, version 2: four "# " header lines, then zlib-compressed
     # lines "name domain:role priority uri display-name" (parsed here because

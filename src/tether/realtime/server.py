@@ -184,22 +184,27 @@ class Namespace:
         return BroadcastOperator(self)
 
     def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """The members of ``rooms`` (a sid is a room too); ``in_`` is the same."""
         return self._all.to(rooms)
 
     in_ = to
 
     def except_(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket of the namespace but the members of ``rooms`` (or these sids)."""
         return self._all.except_(rooms)
 
     @property
     def volatile(self) -> BroadcastOperator:
+        """Every socket, dropping the event for those whose transport cannot take it now."""
         return self._all.volatile
 
     @property
     def local(self) -> BroadcastOperator:
+        """Every socket of this process only (with a distributed adapter)."""
         return self._all.local
 
     def timeout(self, seconds: float) -> BroadcastOperator:
+        """Every socket, with :meth:`emit_with_ack` waiting ``seconds`` for the replies."""
         return self._all.timeout(seconds)
 
     async def emit(
@@ -218,18 +223,23 @@ class Namespace:
         await operator.emit(event, *args)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Send an event to every socket; the replies that arrive in time, one per socket."""
         return await self._all.emit_with_ack(event, *args)
 
     async def fetch_sockets(self) -> list[SocketInfo]:
+        """Every socket of the namespace (on every node, with a distributed adapter)."""
         return await self._all.fetch_sockets()
 
     async def sockets_join(self, rooms: str | Iterable[str]) -> None:
+        """Make every socket of the namespace join ``rooms``."""
         await self._all.sockets_join(rooms)
 
     async def sockets_leave(self, rooms: str | Iterable[str]) -> None:
+        """Make every socket of the namespace leave ``rooms``."""
         await self._all.sockets_leave(rooms)
 
     async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the namespace; ``close`` ends their whole connection."""
         await self._all.disconnect_sockets(close)
 
     # -- dispatch ---------------------------------------------------------------------

@@ -68,10 +68,12 @@ _EVERYONE = BroadcastOptions()
 
 
 class BroadcastOperator:
-    """Sockets chosen by rooms, to emit to or act on; immutable, chainable::
+    """Sockets chosen by rooms, to emit to or act on; immutable, chainable.
 
-    await server.to("room1").to("room2").except_("muted").emit("news", 1)
-    replies = await server.timeout(5).emit_with_ack("question")
+    ::
+
+        await server.to("room1").to("room2").except_("muted").emit("news", 1)
+        replies = await server.timeout(5).emit_with_ack("question")
     """
 
     __slots__ = ("_namespace", "_opts", "_timeout")
@@ -207,6 +209,7 @@ class Socket:
 
     @property
     def nsp(self) -> str:
+        """The name of this socket's namespace (``"/"`` for the main one)."""
         return self.namespace.name
 
     @property
@@ -272,6 +275,7 @@ class Socket:
     call = emit_with_ack
 
     def expect_ack(self, ack_id: int) -> asyncio.Future[list[Any]]:
+        """A future for the client's acknowledgement ``ack_id`` (the server's broadcasts use it)."""
         waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._acks[ack_id] = waiter
         return waiter
@@ -308,6 +312,7 @@ class Socket:
     in_ = to
 
     def except_(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket of the namespace but this one and the members of ``rooms``."""
         return self.broadcast.except_(rooms)
 
     @property

@@ -73,6 +73,7 @@ class Emitter:
         await self.close()
 
     async def close(self) -> None:
+        """Close the Redis connection (``async with`` does it on exit)."""
         await self._publisher.client.aclose()
 
     def _with(self, namespace: str | None = None, **changes: Any) -> Emitter:
@@ -104,6 +105,7 @@ class Emitter:
 
     @property
     def volatile(self) -> Emitter:
+        """Drop the event for sockets whose transport cannot take it now."""
         return self._with(volatile=True)
 
     # -- sending --------------------------------------------------------------------------
