@@ -346,10 +346,7 @@ class Connection(asyncio.BufferedProtocol):
             if protocol.error is not None:
                 self.logger.info("failing connection: %s", protocol.error)
             self._closing_done(protocol)
-        elif (
-            len(self._messages) >= self.limits.max_queue
-            or self._queued_bytes >= self.limits.max_queue_bytes
-        ) and protocol.close_sent is None:
+        elif protocol.close_sent is None and self._queue_full():
             self._pause_reading()
         if wake or protocol.state is core.State.CLOSED:
             self._wake_reader()

@@ -25,7 +25,7 @@ from helpers import timeout
 from realtime.sio_helpers import EioSocket, sio_connect
 from tether import realtime
 
-__all__ = ["Bystander", "MemoryWatch", "bystander", "chat_server", "rss_bytes"]
+__all__ = ["Bystander", "MemoryWatch", "bystander", "chat_server", "measured", "rss_bytes"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -170,3 +170,12 @@ async def bystander(port: int, interval: float = 0.1) -> AsyncIterator[Bystander
         yield watcher
     finally:
         await watcher.stop()
+
+
+def measured(memory: MemoryWatch, watcher: Bystander, extra: str = "") -> None:
+    """Print what docs/security.md quotes (``pytest -s`` shows it)."""
+    worst = max(watcher.latencies, default=float("nan"))
+    print(
+        f"\n  growth {memory.growth() / MiB:.1f} MiB, "
+        f"bystander worst {worst * 1000:.0f} ms {extra}"
+    )

@@ -38,7 +38,13 @@ import pytest
 import tether
 from helpers import timeout
 from realtime.conftest import StartEngine
-from realtime.hostile_helpers import Bystander, MemoryWatch, MiB, bystander, chat_server
+from realtime.hostile_helpers import (
+    MemoryWatch,
+    MiB,
+    bystander,
+    chat_server,
+    measured,
+)
 from realtime.sio_helpers import (
     RECORD_SEP,
     EioSocket,
@@ -64,12 +70,6 @@ async def until(deadline: float, attack: asyncio.Task[None]) -> None:
     attack.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await attack
-
-
-def measured(memory: MemoryWatch, watcher: Bystander) -> None:
-    """Print what docs/security.md quotes (``pytest -s`` shows it)."""
-    worst = max(watcher.latencies, default=float("nan"))
-    print(f"\n  growth {memory.growth() / MiB:.1f} MiB, bystander worst {worst * 1000:.0f} ms")
 
 
 @contextlib.asynccontextmanager

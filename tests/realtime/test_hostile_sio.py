@@ -36,22 +36,19 @@ from typing import Any
 import pytest
 
 from helpers import timeout
-from realtime.hostile_helpers import Bystander, MemoryWatch, MiB, bystander, chat_server
+from realtime.hostile_helpers import (
+    MemoryWatch,
+    MiB,
+    bystander,
+    chat_server,
+    measured,
+)
 from realtime.sio_helpers import EioSocket, open_websocket, running, sio_connect
 from tether import realtime
 from tether.realtime import socketio
 
 LATENCY = 0.5
 ATTACK = 1.5  # seconds of attack (scaled)
-
-
-def measured(memory: MemoryWatch, watcher: Bystander, extra: str = "") -> None:
-    """Print what docs/security.md quotes (``pytest -s`` shows it)."""
-    worst = max(watcher.latencies, default=float("nan"))
-    print(
-        f"\n  growth {memory.growth() / MiB:.1f} MiB, "
-        f"bystander worst {worst * 1000:.0f} ms {extra}"
-    )
 
 
 async def flood(

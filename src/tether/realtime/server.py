@@ -24,7 +24,7 @@ from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from ..ratelimit import LogLimiter
 from . import socketio
 from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
-from .engine import EngineServer, Outgoing, Session
+from .engine import POLICY_VIOLATION, EngineServer, Outgoing, Session
 from .sockets import BroadcastOperator, Handshake, Socket, ack_value
 
 __all__ = ["Namespace", "Server"]
@@ -774,15 +774,11 @@ class _Client:
             self._waiting.append((socket, event, size))
 
     def _refuse_packet(self, size: int) -> None:
-        self.server._log_limiter.log(
-            logging.WARNING,
+        self._close_for_policy(
             "max_packet",
-            "closing session %s: a packet counting %d bytes decoded (more than "
-            "max_payload and max_pending_bytes)",
-            self.session.sid,
+            "a packet counting %d bytes decoded (more than max_payload and max_pending_bytes)",
             size,
         )
-        self.session.close("policy violation", code=1008)
 
     def _hold(self, size: int) -> bool:
         """Count ``size`` more bytes waiting; past ``max_pending_bytes`` close the
@@ -790,15 +786,20 @@ class _Client:
         self._pending += size
         if self._pending <= self._max_pending:
             return True
-        self.server._log_limiter.log(
-            logging.WARNING,
+        self._close_for_policy(
             "max_pending_bytes",
-            "closing session %s: more than max_pending_bytes=%d waiting for handlers",
-            self.session.sid,
+            "more than max_pending_bytes=%d waiting for handlers",
             self._max_pending,
         )
-        self.session.close("policy violation", code=1008)
         return False
+
+    def _close_for_policy(self, key: str, why: str, *args: Any) -> None:
+        """Close the session for breaking a limit (WebSocket 1008, not
+        recoverable), logged once per interval per ``key``."""
+        self.server._log_limiter.log(
+            logging.WARNING, key, "closing session %s: " + why, self.session.sid, *args
+        )
+        self.session.close(POLICY_VIOLATION, code=1008)
 
     def _may_start(self, size: int) -> bool:
         running = self._running
