@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import tether
 from helpers import timeout
 from realtime.conftest import StartSio
 from realtime.sio_helpers import (
@@ -178,6 +179,29 @@ async def test_connect_handler_with_only_the_socket(start_sio: StartSio) -> None
     assert socket.handshake.query["a"] == "b"
     assert socket.handshake.query["EIO"] == "4"
     assert "host" in socket.handshake.headers
+    await ws.close()
+
+
+async def test_connect_reply_is_written_before_the_connect_handler_runs(
+    start_sio: StartSio,
+) -> None:
+    # As socket.io's server does: what the handler emits goes in a later
+    # write, so a client reading one message at a time (the official
+    # protocol test suite's) sees the CONNECT reply and the event apart.
+    server = realtime.Server()
+    unsent: asyncio.Queue[int] = asyncio.Queue()
+
+    @server.on("connect")
+    async def connect(socket: Socket) -> None:
+        websocket = socket.session._ws
+        assert isinstance(websocket, tether.Connection)
+        unsent.put_nowait(websocket._out_size)  # queued in tether, not yet written
+        await socket.emit("hello")
+
+    sio = await start_sio(server)
+    ws, _ = await sio_connect(sio.port)
+    assert await asyncio.wait_for(unsent.get(), timeout(1)) == 0
+    assert await ws.recv() == '42["hello"]'
     await ws.close()
 
 

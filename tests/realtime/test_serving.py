@@ -109,6 +109,27 @@ async def test_custom_path(start_sio: StartSio) -> None:
     ).status == 404
 
 
+@pytest.mark.parametrize(
+    ("compression", "negotiated"),
+    [({}, False), ({"compression": "deflate"}, True)],
+    ids=["default-off", "deflate"],
+)
+async def test_compression_is_off_unless_asked(
+    compression: dict[str, str], negotiated: bool
+) -> None:
+    # A browser always offers permessage-deflate; the realtime server takes it
+    # only when asked (socket.io's perMessageDeflate defaults to false, too).
+    async with running(realtime.Server(), **compression) as sio:
+        ws = await open_websocket(sio.port, compression="deflate")
+        response = ws.connection.response
+        assert response is not None
+        header = "sec-websocket-extensions"
+        extensions = [value for name, value in response.headers if name.lower() == header]
+        assert bool(extensions) is negotiated, extensions
+        assert (await ws.recv_text()).startswith("0{")
+        await ws.close()
+
+
 async def test_graceful_shutdown(start_sio: StartSio) -> None:
     server = realtime.Server()
     reasons: asyncio.Queue[str] = asyncio.Queue()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..connection import Connection
 from ..protocol.http import Request, Response
+from ..server import Compression
 from ..server import Server as WebSocketServer
 from ..server import serve as serve_websockets
 from .engine import uses_tls
@@ -43,8 +44,16 @@ class serve(Coroutine[Any, Any, None]):
         async with realtime.serve(server, "127.0.0.1", 0) as http:
             print(http.port)
 
-    Other keyword arguments go to :func:`tether.serve` (``ssl``, ``sock``,
-    ``reuse_port``, ``compression``, limits...).
+    ``compression`` is off by default, unlike :func:`tether.serve`'s: as in
+    socket.io since v3, a realtime server's messages are mostly small events,
+    which deflate barely shrinks, while each compressing connection holds
+    about 100 KiB of zlib state (bench/realtime_compression.py measures both
+    ways; docs/realtime.md, "Compression"). Pass ``compression="deflate"``, or
+    :class:`tether.DeflateOptions` with a ``min_size`` as socket.io's 1 KiB
+    ``threshold``, for large, compressible payloads.
+
+    Other keyword arguments go to :func:`tether.serve` (``reuse_port``,
+    limits...).
     """
 
     def __init__(
@@ -55,6 +64,7 @@ class serve(Coroutine[Any, Any, None]):
         *,
         sock: socket_module.socket | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        compression: Compression = None,
         **options: Any,
     ) -> None:
         self.server = server
@@ -67,6 +77,7 @@ class serve(Coroutine[Any, Any, None]):
             ssl=ssl,
             process_request=self._check_upgrade,
             http_handler=self._http,
+            compression=compression,
             **options,
         )
         self._running: WebSocketServer | None = None
