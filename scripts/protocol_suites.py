@@ -17,8 +17,8 @@ reference server: ping interval 300 ms, ping timeout 200 ms, ``maxPayload``
 must be free (``--netns`` runs each suite in a private network namespace,
 which needs ``unshare``, root, and ``ip``).
 
-``--compression`` picks the WebSocket compression of the server: ``off`` (the
-realtime default) or ``deflate``. ``--reference`` also runs the Socket.IO suite
+``--compression`` picks the WebSocket compression of the servers: ``off`` (the
+realtime default, and socket.io's) or ``deflate``. ``--reference`` also runs the Socket.IO suite
 against socket.io's own Node server (from ``node_modules/socket.io``), the
 same number of times, for comparison: some of the suite's tests race (see
 docs/realtime.md, "The official protocol test suites").
@@ -50,7 +50,7 @@ SOCKETIO_SERVER = f"""
 import asyncio, sys
 from tether import realtime
 
-async def main(compression):
+async def main(compression, port, host):
     server = realtime.Server({SUITE_OPTIONS}, connect_timeout=1.0, cors_allowed_origins="*")
 
     @server.on("connect")
@@ -69,16 +69,16 @@ async def main(compression):
     async def custom_connect(socket, auth):
         await socket.emit("auth", auth)
 
-    async with realtime.serve(server, "localhost", {PORT}, compression=compression):
-        print("ready", flush=True)
+    async with realtime.serve(server, host, port, compression=compression) as http:
+        print("ready", http.port, flush=True)
         await asyncio.get_running_loop().create_future()
 
-asyncio.run(main(None if sys.argv[1] == "off" else "deflate"))
+asyncio.run(main(None if sys.argv[1] == "off" else "deflate", int(sys.argv[2]), sys.argv[3]))
 """
 
 # The engine.io-protocol suite wants a bare Engine.IO server at /engine.io/
 # that echoes every message: tether's Engine.IO layer on tether.serve.
-ENGINEIO_SERVER = f"""
+ENGINEIO_SERVER = """
 import asyncio, sys
 import tether
 from tether.limits import RealtimeLimits
@@ -92,7 +92,7 @@ class Echo:
     def on_close(self, session, reason):
         pass
 
-async def main(compression):
+async def main(compression, port, host):
     echo = Echo()
     engine = EngineServer(
         on_session=lambda session: setattr(session, "listener", echo),
@@ -114,12 +114,12 @@ async def main(compression):
             return not_found()
         return await engine.handle_http(connection, request, body)
 
-    async with tether.serve(websocket, "localhost", {PORT}, process_request=check,
-                            http_handler=http, compression=compression):
-        print("ready", flush=True)
+    async with tether.serve(websocket, host, port, process_request=check,
+                            http_handler=http, compression=compression) as server:
+        print("ready", server.port, flush=True)
         await asyncio.get_running_loop().create_future()
 
-asyncio.run(main(None if sys.argv[1] == "off" else "deflate"))
+asyncio.run(main(None if sys.argv[1] == "off" else "deflate", int(sys.argv[2]), sys.argv[3]))
 """
 
 # socket.io's own server, configured exactly as the socket.io-protocol README says.
@@ -127,7 +127,7 @@ REFERENCE_SERVER = f"""
 import {{ Server }} from "{ROOT}/node_modules/socket.io/wrapper.mjs";
 const io = new Server({PORT}, {{
   pingInterval: 300, pingTimeout: 200, maxPayload: 1000000, connectTimeout: 1000,
-  cors: {{ origin: "*" }},
+  cors: {{ origin: "*" }}, perMessageDeflate: process.argv[2] === "deflate",
 }});
 io.on("connection", (socket) => {{
   socket.emit("auth", socket.handshake.auth);
@@ -221,13 +221,14 @@ def main() -> int:
             ("socket.io-protocol", SOCKETIO_SERVER, args.socketio),
         ):
             if checkout is not None:
-                command = [sys.executable, "-c", code, args.compression]
+                command = [sys.executable, "-c", code, args.compression, str(PORT), "localhost"]
                 servers.append((name, f"tether, compression {args.compression}", command, checkout))
         if args.reference and args.socketio is not None:
             reference = Path(scratch) / "reference.mjs"
             reference.write_text(REFERENCE_SERVER)
-            command = ["node", str(reference)]
-            servers.append(("socket.io-protocol", "socket.io (reference)", command, args.socketio))
+            command = ["node", str(reference), args.compression]
+            label = f"socket.io (reference), compression {args.compression}"
+            servers.append(("socket.io-protocol", label, command, args.socketio))
         for name, label, command, checkout in servers:
             directory = suite_dir(checkout)
             print(f"{name} @ {commit_of(checkout)} against {label}:", flush=True)
