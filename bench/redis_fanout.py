@@ -46,7 +46,7 @@ from tether import realtime  # noqa: E402
 
 async def serve_node(redis_url: str | None, prefix: str) -> None:
     if redis_url:
-        from tether.realtime.redis import RedisAdapter
+        from tether.realtime.adapters.redis import RedisAdapter
 
         adapter: realtime.Adapter = RedisAdapter(redis_url, prefix=prefix, presence=False)
     else:

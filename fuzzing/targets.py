@@ -26,7 +26,7 @@ What each target holds the code to:
 * ``engineio``: ``decode_packet``, ``decode_payload`` and
   ``Handshake.from_packet`` raise only :class:`PacketError`; a decoded packet
   re-encodes to an equal packet.
-* ``socketio``: :class:`tether.realtime.socketio.Decoder` raises only
+* ``socketio``: :class:`tether.realtime.protocol.socketio.Decoder` raises only
   :class:`PacketError`; a decoded packet re-encodes and decodes back equal.
 """
 
@@ -48,7 +48,7 @@ from tether.protocol.deflate import DeflateOptions, DeflateParams, PerMessageDef
 from tether.protocol.events import Close, Event, Ping, Pong
 from tether.protocol.handshake import ClientHandshake, ServerHandshake, accept_key
 from tether.protocol.http import Request, parse_request, parse_response
-from tether.realtime import engineio, socketio
+from tether.realtime.protocol import engineio, socketio
 
 __all__ = ["ACCEPT_PLACEHOLDER", "TARGETS", "Input"]
 

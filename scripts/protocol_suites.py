@@ -82,8 +82,8 @@ ENGINEIO_SERVER = """
 import asyncio, sys
 import tether
 from tether.limits import RealtimeLimits
-from tether.realtime.engine import EngineServer
-from tether.realtime.static import not_found
+from tether.realtime.server.engine import EngineServer
+from tether.realtime.server.static import not_found
 
 class Echo:
     def on_message(self, session, data):

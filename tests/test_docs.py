@@ -1,7 +1,7 @@
 """The documentation: the API reference builds, and the code blocks run.
 
 * docs/api (Sphinx with autodoc) builds with warnings as errors, and every
-  name in ``__all__`` of tether, tether.realtime and tether.realtime.redis is
+  name in ``__all__`` of tether, tether.realtime and tether.realtime.adapters.redis is
   in it.
 * Every fenced ``python`` block of README.md and docs/*.md runs as a program,
   unless the line just before its fence says why not
@@ -37,7 +37,7 @@ from helpers import repo_root, timeout
 from realtime.redis_helpers import free_port, redis_server
 from tether import realtime
 
-PUBLIC_MODULES = ("tether", "tether.realtime", "tether.realtime.redis")
+PUBLIC_MODULES = ("tether", "tether.realtime", "tether.realtime.adapters.redis")
 
 _FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 _NOT_RUN = re.compile(r"<!-- not run: (.+?) -->")

@@ -23,8 +23,8 @@ from realtime.sio_helpers import RealtimeServer, running
 from tether import realtime
 from tether.limits import RealtimeLimits
 from tether.protocol.http import Request, Response
-from tether.realtime.engine import EngineServer, Session
-from tether.realtime.static import not_found
+from tether.realtime.server.engine import EngineServer, Session
+from tether.realtime.server.static import not_found
 
 StartSio = Callable[..., Awaitable[RealtimeServer]]
 

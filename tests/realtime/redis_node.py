@@ -31,7 +31,7 @@ import sys
 from typing import Any
 
 from tether import realtime
-from tether.realtime.redis import PresenceEvent, RedisAdapter
+from tether.realtime.adapters.redis import PresenceEvent, RedisAdapter
 
 
 def build(url: str, prefix: str, recovery: bool, heartbeat: float = 1.0) -> realtime.Server:

@@ -1,4 +1,4 @@
-"""tether.realtime.asgi: the realtime server as an ASGI app, under uvicorn.
+"""tether.realtime.server.asgi: the realtime server as an ASGI app, under uvicorn.
 
 uvicorn runs in the test's event loop on a socket bound to 127.0.0.1 port 0
 (listening before uvicorn starts, so clients never race its startup), with
@@ -21,7 +21,7 @@ import pytest
 import tether
 from helpers import timeout
 from tether import realtime
-from tether.realtime.asgi import ASGIApp
+from tether.realtime.server.asgi import ASGIApp
 
 uvicorn = pytest.importorskip("uvicorn")
 aiohttp = pytest.importorskip("aiohttp")
@@ -350,7 +350,7 @@ async def test_messages_read_ahead_are_bounded_in_bytes() -> None:
     # max_payload: what ASGIWebSocket reads ahead of the engine is bounded by
     # max_queue_bytes as well as max_queue, like tether's own connections.
     from tether.protocol.http import Request
-    from tether.realtime.asgi import ASGIWebSocket
+    from tether.realtime.server.asgi import ASGIWebSocket
 
     offered = 0
     big = "x" * 400_000

@@ -22,9 +22,9 @@ import pytest
 import tether
 from helpers import timeout
 from tether.exceptions import AckTimeout, Disconnected, HandshakeError, PacketError
-from tether.realtime.client import Client, backoff_delay
-from tether.realtime.engineio_client import Target
-from tether.realtime.polling import HTTPClient
+from tether.realtime.client.client import Client, backoff_delay
+from tether.realtime.client.engineio import Target
+from tether.realtime.client.polling import HTTPClient
 
 T = TypeVar("T")
 Script = Callable[[tether.Connection], Awaitable[None]]

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from tether.exceptions import PacketError, TetherError
 from tether.limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
-from tether.realtime import engineio
-from tether.realtime.engineio import (
+from tether.realtime.protocol import engineio
+from tether.realtime.protocol.engineio import (
     PING_PROBE,
     PONG_PROBE,
     Handshake,

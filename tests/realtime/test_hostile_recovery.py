@@ -31,8 +31,9 @@ from realtime.redis_helpers import RedisServer, redis_server
 from realtime.sio_helpers import EioSocket, eventually, open_websocket, running
 from realtime.test_server_recovery import event_with_offset
 from tether import realtime
-from tether.realtime.adapter import Adapter, BroadcastOptions, SavedSession
-from tether.realtime.redis import RedisAdapter
+from tether.realtime.adapters.base import Adapter, BroadcastOptions, SavedSession
+from tether.realtime.adapters.redis import RedisAdapter
+from tether.realtime.protocol import socketio
 
 
 async def connect(
@@ -308,11 +309,11 @@ async def old_offsets_attack(server: realtime.Server, port: int) -> None:
 
 async def test_sessions_record_where_the_socket_started() -> None:
     adapter = recovering_adapter()
-    await adapter.broadcast("/", realtime.socketio.Packet.event("to", "room"), room_opts("r"))
+    await adapter.broadcast("/", socketio.Packet.event("to", "room"), room_opts("r"))
     adapter.add_all("/", "a", [])
-    await adapter.broadcast("/", realtime.socketio.Packet.event("to", "all"), room_opts())
+    await adapter.broadcast("/", socketio.Packet.event("to", "all"), room_opts())
     adapter.add_all("/", "a", ["r"])
-    await adapter.broadcast("/", realtime.socketio.Packet.event("to", "room"), room_opts("r"))
+    await adapter.broadcast("/", socketio.Packet.event("to", "room"), room_opts("r"))
     adapter.delete_all("/", "a")
     await adapter.persist_session(SavedSession("a", "p", "/", ["r"], {}, None))
     restored = await adapter.restore_session("/", "p", None)
@@ -364,7 +365,7 @@ async def test_socket_emit_reaches_the_socket_by_identity() -> None:
     adapter.registry("/").join("intruder", "victim")
     opts = BroadcastOptions(sids=frozenset({"victim"}))
     assert adapter.local_sids("/", opts) == ["victim"]
-    await adapter.broadcast("/", realtime.socketio.Packet.event("private"), opts)
+    await adapter.broadcast("/", socketio.Packet.event("private"), opts)
     adapter.delete_all("/", "intruder")
     await adapter.persist_session(SavedSession("intruder", "p", "/", ["victim"], {}, None))
     restored = await adapter.restore_session("/", "p", None)
@@ -424,7 +425,7 @@ async def test_garbage_in_the_stream_is_skipped_on_recovery(
                 await adapter.client.xadd(stream, {"m": body})
             await adapter.client.xadd(stream, {"other": b"field"})
             await server.emit("seq", 2)
-            with caplog.at_level("WARNING", logger="tether.realtime.redis"):
+            with caplog.at_level("WARNING", logger="tether.realtime.adapters.redis"):
                 again, back = await connect(port, {"pid": hello["pid"], "offset": offset})
                 assert back["sid"] == hello["sid"]  # recovered, no CONNECT_ERROR
                 replayed = [event_with_offset(await again.recv())[0] for _ in range(2)]

@@ -45,7 +45,7 @@ from realtime.hostile_helpers import (
 )
 from realtime.sio_helpers import EioSocket, open_websocket, running, sio_connect
 from tether import realtime
-from tether.realtime import socketio
+from tether.realtime.protocol import socketio
 
 LATENCY = 0.5
 ATTACK = 1.5  # seconds of attack (scaled)

@@ -28,7 +28,7 @@ from helpers import node_bin, repo_root, timeout
 from realtime.redis_helpers import NodeProcess, Peer, Proxy, RedisServer, redis_server
 from tether import realtime
 from tether.realtime import Socket
-from tether.realtime.redis import Emitter, RedisAdapter
+from tether.realtime.adapters.redis import Emitter, RedisAdapter
 
 pytestmark = pytest.mark.redis
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tether.exceptions import PacketError
-from tether.realtime.adapter import BroadcastOptions
-from tether.realtime.redis import messages
-from tether.realtime.redis.messages import (
+from tether.realtime.adapters.base import BroadcastOptions
+from tether.realtime.adapters.redis import messages
+from tether.realtime.adapters.redis.messages import (
     AckRequest,
     Broadcast,
     Channels,

@@ -16,7 +16,7 @@ import pytest
 from realtime.redis_helpers import Peer, RedisServer
 from realtime.sio_helpers import eventually
 from tether import realtime
-from tether.realtime.redis import Failure, RedisAdapter
+from tether.realtime.adapters.redis import Failure, RedisAdapter
 
 pytestmark = pytest.mark.redis
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tether.realtime.rooms import RoomRegistry
+from tether.realtime.protocol.rooms import RoomRegistry
 
 SIDS = ["s1", "s2", "s3", "s4"]
 ROOMS = ["a", "b", "c"]

@@ -28,8 +28,10 @@ from realtime.sio_helpers import (
 )
 from tether import realtime
 from tether.protocol.connection import encode_broadcast_frame
-from tether.realtime import Socket, engine, socketio
-from tether.realtime.adapter import BroadcastOptions
+from tether.realtime import Socket
+from tether.realtime.adapters.base import BroadcastOptions
+from tether.realtime.protocol import socketio
+from tether.realtime.server import engine
 
 
 def room_server() -> realtime.Server:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from tether.exceptions import PacketError
 from tether.limits import DEFAULT_REALTIME_LIMITS
-from tether.realtime import engineio, socketio
-from tether.realtime.socketio import (
+from tether.realtime.protocol import engineio, socketio
+from tether.realtime.protocol.socketio import (
     RESERVED_EVENTS,
     Decoder,
     Packet,

@@ -14,7 +14,7 @@ anything else          the pages in ``tether/demo/static``
 =====================  ==============================================
 
 The realtime server is plugged in the way
-:class:`tether.realtime.serving.serve` does it: ``engine.check`` decides on
+:class:`tether.realtime.server.serving.serve` does it: ``engine.check`` decides on
 upgrades, ``engine.handle_websocket`` and ``engine.handle_http`` serve them.
 """
 
@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 from .. import realtime
 from ..connection import Connection
 from ..protocol.http import Headers, Request, Response
-from ..realtime.adapter import Adapter
-from ..realtime.static import StaticFiles, not_found
+from ..realtime.adapters.base import Adapter
+from ..realtime.server.static import StaticFiles, not_found
 from ..server import Server as WebSocketServer
 from ..server import serve
 from .chat import Chat
@@ -149,10 +149,10 @@ def _adapter(redis_url: str | None) -> Adapter | None:
     if redis_url is None:
         return None
     try:
-        from ..realtime.redis import RedisAdapter
+        from ..realtime.adapters.redis import RedisAdapter
     except ImportError as exc:
         raise ValueError(
-            f"--redis needs the Redis adapter (tether.realtime.redis) and the redis "
+            f"--redis needs the Redis adapter (tether.realtime.adapters.redis) and the redis "
             f"package (pip install 'tether[redis]'): {exc}"
         ) from None
     adapter: Adapter = RedisAdapter(redis_url)

@@ -12,28 +12,27 @@ The server::
 
     asyncio.run(realtime.serve(server, "127.0.0.1", 8000))
 
-Its parts: :mod:`~tether.realtime.server` (namespaces, middleware, dispatch),
-:mod:`~tether.realtime.sockets` (``Socket`` and ``BroadcastOperator``),
-:mod:`~tether.realtime.adapter` (rooms, broadcast, recovery; in memory by
-default), :mod:`~tether.realtime.engine` (Engine.IO sessions over polling
-and WebSocket), :mod:`~tether.realtime.serving` and
-:mod:`~tether.realtime.asgi` (standalone or under an ASGI server). Every bound
-one client can make the server hold is a :class:`RealtimeLimits` field, given
-to ``Server(limits=...)`` or as a keyword option (``Server(max_payload=...)``).
+Laid out by layer and side:
 
-Underneath, the packet codecs, sans-I/O like :mod:`tether.protocol`:
+* :mod:`tether.realtime.protocol`: sans-I/O like :mod:`tether.protocol`: the
+  Engine.IO and Socket.IO codecs (:mod:`~tether.realtime.protocol.engineio`,
+  :mod:`~tether.realtime.protocol.socketio`) and the room registry
+  (:mod:`~tether.realtime.protocol.rooms`);
+* :mod:`tether.realtime.server`: Engine.IO sessions over polling and
+  WebSocket, namespaces, middleware, dispatch, ``Socket`` and
+  ``BroadcastOperator``, served standalone or under an ASGI server;
+* :mod:`tether.realtime.client`: the :class:`Client`;
+* :mod:`tether.realtime.adapters`: rooms, broadcast and recovery across
+  processes: the :class:`Adapter` interface, in memory by default, and Redis.
 
-* :mod:`tether.realtime.engineio`: Engine.IO packets, WebSocket frames and
-  long-polling payloads, the open handshake and the upgrade probe;
-* :mod:`tether.realtime.socketio`: Socket.IO packets, their text form and
-  their binary attachments;
-* :mod:`tether.realtime.rooms`: which sockets are in which rooms, and who a
-  broadcast reaches.
+Every bound one client can make the server hold is a :class:`RealtimeLimits`
+field, given to ``Server(limits=...)`` or as a keyword option
+(``Server(max_payload=...)``).
 
-Both modules define a ``Packet`` and a ``PacketType``; import the modules,
+The codecs both define a ``Packet`` and a ``PacketType``; import the modules,
 not the names, to keep them apart::
 
-    from tether.realtime import engineio, socketio
+    from tether.realtime.protocol import engineio, socketio
 
     text, attachments = socketio.encode(socketio.Packet.event("hello", 1))
     frames = [engineio.encode_packet(engineio.Packet(engineio.PacketType.MESSAGE, text))]
@@ -45,11 +44,9 @@ from __future__ import annotations
 
 from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, PacketError
 from ..limits import RealtimeLimits
-from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
+from .adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from .client import Client
-from .server import Namespace, Server
-from .serving import serve
-from .sockets import BroadcastOperator, Socket
+from .server import BroadcastOperator, Namespace, Server, Socket, serve
 
 # The public API. The codecs stay in their modules (engineio.encode_packet,
 # socketio.decode...): both define a Packet and a PacketType, so their names

@@ -1,4 +1,8 @@
-"""Adapters by name: ``tether.realtime.adapters.redis`` is :mod:`tether.realtime.redis`.
+"""Adapters: where rooms live and how a broadcast reaches every node.
 
-The in-memory :class:`~tether.realtime.Adapter` is the default and needs no import.
+* :mod:`.base`: :class:`~tether.realtime.Adapter`, the interface a broker
+  adapter implements, and its in-memory implementation (the default, one
+  process);
+* :mod:`.redis`: :class:`~tether.realtime.adapters.redis.RedisAdapter`, many
+  processes on many machines as one (the ``redis`` extra).
 """

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .. import socketio
-from ..adapter import BroadcastOptions
-from ..sockets import check_event
+from ...protocol import socketio
+from ...server.sockets import check_event
+from ..base import BroadcastOptions
 from .messages import (
     Broadcast,
     DisconnectRequest,

@@ -10,7 +10,7 @@ and the ``lifespan`` scope, go to ``other_app`` (a Starlette or FastAPI app,
 say), or get a 404 without one. Lifespan events also start and stop the
 server (:meth:`Server.start` and :meth:`Server.shutdown`).
 
-The Engine.IO sessions (:mod:`tether.realtime.engine`) were written for
+The Engine.IO sessions (:mod:`tether.realtime.server.engine`) were written for
 tether's :class:`~tether.Connection`; :class:`ASGIWebSocket` gives an ASGI
 websocket the part of that interface they use.
 """
@@ -23,14 +23,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from ..limits import DEFAULT_LIMITS, Limits
-from ..protocol.events import Close
-from ..protocol.http import Headers, Request, Response
+from ...exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from ...limits import DEFAULT_LIMITS, Limits
+from ...protocol.events import Close
+from ...protocol.http import Headers, Request, Response
 from .static import StaticFiles, not_found
 
 if TYPE_CHECKING:
-    from ..connection import Connection
+    from ...connection import Connection
     from .server import Server
 
 __all__ = ["ASGIApp", "ASGIWebSocket"]

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 __all__ = ["Subscriptions", "backoff"]
 
-_log = logging.getLogger("tether.realtime.redis")
+_log = logging.getLogger("tether.realtime.adapters.redis")
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:

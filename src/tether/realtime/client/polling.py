@@ -3,7 +3,7 @@
 §Transports, HTTP long-polling, of https://github.com/socketio/engine.io-protocol:
 the client receives with ``GET`` requests the server holds open until it has
 packets for it, and sends with ``POST`` requests, each body a payload
-(:func:`~tether.realtime.engineio.encode_payload`). At most one of each is in
+(:func:`~tether.realtime.protocol.engineio.encode_payload`). At most one of each is in
 flight at a time: the reference server closes a session that overlaps them.
 
 The HTTP client only does what that needs: ``GET`` and ``POST`` with small
@@ -23,14 +23,14 @@ import ssl as ssl_module
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..exceptions import HandshakeError, PacketError
-from ..protocol.http import Response, parse_response
-from . import engineio
-from .engineio import Packet
+from ...exceptions import HandshakeError, PacketError
+from ...protocol.http import Response, parse_response
+from ..protocol import engineio
+from ..protocol.engineio import Packet
 
 __all__ = ["HTTPClient", "HTTPResponse", "PollingTransport"]
 
-_log = logging.getLogger("tether.realtime.polling")
+_log = logging.getLogger("tether.realtime.client.polling")
 
 # Bounds of a response head, as for a WebSocket handshake response.
 _MAX_HEAD_BYTES = 16 * 1024

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..limits import MiB
-from . import socketio
-from .rooms import RoomRegistry
+from ...limits import MiB
+from ..protocol import socketio
+from ..protocol.rooms import RoomRegistry
 
 if TYPE_CHECKING:
-    from .server import Server
+    from ..server.server import Server
 
 __all__ = ["Adapter", "BroadcastOptions", "RecoveryOptions", "SavedSession", "SocketInfo"]
 

@@ -2,7 +2,7 @@
 
 Section names refer to https://github.com/socketio/socket.io-protocol
 (README). The Engine.IO session underneath (transports, heartbeat, upgrade)
-is :mod:`tether.realtime.engineio_client`; this module adds namespaces,
+is :mod:`tether.realtime.client.engineio`; this module adds namespaces,
 events, acknowledgements, reconnection, the buffer of packets emitted while
 disconnected, and connection state recovery.
 
@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
-from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState, PacketError
-from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
-from . import socketio
-from .engineio_client import TRANSPORTS, EngineSession, Target
-from .socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
+from ...exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState, PacketError
+from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ..protocol import socketio
+from ..protocol.socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
+from .engineio import TRANSPORTS, EngineSession, Target
 
 __all__ = ["Client"]
 

@@ -11,11 +11,11 @@ import threading
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from ..connection import Connection
-from ..protocol.http import Request, Response
-from ..server import Compression
-from ..server import Server as WebSocketServer
-from ..server import serve as serve_websockets
+from ...connection import Connection
+from ...protocol.http import Request, Response
+from ...server import Compression
+from ...server import Server as WebSocketServer
+from ...server import serve as serve_websockets
 from .engine import uses_tls
 from .static import StaticFiles, not_found
 

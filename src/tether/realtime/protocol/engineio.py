@@ -34,8 +34,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import PacketError
-from ..limits import DEFAULT_REALTIME_LIMITS
+from ...exceptions import PacketError
+from ...limits import DEFAULT_REALTIME_LIMITS
 
 __all__ = [
     "PING_PROBE",

@@ -36,7 +36,7 @@ from .publisher import Keys
 
 __all__ = ["Member", "Presence", "PresenceEvent"]
 
-_log = logging.getLogger("tether.realtime.redis")
+_log = logging.getLogger("tether.realtime.adapters.redis")
 
 PresenceKind = Literal["join", "leave", "online", "offline"]
 

@@ -2,7 +2,7 @@
 
 Section names refer to https://github.com/socketio/engine.io-protocol (README).
 :class:`EngineSession` opens a session over WebSocket or HTTP long-polling
-(:mod:`tether.realtime.polling`), upgrades from polling to WebSocket when the
+(:mod:`tether.realtime.client.polling`), upgrades from polling to WebSocket when the
 server offers it (§Upgrade), answers the server's pings and gives up when
 none comes within ``pingInterval + pingTimeout`` (§Heartbeat). The Socket.IO
 layer above (:mod:`tether.realtime.client`) sees only messages in, messages
@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..client import connect as ws_connect
-from ..connection import Connection
-from ..exceptions import ConnectionClosed, PacketError, TetherError
-from . import engineio
-from .engineio import Handshake, Packet, PacketType
+from ...client import connect as ws_connect
+from ...connection import Connection
+from ...exceptions import ConnectionClosed, PacketError, TetherError
+from ..protocol import engineio
+from ..protocol.engineio import Handshake, Packet, PacketType
 from .polling import PollingTransport
 
 __all__ = ["TRANSPORTS", "EngineSession", "Target", "Transport", "WebSocketTransport"]

@@ -2,9 +2,9 @@
 
 Section names refer to the Socket.IO v5 specification
 (https://github.com/socketio/socket.io-protocol, README). Engine.IO sessions
-(:mod:`tether.realtime.engine`) carry the packets; each session has a
+(:mod:`tether.realtime.server.engine`) carry the packets; each session has a
 :class:`_Client` here that decodes them and routes them to the
-:class:`~tether.realtime.sockets.Socket` of their namespace.
+:class:`~tether.realtime.server.sockets.Socket` of their namespace.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..exceptions import ConnectionRefused, Disconnected, PacketError
-from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
-from ..ratelimit import LogLimiter
-from . import socketio
-from .adapter import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
+from ...exceptions import ConnectionRefused, Disconnected, PacketError
+from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ...ratelimit import LogLimiter
+from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SavedSession, SocketInfo
+from ..protocol import socketio
 from .engine import POLICY_VIOLATION, EngineServer, Outgoing, Session
 from .sockets import BroadcastOperator, Handshake, Socket, ack_value
 
@@ -291,7 +291,7 @@ class Server(Namespace):
         await realtime.serve(server, "127.0.0.1", 8000)
 
     ``connection_state_recovery`` (``True`` or a dict of
-    :class:`~tether.realtime.adapter.RecoveryOptions` fields) lets a client
+    :class:`~tether.realtime.adapters.base.RecoveryOptions` fields) lets a client
     that lost its connection come back with its sid, rooms, ``data`` and every
     event it missed. ``cors_allowed_origins`` is ``None`` (same origin only:
     no CORS headers), ``"*"`` or a list of origins; a list is also an Origin
@@ -941,13 +941,11 @@ class _Client:
         for data in missed:
             self._send(socketio.Packet.event(*data, namespace=name))
         if connect is not None:
-            # One loop turn first, so the CONNECT reply leaves in a write of its
-            # own, as socket.io's server sends it, before whatever the handler
-            # emits: a client that reads one message and then waits for the
-            # next (the protocol test suite's does) then sees them apart.
-            await asyncio.sleep(0)
-            if not socket.connected:
-                return None  # the session closed meanwhile
+            # The CONNECT reply leaves in a write of its own, as socket.io's
+            # server sends it, before whatever the handler emits: a client
+            # that reads one message and then waits for the next (the
+            # protocol test suite's does) then sees them apart.
+            self.session.flush()
             try:
                 arity = _arity(connect)
                 await _maybe_await(connect(socket) if arity == 1 else connect(socket, auth))

@@ -9,7 +9,7 @@ connection state recovery, as one Redis Stream entry)::
   script that stores and publishes an event writes it (the id only exists
   once ``XADD`` ran), so the offset a client sees is the stream id.
 * the header is ``[kind, {fields}]``; ``bytes`` anywhere in the fields are
-  replaced by Socket.IO placeholders (:func:`tether.realtime.socketio.deconstruct`)
+  replaced by Socket.IO placeholders (:func:`tether.realtime.protocol.socketio.deconstruct`)
   and appended after a NUL (which JSON text never contains), each as a 4-byte
   big-endian length and its bytes.
 
@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ...exceptions import PacketError
-from .. import socketio
-from ..adapter import BroadcastOptions, SocketInfo
+from ....exceptions import PacketError
+from ...protocol import socketio
+from ..base import BroadcastOptions, SocketInfo
 
 __all__ = [
     "AckRequest",

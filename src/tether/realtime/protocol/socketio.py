@@ -5,7 +5,7 @@ https://github.com/socketio/socket.io-protocol (README, "Exchange protocol"
 and "Packet encoding").
 
 Each Socket.IO packet travels as the data of an Engine.IO ``message``
-packet (:mod:`tether.realtime.engineio`). Its text form is (§Format)::
+packet (:mod:`tether.realtime.protocol.engineio`). Its text form is (§Format)::
 
     <type>[<attachments>-][<namespace>,][<ack id>][<JSON data>]
 
@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import PacketError
-from ..limits import DEFAULT_REALTIME_LIMITS
+from ...exceptions import PacketError
+from ...limits import DEFAULT_REALTIME_LIMITS
 from .engineio import _check_text_size, _reject_constant, _too_big
 
 __all__ = [

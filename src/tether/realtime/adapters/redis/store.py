@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ..adapter import SavedSession
+from ..base import SavedSession
 from . import scripts
 from .presence import _Change
 from .subscriber import wait_for_answer
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Store"]
 
-_log = logging.getLogger("tether.realtime.redis")
+_log = logging.getLogger("tether.realtime.adapters.redis")
 
 _FAILURES = (RedisError, OSError)
 
@@ -52,7 +52,7 @@ _NOTHING = _Written()
 
 
 class Store:
-    """The writer of one :class:`~tether.realtime.redis.RedisAdapter`."""
+    """The writer of one :class:`~tether.realtime.adapters.redis.RedisAdapter`."""
 
     def __init__(self, adapter: RedisAdapter) -> None:
         self.adapter = adapter

@@ -6,7 +6,7 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..protocol.http import Headers, Request, Response
+from ...protocol.http import Headers, Request, Response
 
 __all__ = ["StaticFiles", "not_found"]
 

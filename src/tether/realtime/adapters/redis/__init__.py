@@ -3,7 +3,7 @@
 ::
 
     from tether import realtime
-    from tether.realtime.redis import Emitter, RedisAdapter
+    from tether.realtime.adapters.redis import Emitter, RedisAdapter
 
     server = realtime.Server(adapter=RedisAdapter("redis://localhost:6379/0"))
 

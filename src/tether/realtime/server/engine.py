@@ -2,7 +2,7 @@
 
 Section names refer to the Engine.IO v4 specification
 (https://github.com/socketio/engine.io-protocol, README). The packet codecs
-are in :mod:`tether.realtime.engineio`; this module keeps the sessions:
+are in :mod:`tether.realtime.protocol.engineio`; this module keeps the sessions:
 
 * the handshake (§Handshake): a polling ``GET`` without ``sid``, or a
   WebSocket without ``sid``, opens a session;
@@ -39,15 +39,15 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from ..broadcast import send_frame
-from ..connection import Connection
-from ..exceptions import ConnectionClosed, PacketError
-from ..limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
-from ..protocol.connection import encode_broadcast_frame
-from ..protocol.http import Headers, Request, Response
-from ..ratelimit import TokenBucket
-from . import engineio
-from .engineio import Packet, PacketType
+from ...broadcast import send_frame
+from ...connection import Connection
+from ...exceptions import ConnectionClosed, PacketError
+from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ...protocol.connection import encode_broadcast_frame
+from ...protocol.http import Headers, Request, Response
+from ...ratelimit import TokenBucket
+from ..protocol import engineio
+from ..protocol.engineio import Packet, PacketType
 
 __all__ = [
     "POLICY_VIOLATION",
@@ -194,6 +194,13 @@ class Session:
         if ws is not None:
             return ws.write_buffer_size() <= ws.limits.write_high_water
         return self._poll is not None and not self._poll.done()
+
+    def flush(self) -> None:
+        """Write what is queued for a WebSocket client now, not at the end of
+        this loop turn (long-polling sends on the next GET anyway)."""
+        ws = self._ws
+        if isinstance(ws, Connection):
+            ws._flush()
 
     def send(self, data: str | bytes) -> None:
         """Send one Engine.IO ``message`` packet."""

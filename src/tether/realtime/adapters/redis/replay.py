@@ -12,9 +12,9 @@ import logging
 import re
 from typing import Any
 
-from ...exceptions import PacketError
-from ...ratelimit import LogLimiter
-from ..adapter import replayable
+from ....exceptions import PacketError
+from ....ratelimit import LogLimiter
+from ..base import replayable
 from .messages import Broadcast, decode, opts_from_wire
 
 __all__ = ["is_stream_id", "replayed", "room_marks", "stream_id"]

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import AckTimeout, Disconnected
-from . import socketio
-from .adapter import BroadcastOptions, SocketInfo
+from ...exceptions import AckTimeout, Disconnected
+from ..adapters.base import BroadcastOptions, SocketInfo
+from ..protocol import socketio
 
 if TYPE_CHECKING:
     from .engine import Session

@@ -39,10 +39,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ...exceptions import PacketError
-from ...ratelimit import LogLimiter
-from .. import socketio
-from ..adapter import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
+from ....exceptions import PacketError
+from ....ratelimit import LogLimiter
+from ...protocol import socketio
+from ..base import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
 from . import scripts
 from .messages import (
     AckRequest,
@@ -70,7 +70,7 @@ from .subscriber import Subscriptions
 
 __all__ = ["Failure", "RedisAdapter", "RedisStats"]
 
-_log = logging.getLogger("tether.realtime.redis")
+_log = logging.getLogger("tether.realtime.adapters.redis")
 
 _FAILURES = (RedisError, OSError)
 _SEEN = 1024  # message ids remembered for de-duplication
@@ -134,7 +134,7 @@ class RedisAdapter(Adapter):
     """Rooms, broadcasts, acks and recovery across processes, through Redis::
 
         from tether import realtime
-        from tether.realtime.redis import RedisAdapter
+        from tether.realtime.adapters.redis import RedisAdapter
 
         server = realtime.Server(adapter=RedisAdapter("redis://localhost:6379/0"))
 
