@@ -59,7 +59,7 @@ async def lose(server: realtime.Server, ws: EioSocket, pid: str) -> None:
     # saved with a longer TTL): no event to await in another process.
     key = adapter.keys.session(pid)
     deadline = time.monotonic() + timeout(3)
-    while not 0 < await adapter.client.pttl(key) <= adapter._window_ms:
+    while not 0 < await adapter.client.pttl(key) <= adapter.window_ms:
         assert time.monotonic() < deadline, "the session was not kept"
         await asyncio.sleep(0.01)
 
@@ -168,7 +168,7 @@ async def drop_at_once(server: realtime.Server, port: int, count: int) -> None:
                 sid = f"sid-{n}"
                 adapter.delete_all("/", sid)
                 session = SavedSession(sid, f"pid-{n}", "/", ["lobby"], {"n": n}, None)
-                server._run(adapter.persist_session(session))
+                server.runner.run(adapter.persist_session(session))
                 if n % 100 == 0:
                     await asyncio.sleep(0)
             await eventually(lambda: len(adapter._sessions) == count, wait=3)

@@ -142,7 +142,7 @@ async def test_slow_handler_flood_is_bounded_then_closed() -> None:
     @server.on("slow")
     async def slow(socket: realtime.Socket) -> None:
         nonlocal most
-        most = max(most, len(server._tasks))
+        most = max(most, len(server.runner.tasks))
         await asyncio.sleep(0.5)  # like a database call
 
     async with running(server) as rt, bystander(rt.port) as watcher:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -22,7 +21,9 @@ pytestmark = pytest.mark.redis
 
 
 @contextlib.asynccontextmanager
-async def node(url: str, failures: list[Failure]) -> AsyncIterator[tuple[RedisAdapter, int]]:
+async def node(
+    url: str, failures: list[Failure]
+) -> AsyncIterator[tuple[RedisAdapter, realtime.Server, int]]:
     adapter = RedisAdapter(
         url,
         prefix="t-outage",
@@ -33,7 +34,7 @@ async def node(url: str, failures: list[Failure]) -> AsyncIterator[tuple[RedisAd
     )
     server = realtime.Server(adapter=adapter)
     async with realtime.serve(server, "127.0.0.1", 0) as http:
-        yield adapter, http.port
+        yield adapter, server, http.port
 
 
 async def test_local_delivery_goes_on_failures_are_reported_and_it_reconnects() -> None:
@@ -42,12 +43,11 @@ async def test_local_delivery_goes_on_failures_are_reported_and_it_reconnects() 
     failures: list[Failure] = []
     try:
         async with (
-            node(redis.url, failures) as (one, port1),
-            node(redis.url, []) as (two, port2),
+            node(redis.url, failures) as (one, server1, port1),
+            node(redis.url, []) as (two, _, port2),
         ):
             p1 = await Peer.connect(f"http://127.0.0.1:{port1}", "p1")
             p2 = await Peer.connect(f"http://127.0.0.1:{port2}", "p2")
-            server1: Any = one.server
             await server1.emit("news", 1)
             await p1.wait_for("news")
             await p2.wait_for("news")

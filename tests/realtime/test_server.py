@@ -553,7 +553,7 @@ async def test_packets_behind_a_pending_connect_count(start_sio: StartSio) -> No
 async def test_plain_handlers_need_no_task(start_sio: StartSio) -> None:
     server = echo_server()
     tasks: list[int] = []
-    server.on("count", lambda socket: tasks.append(len(server._tasks)) or len(tasks))
+    server.on("count", lambda socket: tasks.append(len(server.runner.tasks)) or len(tasks))
     sio = await start_sio(server)
     ws = await connected(sio.port)
     await ws.send(*[f'42{n}["count"]' for n in range(1, 101)])
@@ -579,7 +579,7 @@ async def test_handler_failures_are_logged_once_per_interval(
     await ws.send(*events, '42["message","done"]')
     assert await ws.recv() == '42["message-back","done"]'
     await ws.close()
-    await eventually(lambda: not server._tasks)
+    await eventually(lambda: not server.runner.tasks)
     failures = [r for r in caplog.records if r.exc_info]
     # One per handler ("boom", and "*" however many names the client made up).
     assert sorted(r.getMessage().split(" of ")[0] for r in failures) == [

@@ -1,10 +1,21 @@
-"""Adapters: who is in which room, and where a broadcast goes.
+"""The :class:`Adapter`: the interface a broker adapter implements, and its
+in-memory implementation (the default: one process, no dependencies).
 
-The :class:`Adapter` here keeps everything in this process: rooms, the
-packets kept for connection state recovery, and the sessions of sockets that
-went away and may come back. A distributed adapter (Redis) subclasses it and
-adds the other nodes; the server calls the same methods either way, so
-application code does not change.
+The adapter keeps who is in which room (one
+:class:`~tether.realtime.protocol.rooms.RoomRegistry` per namespace), chooses
+the sockets a broadcast or a request reaches, and keeps what connection state
+recovery needs: the events a disconnected socket may miss and the sessions of
+sockets that may come back. It reaches the sockets of this process only
+through the :class:`~tether.realtime.adapters.interface.LocalSockets` the
+server gives it in :meth:`Adapter.attach`.
+
+A broker adapter (:class:`~tether.realtime.adapters.redis.RedisAdapter`)
+subclasses :class:`Adapter`: it keeps the local rooms and delivery of this
+class and overrides the methods whose docstrings say "a distributed adapter":
+it publishes what concerns other nodes and, when a message of another node
+comes, calls the same :class:`LocalSockets` methods. The contract of each
+method is in its docstring; ``tests/realtime/adapters/test_contract.py`` holds
+both adapters to it.
 
 One adapter serves every namespace of a server; each method names its
 namespace.
@@ -17,102 +28,27 @@ import collections
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from ...limits import MiB
 from ..protocol import socketio
 from ..protocol.rooms import RoomRegistry
+from .interface import (
+    BroadcastOptions,
+    LocalSockets,
+    RecoveryOptions,
+    SavedSession,
+    SocketInfo,
+)
 
-if TYPE_CHECKING:
-    from ..server.server import Server
-
-__all__ = ["Adapter", "BroadcastOptions", "RecoveryOptions", "SavedSession", "SocketInfo"]
-
-
-@dataclass(frozen=True, slots=True)
-class BroadcastOptions:
-    """Who a broadcast reaches: members of ``rooms`` and the sockets ``sids``
-    (everyone when both are empty), except members of ``except_rooms`` (a
-    socket's sid is a room of its own, which no other socket may join).
-
-    ``sids`` selects sockets by identity, not by room membership:
-    ``Socket.emit`` uses it, so what is meant for one socket reaches that
-    socket only, on whichever node it is and when it is replayed."""
-
-    rooms: frozenset[str] = frozenset()
-    except_rooms: frozenset[str] = frozenset()
-    volatile: bool = False
-    local: bool = False
-    sids: frozenset[str] = frozenset()
-
-    def reaches(self, sid: str, rooms: Iterable[str]) -> bool:
-        """Whether socket ``sid``, in ``rooms`` (its own room implied), is a target."""
-        joined = {*rooms, sid}
-        if not joined.isdisjoint(self.except_rooms):
-            return False
-        if not (self.rooms or self.sids):
-            return True
-        return sid in self.sids or not joined.isdisjoint(self.rooms)
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryOptions:
-    """Connection state recovery: how long a disconnected socket's session,
-    and the packets it may miss, are kept; whether middleware runs again.
-
-    Storage is bounded in time, bytes and count; past a bound the oldest goes
-    first, and a client whose session or offset went simply reconnects as a
-    new socket (``socket.recovered`` is False), as after
-    ``max_disconnection_duration``."""
-
-    max_disconnection_duration: float = 120.0
-    skip_middlewares: bool = True
-    # Events kept for recovery, all namespaces together, counted as their
-    # encoded size (text and binary attachments) plus 320 bytes of
-    # bookkeeping. 16 MiB keeps two minutes of 140 KB/s of events: a chat's
-    # worth, while one busy client cannot make the server hold more than
-    # this. The Redis adapter trims its stream to the same bytes (estimated
-    # as entries of the average size seen).
-    max_stored_bytes: int = 16 * MiB
-    # Sessions of disconnected sockets kept at once. Each costs well under a
-    # kilobyte plus its rooms and ``data``; 100,000 covers every socket of a
-    # busy server dropping at once.
-    max_saved_sessions: int = 100_000
-
-    def __post_init__(self) -> None:
-        if not self.max_disconnection_duration > 0:
-            raise ValueError("max_disconnection_duration must be positive")
-        for name in ("max_stored_bytes", "max_saved_sessions"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-
-
-@dataclass(slots=True)
-class SavedSession:
-    """What a recovering socket gets back."""
-
-    sid: str
-    pid: str
-    namespace: str
-    rooms: list[str]
-    data: dict[str, Any]
-    # The newest offset when the socket connected or was saved: the client
-    # may hold no offset at all if no event reached it.
-    offset: str | None
-    saved_at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True, slots=True)
-class SocketInfo:
-    """A socket as :meth:`Adapter.fetch_sockets` sees it, possibly on another node."""
-
-    sid: str
-    namespace: str
-    rooms: frozenset[str]
-    data: dict[str, Any]
-    handshake: dict[str, Any]
+__all__ = [
+    "Adapter",
+    "BroadcastOptions",
+    "LocalSockets",
+    "RecoveryOptions",
+    "SavedSession",
+    "SocketInfo",
+]
 
 
 @dataclass(slots=True)
@@ -164,10 +100,21 @@ _NO_ROOMS = RoomRegistry()
 
 
 class Adapter:
-    """The in-memory adapter: one process, no dependencies (the default)."""
+    """The in-memory adapter: one process, no dependencies (the default); and
+    the base class of every adapter.
+
+    A subclass must call ``super().__init__()``. Methods it may override are
+    those with a contract in their docstring; the server calls them, never
+    the private ones. Room changes go through :meth:`add_all`,
+    :meth:`delete` and :meth:`delete_all` (synchronous: they change the local
+    registry at once); anything that must reach other nodes is awaited
+    (:meth:`broadcast`, the requests, :meth:`flush`).
+    """
 
     def __init__(self) -> None:
-        self.server: Server | None = None
+        #: The server's sockets (set by :meth:`attach`).
+        self.sockets: LocalSockets | None = None
+        #: The server's recovery options (None: recovery off), set by :meth:`attach`.
         self.recovery: RecoveryOptions | None = None
         self._rooms: dict[str, RoomRegistry] = {}
         self._packets: collections.deque[_Stored] = collections.deque()
@@ -185,23 +132,30 @@ class Adapter:
 
     # -- lifecycle --------------------------------------------------------------
 
-    def attach(self, server: Server) -> None:
-        """Called once by the server that owns this adapter."""
-        self.server = server
-        self.recovery = server.recovery
+    def attach(self, sockets: LocalSockets) -> None:
+        """Called once by the server that owns this adapter, before
+        :meth:`start`, with what it offers: its sockets and recovery options.
+        An override must call ``super().attach(sockets)``."""
+        self.sockets = sockets
+        self.recovery = sockets.recovery
 
     async def start(self) -> None:
-        """Connect to whatever the adapter needs (nothing, in memory)."""
+        """Connect to whatever the adapter needs (nothing, in memory); called
+        once when the server starts serving, before any socket connects."""
 
     async def close(self) -> None:
-        """Release what :meth:`start` took."""
+        """Release what :meth:`start` took; called once when the server shuts
+        down, after its sessions are closed. A distributed adapter writes what
+        it still holds (saved sessions) while it can."""
 
     async def flush(self) -> None:
         """Wait until room changes made so far take effect everywhere (a
         distributed adapter subscribes to the new rooms); nothing to wait for here."""
 
     async def server_side_emit(self, event: str, args: list[Any]) -> None:
-        """Send a server-side event to the other nodes (there are none here)."""
+        """Send a server-side event to the other nodes, whose adapters hand it
+        to :meth:`LocalSockets.server_event`; never to this node (there are
+        no others here)."""
 
     # -- rooms of local sockets --------------------------------------------------
 
@@ -247,9 +201,13 @@ class Adapter:
         registry.join(sid, *rooms, mark=self._seq)
 
     def delete(self, namespace: str, sid: str, room: str) -> None:
+        """Take socket ``sid`` out of ``room`` (nothing if it is not in it)."""
         self.lookup(namespace).leave(sid, room)
 
     def delete_all(self, namespace: str, sid: str) -> None:
+        """Forget socket ``sid``, which disconnected: it leaves every room. With
+        recovery on, remember where it was listening for
+        :meth:`persist_session`, which the server calls next if it may come back."""
         registry = self.lookup(namespace)
         if self.recovery is not None and sid in registry:
             self._departing(namespace, sid, registry.marks(sid))
@@ -275,24 +233,34 @@ class Adapter:
             del self._rooms[namespace]
 
     def rooms_of(self, namespace: str, sid: str) -> set[str]:
+        """The rooms of local socket ``sid``, its own included (empty if unknown)."""
         return set(self.lookup(namespace).rooms_of(sid))
 
     def local_sids(self, namespace: str, opts: BroadcastOptions) -> list[str]:
+        """The local sockets ``opts`` selects (:meth:`BroadcastOptions.reaches`)."""
         return self.lookup(namespace).select(opts.rooms, opts.except_rooms, sids=opts.sids)
 
-    # -- delivery ----------------------------------------------------------------
+    # -- delivery and requests: what a distributed adapter extends to every node ------
 
-    def _server(self) -> Server:
-        if self.server is None:
+    def _local(self) -> LocalSockets:
+        if self.sockets is None:
             raise RuntimeError("the adapter is not attached to a server")
-        return self.server
+        return self.sockets
 
     async def broadcast(
         self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
     ) -> None:
-        """Send ``packet`` to every matching socket (here: in this process)."""
+        """Send ``packet`` to every socket ``opts`` selects, each socket once.
+
+        Here: the sockets of this process; a distributed adapter adds those of
+        the other nodes unless ``opts.local``. With recovery on, an event
+        without an ack that is not volatile is kept and gets an offset as its
+        last argument (:meth:`store`), in the order it is delivered. Returns
+        once the packet is handed to the local sockets and (distributed) to
+        the broker; a broker failure is the adapter's to report, not raised.
+        """
         packet = self.store(namespace, packet, opts)
-        self._server()._deliver(namespace, packet, self.local_sids(namespace, opts), opts)
+        self._local().deliver(namespace, packet, self.local_sids(namespace, opts), opts)
 
     async def broadcast_with_ack(
         self,
@@ -301,41 +269,57 @@ class Adapter:
         opts: BroadcastOptions,
         timeout: float,
     ) -> list[Any]:
-        """Send ``packet`` (with an ack id) to every matching socket and collect
-        the replies that arrive within ``timeout``, one value per socket."""
+        """Send ``packet`` (it carries an ack id) to every socket ``opts``
+        selects and return the replies that arrive within ``timeout``: one
+        value per socket that answered, in no set order (a socket that
+        disconnects or does not answer in time adds nothing). Never stored
+        for recovery: an ack cannot be awaited across a reconnection."""
         targets = self.local_sids(namespace, opts)
-        waiters = self._server()._deliver_with_ack(namespace, packet, targets, opts)
+        waiters = self._local().deliver_with_ack(namespace, packet, targets, opts)
         return await _collect(waiters, timeout)
 
     async def fetch_sockets(self, namespace: str, opts: BroadcastOptions) -> list[SocketInfo]:
-        return self._server()._socket_infos(namespace, self.local_sids(namespace, opts))
+        """A snapshot of every socket ``opts`` selects (on every node, for a
+        distributed adapter, unless ``opts.local``; nodes that do not answer
+        within its request timeout are left out)."""
+        return self._local().socket_infos(namespace, self.local_sids(namespace, opts))
 
     async def add_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
-        server = self._server()
+        """Make every socket ``opts`` selects join ``rooms``, through
+        :meth:`LocalSockets.join` on its node; effective when it returns."""
+        sockets = self._local()
         for sid in self.local_sids(namespace, opts):
-            server._join(namespace, sid, rooms)
+            sockets.join(namespace, sid, rooms)
 
     async def del_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
-        server = self._server()
+        """Make every socket ``opts`` selects leave ``rooms``, through
+        :meth:`LocalSockets.leave` on its node; effective when it returns."""
+        sockets = self._local()
         for sid in self.local_sids(namespace, opts):
-            server._leave(namespace, sid, rooms)
+            sockets.leave(namespace, sid, rooms)
 
     async def disconnect_sockets(
         self, namespace: str, opts: BroadcastOptions, close: bool = False
     ) -> None:
-        server = self._server()
+        """Disconnect every socket ``opts`` selects, through
+        :meth:`LocalSockets.disconnect` on its node (``close``: their whole
+        connection)."""
+        sockets = self._local()
         for sid in self.local_sids(namespace, opts):
-            server._disconnect(namespace, sid, close)
+            sockets.disconnect(namespace, sid, close)
 
     # -- connection state recovery ---------------------------------------------
 
     def new_offset(self) -> str:
+        """A new offset, later than every one given out before."""
         self._seq += 1
         return f"{self._epoch}-{self._seq}"
 
     @property
     def last_offset(self) -> str | None:
-        """The newest offset given out (kept or not), None before the first."""
+        """The newest offset given out (kept or not), None before the first: the
+        server records it as where a new socket starts (a distributed adapter
+        may give the newest it has seen)."""
         return f"{self._epoch}-{self._seq}" if self._seq else None
 
     def _seq_of(self, offset: str) -> int | None:

@@ -315,7 +315,7 @@ class ASGIApp:
                 response = not_found()
             await _send_response(send, response)
             return
-        body = await _read_body(request, receive, server.max_payload)
+        body = await _read_body(request, receive, server.limits.max_payload)
         if body is None:
             return  # the client went away
         if isinstance(body, Response):

@@ -15,7 +15,7 @@ from ..protocol import socketio
 
 if TYPE_CHECKING:
     from .engine import Session
-    from .server import Namespace
+    from .namespace import Namespace
 
 __all__ = ["BroadcastOperator", "Handshake", "Socket"]
 
@@ -122,7 +122,7 @@ class BroadcastOperator:
         # Built for "/" and renamed per target: a dynamic parent's own name is
         # not a valid namespace, only its children's are.
         packet = socketio.Packet.event(event, *args)
-        for target in nsp._targets():
+        for target in nsp.targets():
             await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
@@ -132,9 +132,9 @@ class BroadcastOperator:
         nsp = self._namespace
         timeout = self._timeout if self._timeout is not None else nsp.server.ack_timeout
         replies: list[Any] = []
-        for target in nsp._targets():
+        for target in nsp.targets():
             packet = socketio.Packet.event(
-                event, *args, namespace=target.name, id=target._next_ack_id()
+                event, *args, namespace=target.name, id=target.next_ack_id()
             )
             replies += await target.adapter.broadcast_with_ack(
                 target.name, packet, self._opts, timeout
@@ -144,23 +144,23 @@ class BroadcastOperator:
     async def fetch_sockets(self) -> list[SocketInfo]:
         """The selected sockets (on every node, with a distributed adapter)."""
         found: list[SocketInfo] = []
-        for target in self._namespace._targets():
+        for target in self._namespace.targets():
             found += await target.adapter.fetch_sockets(target.name, self._opts)
         return found
 
     async def sockets_join(self, rooms: str | Iterable[str]) -> None:
         """Make the selected sockets join ``rooms``."""
-        for target in self._namespace._targets():
+        for target in self._namespace.targets():
             await target.adapter.add_sockets(target.name, self._opts, sorted(_names(rooms)))
 
     async def sockets_leave(self, rooms: str | Iterable[str]) -> None:
         """Make the selected sockets leave ``rooms``."""
-        for target in self._namespace._targets():
+        for target in self._namespace.targets():
             await target.adapter.del_sockets(target.name, self._opts, sorted(_names(rooms)))
 
     async def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect the selected sockets; ``close`` ends their whole connection."""
-        for target in self._namespace._targets():
+        for target in self._namespace.targets():
             await target.adapter.disconnect_sockets(target.name, self._opts, close)
 
 
@@ -260,7 +260,7 @@ class Socket:
         check_event(event)
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
-        ack_id = self.namespace._next_ack_id()
+        ack_id = self.namespace.next_ack_id()
         waiter = self.expect_ack(ack_id)
         self._send(socketio.Packet.event(event, *args, namespace=self.namespace.name, id=ack_id))
         if timeout is None:
@@ -280,11 +280,26 @@ class Socket:
         self._acks[ack_id] = waiter
         return waiter
 
-    def _on_ack(self, packet: socketio.Packet) -> None:
+    def ack_received(self, packet: socketio.Packet) -> None:
+        """Resolve the wait for the client's acknowledgement ``packet`` (called
+        by the server's connection; an ack nobody awaits is dropped)."""
         assert packet.id is not None
         waiter = self._acks.pop(packet.id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(list(packet.data))
+
+    def detach(self, rooms: set[str], reason: str) -> None:
+        """Mark this socket disconnected for ``reason`` (called by the server's
+        connection): ``rooms`` is what :attr:`rooms` says from now on, and
+        whoever awaits an ack from it gets :class:`~tether.exceptions.Disconnected`."""
+        self._rooms_at_exit = rooms
+        self.connected = False
+        for waiter in self._acks.values():
+            if not waiter.done():
+                # Whoever awaits an ack learns why it will never come (a
+                # cancelled waiter would cancel the handler awaiting it).
+                waiter.set_exception(Disconnected(f"{self!r} disconnected: {reason}"))
+        self._acks.clear()
 
     # -- rooms and selections ---------------------------------------------------
 
@@ -335,7 +350,7 @@ class Socket:
         """Disconnect from this namespace; ``close`` disconnects every namespace
         and ends the connection. Either way the client is told (reason ``io
         server disconnect``) and does not reconnect by itself."""
-        self.namespace.server._disconnect(self.namespace.name, self.sid, close)
+        self.server.local_sockets.disconnect(self.namespace.name, self.sid, close)
 
 
 class _TimedSocket:

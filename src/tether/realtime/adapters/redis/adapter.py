@@ -43,6 +43,7 @@ from ....exceptions import PacketError
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..base import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
+from ..interface import LocalSocket
 from . import scripts
 from .messages import (
     AckRequest,
@@ -226,7 +227,8 @@ class RedisAdapter(Adapter):
         return self._subs.connected
 
     @property
-    def _window_ms(self) -> int:
+    def window_ms(self) -> int:
+        """How long a saved session and the stream keep, in ms (0: recovery off)."""
         if self.recovery is None:
             return 0
         return max(1, int(self.recovery.max_disconnection_duration * 1000))
@@ -234,8 +236,7 @@ class RedisAdapter(Adapter):
     async def start(self) -> None:
         self._subs.want(self.channels.node(self.node))
         self._subs.want(self.channels.server)
-        server = self._server()
-        for name in server.namespaces:
+        for name in self._local().namespace_names():
             self._subs.want(self.channels.namespace(name))
             self._listened.add(name)
         self._subs.start()
@@ -250,7 +251,7 @@ class RedisAdapter(Adapter):
             await asyncio.wait_for(self._send_outbox(), self.request_timeout)
         if self.presence is not None:
             with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
-                await asyncio.wait_for(self.presence.reap(self.node, self._run), 1.0)
+                await asyncio.wait_for(self.presence.reap(self.node, self.run_in_order), 1.0)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -263,7 +264,7 @@ class RedisAdapter(Adapter):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _run(self, awaitable: Any) -> None:
+    def run_in_order(self, awaitable: Any) -> None:
         """Run a handler's coroutine after the previous one: presence and
         failure handlers see changes in the order they happened."""
         previous = self._chain
@@ -310,7 +311,7 @@ class RedisAdapter(Adapter):
                 _log.exception("on_failure failed")
                 return
             if inspect.isawaitable(result):
-                self._run(result)
+                self.run_in_order(result)
 
     # -- local rooms: what this node subscribes to ------------------------------------
 
@@ -345,7 +346,7 @@ class RedisAdapter(Adapter):
         for room in registry.rooms_of(sid):
             self._subs.unwant(self.channels.room(namespace, room))
         self._subs.unwant(self.channels.namespace(namespace))
-        socket = self._socket(namespace, sid)
+        socket = self.local_socket(namespace, sid)
         super().delete_all(namespace, sid)
         self._fences.pop(sid, None)
         self._touch(namespace, sid)
@@ -366,7 +367,7 @@ class RedisAdapter(Adapter):
         Redis is unreachable, only this node's sockets are checked."""
         self.check_rooms(namespace, sid, rooms)
         others = [room for room in rooms if room != sid]
-        if not others or not self._window_ms or not self.connected:
+        if not others or not self.window_ms or not self.connected:
             return
         try:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -395,13 +396,13 @@ class RedisAdapter(Adapter):
         after ``request_timeout`` or while Redis is unreachable (the writes
         are retried)."""
         waits = [self._subs.settle(self.request_timeout)]
-        if self.connected and (self.presence is not None or self._window_ms):
+        if self.connected and (self.presence is not None or self.window_ms):
             waits.append(self._store.settle(self.request_timeout))
         await asyncio.gather(*waits)
 
-    def _socket(self, namespace: str, sid: str) -> Any:
-        nsp = self._server().namespaces.get(namespace)
-        return None if nsp is None else nsp.sockets.get(sid)
+    def local_socket(self, namespace: str, sid: str) -> LocalSocket | None:
+        """The connected socket ``sid`` of ``namespace`` on this node, or None."""
+        return self._local().socket(namespace, sid)
 
     def _touch(self, namespace: str, sid: str) -> None:
         self._store.touch((namespace, sid))
@@ -449,10 +450,10 @@ class RedisAdapter(Adapter):
     async def broadcast(
         self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
     ) -> None:
-        server = self._server()
+        sockets = self._local()
         wire = opts_to_wire(opts)
         if not self._storable(packet, opts):
-            server._deliver(namespace, packet, self.local_sids(namespace, opts), opts)
+            sockets.deliver(namespace, packet, self.local_sids(namespace, opts), opts)
             if opts.local:
                 return
             message = Broadcast(self._new_id(), namespace, packet.data, wire, origin=self.node)
@@ -467,7 +468,7 @@ class RedisAdapter(Adapter):
         else:
             channels = self._channels_for(namespace, opts)
         if not await self._publish("broadcast", namespace, message, channels, stored=True):
-            server._deliver(namespace, packet, self.local_sids(namespace, opts), opts)
+            sockets.deliver(namespace, packet, self.local_sids(namespace, opts), opts)
 
     async def _publish(
         self,
@@ -483,7 +484,7 @@ class RedisAdapter(Adapter):
         of copies delivered, or None (reported) on failure."""
         window_ms = max_bytes = 0
         if stored and self.recovery is not None:
-            window_ms, max_bytes = self._window_ms, self.recovery.max_stored_bytes
+            window_ms, max_bytes = self.window_ms, self.recovery.max_stored_bytes
         try:
             published = await self._publisher.publish(message, channels, window_ms, max_bytes)
         except _FAILURES as exc:
@@ -524,7 +525,7 @@ class RedisAdapter(Adapter):
             targets = [sid for sid in targets if sid not in fenced]
         if self._holds:
             targets = self._divert(nsp, packet, opts, targets, offset, fenced)
-        self._server()._deliver(nsp, packet, targets, opts)
+        self._local().deliver(nsp, packet, targets, opts)
 
     # -- requests: acks, fetch, join/leave, disconnect ---------------------------------
 
@@ -590,13 +591,14 @@ class RedisAdapter(Adapter):
 
     def _on_ack_request(self, request: AckRequest, offset: str | None) -> None:
         _, targets = self._targets(request)
-        nsp = self._server().namespaces.get(request.nsp)
-        if nsp is None or not targets:
+        sockets = self._local()
+        ack_id = sockets.next_ack_id(request.nsp)
+        if ack_id is None or not targets:
             self._reply(request, Reply(request.id, True))
             return
-        packet = socketio.Packet.event(*request.data, namespace=request.nsp, id=nsp._next_ack_id())
+        packet = socketio.Packet.event(*request.data, namespace=request.nsp, id=ack_id)
         opts = opts_from_wire(request.opts)
-        waiters = self._server()._deliver_with_ack(request.nsp, packet, targets, opts)
+        waiters = sockets.deliver_with_ack(request.nsp, packet, targets, opts)
         self._reply(request, Reply(request.id, True, expect=len(waiters)))
 
         def answered(waiter: asyncio.Future[Any]) -> None:
@@ -620,7 +622,7 @@ class RedisAdapter(Adapter):
 
     def _on_fetch(self, request: FetchRequest, offset: str | None) -> None:
         _, targets = self._targets(request)
-        infos = self._server()._socket_infos(request.nsp, targets)
+        infos = self._local().socket_infos(request.nsp, targets)
         self._reply(request, Reply(request.id, True, items=[socket_info_to_wire(i) for i in infos]))
 
     async def add_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
@@ -649,15 +651,15 @@ class RedisAdapter(Adapter):
 
     def _on_rooms(self, request: RoomsRequest, offset: str | None) -> None:
         _, targets = self._targets(request)
-        server = self._server()
+        sockets = self._local()
         for sid in targets:
             if request.join:
                 try:
-                    server._join(request.nsp, sid, request.rooms)
+                    sockets.join(request.nsp, sid, request.rooms)
                 except ValueError as exc:  # a room named after a sid: refused
                     self._logs.log(logging.WARNING, "join", "sockets_join refused: %s", exc)
             else:
-                server._leave(request.nsp, sid, request.rooms)
+                sockets.leave(request.nsp, sid, request.rooms)
 
         async def settled() -> None:
             # Answer once the change is effective: subscriptions (join) and
@@ -683,9 +685,9 @@ class RedisAdapter(Adapter):
 
     def _on_disconnect(self, request: DisconnectRequest, offset: str | None) -> None:
         _, targets = self._targets(request)
-        server = self._server()
+        sockets = self._local()
         for sid in targets:
-            server._disconnect(request.nsp, sid, request.close)
+            sockets.disconnect(request.nsp, sid, request.close)
         self._reply(request, Reply(request.id, True))
 
     # -- server-side events ---------------------------------------------------------------
@@ -696,7 +698,7 @@ class RedisAdapter(Adapter):
 
     def _on_server_event(self, message: ServerEvent, offset: str | None) -> None:
         if message.origin != self.node:
-            self._server()._on_server_event(message.event, message.args)
+            self._local().server_event(message.event, message.args)
 
     # -- the outbox: replies, batched -----------------------------------------------------
 
@@ -734,14 +736,14 @@ class RedisAdapter(Adapter):
         while True:
             try:
                 dead = await self._heartbeat_script(keys=[self.keys.nodes], args=[self.node, ttl])
-                if self._window_ms:
-                    await self.client.set(self.keys.recovery, self._window_ms)
+                if self.window_ms:
+                    await self.client.set(self.keys.recovery, self.window_ms)
                 for node in dead:
                     name = node.decode() if isinstance(node, bytes) else str(node)
                     if name != self.node and self.presence is not None:
-                        await self.presence.reap(name, self._run)
+                        await self.presence.reap(name, self.run_in_order)
                 # Refresh the TTL (and data) of the sessions of live sockets.
-                if self._window_ms or self.presence is not None:
+                if self.window_ms or self.presence is not None:
                     self._store.touch_all(self._local_keys())
             except _FAILURES as exc:
                 _log.debug("heartbeat failed: %s", exc)
@@ -860,6 +862,6 @@ class RedisAdapter(Adapter):
             hold.release.cancel()
         for channel in hold.channels:
             self._subs.unwant(channel)
-        deliver = self._server()._deliver
+        deliver = self._local().deliver
         for _, packet, opts in hold.buffer:
             deliver(hold.namespace, packet, [sid], opts)

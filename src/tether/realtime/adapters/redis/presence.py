@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from . import scripts
 from .publisher import Keys
 
-__all__ = ["Member", "Presence", "PresenceEvent"]
+__all__ = ["Change", "Member", "Presence", "PresenceEvent"]
 
 _log = logging.getLogger("tether.realtime.adapters.redis")
 
@@ -70,7 +70,7 @@ class PresenceEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class _Change:
+class Change:
     """One write, and the event it causes if Redis says it changed something."""
 
     add: bool
@@ -161,7 +161,7 @@ class Presence:
         room: str | None = None,
         user: str | None = None,
         member_user: str | None = None,
-    ) -> _Change:
+    ) -> Change:
         """A room membership (``room``) or a user connection (``user``) change."""
         if room is not None:
             suffix = Keys.room_suffix(namespace, room)
@@ -173,16 +173,16 @@ class Presence:
             event = PresenceEvent("online" if add else "offline", sid, namespace, user=user)
         value = json.dumps([self._node, member_user if room is not None else user, namespace])
         entry = json.dumps([suffix, sid, namespace, room, user if room is None else member_user])
-        return _Change(add, suffix, sid, value, entry, event)
+        return Change(add, suffix, sid, value, entry, event)
 
-    async def queue(self, pipe: Any, change: _Change) -> None:
+    async def queue(self, pipe: Any, change: Change) -> None:
         await self._write(
             keys=[self._prefix + change.suffix, self._keys.node_index(self._node)],
             args=["add" if change.add else "remove", change.sid, change.value, change.entry],
             client=pipe,
         )
 
-    def settle(self, change: _Change, result: Any, run: Callable[[Any], None]) -> None:
+    def settle(self, change: Change, result: Any, run: Callable[[Any], None]) -> None:
         """Fire the event of ``change`` if Redis says it happened."""
         changed, count = int(result[0]), int(result[1])
         if not changed:

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from ..base import SavedSession
 from . import scripts
-from .presence import _Change
+from .presence import Change
 from .subscriber import wait_for_answer
 
 if TYPE_CHECKING:
@@ -152,12 +152,12 @@ class Store:
             return
         adapter = self.adapter
         presence = adapter.presence
-        changes: list[_Change] = []
+        changes: list[Change] = []
         states: dict[Key, _Written] = {}
         try:
             async with adapter.client.pipeline(transaction=False) as pipe:
                 for key in dirty:
-                    socket = adapter._socket(*key)
+                    socket = adapter.local_socket(*key)
                     if socket is not None and not socket.connected:
                         socket = None
                     if presence is not None:
@@ -189,11 +189,11 @@ class Store:
         if changes:
             assert presence is not None
             for change, result in zip(changes, results[-len(changes) :], strict=True):
-                presence.settle(change, result, adapter._run)
+                presence.settle(change, result, adapter.run_in_order)
 
     async def _save_live(self, pipe: Any, socket: Any) -> None:
         adapter = self.adapter
-        window = adapter._window_ms
+        window = adapter.window_ms
         if socket.pid is None or not window:
             return
         rooms = [r for r in adapter.rooms_of(socket.nsp, socket.sid) if r != socket.sid]
@@ -214,7 +214,7 @@ class Store:
         session["nsp"] = saved.namespace
         text = json.dumps(session, default=repr)
         await self._save_session(
-            pipe, saved.pid, saved.namespace, saved.sid, text, adapter._window_ms, saved.rooms
+            pipe, saved.pid, saved.namespace, saved.sid, text, adapter.window_ms, saved.rooms
         )
 
     async def _save_session(
@@ -238,7 +238,7 @@ class Store:
         user = data.get(self.adapter.user_key) if isinstance(data, dict) else None
         return _Written(rooms, None if user is None else str(user))
 
-    def _presence_changes(self, key: Key, want: _Written, resync: bool) -> list[_Change]:
+    def _presence_changes(self, key: Key, want: _Written, resync: bool) -> list[Change]:
         """The writes from what Redis has to what it should have; after a
         resync everything wanted is written again (idempotent: no event
         unless Redis had lost it)."""

@@ -1,0 +1,216 @@
+"""A Socket.IO namespace: its handlers, middleware, sockets and selections."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from ..adapters.base import Adapter, SocketInfo
+from ..protocol import socketio
+from .runner import Handler, is_async
+from .sockets import BroadcastOperator, Socket
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["Event", "Handlers", "Middleware", "Namespace"]
+
+Middleware = Callable[[Socket, dict[str, Any]], "Awaitable[None] | None"]
+_H = TypeVar("_H", bound=Handler)
+
+# Events a client cannot trigger: the server calls their handlers itself.
+_RESERVED = ("connect", "disconnect", "disconnecting")
+
+
+class Event(NamedTuple):
+    """An EVENT packet matched to its handler."""
+
+    handler: Handler
+    args: list[Any]
+    ack_id: int | None
+    event: str  # the name the handler is registered under ("*": the catch-all)
+    is_async: bool  # runs in a task (and needs one of max_handler_tasks)
+
+
+class Handlers:
+    """The handlers and middleware of a namespace (a dynamic parent shares
+    its own with every child)."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Handler] = {}
+        # event -> whether its handler is a coroutine function, found once.
+        self.coroutines: dict[str, bool] = {}
+        self.middlewares: list[Middleware] = []
+
+    def add(self, event: str, handler: Handler) -> None:
+        """Register ``handler`` for ``event``, replacing any before it."""
+        self.events[event] = handler
+        self.coroutines[event] = is_async(handler)
+
+    def get(self, event: str) -> Handler | None:
+        """The handler of ``event`` (``connect``, ``disconnect``...), or None."""
+        return self.events.get(event)
+
+    def match(self, packet: socketio.Packet) -> Event | None:
+        """What handles an EVENT packet (None: nothing does)."""
+        args = list(packet.data)
+        event = args.pop(0)
+        if event in _RESERVED:
+            return None  # reserved: a client cannot trigger these
+        handler = self.events.get(event)
+        if handler is None:
+            handler = self.events.get("*")
+            if handler is None:
+                return None
+            args.insert(0, event)
+            event = "*"
+        return Event(handler, args, packet.id, event, self.coroutines.get(event, True))
+
+
+class Namespace:
+    """A namespace: its handlers, middleware and sockets.
+
+    A namespace made with a pattern or a predicate (:meth:`~tether.realtime.Server.of`) is a
+    *parent*: each name it accepts becomes a child namespace sharing its
+    handlers and middleware; emitting on the parent emits on every child.
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        parent: Namespace | None = None,
+        *,
+        dynamic: bool = False,
+    ) -> None:
+        self.server = server
+        self.name = name
+        self.adapter: Adapter = server.adapter
+        self.sockets: dict[str, Socket] = {}
+        self.parent = parent
+        #: Whether this is a dynamic parent (made by :meth:`~tether.realtime.Server.of` with a
+        #: pattern or predicate): its children are the namespaces it accepted.
+        self.dynamic = dynamic
+        self.children: dict[str, Namespace] = {}
+        #: Its handlers and middleware, shared with its dynamic parent's.
+        self.handlers: Handlers = parent.handlers if parent else Handlers()
+        self._ack_ids = itertools.count(1)
+        #: Sockets being admitted (middleware, connect handler): a dynamic child
+        #: is only removed when it has neither these nor sockets.
+        self.admitting = 0
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    def next_ack_id(self) -> int:
+        """A new ack id for an event this server sends in this namespace."""
+        return next(self._ack_ids)
+
+    def targets(self) -> list[Namespace]:
+        """The namespaces an emit on this one reaches: itself, or a dynamic
+        parent's children."""
+        if self.dynamic:
+            return list(self.children.values())
+        return [self]
+
+    # -- registration ---------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """Register ``handler`` for ``event`` (usable as a decorator).
+
+        ``connect``: ``handler(socket)`` or ``handler(socket, auth)``; raise
+        :class:`~tether.exceptions.ConnectionRefused` to refuse. ``disconnect``
+        and ``disconnecting``: ``handler(socket, reason)``. ``"*"``: every
+        event without its own handler, ``handler(socket, event, *args)``.
+        Others: ``handler(socket, *args)``, whose return value acknowledges the
+        event when the client asked for an ack (a tuple for several values).
+        Handlers may be coroutines. Each event runs in its own task, at most
+        ``max_handler_tasks`` at once per connection (later events wait their
+        turn, in order, up to ``max_pending_bytes``: see
+        :class:`~tether.limits.RealtimeLimits`); a plain function runs at once,
+        without a task, when no other handler of the connection is running.
+        A handler that raises is logged: one traceback per handler per
+        interval, then counts.
+        """
+
+        def register(function: _H) -> _H:
+            self.handlers.add(event, function)
+            return function
+
+        if handler is not None:
+            register(handler)
+            return handler
+        return register
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Run ``middleware(socket, auth)`` before a socket connects; raising
+        :class:`~tether.exceptions.ConnectionRefused` refuses it with a
+        ``CONNECT_ERROR`` carrying the message and data."""
+        self.handlers.middlewares.append(middleware)
+        return middleware
+
+    # -- selections -------------------------------------------------------------------
+
+    @property
+    def _all(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """The members of ``rooms`` (a sid is a room too); ``in_`` is the same."""
+        return self._all.to(rooms)
+
+    in_ = to
+
+    def except_(self, rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket of the namespace but the members of ``rooms`` (or these sids)."""
+        return self._all.except_(rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Every socket, dropping the event for those whose transport cannot take it now."""
+        return self._all.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Every socket of this process only (with a distributed adapter)."""
+        return self._all.local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Every socket, with :meth:`emit_with_ack` waiting ``seconds`` for the replies."""
+        return self._all.timeout(seconds)
+
+    async def emit(
+        self,
+        event: str,
+        *args: Any,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] | None = None,
+    ) -> None:
+        """Emit to every socket, or to the rooms/sids ``to``, except ``skip``."""
+        operator = self._all
+        if to is not None:
+            operator = operator.to(to)
+        if skip is not None:
+            operator = operator.except_(skip)
+        await operator.emit(event, *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Send an event to every socket; the replies that arrive in time, one per socket."""
+        return await self._all.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[SocketInfo]:
+        """Every socket of the namespace (on every node, with a distributed adapter)."""
+        return await self._all.fetch_sockets()
+
+    async def sockets_join(self, rooms: str | Iterable[str]) -> None:
+        """Make every socket of the namespace join ``rooms``."""
+        await self._all.sockets_join(rooms)
+
+    async def sockets_leave(self, rooms: str | Iterable[str]) -> None:
+        """Make every socket of the namespace leave ``rooms``."""
+        await self._all.sockets_leave(rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the namespace; ``close`` ends their whole connection."""
+        await self._all.disconnect_sockets(close)

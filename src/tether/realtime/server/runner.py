@@ -1,0 +1,100 @@
+"""The tasks of a Socket.IO server, and how it calls application code.
+
+Handlers, middleware and admissions run in tasks that :meth:`Runner.drain`
+waits for at shutdown. A client can make application code fail again and
+again (a handler raising on its arguments): failures are logged through one
+:class:`~tether.ratelimit.LogLimiter`, one traceback per key per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from ...ratelimit import LogLimiter
+
+__all__ = ["Handler", "Runner", "arity", "is_async", "maybe_await"]
+
+Handler = Callable[..., Any]
+
+
+async def maybe_await(value: Any) -> Any:
+    """``value``, awaited if it is awaitable (handlers may be plain or async)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def is_async(handler: Handler) -> bool:
+    """Whether calling ``handler`` starts a coroutine (an ``async def``, a
+    partial of one, or an object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 (the method, not callable())
+    )
+
+
+def arity(handler: Handler) -> int:
+    """How many positional arguments a handler takes (-1: any number)."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return -1
+    count = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return -1
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+class Runner:
+    """The tasks of one server and the rate-limited log of their failures."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        #: Failures a client can repeat at will: one traceback per key per
+        #: interval, then counts.
+        self.limiter = LogLimiter(logger)
+        #: The tasks running now (:meth:`drain` waits for them).
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that :meth:`drain` waits for."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def run(self, coroutine: Awaitable[Any], what: str = "task") -> None:
+        """Run ``coroutine`` in a task; a failure is logged under ``what`` (a
+        name of ours, never one a client chose: it keys the rate limit)."""
+
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.limiter.exception(what, "%s failed", what)
+
+        self.spawn(guarded())
+
+    def log_failure(self, namespace: str, event: str, socket: object) -> None:
+        """Log that handler ``event`` of ``namespace`` failed on ``socket``
+        (from an ``except`` block: the traceback is logged). ``namespace`` is
+        the one the handler is registered on (a dynamic parent, not the child
+        a client named), so that clients cannot multiply the keys."""
+        key = f"{namespace} {event}"
+        self.limiter.exception(key, "handler %r of %s failed on %r", event, namespace, socket)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the running tasks, then cancel the rest."""
+        tasks = set(self.tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
