@@ -14,7 +14,11 @@
 Requires the ``redis`` package (``pip install tether[redis]``). The parts:
 :mod:`.messages` (what nodes tell each other, no I/O), :mod:`.scripts` (the
 Lua steps), :mod:`.subscriber` (Pub/Sub subscriptions and reconnection),
-:mod:`.adapter`, :mod:`.presence` and :mod:`.emitter`. See docs/scale-out.md.
+:mod:`.publisher` (publishing, shared with the emitter), :mod:`.adapter`
+(:class:`RedisAdapter`: rooms, broadcasts, receiving), :mod:`.requests`
+(requests between nodes and their replies), :mod:`.recovery` (restoring a
+session from the stream), :mod:`.store` (what a node writes: sessions and
+presence), :mod:`.presence` and :mod:`.emitter`. See docs/scale-out.md.
 """
 
 from __future__ import annotations

@@ -29,11 +29,10 @@ import collections
 import contextlib
 import inspect
 import itertools
-import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -56,16 +55,15 @@ from .messages import (
     RoomsRequest,
     ServerEvent,
     decode,
-    encode,
     opts_from_wire,
     opts_to_wire,
     socket_info_from_wire,
-    socket_info_to_wire,
     split_payload,
 )
 from .presence import Presence
 from .publisher import Publisher, connect
-from .replay import is_stream_id, replayed, room_marks, stream_id
+from .recovery import Recovery
+from .requests import Pending, Requests
 from .store import Store
 from .subscriber import Subscriptions
 
@@ -102,33 +100,6 @@ class Failure:
     message: Message
     error: BaseException
     local: bool
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A request waiting for its replies."""
-
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    receipts_needed: int | None = None
-    receipts: int = 0
-    expect: int = 0
-    items: list[Any] = field(default_factory=list)
-
-    def check(self) -> None:
-        needed = self.receipts_needed
-        if needed is not None and self.receipts >= needed and len(self.items) >= self.expect:
-            self.done.set()
-
-
-@dataclass(slots=True)
-class _Hold:
-    """A socket being recovered here: events for it are held until it is live."""
-
-    namespace: str
-    rooms: frozenset[str]
-    channels: list[str]
-    buffer: list[tuple[str | None, socketio.Packet, BroadcastOptions]] = field(default_factory=list)
-    release: asyncio.TimerHandle | None = None
 
 
 class RedisAdapter(Adapter):
@@ -187,35 +158,39 @@ class RedisAdapter(Adapter):
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
-        self._restore = self.client.register_script(scripts.RESTORE)
         self._heartbeat_script = self.client.register_script(scripts.HEARTBEAT)
         self._ids = itertools.count(1)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._pending: dict[str, _Pending] = {}
-        self._holds: dict[str, _Hold] = {}
-        # Recovered sockets -> the last stream entry their missed events came
-        # from, until Pub/Sub has handed this node every copy up to it.
-        self._fences: dict[str, tuple[int, int]] = {}
-        self._last_seen: str | None = None
         self._store = Store(self)
         # Malformed messages, stream entries and sessions: one line per
         # interval, not one per occurrence (or per recovering client).
         self._logs = LogLimiter(_log)
+        self._recovery = Recovery(
+            self.client,
+            self.keys,
+            self.channels,
+            self._subs,
+            deliver=self._deliver_local,
+            rooms_of=self.rooms_of,
+            logs=self._logs,
+            timeout=request_timeout,
+        )
         # Namespaces whose channel this node listens to from start() on, with
         # or without sockets (the others only while they have local sockets).
         self._listened: set[str] = set()
         self._was_up = False
-        self._outbox: list[tuple[str, Message]] = []
-        self._outbox_wake = asyncio.Event()
+        self._requests = Requests(
+            self, self.client, self.channels, report=self._report, spawn=self._spawn
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chain: asyncio.Task[None] | None = None
         self._dispatch: dict[type[Message], Callable[[Any, str | None], None]] = {
             Broadcast: self._on_broadcast,
-            AckRequest: self._on_ack_request,
-            FetchRequest: self._on_fetch,
-            RoomsRequest: self._on_rooms,
-            DisconnectRequest: self._on_disconnect,
-            Reply: self._on_reply,
+            AckRequest: self._answer(self._requests.on_ack_request),
+            FetchRequest: self._answer(self._requests.on_fetch),
+            RoomsRequest: self._answer(self._requests.on_rooms),
+            DisconnectRequest: self._answer(self._requests.on_disconnect),
+            Reply: self._requests.on_reply,
             ServerEvent: self._on_server_event,
         }
 
@@ -240,7 +215,7 @@ class RedisAdapter(Adapter):
             self._subs.want(self.channels.namespace(name))
             self._listened.add(name)
         self._subs.start()
-        for worker in (self._store.run(), self._sender(), self._beat()):
+        for worker in (self._store.run(), self._requests.run(), self._beat()):
             self._spawn(worker)
         await self._subs.settle(self.request_timeout)
 
@@ -248,7 +223,7 @@ class RedisAdapter(Adapter):
         with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
             await asyncio.wait_for(self._store.write_all(), self.request_timeout)
         with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
-            await asyncio.wait_for(self._send_outbox(), self.request_timeout)
+            await asyncio.wait_for(self._requests.send_all(), self.request_timeout)
         if self.presence is not None:
             with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
                 await asyncio.wait_for(self.presence.reap(self.node, self.run_in_order), 1.0)
@@ -292,7 +267,7 @@ class RedisAdapter(Adapter):
         self._was_up = True
         # Redis may have lost what we wrote (or we failed to write it).
         self._store.touch_all(self._local_keys(), resync=True)
-        self._outbox_wake.set()
+        self._requests.wake()
 
     def _report(
         self, what: str, nsp: str | None, message: Message, error: BaseException, local: bool
@@ -326,11 +301,11 @@ class RedisAdapter(Adapter):
         if new:
             self._subs.want(self.channels.namespace(namespace))
         self._touch(namespace, sid)
-        hold = self._holds.get(sid)
+        hold = self._recovery.holds.get(sid)
         if hold is not None and hold.namespace == namespace:
             # The recovered socket is live once the server's synchronous
             # connect step (CONNECT, then the missed events) is done.
-            asyncio.get_running_loop().call_soon(self._release_hold, sid)
+            asyncio.get_running_loop().call_soon(self._recovery.release, sid)
 
     def delete(self, namespace: str, sid: str, room: str) -> None:
         registry = self.lookup(namespace)
@@ -348,7 +323,7 @@ class RedisAdapter(Adapter):
         self._subs.unwant(self.channels.namespace(namespace))
         socket = self.local_socket(namespace, sid)
         super().delete_all(namespace, sid)
-        self._fences.pop(sid, None)
+        self._recovery.fences.pop(sid, None)
         self._touch(namespace, sid)
         if socket is not None and socket.pid is not None and self.recovery is not None:
             # The server calls persist_session right after this when the
@@ -445,7 +420,7 @@ class RedisAdapter(Adapter):
     def last_offset(self) -> str | None:
         # Informational: the offset a new socket starts from is recorded in
         # Redis when its session is first saved (scripts.SAVE_SESSION).
-        return self._last_seen
+        return self._recovery.last_seen
 
     async def broadcast(
         self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
@@ -514,63 +489,45 @@ class RedisAdapter(Adapter):
         if not self._first(message.id) or message.origin == self.node:
             return
         if offset is not None:
-            self._last_seen = offset
+            self._recovery.last_seen = offset
         nsp = message.nsp
         opts = opts_from_wire(message.opts)
         data = [*message.data, offset] if offset is not None else message.data
         packet = socketio.Packet.event(*data, namespace=nsp)
         targets = self.local_sids(nsp, opts)
-        fenced = self._fenced(offset) if self._fences and offset is not None else set()
+        recovery = self._recovery
+        fenced = recovery.fenced(offset) if recovery.fences and offset is not None else set()
         if fenced:
             targets = [sid for sid in targets if sid not in fenced]
-        if self._holds:
-            targets = self._divert(nsp, packet, opts, targets, offset, fenced)
+        if recovery.holds:
+            targets = recovery.divert(nsp, packet, opts, targets, offset, fenced)
         self._local().deliver(nsp, packet, targets, opts)
 
     # -- requests: acks, fetch, join/leave, disconnect ---------------------------------
 
     async def _request(
         self, what: str, request: Request, opts: BroadcastOptions
-    ) -> _Pending | None:
-        pending = self._pending[request.id] = _Pending()
+    ) -> Pending | None:
+        pending = self._requests.pending[request.id] = Pending()
         channels = self._channels_for(request.nsp, opts)
         receivers = await self._publish(what, request.nsp, request, channels)
         if receivers is None:
-            del self._pending[request.id]
+            del self._requests.pending[request.id]
             return None
         pending.receipts_needed = receivers
         pending.check()
         return pending
 
-    async def _wait(self, request: Request, pending: _Pending, timeout: float) -> list[Any]:
-        try:
-            await asyncio.wait_for(pending.done.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._pending.pop(request.id, None)
-        return pending.items
+    def _answer(self, handler: Callable[[Any, list[str]], None]) -> Callable[[Any, Any], None]:
+        """A request handler given the local sockets it concerns: none for a
+        copy seen before (it still gets a receipt: the requester counts them)."""
 
-    def _reply(self, request: Request, reply: Reply) -> None:
-        if request.reply_to:  # emitters do not wait for replies
-            self._outbox.append((self.channels.node(request.reply_to), reply))
-            self._outbox_wake.set()
+        def answer(request: Request, offset: str | None) -> None:
+            first = self._first(request.id)
+            targets = self.local_sids(request.nsp, opts_from_wire(request.opts)) if first else []
+            handler(request, targets)
 
-    def _on_reply(self, reply: Reply, offset: str | None) -> None:
-        pending = self._pending.get(reply.id)
-        if pending is None:
-            return  # too late
-        if reply.receipt:
-            pending.receipts += 1
-            pending.expect += reply.expect
-        pending.items += reply.items
-        pending.check()
-
-    def _targets(self, request: Request) -> tuple[bool, list[str]]:
-        first = self._first(request.id)
-        if not first:
-            return False, []
-        return True, self.local_sids(request.nsp, opts_from_wire(request.opts))
+        return answer
 
     async def broadcast_with_ack(
         self,
@@ -587,28 +544,7 @@ class RedisAdapter(Adapter):
         pending = await self._request("ack", request, opts)
         if pending is None:
             return await super().broadcast_with_ack(namespace, packet, opts, timeout)
-        return await self._wait(request, pending, timeout)
-
-    def _on_ack_request(self, request: AckRequest, offset: str | None) -> None:
-        _, targets = self._targets(request)
-        sockets = self._local()
-        ack_id = sockets.next_ack_id(request.nsp)
-        if ack_id is None or not targets:
-            self._reply(request, Reply(request.id, True))
-            return
-        packet = socketio.Packet.event(*request.data, namespace=request.nsp, id=ack_id)
-        opts = opts_from_wire(request.opts)
-        waiters = sockets.deliver_with_ack(request.nsp, packet, targets, opts)
-        self._reply(request, Reply(request.id, True, expect=len(waiters)))
-
-        def answered(waiter: asyncio.Future[Any]) -> None:
-            if not waiter.cancelled() and waiter.exception() is None:
-                self._reply(request, Reply(request.id, False, items=[waiter.result()]))
-
-        for waiter in waiters:
-            waiter.add_done_callback(answered)
-        loop = asyncio.get_running_loop()
-        loop.call_later(request.timeout, lambda: [w.cancel() for w in waiters if not w.done()])
+        return await self._requests.wait(request, pending, timeout)
 
     async def fetch_sockets(self, namespace: str, opts: BroadcastOptions) -> list[SocketInfo]:
         if opts.local:
@@ -617,13 +553,8 @@ class RedisAdapter(Adapter):
         pending = await self._request("fetch_sockets", request, opts)
         if pending is None:
             return await super().fetch_sockets(namespace, opts)
-        items = await self._wait(request, pending, self.request_timeout)
+        items = await self._requests.wait(request, pending, self.request_timeout)
         return [socket_info_from_wire(item) for item in items]
-
-    def _on_fetch(self, request: FetchRequest, offset: str | None) -> None:
-        _, targets = self._targets(request)
-        infos = self._local().socket_infos(request.nsp, targets)
-        self._reply(request, Reply(request.id, True, items=[socket_info_to_wire(i) for i in infos]))
 
     async def add_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
         await self._rooms_request(namespace, opts, rooms, join=True)
@@ -647,28 +578,7 @@ class RedisAdapter(Adapter):
             method = super().add_sockets if join else super().del_sockets
             await method(namespace, opts, rooms)
             return
-        await self._wait(request, pending, self.request_timeout)
-
-    def _on_rooms(self, request: RoomsRequest, offset: str | None) -> None:
-        _, targets = self._targets(request)
-        sockets = self._local()
-        for sid in targets:
-            if request.join:
-                try:
-                    sockets.join(request.nsp, sid, request.rooms)
-                except ValueError as exc:  # a room named after a sid: refused
-                    self._logs.log(logging.WARNING, "join", "sockets_join refused: %s", exc)
-            else:
-                sockets.leave(request.nsp, sid, request.rooms)
-
-        async def settled() -> None:
-            # Answer once the change is effective: subscriptions (join) and
-            # presence written (join and leave).
-            if targets:
-                await self.flush()
-            self._reply(request, Reply(request.id, True))
-
-        self._spawn(settled())
+        await self._requests.wait(request, pending, self.request_timeout)
 
     async def disconnect_sockets(
         self, namespace: str, opts: BroadcastOptions, close: bool = False
@@ -681,14 +591,7 @@ class RedisAdapter(Adapter):
         if pending is None:
             await super().disconnect_sockets(namespace, opts, close)
             return
-        await self._wait(request, pending, self.request_timeout)
-
-    def _on_disconnect(self, request: DisconnectRequest, offset: str | None) -> None:
-        _, targets = self._targets(request)
-        sockets = self._local()
-        for sid in targets:
-            sockets.disconnect(request.nsp, sid, request.close)
-        self._reply(request, Reply(request.id, True))
+        await self._requests.wait(request, pending, self.request_timeout)
 
     # -- server-side events ---------------------------------------------------------------
 
@@ -699,35 +602,6 @@ class RedisAdapter(Adapter):
     def _on_server_event(self, message: ServerEvent, offset: str | None) -> None:
         if message.origin != self.node:
             self._local().server_event(message.event, message.args)
-
-    # -- the outbox: replies, batched -----------------------------------------------------
-
-    async def _sender(self) -> None:
-        while True:
-            await self._outbox_wake.wait()
-            self._outbox_wake.clear()
-            if not self._outbox:
-                continue
-            try:
-                await self._send_outbox()
-            except _FAILURES:
-                continue  # reported; the outbox was dropped (answers are time-bound)
-
-    async def _send_outbox(self) -> None:
-        batch, self._outbox = self._outbox, []
-        if not batch:
-            return
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for channel, message in batch:
-                    pipe.publish(channel, b"\n" + encode(message))
-                await pipe.execute()
-        except _FAILURES as exc:
-            for _, message in batch:
-                self._report("reply", None, message, exc, local=False)
-            raise
-        except (TypeError, ValueError):
-            _log.exception("could not encode a reply (socket data must be JSON-able)")
 
     # -- heartbeat ------------------------------------------------------------------------
 
@@ -761,107 +635,9 @@ class RedisAdapter(Adapter):
     ) -> tuple[SavedSession, list[list[Any]]] | None:
         if self.recovery is None:
             return None
-        try:
-            raw = await self.client.hget(self.keys.session(pid), "s")
-        except _FAILURES as exc:
-            _log.warning("cannot recover session %s, redis is unavailable: %s", pid, exc)
-            return None
-        if raw is None:
-            return None
-        try:
-            saved = json.loads(raw)
-            sid: str = saved["sid"]
-            if saved["nsp"] != namespace:
-                return None
-        except (ValueError, TypeError, KeyError):
-            self._logs.log(logging.WARNING, "session", "ignoring a malformed saved session %s", pid)
-            return None
-        rooms = frozenset([*saved["rooms"], sid])
-        # Listen to the socket's rooms (and hold what arrives) before reading
-        # the stream, so that no event falls between the stream and the live
-        # flow, and none is delivered twice.
-        channels = [self.channels.namespace(namespace)]
-        channels += [self.channels.room(namespace, room) for room in sorted(rooms)]
-        hold = self._holds[sid] = _Hold(namespace, rooms, channels)
-        for channel in channels:
-            self._subs.want(channel)
-        loop = asyncio.get_running_loop()
-        hold.release = loop.call_later(2 * self.request_timeout, self._release_hold, sid)
-        await self._subs.settle(self.request_timeout, set(channels))
-        result = []
-        if offset is None or is_stream_id(offset):
-            try:
-                result = await self._restore(
-                    keys=[self.keys.session(pid), self.keys.stream], args=[offset or ""]
-                )
-            except _FAILURES as exc:
-                _log.warning("cannot recover session %s: %s", pid, exc)
-        # else: not a stream id, so not an offset we gave out: no recovery.
-        if len(result) < 3:
-            self._release_hold(sid)
-            return None
-        start = result[1].decode()
-        marks = room_marks(result[2], sid, start, self._logs)
-        missed: list[list[Any]] = []
-        last = stream_id(start)
-        for entry_id, body in zip(result[3::2], result[4::2], strict=True):
-            last = stream_id(entry_id.decode())
-            data = replayed(body, namespace, sid, marks, last, self._logs)
-            if data is not None:
-                missed.append([*data, entry_id.decode()])
-        # Pub/Sub and this script's reply come on two connections, read in no
-        # set order: the copy of an event stored just before the script ran
-        # may have been read already (it is in the buffer), or may come later,
-        # while the socket is held or once it is live: fence it off.
-        for held_offset, packet, _ in hold.buffer:
-            if held_offset is None or stream_id(held_offset) > last:
-                missed.append(list(packet.data))
-        hold.buffer.clear()
-        if self._last_seen is None or stream_id(self._last_seen) < last:
-            self._fences[sid] = last
-        session = SavedSession(sid, pid, namespace, list(saved["rooms"]), saved["data"], start)
-        return session, missed
+        return await self._recovery.restore(namespace, pid, offset)
 
-    def _divert(
-        self,
-        nsp: str,
-        packet: socketio.Packet,
-        opts: BroadcastOptions,
-        targets: list[str],
-        offset: str | None,
-        fenced: set[str],
-    ) -> list[str]:
-        """Take held sockets out of ``targets``; buffer the event for those it
-        concerns, unless they had it from the stream (``fenced``)."""
-        holds = self._holds
-        for sid, hold in holds.items():
-            if (
-                hold.namespace == nsp
-                and sid not in fenced
-                and opts.reaches(sid, hold.rooms | self.rooms_of(nsp, sid))
-            ):
-                hold.buffer.append((offset, packet, opts))
-        return [sid for sid in targets if sid not in holds]
-
-    def _fenced(self, offset: str) -> set[str]:
-        """The recovered sockets that got the event at ``offset`` from the stream."""
-        here = stream_id(offset)
-        fenced = {sid for sid, up_to in self._fences.items() if here <= up_to}
-        if len(fenced) < len(self._fences):
-            # Redis hands a subscriber messages in the order they were
-            # published, which is the stream order: past a socket's last
-            # entry, no copy of an earlier one can come any more.
-            self._fences = {sid: self._fences[sid] for sid in fenced}
-        return fenced
-
-    def _release_hold(self, sid: str) -> None:
-        hold = self._holds.pop(sid, None)
-        if hold is None:
-            return
-        if hold.release is not None:
-            hold.release.cancel()
-        for channel in hold.channels:
-            self._subs.unwant(channel)
-        deliver = self._local().deliver
-        for _, packet, opts in hold.buffer:
-            deliver(hold.namespace, packet, [sid], opts)
+    def _deliver_local(
+        self, namespace: str, packet: socketio.Packet, sids: list[str], opts: BroadcastOptions
+    ) -> None:
+        self._local().deliver(namespace, packet, sids, opts)
