@@ -40,7 +40,7 @@ class MessageHandler:
         """The connection is closed (``connection.close_code`` says how)."""
 
     async def __call__(self, connection: Connection) -> None:
-        connection.listen(self)
+        connection._listen(self)
         self.on_open(connection)
         try:
             await connection.wait_closed()

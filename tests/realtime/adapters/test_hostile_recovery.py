@@ -28,8 +28,8 @@ from helpers import timeout
 from realtime.conftest import StartSio
 from realtime.hostile_helpers import MemoryWatch, MiB, bystander, chat_server
 from realtime.redis_helpers import RedisServer, redis_server
+from realtime.server.test_server_recovery import event_with_offset
 from realtime.sio_helpers import EioSocket, eventually, open_websocket, running
-from realtime.test_server_recovery import event_with_offset
 from tether import realtime
 from tether.realtime.adapters.base import Adapter, BroadcastOptions, SavedSession
 from tether.realtime.adapters.redis import RedisAdapter
