@@ -7,14 +7,13 @@ import os
 import socket
 import struct
 import time
-import zlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import pytest
 
 import tether
-from conftest import OP_CLOSE, OP_PING, OP_PONG, OpenRaw, StartServer, ws_uri
+from conftest import OP_CLOSE, OP_PING, OpenRaw, StartServer, ws_uri
 from helpers import echo_in_flight, timeout
 
 COMPRESSION = pytest.mark.parametrize("compression", ["deflate", None])
@@ -168,121 +167,6 @@ async def test_ping_returns_a_positive_round_trip_time(echo_server: tether.Serve
         rtt_with_payload = await asyncio.wait_for(client.ping(b"abc"), timeout())
     assert isinstance(rtt, float) and 0 < rtt < timeout()
     assert 0 < rtt_with_payload < timeout()
-
-
-async def test_keepalive_fails_a_peer_that_never_answers_with_1011(
-    start_server: StartServer, raw_client: OpenRaw
-) -> None:
-    server, handed = await served_connection(
-        start_server, ping_interval=timeout(0.1), ping_timeout=timeout(0.2)
-    )
-    raw = await raw_client(server.port)
-    connection = await asyncio.wait_for(handed, timeout())
-    started = time.monotonic()
-    # The raw peer reads but never answers: it sees a ping, then the close frame.
-    opcode, _ = await asyncio.wait_for(raw.read_frame(), timeout())
-    assert opcode == OP_PING
-    code, reason = await asyncio.wait_for(raw.read_close(), timeout())
-    assert code == 1011
-    assert "keepalive" in reason
-    assert time.monotonic() - started < timeout(0.1 + 0.2 + 0.5)
-    assert await asyncio.wait_for(raw.at_eof(), timeout())
-    await asyncio.wait_for(connection.wait_closed(), timeout())
-    with pytest.raises(tether.ConnectionClosedError):
-        await connection.recv()
-
-
-async def test_keepalive_keeps_pinging_a_peer_that_answers(
-    start_server: StartServer, raw_client: OpenRaw
-) -> None:
-    server, handed = await served_connection(
-        start_server, ping_interval=timeout(0.05), ping_timeout=timeout(0.5)
-    )
-    raw = await raw_client(server.port)
-    connection = await asyncio.wait_for(handed, timeout())
-    for _ in range(3):
-        opcode, payload = await asyncio.wait_for(raw.read_frame(), timeout())
-        assert opcode == OP_PING
-        raw.send_frame(OP_PONG, payload)
-    assert connection.open
-
-
-async def test_keepalive_timers_are_shared_and_let_go_of_closed_connections(
-    start_server: StartServer, raw_client: OpenRaw
-) -> None:
-    # One bucket of the loop's keepalive timers holds both connections; the
-    # one that closes leaves it at once, the other is still pinged.
-    from tether import _shared
-
-    server = await start_server(ping_interval=timeout(0.2), ping_timeout=timeout(1))
-    first = await raw_client(server.port)
-    second = await raw_client(server.port)
-    await asyncio.sleep(0)
-    buckets = _shared.for_loop(asyncio.get_running_loop())._buckets
-    assert sum(len(bucket) for bucket in buckets.values()) >= 2
-    served = list(server.connections)
-    assert len(served) == 2
-    first.send_frame(OP_CLOSE, struct.pack("!H", 1000))
-    await asyncio.wait_for(first.read_close(), timeout())
-    assert await asyncio.wait_for(first.at_eof(), timeout())
-    # The server side of `first` is closed once its connection_lost ran.
-    waits = [asyncio.ensure_future(connection.wait_closed()) for connection in served]
-    done, pending = await asyncio.wait(waits, timeout=timeout(), return_when="FIRST_COMPLETED")
-    for waiting in pending:
-        waiting.cancel()
-    assert len(done) == 1
-    assert sum(len(bucket) for bucket in buckets.values()) == 1
-    opcode, _ = await asyncio.wait_for(second.read_frame(), timeout())
-    assert opcode == OP_PING
-
-
-async def test_queued_writes_are_flushed_together_and_one_failure_skips_none() -> None:
-    from tether import _shared
-
-    loop = asyncio.get_running_loop()
-    shared = _shared.LoopShared(loop)
-    flushed: list[str] = []
-    errors: list[dict[str, object]] = []
-
-    class Queued:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def _flush(self) -> None:
-            flushed.append(self.name)
-            if self.name == "broken":
-                raise RuntimeError("transport gone")
-
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    try:
-        for name in ("a", "broken", "c"):
-            shared.flush_soon(Queued(name))
-        assert flushed == []  # at the end of the loop iteration, not at once
-        later = loop.create_future()
-        loop.call_soon(later.set_result, None)
-        await asyncio.wait_for(later, timeout())
-        assert flushed == ["a", "broken", "c"]
-        assert [context["message"] for context in errors] == ["flush failed"]
-        shared.flush_soon(Queued("next"))  # the next iteration schedules anew
-        later = loop.create_future()
-        loop.call_soon(later.set_result, None)
-        await asyncio.wait_for(later, timeout())
-        assert flushed[-1] == "next"
-    finally:
-        loop.set_exception_handler(previous)
-
-
-async def test_a_client_answers_keepalive_pings(start_server: StartServer) -> None:
-    server, handed = await served_connection(
-        start_server, ping_interval=timeout(0.05), ping_timeout=timeout(0.2)
-    )
-    async with tether.connect(ws_uri(server), ping_interval=None) as client:
-        connection = await asyncio.wait_for(handed, timeout())
-        # Several keepalive rounds; a missed pong would fail the connection.
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(connection.wait_closed()), timeout(0.6))
-        assert connection.open and client.open
 
 
 # -- closing ------------------------------------------------------------------
@@ -472,50 +356,6 @@ async def test_blocked_send_resumes_when_the_peer_reads(start_server: StartServe
         assert count >= 2
 
 
-async def test_unread_messages_pause_reading_at_max_queue(start_server: StartServer) -> None:
-    max_queue = 4
-    loop = asyncio.get_running_loop()
-    paused = asyncio.Event()
-    handed: asyncio.Future[tether.Connection] = loop.create_future()
-
-    async def handler(connection: tether.Connection) -> None:
-        transport = connection.transport
-        assert transport is not None
-        original = transport.pause_reading
-
-        def spy() -> None:
-            original()
-            paused.set()
-
-        transport.pause_reading = spy  # type: ignore[method-assign]
-        handed.set_result(connection)
-        await asyncio.wait_for(connection.wait_closed(), timeout(5))
-
-    server = await start_server(handler, max_queue=max_queue, compression=None)
-    # Messages larger than one socket read (256 KiB), so a single read never
-    # completes more than one message and the bound is exact.
-    messages = [bytes([i]) * (300 * 1024) for i in range(12)]
-    async with tether.connect(ws_uri(server), compression=None) as client:
-        connection = await asyncio.wait_for(handed, timeout())
-
-        async def send_all() -> None:
-            for message in messages:
-                await client.send(message)
-
-        sender = asyncio.ensure_future(send_all())
-        await asyncio.wait_for(paused.wait(), timeout(2))
-        assert connection.transport is not None
-        assert not connection.transport.is_reading()
-        assert len(connection._messages) <= max_queue
-        # It stays paused: nothing more is read while nobody calls recv().
-        await asyncio.wait([sender], timeout=timeout(0.2))
-        assert not connection.transport.is_reading()
-        assert len(connection._messages) <= max_queue
-        received = [await asyncio.wait_for(connection.recv(), timeout(2)) for _ in messages]
-        assert received == messages
-        await asyncio.wait_for(sender, timeout())
-
-
 async def test_ping_waiting_for_a_pong_fails_when_the_connection_drops(
     start_server: StartServer, raw_client: OpenRaw
 ) -> None:
@@ -600,50 +440,3 @@ async def test_cancelled_ping_frees_its_payload(start_server: StartServer) -> No
         # The same payload can be used again: the cancelled ping left nothing behind.
         rtt = await asyncio.wait_for(client.ping(b"same"), timeout())
         assert rtt > 0
-
-
-def _compressed_frame(payload: bytes) -> bytes:
-    """A masked, compressed (RSV1) binary frame built by hand (RFC 7692 §7.2.1)."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    data = data[:-4]  # drop the 00 00 ff ff tail
-    key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(data))
-    head = (
-        struct.pack("!BBH", 0x80 | 0x40 | 0x2, 0x80 | 126, len(data))
-        if len(data) >= 126
-        else struct.pack("!BB", 0x80 | 0x40 | 0x2, 0x80 | len(data))
-    )
-    return head + key + masked
-
-
-async def test_one_read_of_compressed_frames_never_overfills_the_queue(
-    start_server: StartServer, raw_client: OpenRaw
-) -> None:
-    """100 messages of 512 KiB, compressed to ~0.5 KiB each and written at once:
-    the server inflates at most max_queue of them ahead of the application
-    (not 50 MiB from one socket read), and still delivers every one in order."""
-    count, size, max_queue = 100, 512 * 1024, 4
-    seen: list[bytes] = []
-    backlog: list[int] = []
-    done = asyncio.Event()
-
-    async def handler(connection: tether.Connection) -> None:
-        for _ in range(count):
-            message = await connection.recv()
-            assert isinstance(message, bytes) and len(message) == size
-            seen.append(message[:6])
-            backlog.append(len(connection._messages))
-        done.set()
-
-    server = await start_server(handler, max_queue=max_queue)
-    client = await raw_client(server.port, handshake=False)
-    client.writer.write(client.request(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
-    head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), timeout())
-    assert b"permessage-deflate" in head
-    frames = [_compressed_frame(b"%06d" % i + b"x" * (size - 6)) for i in range(count)]
-    assert sum(map(len, frames)) < 100 * 1024
-    client.writer.write(b"".join(frames))
-    await asyncio.wait_for(done.wait(), timeout(10))
-    assert seen == [b"%06d" % i for i in range(count)]
-    assert max(backlog) <= max_queue

@@ -33,15 +33,15 @@ _SLOTS_PER_DELAY = 16
 class Scheduled(Protocol):
     """A connection as the keepalive buckets see it."""
 
-    _keepalive: float | None  # the deadline it is scheduled at, None when not
+    keepalive_at: float | None  # the deadline it is scheduled at, None when not
 
-    def _keepalive_due(self) -> None: ...
+    def keepalive_due(self) -> None: ...
 
 
 class Flushable(Protocol):
     """A connection as the end-of-iteration flush sees it."""
 
-    def _flush(self) -> None: ...
+    def flush(self) -> None: ...
 
 
 class LoopShared:
@@ -59,7 +59,7 @@ class LoopShared:
         self._flushes: list[Flushable] = []
 
     def flush_soon(self, item: Flushable) -> None:
-        """Call ``item._flush()`` once the loop is done with what is ready now."""
+        """Call ``item.flush()`` once the loop is done with what is ready now."""
         flushes = self._flushes
         flushes.append(item)
         if len(flushes) == 1:
@@ -70,14 +70,14 @@ class LoopShared:
         self._flushes = []
         for item in flushes:
             try:
-                item._flush()
+                item.flush()
             except Exception as exc:  # one connection's failure must not skip the others
                 self._loop.call_exception_handler(
                     {"message": "flush failed", "exception": exc, "protocol": item}
                 )
 
     def schedule(self, item: Scheduled, delay: float) -> float:
-        """Call ``item._keepalive_due()`` in about ``delay`` seconds; return the deadline."""
+        """Call ``item.keepalive_due()`` in about ``delay`` seconds; return the deadline."""
         loop = self._loop
         due = loop.time() + delay
         slot = delay / _SLOTS_PER_DELAY
@@ -97,11 +97,11 @@ class LoopShared:
 
     def _fire(self, due: float) -> None:
         for item in self._buckets.pop(due, ()):
-            if item._keepalive != due:
+            if item.keepalive_at != due:
                 continue
-            item._keepalive = None
+            item.keepalive_at = None
             try:
-                item._keepalive_due()
+                item.keepalive_due()
             except Exception as exc:  # one connection's failure must not skip the others
                 self._loop.call_exception_handler(
                     {"message": "keepalive failed", "exception": exc, "protocol": item}

@@ -68,13 +68,7 @@ def send_frame(
     if connection.write_buffer_size() > connection.limits.write_high_water:
         if slow == "close":
             _log.info("closing slow connection %r", connection)
-            connection._fail(1008, "too slow to keep up with broadcast")
+            connection.fail(1008, "too slow to keep up with broadcast")
         return False
-    data = protocol.send(message) if protocol.is_client else frame
-    if connection._out:
-        connection._write(data)  # behind what the connection already queued
-    else:
-        # Nothing queued ahead of it: write at once rather than schedule a
-        # flush per connection (1,000 callbacks for one broadcast to 1,000).
-        transport.write(data)
+    connection.write_frames(protocol.send(message) if protocol.is_client else frame)
     return True

@@ -156,7 +156,7 @@ class connect:
         assert connection.transport is not None
         connection.transport.write(handshake.request.encode())
         limits = self.limits
-        parsed = await connection._read_head(parse_response)
+        parsed = await connection.read_head(parse_response)
         if parsed is None:
             raise EOFError("connection closed during the opening handshake")
         response, used = parsed
@@ -170,7 +170,7 @@ class connect:
             )
         connection.subprotocol = result.subprotocol
         protocol = core.Connection(core.Side.CLIENT, limits=limits, deflate=deflate)
-        connection._start(protocol, bytes(connection._head[used:]))
+        connection.start(protocol, used)
 
     async def _connect(self) -> Connection:
         timeout = self.limits.open_timeout

@@ -40,7 +40,7 @@ class MessageHandler:
         """The connection is closed (``connection.close_code`` says how)."""
 
     async def __call__(self, connection: Connection) -> None:
-        connection._listen(self)
+        connection.listen(self)
         self.on_open(connection)
         try:
             await connection.wait_closed()

@@ -134,18 +134,7 @@ class Server:
             if connection.transport is not None:
                 connection.transport.close()
         for connection in list(self.connections):
-            protocol = connection.protocol
-            transport = connection.transport
-            if (
-                protocol is not None
-                and transport is not None
-                and protocol.close_sent is None
-                and protocol.state is core.State.OPEN
-            ):
-                connection._write(protocol.send_close(code, reason))
-                # A handler that stopped reading paused the socket on max_queue;
-                # the client's close reply is behind it.
-                connection._resume_reading()
+            connection.start_closing(code, reason)
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Wait for every connection and handler to finish, at most ``timeout``
@@ -277,7 +266,7 @@ class Server:
         transport = connection.transport
         if transport is not None and not transport.is_closing():
             transport.write(response.encode())
-            connection._close_transport(transport, linger=True)
+            connection.close_transport(transport, linger=True)
 
     async def _handshake(self, connection: Connection) -> None:
         """Read the request, run hooks, answer 101 and start the connection.
@@ -300,7 +289,7 @@ class Server:
             # drains, so pipelined requests cost the peer its own buffers,
             # not ours; a peer that stops reading is dropped (open_timeout
             # without progress).
-            if not await connection._drained(self.limits.open_timeout):
+            if not await connection.drained(self.limits.open_timeout):
                 return
             # Between two requests: close() ends it at once instead of waiting.
             self._idle.add(connection)
@@ -312,7 +301,7 @@ class Server:
         """The next request head and its size (its bytes stay in the buffer);
         None when the connection was answered or closed instead."""
         try:
-            parsed = await connection._read_head(parse_request, self.limits.open_timeout)
+            parsed = await connection.read_head(parse_request, self.limits.open_timeout)
         except PayloadTooBig as exc:
             self._reply(
                 connection, error_response(431, "Request Header Fields Too Large", str(exc))
@@ -322,7 +311,7 @@ class Server:
             self._reply(connection, error_response(400, "Bad Request", str(exc)))
             return None
         if parsed is None:
-            if connection._timed_out:
+            if connection.timed_out:
                 self.logger.info("opening handshake timed out")
             return None  # the client went away, or took too long
         connection.request = parsed[0]
@@ -360,14 +349,14 @@ class Server:
             message = f"body exceeds {self.limits.max_message_size} bytes"
             self._reply(connection, error_response(413, "Payload Too Large", message))
             return False
-        body = await connection._read_body(used, size, self.limits.open_timeout)
+        body = await connection.read_body(used, size, self.limits.open_timeout)
         if body is None:
             if connection.transport is not None:
                 connection.transport.abort()
             return False
         # A held request (long-polling) ends early if the client goes away.
         task = asyncio.ensure_future(self.http_handler(connection, request, body))
-        closed = connection._closed_future()
+        closed = connection.closed_future()
         await asyncio.wait((task, closed), return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
             task.cancel()
@@ -390,7 +379,7 @@ class Server:
             return False
         transport.write(response.encode())
         if not keep_alive:
-            connection._close_transport(transport, linger=True)
+            connection.close_transport(transport, linger=True)
         return keep_alive
 
     async def _upgrade(self, connection: Connection, request: Request, used: int) -> None:
@@ -418,7 +407,7 @@ class Server:
         connection.response = response
         connection.subprotocol = result.subprotocol
         transport.write(response.encode())
-        connection._start(protocol, bytes(connection._head[used:]))
+        connection.start(protocol, used)
 
 
 def _stale_accept_retry(context: dict[str, Any]) -> bool:
