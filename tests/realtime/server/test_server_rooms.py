@@ -31,7 +31,7 @@ from tether.protocol.connection import encode_broadcast_frame
 from tether.realtime import Socket
 from tether.realtime.adapters.base import BroadcastOptions
 from tether.realtime.protocol import socketio
-from tether.realtime.server import engine
+from tether.realtime.server import session as engine_session
 
 
 def room_server() -> realtime.Server:
@@ -404,8 +404,10 @@ async def test_broadcast_to_many_sockets(
     encodes: list[int] = []
     frames: list[int] = []
     monkeypatch.setattr(socketio, "encode", counting(socketio.encode, encodes))
-    # Patched where the engine looks it up.
-    monkeypatch.setattr(engine, "encode_broadcast_frame", counting(encode_broadcast_frame, frames))
+    # Patched where the sessions look it up.
+    monkeypatch.setattr(
+        engine_session, "encode_broadcast_frame", counting(encode_broadcast_frame, frames)
+    )
     for i in range(3):
         await server.emit("tick", i)
     # Serialised once and framed once per broadcast, whatever the audience.

@@ -3,8 +3,10 @@
 Section names refer to https://github.com/socketio/socket.io-protocol
 (README). The Engine.IO session underneath (transports, heartbeat, upgrade)
 is :mod:`tether.realtime.client.engineio`; this module adds namespaces,
-events, acknowledgements, reconnection, the buffer of packets emitted while
-disconnected, and connection state recovery.
+events, acknowledgements, reconnection, and connection state recovery. Each
+namespace's state (with the buffer of packets emitted while disconnected) is
+a :class:`~.namespaces.ClientNamespace`; the handlers are run by
+:class:`~.events.HandlerTable`.
 
 ::
 
@@ -24,15 +26,13 @@ disconnected, and connection state recovery.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import inspect
 import itertools
 import logging
 import random
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -41,52 +41,19 @@ from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from ..protocol import socketio
 from ..protocol.socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
 from .engineio import TRANSPORTS, EngineSession, Target
+from .events import CATCH_ALL, Handler, HandlerTable
+from .namespaces import ClientNamespace, Encoded
 
-__all__ = ["Client"]
+__all__ = ["CATCH_ALL", "Client", "backoff_delay"]
 
 _log = logging.getLogger("tether.realtime.client")
 
-Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 Auth = Mapping[str, Any] | Callable[[], Any]
 """A CONNECT payload, or a function returning one (or an awaitable of one)."""
 
 DEFAULT_MAX_BUFFERED = 1000
 """Default of ``max_buffered``: packets kept per namespace while disconnected."""
-
-CATCH_ALL = "*"
-"""The event name of a handler that gets every event without a handler of its own."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    """A packet ready to send: its text and attachments (§Packet encoding)."""
-
-    id: int | None
-    text: str
-    attachments: list[bytes]
-
-    @classmethod
-    def of(cls, packet: Packet) -> _Encoded:
-        """Encode ``packet``; raise TypeError or ValueError when it cannot be."""
-        return cls(packet.id, *socketio.encode(packet))
-
-
-@dataclass(eq=False)
-class _Namespace:
-    """The state of one namespace of the client."""
-
-    name: str
-    sid: str | None = None
-    pid: str | None = None  # connection state recovery session id (§CONNECT reply)
-    offset: str | None = None  # offset of the last event received, for recovery
-    recovered: bool = False
-    connected: bool = False
-    active: bool = True  # False once the server refused or ended it: no reconnection
-    # The pending CONNECT: the reply's error (ConnectionRefused, Disconnected) or None.
-    ready: asyncio.Future[BaseException | None] | None = None
-    buffer: collections.deque[_Encoded] = field(default_factory=collections.deque)
-    acks: dict[int, asyncio.Future[list[Any]]] = field(default_factory=dict)
 
 
 class Client:
@@ -142,8 +109,8 @@ class Client:
         self.max_buffered = max_buffered
         self.limits = limits
         self.logger = logger or _log
-        self._handlers: dict[tuple[str, str], Handler] = {}
-        self._namespaces: dict[str, _Namespace] = {}
+        self._handlers = HandlerTable(self.logger)
+        self._namespaces: dict[str, ClientNamespace] = {}
         self._target: Target | None = None
         self._auth: Auth | None = None
         self._session: EngineSession | None = None
@@ -189,7 +156,7 @@ class Client:
         """
 
         def register(handler: H) -> H:
-            self._handlers[(namespace, event)] = handler
+            self._handlers.register(namespace, event, handler)
             return handler
 
         if handler is not None:
@@ -237,7 +204,7 @@ class Client:
                 raise ValueError(f"invalid namespace {name!r}: it must start with '/'")
         self._target = Target.from_url(url, path, headers, ssl)
         self._auth = auth
-        self._namespaces = {name: _Namespace(name) for name in namespaces}
+        self._namespaces = {name: ClientNamespace(name) for name in namespaces}
         self._closing = False
         self._done.clear()
         try:
@@ -293,7 +260,7 @@ class Client:
                 await session.close(self.connect_timeout)
             raise (refused + errors)[0]
 
-    async def _send_connect(self, session: EngineSession, ns: _Namespace) -> None:
+    async def _send_connect(self, session: EngineSession, ns: ClientNamespace) -> None:
         auth = self._auth
         if callable(auth):
             auth = auth()
@@ -307,9 +274,9 @@ class Client:
             if ns.offset is not None:
                 recovery["offset"] = ns.offset
             data = {**recovery, **(data or {})}
-        self._send(session, _Encoded.of(Packet(PacketType.CONNECT, ns.name, data)))
+        self._send(session, Encoded.of(Packet(PacketType.CONNECT, ns.name, data)))
 
-    def _send(self, session: EngineSession, encoded: _Encoded) -> None:
+    def _send(self, session: EngineSession, encoded: Encoded) -> None:
         session.send(encoded.text)
         for attachment in encoded.attachments:
             session.send(attachment)
@@ -346,7 +313,7 @@ class Client:
                 self.logger.info("reconnection attempt %d failed: %s", attempt, exc)
                 for ns in self._namespaces.values():
                     if ns.active:
-                        self._call(self._handler(ns.name, "connect_error"), exc)
+                        self._handlers.emit(ns.name, "connect_error", exc)
             else:
                 self.logger.info("reconnected after %d attempt(s)", attempt)
                 return True
@@ -392,7 +359,7 @@ class Client:
             if future is not None and not future.done():
                 future.set_result(packet.data)
 
-    def _on_connect(self, ns: _Namespace, data: Any) -> None:
+    def _on_connect(self, ns: ClientNamespace, data: Any) -> None:
         # §Connection to a namespace: the server answers CONNECT with its sid,
         # and with a pid when it keeps sessions for recovery.
         if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
@@ -405,46 +372,39 @@ class Client:
         session = self._session
         while ns.buffer and session is not None:
             self._send(session, ns.buffer.popleft())
-        self._call(self._handler(ns.name, "connect"))
-        _settle(ns.ready, None)
+        self._handlers.emit(ns.name, "connect")
+        ns.settle(None)
 
-    def _on_connect_error(self, ns: _Namespace, data: Any) -> None:
+    def _on_connect_error(self, ns: ClientNamespace, data: Any) -> None:
         if isinstance(data, dict):
             error = ConnectionRefused(str(data.get("message", "")), data.get("data"))
         else:
             error = ConnectionRefused(str(data))
         self.logger.info("namespace %s refused the connection: %s", ns.name, error.message)
-        self._give_up(ns, error)
-        self._call(self._handler(ns.name, "connect_error"), error)
-        _settle(ns.ready, error)
+        ns.give_up(error)
+        self._handlers.emit(ns.name, "connect_error", error)
+        ns.settle(error)
 
-    def _on_disconnect(self, ns: _Namespace) -> None:
+    def _on_disconnect(self, ns: ClientNamespace) -> None:
         was_connected = ns.connected
-        self._give_up(ns, Disconnected(f"the server disconnected namespace {ns.name}"))
+        ns.give_up(Disconnected(f"the server disconnected namespace {ns.name}"))
         if was_connected:
-            self._call(self._handler(ns.name, "disconnect"), "io server disconnect")
+            self._handlers.emit(ns.name, "disconnect", "io server disconnect")
         if not self._active():
             self._close_session()
 
-    def _on_event(self, ns: _Namespace, packet: Packet) -> None:
+    def _on_event(self, ns: ClientNamespace, packet: Packet) -> None:
         name, *args = packet.data
         if packet.id is None and ns.pid is not None and args and isinstance(args[-1], str):
             # Connection state recovery: the server appends the event's offset
             # to what it stores (every event without an ack). It is ours to
             # send back on reconnection, not the handler's.
             ns.offset = args.pop()
-        handler = self._handler(ns.name, name)
-        if handler is None and (catch_all := self._handler(ns.name, CATCH_ALL)):
-            handler, args = catch_all, [name, *args]
-        if handler is None:
+        reply = self._replier(ns, packet.id) if packet.id is not None else None
+        if not self._handlers.dispatch(ns.name, name, args, reply):
             self.logger.debug("no handler for event %r in %s", name, ns.name)
-            return
-        reply = None
-        if packet.id is not None:
-            reply = self._replier(ns, packet.id)
-        self._call(handler, *args, reply=reply)
 
-    def _replier(self, ns: _Namespace, ack_id: int) -> Callable[[Any], None]:
+    def _replier(self, ns: ClientNamespace, ack_id: int) -> Callable[[Any], None]:
         session = self._session
 
         def reply(result: Any) -> None:
@@ -452,45 +412,13 @@ class Client:
             if session is None or session is not self._session or not ns.connected:
                 return
             try:
-                encoded = _Encoded.of(Packet.ack(ack_id, *ack_args(result), namespace=ns.name))
+                encoded = Encoded.of(Packet.ack(ack_id, *ack_args(result), namespace=ns.name))
             except (TypeError, ValueError) as exc:
                 self.logger.error("cannot acknowledge event %d in %s: %s", ack_id, ns.name, exc)
                 return
             self._send(session, encoded)
 
         return reply
-
-    def _handler(self, namespace: str, event: str) -> Handler | None:
-        return self._handlers.get((namespace, event))
-
-    def _call(
-        self, handler: Handler | None, *args: Any, reply: Callable[[Any], None] | None = None
-    ) -> None:
-        """Run a handler: a plain function now, a coroutine function as a task."""
-        if handler is None:
-            return
-        try:
-            result = handler(*args)
-        except Exception:
-            self.logger.exception("error in handler %s", getattr(handler, "__name__", handler))
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._finish(handler, result, reply))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif reply is not None:
-            reply(result)
-
-    async def _finish(
-        self, handler: Handler, result: Awaitable[Any], reply: Callable[[Any], None] | None
-    ) -> None:
-        try:
-            value = await result
-        except Exception:
-            self.logger.exception("error in handler %s", getattr(handler, "__name__", handler))
-            return
-        if reply is not None:
-            reply(value)
 
     # -- losing the connection ---------------------------------------------------
 
@@ -502,27 +430,9 @@ class Client:
         self._session = None
         error = Disconnected(f"connection lost: {reason}")
         for ns in self._namespaces.values():
-            was_connected, ns.connected = ns.connected, False
-            _settle(ns.ready, error)
-            # Buffered packets are sent again after reconnecting, so their
-            # acks may still come; the others' cannot (the reference client too).
-            buffered = {encoded.id for encoded in ns.buffer}
-            for ack_id in [i for i in ns.acks if i not in buffered]:
-                future = ns.acks.pop(ack_id)
-                if not future.done():
-                    future.set_exception(error)
-            if was_connected and not self._closing:
-                self._call(self._handler(ns.name, "disconnect"), reason)
+            if ns.lose(error) and not self._closing:
+                self._handlers.emit(ns.name, "disconnect", reason)
         self._lost.set()
-
-    def _give_up(self, ns: _Namespace, error: BaseException) -> None:
-        """No more of this namespace: fail its acks, drop its buffer."""
-        ns.active = ns.connected = False
-        for future in ns.acks.values():
-            if not future.done():
-                future.set_exception(error)
-        ns.acks.clear()
-        ns.buffer.clear()
 
     def _close_session(self) -> None:
         session = self._session
@@ -538,12 +448,12 @@ class Client:
         error = Disconnected("the client is disconnected")
         for ns in self._namespaces.values():
             was_connected = ns.connected
-            self._give_up(ns, error)
-            _settle(ns.ready, error)
+            ns.give_up(error)
+            ns.settle(error)
             if was_connected:
                 if session is not None:
-                    self._send(session, _Encoded.of(Packet(PacketType.DISCONNECT, ns.name)))
-                self._call(self._handler(ns.name, "disconnect"), reason)
+                    self._send(session, Encoded.of(Packet(PacketType.DISCONNECT, ns.name)))
+                self._handlers.emit(ns.name, "disconnect", reason)
         if session is not None:
             await session.close(self.connect_timeout)
         self._done.set()
@@ -597,7 +507,7 @@ class Client:
 
     def _emit(
         self, event: str, args: tuple[Any, ...], namespace: str, ack_id: int | None
-    ) -> _Namespace:
+    ) -> ClientNamespace:
         if event in RESERVED_EVENTS:
             raise ValueError(f"{event!r} is a reserved event name")
         ns = self._namespaces.get(namespace)
@@ -608,7 +518,7 @@ class Client:
         if not ns.active or self._closing:
             raise Disconnected(f"namespace {namespace} is disconnected")
         # Encoded now, so that arguments that cannot be sent fail here, not later.
-        encoded = _Encoded.of(Packet.event(event, *args, namespace=namespace, id=ack_id))
+        encoded = Encoded.of(Packet.event(event, *args, namespace=namespace, id=ack_id))
         if ns.connected and self._session is not None:
             self._send(self._session, encoded)
         elif len(ns.buffer) >= self.max_buffered:
@@ -659,13 +569,6 @@ class Client:
         """The current transport, ``"websocket"`` or ``"polling"``; ``None`` when disconnected."""
         session = self._session
         return session.transport.name if session is not None and not session.closed else None
-
-
-def _settle(
-    future: asyncio.Future[BaseException | None] | None, error: BaseException | None
-) -> None:
-    if future is not None and not future.done():
-        future.set_result(error)
 
 
 def backoff_delay(

@@ -36,6 +36,7 @@ from typing import Any
 
 from ...exceptions import PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS
+from .checks import check_text_size, strict_json, too_big
 
 __all__ = [
     "PING_PROBE",
@@ -142,11 +143,11 @@ def decode_packet(
     """
     if isinstance(frame, (bytes, bytearray, memoryview)):
         if len(frame) > max_payload:
-            raise PacketError(_too_big("binary message", len(frame), max_payload))
+            raise PacketError(too_big("binary message", len(frame), max_payload))
         return Packet(PacketType.MESSAGE, bytes(frame))
     if not isinstance(frame, str):
         raise PacketError(f"expected str or bytes, got {type(frame).__name__}")
-    _check_text_size(frame, max_payload, "text message")
+    check_text_size(frame, max_payload, "text message")
     return _decode_text(frame)
 
 
@@ -207,13 +208,13 @@ def iter_payload(
     if isinstance(body, (bytes, bytearray, memoryview)):
         # Checked before decoding, so an oversized body costs nothing.
         if len(body) > max_payload:
-            raise PacketError(_too_big("payload", len(body), max_payload))
+            raise PacketError(too_big("payload", len(body), max_payload))
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PacketError(f"payload is not valid UTF-8: {exc.reason}") from None
     elif isinstance(body, str):
-        _check_text_size(body, max_payload, "payload")
+        check_text_size(body, max_payload, "payload")
     else:
         raise PacketError(f"expected str or bytes, got {type(body).__name__}")
     return map(_decode_text, _records(body))
@@ -279,7 +280,7 @@ class Handshake:
         if packet.type is not PacketType.OPEN or not isinstance(packet.data, str):
             raise PacketError(f"expected an open packet, got {packet.type.name}")
         try:
-            fields = json.loads(packet.data, parse_constant=_reject_constant)
+            fields = strict_json(packet.data)
         except (ValueError, RecursionError):
             raise PacketError("open packet data is not valid JSON") from None
         if not isinstance(fields, dict):
@@ -335,22 +336,3 @@ def _decode_text(text: str) -> Packet:
     if packet_type is None:
         raise PacketError(f"unknown packet type {head!r}")
     return Packet(packet_type, data)
-
-
-def _check_text_size(text: str, limit: int, what: str) -> None:
-    """Refuse text over ``limit`` bytes once UTF-8 encoded, encoding only when it matters."""
-    size = len(text)
-    # A character takes 1 to 4 bytes: only non-ASCII text near the limit is encoded.
-    if size <= limit < 4 * size and not text.isascii():
-        size = len(text.encode("utf-8", "surrogatepass"))
-    if size > limit:
-        raise PacketError(_too_big(what, size, limit))
-
-
-def _too_big(what: str, size: int, limit: int) -> str:
-    return f"{what} of {size} bytes exceeds the limit of {limit} bytes"
-
-
-def _reject_constant(name: str) -> Any:
-    # json.loads accepts NaN and Infinity, which are not JSON (RFC 8259 §6).
-    raise ValueError(f"{name} is not valid JSON")

@@ -37,7 +37,7 @@ from typing import Any
 
 from ...exceptions import PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS
-from .engineio import _check_text_size, _reject_constant, _too_big
+from .checks import check_text_size, strict_json, too_big
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -482,7 +482,7 @@ class Decoder:
     def _feed_text(self, text: str) -> Packet | None:
         if self._pending is not None:
             raise PacketError(f"expected {self.expected} more attachment(s), got a text packet")
-        _check_text_size(text, self.max_payload, "packet")
+        check_text_size(text, self.max_payload, "packet")
         packet, count = _parse(text, self.max_attachments)
         if count == 0:
             return packet
@@ -498,7 +498,7 @@ class Decoder:
         # Checked before keeping the attachment.
         self._size += len(attachment)
         if self._size > self.max_payload:
-            raise PacketError(_too_big("packet with its attachments", self._size, self.max_payload))
+            raise PacketError(too_big("packet with its attachments", self._size, self.max_payload))
         self._attachments.append(attachment)
         if len(self._attachments) < self._expected:
             return None
@@ -576,7 +576,7 @@ def _parse_count(text: str, max_attachments: int) -> tuple[int, int]:
 
 def _loads(text: str) -> Any:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = strict_json(text)
     except ValueError:
         # A non-numeric ack id lands here too: "2abc[...]" reads as data "abc[...]".
         raise PacketError(f"invalid JSON data: {_excerpt(text)}") from None

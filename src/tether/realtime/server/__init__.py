@@ -1,6 +1,11 @@
 """The Socket.IO server: Engine.IO sessions, namespaces, sockets, serving.
 
-* :mod:`.engine`: Engine.IO sessions over long-polling and WebSocket;
+* :mod:`.engine`: the Engine.IO endpoint: request checks, the handshake,
+  long-polling requests, WebSockets routed to their sessions;
+* :mod:`.session`: one Engine.IO session (queue, heartbeat, upgrade);
+* :mod:`.origins`: the origin checks and CORS headers;
+* :mod:`.transport`: what a session needs of a WebSocket (a ``Protocol``
+  that :class:`tether.Connection` and the ASGI websocket both satisfy);
 * :mod:`.server`: :class:`Server` and :class:`Namespace`, dispatch of packets
   to handlers;
 * :mod:`.sockets`: :class:`Socket` and :class:`BroadcastOperator`, what

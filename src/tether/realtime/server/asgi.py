@@ -10,9 +10,9 @@ and the ``lifespan`` scope, go to ``other_app`` (a Starlette or FastAPI app,
 say), or get a 404 without one. Lifespan events also start and stop the
 server (:meth:`Server.start` and :meth:`Server.shutdown`).
 
-The Engine.IO sessions (:mod:`tether.realtime.server.engine`) were written for
-tether's :class:`~tether.Connection`; :class:`ASGIWebSocket` gives an ASGI
-websocket the part of that interface they use.
+The Engine.IO sessions (:mod:`tether.realtime.server.session`) run on any
+:class:`~tether.realtime.server.transport.WebSocket`: :class:`ASGIWebSocket`
+gives an ASGI websocket that interface.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ...exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ...limits import DEFAULT_LIMITS, Limits
@@ -30,8 +30,7 @@ from ...protocol.http import Headers, Request, Response
 from .static import StaticFiles, not_found
 
 if TYPE_CHECKING:
-    from ...connection import Connection
-    from .server import Server
+    from .engine import Servable
 
 __all__ = ["ASGIApp", "ASGIWebSocket"]
 
@@ -73,19 +72,19 @@ def request_from_scope(scope: Scope) -> Request:
 
 
 class _HTTPPeer:
-    """What :meth:`EngineServer.handle_http` reads of its connection."""
+    """The client of an ASGI HTTP request, as a :class:`~.transport.HTTPPeer`."""
 
-    __slots__ = ("remote_address", "request")
+    __slots__ = ("remote_address",)
 
-    def __init__(self, remote_address: Any, request: Request) -> None:
+    def __init__(self, remote_address: Any) -> None:
         self.remote_address = remote_address
-        self.request = request
 
 
 class ASGIWebSocket:
-    """An accepted ASGI websocket with the subset of :class:`~tether.Connection`
-    an Engine.IO session uses: ``recv``, ``async for``, ``send``,
-    ``send_nowait``, ``drain``, ``close``, ``write_buffer_size``, ``limits``.
+    """An accepted ASGI websocket as a :class:`~.transport.WebSocket` (the
+    interface an Engine.IO session uses, which :class:`~tether.Connection`
+    has too): ``recv``, ``async for``, ``send``, ``send_nowait``, ``flush``,
+    ``drain``, ``close``, ``write_buffer_size``, ``limits``.
 
     ASGI's ``send`` is a coroutine, ``send_nowait`` is not: messages queue
     here and a writer task hands them over in order (the ASGI server's
@@ -204,8 +203,14 @@ class ASGIWebSocket:
         self._writable.set()
 
     async def send(self, message: str | bytes) -> None:
+        """Queue a message, then :meth:`drain`."""
         self.send_nowait(message)
         await self.drain()
+
+    def flush(self) -> None:
+        """Nothing to do: the writer task hands queued messages to the ASGI
+        server as soon as it runs (ASGI's ``send`` is a coroutine, so no
+        message can be written before this loop turn ends anyway)."""
 
     async def drain(self) -> None:
         """Wait until the queue is back under ``write_low_water`` (at once if
@@ -285,7 +290,7 @@ class ASGIApp:
         app = server.asgi_app(starlette_app)   # or ASGIApp(server, starlette_app)
     """
 
-    def __init__(self, server: Server, other_app: ASGIApplication | None = None) -> None:
+    def __init__(self, server: Servable, other_app: ASGIApplication | None = None) -> None:
         self.server = server
         self.other_app = other_app
         self.static = StaticFiles(server.static_files) if server.static_files else None
@@ -321,7 +326,7 @@ class ASGIApp:
         if isinstance(body, Response):
             await _send_response(send, body)
             return
-        peer = cast("Connection", _HTTPPeer(scope.get("client"), request))
+        peer = _HTTPPeer(scope.get("client"))
         # A held GET (long-polling) ends if the client disconnects meanwhile:
         # cancelling it closes the session ("transport close").
         handler = asyncio.ensure_future(
@@ -360,7 +365,7 @@ class ASGIApp:
         await send({"type": "websocket.accept"})
         socket = ASGIWebSocket(receive, send, request, scope.get("client"))
         try:
-            await server.engine.handle_websocket(cast("Connection", socket), query)
+            await server.engine.handle_websocket(socket, query)
         finally:
             await socket.close()
 

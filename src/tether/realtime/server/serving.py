@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import socket as socket_module
-import ssl as ssl_module
 import threading
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
@@ -16,11 +15,11 @@ from ...protocol.http import Request, Response
 from ...server import Compression
 from ...server import Server as WebSocketServer
 from ...server import serve as serve_websockets
-from .engine import uses_tls
 from .static import StaticFiles, not_found
+from .transport import uses_tls
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .engine import Servable
 
 __all__ = ["serve"]
 
@@ -52,18 +51,16 @@ class serve(Coroutine[Any, Any, None]):
     :class:`tether.DeflateOptions` with a ``min_size`` as socket.io's 1 KiB
     ``threshold``, for large, compressible payloads.
 
-    Other keyword arguments go to :func:`tether.serve` (``reuse_port``,
-    limits...).
+    Every other option is :func:`tether.serve`'s, passed on as given (``ssl``,
+    ``sock``, ``reuse_port``, limits...): they are defined there only.
     """
 
     def __init__(
         self,
-        server: Server,
+        server: Servable,
         host: str | None = None,
         port: int | None = None,
         *,
-        sock: socket_module.socket | None = None,
-        ssl: ssl_module.SSLContext | None = None,
         compression: Compression = None,
         **options: Any,
     ) -> None:
@@ -73,15 +70,13 @@ class serve(Coroutine[Any, Any, None]):
             self._websocket,
             host,
             port,
-            sock=sock,
-            ssl=ssl,
             process_request=self._check_upgrade,
             http_handler=self._http,
             compression=compression,
             **options,
         )
         self._running: WebSocketServer | None = None
-        self._tls = ssl is not None
+        self._tls = options.get("ssl") is not None
         self._forever: Coroutine[Any, Any, None] | None = None
 
     # -- the three entry points tether.serve calls ----------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -24,7 +25,7 @@ class StaticFiles:
     escapes, symlinks included); only ``GET`` and ``HEAD`` are answered.
     """
 
-    def __init__(self, mapping: dict[str, str]) -> None:
+    def __init__(self, mapping: Mapping[str, str]) -> None:
         routes = []
         for prefix, directory in mapping.items():
             routes.append(("/" + prefix.strip("/"), Path(directory).resolve()))

@@ -1,5 +1,5 @@
 """Engine.IO v4 server sessions on the wire: handshake, long-polling, WebSocket,
-heartbeat, close, upgrade, ``maxPayload``, CORS.
+heartbeat, close, upgrade, ``maxPayload`` (CORS and origins: test_origins.py).
 
 Each test drives a bare Engine.IO server (the ``start_engine`` fixture: every
 message is echoed back, no Socket.IO) by hand, with raw HTTP requests and
@@ -502,86 +502,3 @@ async def test_websocket_message_over_max_payload_closes_the_session(
     await ws.closed()
     assert sid not in engine.engine.sessions
     assert await engine.closed(sid) == "parse error"
-
-
-# -- CORS and Origin ------------------------------------------------------------------------
-
-ORIGIN = "https://app.example"
-
-
-async def test_cors_headers_for_an_allowed_origin(start_engine: StartEngine) -> None:
-    engine = await start_engine(cors_allowed_origins=[ORIGIN], cors_credentials=True)
-    response = await http_request(
-        engine.port, "GET", eio_url(path=PATH), headers=[("Origin", ORIGIN)]
-    )
-    assert response.status == 200
-    assert response.headers["access-control-allow-origin"] == ORIGIN
-    assert response.headers["access-control-allow-credentials"] == "true"
-    assert response.headers["vary"] == "Origin"
-    sid = json.loads(response.text[1:])["sid"]
-    response = await http_request(
-        engine.port, "POST", eio_url(sid, path=PATH), "4x", headers=[("Origin", ORIGIN)]
-    )
-    assert response.headers["access-control-allow-origin"] == ORIGIN
-
-
-async def test_cors_preflight(start_engine: StartEngine) -> None:
-    engine = await start_engine(cors_allowed_origins=[ORIGIN], cors_credentials=False)
-    response = await http_request(
-        engine.port,
-        "OPTIONS",
-        eio_url(path=PATH),
-        headers=[
-            ("Origin", ORIGIN),
-            ("Access-Control-Request-Method", "POST"),
-            ("Access-Control-Request-Headers", "content-type"),
-        ],
-    )
-    assert response.status == 204
-    assert response.headers["access-control-allow-origin"] == ORIGIN
-    assert "POST" in response.headers["access-control-allow-methods"]
-    assert response.headers["access-control-allow-headers"] == "content-type"
-    assert "access-control-allow-credentials" not in response.headers
-    assert not engine.engine.sessions
-
-
-async def test_origin_refused(start_engine: StartEngine) -> None:
-    engine = await start_engine(cors_allowed_origins=[ORIGIN])
-    evil = [("Origin", "https://evil.example")]
-    response = await http_request(engine.port, "GET", eio_url(path=PATH), headers=evil)
-    assert response.status == 403
-    assert response.json() == {"code": 4, "message": "Forbidden"}
-    assert "access-control-allow-origin" not in response.headers
-    preflight = await http_request(engine.port, "OPTIONS", eio_url(path=PATH), headers=evil)
-    assert "access-control-allow-origin" not in preflight.headers
-    with pytest.raises(tether.InvalidStatus) as caught:
-        await open_websocket(engine.port, path=PATH, origin="https://evil.example")
-    assert caught.value.response.status == 403
-    # Requests without an Origin (not from a browser) are not CORS requests.
-    response = await http_request(engine.port, "GET", eio_url(path=PATH))
-    assert response.status == 200
-    assert not engine.engine.sessions.keys() - {json.loads(response.text[1:])["sid"]}
-
-
-async def test_any_origin(start_engine: StartEngine) -> None:
-    engine = await start_engine(cors_allowed_origins="*")
-    response = await http_request(
-        engine.port, "GET", eio_url(path=PATH), headers=[("Origin", "https://x.example")]
-    )
-    assert response.status == 200
-    # Any origin, never with credentials (Fetch: "*" cannot carry them).
-    assert response.headers["access-control-allow-origin"] == "*"
-    assert "access-control-allow-credentials" not in response.headers
-
-
-async def test_same_origin_only_by_default(start_engine: StartEngine) -> None:
-    engine = await start_engine()
-    own = f"http://127.0.0.1:{engine.port}"
-    response = await http_request(engine.port, "GET", eio_url(path=PATH), headers=[("Origin", own)])
-    assert response.status == 200
-    assert "access-control-allow-origin" not in response.headers
-    response = await http_request(
-        engine.port, "GET", eio_url(path=PATH), headers=[("Origin", ORIGIN)]
-    )
-    assert response.status == 403
-    assert "access-control-allow-origin" not in response.headers

@@ -1,0 +1,52 @@
+"""Checks of untrusted input that both realtime codecs make, sans-I/O.
+
+A peer's text is measured against a limit before it is decoded, and its JSON
+is read strictly (RFC 8259): :mod:`.engineio` applies them to packets and
+payloads, :mod:`.socketio` to packets and their attachments.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...exceptions import PacketError
+
+__all__ = ["check_text_size", "strict_json", "too_big"]
+
+
+def too_big(what: str, size: int, limit: int) -> str:
+    """The message of a :class:`~tether.exceptions.PacketError` for input over a limit.
+
+    >>> too_big("payload", 12, 10)
+    'payload of 12 bytes exceeds the limit of 10 bytes'
+    """
+    return f"{what} of {size} bytes exceeds the limit of {limit} bytes"
+
+
+def check_text_size(text: str, limit: int, what: str) -> None:
+    """Raise :class:`~tether.exceptions.PacketError` when ``text`` is over
+    ``limit`` bytes once UTF-8 encoded, encoding only when it matters."""
+    size = len(text)
+    # A character takes 1 to 4 bytes: only non-ASCII text near the limit is encoded.
+    if size <= limit < 4 * size and not text.isascii():
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise PacketError(too_big(what, size, limit))
+
+
+def _reject_constant(name: str) -> Any:
+    # json.loads accepts NaN and Infinity, which are not JSON (RFC 8259 §6).
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads(text)`` that also refuses ``NaN`` and ``Infinity``.
+
+    Raises :class:`ValueError` (or :class:`RecursionError`, for nesting deeper
+    than Python's stack allows) on anything that is not JSON.
+
+    >>> strict_json('[1, {"a": null}]')
+    [1, {'a': None}]
+    """
+    return json.loads(text, parse_constant=_reject_constant)

@@ -1,0 +1,48 @@
+"""A client namespace's state across connections (:mod:`tether.realtime.client.namespaces`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tether.exceptions import Disconnected
+from tether.realtime.client.namespaces import ClientNamespace, Encoded
+from tether.realtime.protocol.socketio import Packet
+
+
+def test_encoded_keeps_the_ack_id_and_attachments() -> None:
+    encoded = Encoded.of(Packet.event("e", b"\x01", id=7))
+    assert encoded.id == 7
+    assert encoded.text == '51-7["e",{"_placeholder":true,"num":0}]'
+    assert encoded.attachments == [b"\x01"]
+
+
+async def test_losing_the_session_keeps_the_acks_of_buffered_packets() -> None:
+    loop = asyncio.get_running_loop()
+    ns = ClientNamespace("/", connected=True)
+    sent: asyncio.Future[list[Any]] = loop.create_future()
+    buffered: asyncio.Future[list[Any]] = loop.create_future()
+    ns.acks = {1: sent, 2: buffered}
+    ns.buffer.append(Encoded.of(Packet.event("e", id=2)))
+    ns.ready = loop.create_future()
+    assert ns.lose(Disconnected("lost")) is True
+    assert not ns.connected and ns.active
+    assert ns.ready.result() is not None
+    with pytest.raises(Disconnected):
+        sent.result()
+    assert ns.acks == {2: buffered} and not buffered.done()
+    assert ns.lose(Disconnected("again")) is False
+
+
+async def test_giving_up_fails_every_ack_and_drops_the_buffer() -> None:
+    ns = ClientNamespace("/chat", connected=True)
+    waiting: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+    ns.acks[3] = waiting
+    ns.buffer.append(Encoded.of(Packet.event("e", id=3)))
+    ns.give_up(Disconnected("refused"))
+    assert not ns.active and not ns.connected
+    assert not ns.acks and not ns.buffer
+    with pytest.raises(Disconnected):
+        waiting.result()
