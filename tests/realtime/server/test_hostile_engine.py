@@ -190,8 +190,9 @@ async def test_broadcasts_to_a_busy_websocket_are_queued_not_skipped() -> None:
         text = "x" * 1000
         for i in range(200):  # 200 KB, not read meanwhile
             await server.to("room").emit("n", i, text)
-        assert session._ws is not None
-        assert session._ws.write_buffer_size() > session._ws.limits.write_high_water
+        websocket = session.websocket
+        assert websocket is not None
+        assert websocket.write_buffer_size() > websocket.limits.write_high_water
         # Recovery is on: each event also carries its offset, last.
         received = [json.loads((await ws.recv_text())[2:])[:3] for _ in range(200)]
         assert received == [["n", i, text] for i in range(200)]
