@@ -12,10 +12,8 @@ import os
 import timeit
 from collections.abc import Callable
 
-import tether.protocol.connection as connection_module
 from tether.protocol import speedups
 from tether.protocol.connection import Connection, Side
-from tether.protocol.fastpath import parse_with_speedups
 from tether.protocol.frames import Opcode, encode_frame
 from tether.protocol.utf8 import Utf8Decoder, decode_text
 
@@ -127,11 +125,11 @@ def bench_parse() -> None:
         )
 
     def receive(buf: bytes, side: Side, fast: bool) -> Callable[[], object]:
-        # Connection._parse delegates to connection._C_PARSE when it is set.
-        parse = parse_with_speedups if fast else None
+        # The connection's frame loop splits frames with speedups.parse_frames.
+        parse = c_ext.parse_frames if fast else speedups.parse_frames_py
 
         def run() -> object:
-            connection_module._C_PARSE = parse
+            speedups.parse_frames = parse
             return Connection(side).receive_data(buf)
 
         return run

@@ -44,6 +44,7 @@ from tether.exceptions import (
 )
 from tether.limits import Limits
 from tether.protocol import connection as core
+from tether.protocol import speedups
 from tether.protocol.deflate import DeflateOptions, DeflateParams, PerMessageDeflate
 from tether.protocol.events import Close, Event, Ping, Pong
 from tether.protocol.handshake import ClientHandshake, ServerHandshake, accept_key
@@ -145,7 +146,7 @@ def _run_frames(
         else:
             assert isinstance(event, (Ping, Pong, Close)), event
     # A message being reassembled never holds more than the limit either.
-    assert conn._msg_size <= limits.max_message_size, conn._msg_size
+    assert conn._reader._msg_size <= limits.max_message_size, conn._reader._msg_size
     code = None
     if conn.error is not None:
         assert isinstance(conn.error, ProtocolError)
@@ -177,15 +178,15 @@ def _frames(side: core.Side, deflate: bool) -> Target:
         deflate_cfg = inp.byte() if deflate else None
         payload = inp.rest()
         events, code, _ = _run_frames(side, cfg, chunk, room, payload, deflate_cfg)
-        namespace = vars(core)  # the module global Connection._parse checks
-        saved = namespace["_C_PARSE"]
-        if saved is not None:
-            # Differential: the pure-Python loop must agree with the C parser.
-            namespace["_C_PARSE"] = None
+        saved = speedups.parse_frames  # the step the connection's frame loop calls
+        if saved is not speedups.parse_frames_py:
+            # Differential: the frame loop over the pure-Python twin of the C
+            # parse_frames must agree with it.
+            speedups.parse_frames = speedups.parse_frames_py
             try:
                 py_events, py_code, _ = _run_frames(side, cfg, chunk, room, payload, deflate_cfg)
             finally:
-                namespace["_C_PARSE"] = saved
+                speedups.parse_frames = saved
             assert py_code == code, (py_code, code)
             assert py_events == events, (py_events, events)
 

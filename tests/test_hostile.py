@@ -584,7 +584,7 @@ async def test_tiny_fragment_flood_is_reassembled_in_bounded_memory(
     assert await asyncio.wait_for(raw.read_frame(), timeout(5)) == (0xA, b"barrier")
     protocol = routes.seen["/"][-1].protocol
     assert protocol is not None
-    assert len(protocol._msg_parts) <= 32 + 2 * 17  # O(log n) parts, not 10,000
+    assert len(protocol._reader._msg_parts) <= 32 + 2 * 17  # O(log n) parts, not 10,000
     raw.send_frame(OP_CONT, b">")
     assert await asyncio.wait_for(raw.read_frame(), timeout(2)) == (
         OP_TEXT,

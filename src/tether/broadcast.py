@@ -61,7 +61,7 @@ def send_frame(
         or transport is None
         or protocol.state is not core.State.OPEN
         or protocol.close_sent is not None
-        or protocol._tx_opcode
+        or protocol.sending_fragmented
         or transport.is_closing()
     ):
         return False

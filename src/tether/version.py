@@ -21,7 +21,7 @@ def speedups_status() -> str:
     if HAVE_SPEEDUPS:
         return "C speedups active"
     try:
-        from .protocol import _speedups  # noqa: F401
+        import tether.protocol._speedups  # noqa: F401
     except ImportError as exc:
         return f"C speedups not available ({exc}), pure Python"
     return "C speedups off (TETHER_NO_SPEEDUPS is set), pure Python"

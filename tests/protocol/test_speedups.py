@@ -23,14 +23,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tether.protocol.connection as connection_module
 from tether.exceptions import ProtocolError
 from tether.limits import Limits
 from tether.protocol import frames, speedups
 from tether.protocol.connection import Connection, Side
 from tether.protocol.deflate import DeflateOptions, DeflateParams, PerMessageDeflate
 from tether.protocol.events import Event, Ping
-from tether.protocol.fastpath import parse_with_speedups
 from tether.protocol.speedups import (
     STOP_BAD_LENGTH,
     STOP_BAD_MASK,
@@ -51,18 +49,30 @@ except ImportError:
 needs_c = pytest.mark.skipif(_c is None, reason="the C extension is not built")
 
 
+#: The frame-splitting step the connection's one frame loop calls: the C
+#: extension's when it is built (whatever TETHER_NO_SPEEDUPS says), else the
+#: pure-Python twin again.
+C_STEP: Any = parse_frames_py if _c is None else _c.parse_frames
+#: Both implementations of that step, for tests that run the loop over each.
+STEPS: list[Any] = [
+    pytest.param(parse_frames_py, id="python"),
+    pytest.param(C_STEP, id="c", marks=needs_c),
+]
+
+
 @contextlib.contextmanager
 def parser(parse: Any, assemble_at: int | None = None) -> Iterator[None]:
-    """Make ``Connection`` parse with ``parse`` (None: the pure-Python loop),
-    and optionally assemble frames from ``assemble_at`` bytes, for the block."""
-    saved = connection_module._C_PARSE, speedups.ASSEMBLE_AT
-    connection_module._C_PARSE = parse
+    """Make the connection's frame loop split frames with ``parse`` (the
+    C ``parse_frames`` or :func:`parse_frames_py`), and optionally assemble
+    frames from ``assemble_at`` bytes, for the block."""
+    saved = speedups.parse_frames, speedups.ASSEMBLE_AT
+    speedups.parse_frames = parse
     if assemble_at is not None:
         speedups.ASSEMBLE_AT = assemble_at
     try:
         yield
     finally:
-        connection_module._C_PARSE, speedups.ASSEMBLE_AT = saved
+        speedups.parse_frames, speedups.ASSEMBLE_AT = saved
 
 
 def c_ext() -> Any:
@@ -102,11 +112,9 @@ def test_implementations_in_use_match_have_speedups() -> None:
     if speedups.HAVE_SPEEDUPS:
         assert speedups.apply_mask is c_ext().apply_mask
         assert speedups.parse_frames is c_ext().parse_frames
-        assert connection_module._C_PARSE is parse_with_speedups
     else:
         assert speedups.apply_mask is apply_mask_py
         assert speedups.parse_frames is parse_frames_py
-        assert connection_module._C_PARSE is None
 
 
 @pytest.mark.parametrize("value", ["1", "yes"])
@@ -564,7 +572,7 @@ def test_receive_loop_matches_pure_python(
     saved = speedups.ASSEMBLE_AT
     speedups.ASSEMBLE_AT = assemble_at
     try:
-        for parse in (None, parse_with_speedups):
+        for parse in (parse_frames_py, C_STEP):
             opts: dict[str, Any] = {"limits": Limits(**limits)}
             if deflate:
                 opts["deflate"] = PerMessageDeflate(
@@ -578,7 +586,7 @@ def test_receive_loop_matches_pure_python(
 
 def test_receive_loop_checks_a_huge_header_before_its_payload() -> None:
     # RFC 6455 §10.4 / limits: the declared length fails the connection at once.
-    for parse in (None, parse_with_speedups):
+    for parse in (parse_frames_py, C_STEP):
         with parser(parse):
             conn = Connection(Side.SERVER)
             conn.receive_data(frame(0x81, b"hi", b"abcd") + header(0x82, 1 << 40, b"abcd"))
@@ -586,7 +594,7 @@ def test_receive_loop_checks_a_huge_header_before_its_payload() -> None:
         assert conn.error.close_code == 1009
 
 
-@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+@pytest.mark.parametrize("parse", STEPS)
 def test_control_frame_over_a_small_max_frame_size_is_accepted(parse: Any) -> None:
     # _check_header lets a control frame of up to 125 bytes through whatever
     # max_frame_size says (§5.5), so the C splitter must not hold it back.
@@ -669,7 +677,7 @@ def _feed_through_scratch(
     return events
 
 
-@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+@pytest.mark.parametrize("parse", STEPS)
 @pytest.mark.parametrize("assemble_at", [4, 8192])
 @settings(max_examples=60, deadline=None)
 @given(
@@ -714,7 +722,7 @@ def test_large_frames_across_reads_give_the_same_messages(
     assert by_pieces.error is None and through_scratch.error is None
 
 
-@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+@pytest.mark.parametrize("parse", STEPS)
 def test_messages_held_back_survive_reads_into_a_small_scratch(parse: Any) -> None:
     # max_messages holds frames back; more than half the scratch of them is
     # not moved around but appended to, and nothing is lost or reordered.
@@ -735,22 +743,22 @@ def test_messages_held_back_survive_reads_into_a_small_scratch(parse: Any) -> No
     assert got == [bytes([i]) * 40 for i in range(20)]
 
 
-@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+@pytest.mark.parametrize("parse", STEPS)
 def test_a_frame_over_the_limit_is_refused_before_any_assembly(parse: Any) -> None:
     with parser(parse):
         conn = Connection(Side.SERVER, limits=Limits(max_frame_size=10000))
         conn.receive_data(header(0x82, 20000, b"abcd") + b"x" * 9000)
     assert isinstance(conn.error, ProtocolError) and conn.error.close_code == 1009
-    assert conn._asm is None
+    assert not conn._reader.assembling
 
 
-@pytest.mark.parametrize("parse", [None, parse_with_speedups])
+@pytest.mark.parametrize("parse", STEPS)
 def test_invalid_utf8_in_an_assembled_text_frame_fails_with_1007(parse: Any) -> None:
     with parser(parse):
         conn = Connection(Side.SERVER)
         wire = frame(0x81, b"a" * 10000 + b"\xff", b"abcd")
         conn.receive_data(wire[:5000])
-        assert conn._asm is not None
+        assert conn._reader.assembling
         conn.receive_data(wire[5000:])
     assert isinstance(conn.error, ProtocolError) and conn.error.close_code == 1007
 

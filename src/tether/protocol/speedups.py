@@ -8,8 +8,9 @@ give the same results (``tests/protocol/test_speedups.py`` checks that on
 random inputs).  :data:`HAVE_SPEEDUPS` tells which one is in use.
 
 * :func:`apply_mask` unmasks a payload (RFC 6455 §5.3); always worth it.
-* :func:`parse_frames` splits a buffer into frames (§5.2); the connection's
-  receive loop uses it only with the C extension, where it pays.
+* :func:`parse_frames` splits a buffer into frames (§5.2): the one step of
+  the connection's frame loop (:meth:`.reader.Reader._parse`), which calls
+  whichever of the two is in use through this module's attribute.
 * :class:`Assembler` collects a frame payload that spans several reads,
   unmasking each chunk as it arrives (§5.3), so the connection never keeps
   a large partial frame in a buffer that every read copies again.
@@ -114,12 +115,18 @@ def parse_frames_py(
     """
     if pos < 0 or max_frames < 0 or max_len < 0:
         raise ValueError("pos, max_frames and max_len must not be negative")
-    end = min(end, len(buf))
+    if end > len(buf):
+        end = len(buf)
     if pos > end:
         raise ValueError("pos is beyond end")
+    # Written for speed without the C extension: this is the step of every
+    # read's frame loop (.reader), so locals are hoisted out of the loop.
+    expect = 0x80 if expect_mask else 0
     frames: list[tuple[int, bytes]] = []
+    append = frames.append
+    count = 0
     while True:
-        if len(frames) >= max_frames:
+        if count >= max_frames:
             return frames, pos, STOP_BATCH, 0, 0
         avail = end - pos
         if avail < 2:
@@ -140,21 +147,20 @@ def parse_frames_py(
             length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
             if length >> 63:
                 return frames, pos, STOP_BAD_LENGTH, 0, 0
-        masked = bool(b1 & 0x80)
-        if masked is not bool(expect_mask):
+        masked = b1 & 0x80
+        if masked != expect:
             return frames, pos, STOP_BAD_MASK, 0, 0
         if masked:
             head += 4
         if length > max_len or avail - head < length:
             return frames, pos, STOP_HEADER, b0, length
         start = pos + head
-        stop = start + length
+        pos = start + length
         if masked:
-            payload = apply_mask_py(memoryview(buf)[start:stop], bytes(buf[start - 4 : start]))
+            append((b0, apply_mask_py(memoryview(buf)[start:pos], bytes(buf[start - 4 : start]))))
         else:
-            payload = bytes(buf[start:stop])
-        frames.append((b0, payload))
-        pos = stop
+            append((b0, bytes(buf[start:pos])))
+        count += 1
 
 
 class AssemblerPy:
@@ -218,10 +224,11 @@ def _load() -> ModuleType | None:
     if os.environ.get("TETHER_NO_SPEEDUPS", "") not in ("", "0"):
         return None
     try:
-        from . import _speedups
+        # Absolute, to name the C module itself rather than this package.
+        import tether.protocol._speedups as c_module
     except ImportError:
         return None
-    return _speedups
+    return c_module
 
 
 _c = _load()
