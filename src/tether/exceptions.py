@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .protocol.events import Close
-    from .protocol.http import Response
+    from .protocol.http_types import Response
 
 __all__ = [
     "AckTimeout",
