@@ -186,7 +186,18 @@ async def _cluster(
         yield nodes
     finally:
         for node in nodes:
-            await node.adapter.close()
+            await _close(node.adapter)
+
+
+async def _close(adapter: Adapter) -> None:
+    """Close ``adapter``, failing (with the stacks of the tasks still
+    running) rather than hanging the suite if it does not return."""
+    try:
+        await asyncio.wait_for(adapter.close(), timeout(10))
+    except asyncio.TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack()
+        raise
 
 
 ADAPTERS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
