@@ -383,10 +383,6 @@ class HTTPStream(asyncio.BufferedProtocol):
                 else:
                     transport.write(b"".join(out))
 
-    # Temporary: src/tether/realtime/server/engine.py (Session.flush) still
-    # calls the old private name; remove once it calls flush() (issue 14).
-    _flush = flush
-
     def _unsent(self) -> int:
         """Bytes written but not yet sent: queued here and in the transport's buffer."""
         if self.transport is None:
