@@ -6,8 +6,12 @@
 * :mod:`.origins`: the origin checks and CORS headers;
 * :mod:`.transport`: what a session needs of a WebSocket (a ``Protocol``
   that :class:`tether.Connection` and the ASGI websocket both satisfy);
-* :mod:`.server`: :class:`Server` and :class:`Namespace`, dispatch of packets
-  to handlers;
+* :mod:`.connection`: one client's Socket.IO state over its session: packets
+  decoded and bounded, namespaces admitted (middleware, recovery), handlers
+  run (:mod:`.runner`);
+* :mod:`.namespace`: :class:`Namespace`, its handlers and middleware;
+* :mod:`.server`: :class:`Server`, and the sockets it offers its adapter
+  (:class:`~tether.realtime.adapters.interface.LocalSockets`);
 * :mod:`.sockets`: :class:`Socket` and :class:`BroadcastOperator`, what
   handlers hold;
 * :mod:`.serving`, :mod:`.asgi`, :mod:`.static`: the ways to serve it, on
