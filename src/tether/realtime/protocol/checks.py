@@ -12,7 +12,14 @@ from typing import Any
 
 from ...exceptions import PacketError
 
-__all__ = ["check_text_size", "strict_json", "too_big"]
+__all__ = ["RESERVED_EVENTS", "check_event", "check_text_size", "strict_json", "too_big"]
+
+RESERVED_EVENTS = frozenset(
+    # Names the reference implementation gives a meaning of its own, so
+    # refuses as event names: a peer must not fire them remotely.
+    ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]
+)
+"""Event names an ``EVENT`` packet may not carry."""
 
 
 def too_big(what: str, size: int, limit: int) -> str:
@@ -50,3 +57,15 @@ def strict_json(text: str) -> Any:
     [1, {'a': None}]
     """
     return json.loads(text, parse_constant=_reject_constant)
+
+
+def check_event(event: str) -> None:
+    """Refuse an event name this side may not emit: raise :class:`TypeError`
+    unless it is a non-empty str, :class:`ValueError` if it is reserved.
+
+    Used before sending by the server's sockets and the Redis emitter alike.
+    """
+    if not isinstance(event, str) or not event:
+        raise TypeError("the event name must be a non-empty str")
+    if event in RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")

@@ -37,7 +37,7 @@ from typing import Any
 
 from ...exceptions import PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS
-from .checks import check_text_size, strict_json, too_big
+from .checks import RESERVED_EVENTS, check_text_size, strict_json, too_big
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -76,13 +76,6 @@ data almost that deep, and every recursive walk after it (placeholders,
 ``has_binary`` on an acknowledgement) would then fail somewhere far from the
 peer that sent it. Not a :class:`~tether.limits.RealtimeLimits` field because
 raising it is unsafe and the encoding functions take no limits."""
-
-RESERVED_EVENTS = frozenset(
-    # Names the reference implementation gives a meaning of its own, so
-    # refuses as event names: a peer must not fire them remotely.
-    ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]
-)
-"""Event names an ``EVENT`` packet may not carry."""
 
 _PLACEHOLDER = "_placeholder"
 _DIGITS = frozenset("0123456789")  # str.isdigit() would also take "²" or "٣"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ...exceptions import AckTimeout, Disconnected
 from ..adapters.base import BroadcastOptions, SocketInfo
 from ..protocol import socketio
+from ..protocol.checks import check_event
 
 if TYPE_CHECKING:
     from .engine import Session
@@ -31,13 +32,6 @@ def ack_value(args: list[Any]) -> Any:
     if len(args) == 1:
         return args[0]
     return tuple(args)
-
-
-def check_event(event: str) -> None:
-    if not isinstance(event, str) or not event:
-        raise TypeError("the event name must be a non-empty str")
-    if event in socketio.RESERVED_EVENTS:
-        raise ValueError(f"{event!r} is a reserved event name")
 
 
 @dataclass(frozen=True, slots=True)

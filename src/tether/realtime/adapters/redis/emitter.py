@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ...protocol import socketio
-from ...server.sockets import check_event
+from ...protocol.checks import check_event
 from ..base import BroadcastOptions
 from .messages import (
     Broadcast,
