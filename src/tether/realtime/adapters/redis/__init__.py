@@ -18,14 +18,16 @@ Lua steps), :mod:`.subscriber` (Pub/Sub subscriptions and reconnection),
 (:class:`RedisAdapter`: rooms, broadcasts, receiving), :mod:`.requests`
 (requests between nodes and their replies), :mod:`.recovery` (restoring a
 session from the stream), :mod:`.store` (what a node writes: sessions and
-presence), :mod:`.presence` and :mod:`.emitter`. See docs/scale-out.md.
+presence, and its heartbeat), :mod:`.stats` (counters and failures),
+:mod:`.presence` and :mod:`.emitter`. See docs/scale-out.md.
 """
 
 from __future__ import annotations
 
-from .adapter import Failure, RedisAdapter, RedisStats
+from .adapter import RedisAdapter
 from .emitter import Emitter
 from .presence import Member, Presence, PresenceEvent
+from .stats import Failure, RedisStats
 
 __all__ = [
     "Emitter",

@@ -27,12 +27,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
 import itertools
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -43,7 +41,6 @@ from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..base import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
 from ..interface import LocalSocket
-from . import scripts
 from .messages import (
     AckRequest,
     Broadcast,
@@ -64,6 +61,7 @@ from .presence import Presence
 from .publisher import Publisher, connect
 from .recovery import Recovery
 from .requests import Pending, Requests
+from .stats import Failure, RedisStats, report
 from .store import Store
 from .subscriber import Subscriptions
 
@@ -73,33 +71,6 @@ _log = logging.getLogger("tether.realtime.adapters.redis")
 
 _FAILURES = (RedisError, OSError)
 _SEEN = 1024  # message ids remembered for de-duplication
-
-
-@dataclass(slots=True)
-class RedisStats:
-    """Counters of a :class:`RedisAdapter`, for monitoring."""
-
-    published: int = 0
-    publish_failures: int = 0  # messages that could not be published
-    write_failures: int = 0  # session/presence writes that failed (retried later)
-    reconnects: int = 0  # Pub/Sub connections re-established after a loss
-    received: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """What could not be published: given to ``on_failure``, logged, counted.
-
-    ``what`` is ``"broadcast"``, ``"ack"``, ``"fetch_sockets"``, ``"rooms"``,
-    ``"disconnect"``, ``"server_event"`` or ``"reply"``; ``local`` tells
-    whether the local part was done anyway (local sockets got the event).
-    """
-
-    what: str
-    namespace: str | None
-    message: Message
-    error: BaseException
-    local: bool
 
 
 class RedisAdapter(Adapter):
@@ -158,7 +129,6 @@ class RedisAdapter(Adapter):
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
-        self._heartbeat_script = self.client.register_script(scripts.HEARTBEAT)
         self._ids = itertools.count(1)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._store = Store(self)
@@ -215,7 +185,7 @@ class RedisAdapter(Adapter):
             self._subs.want(self.channels.namespace(name))
             self._listened.add(name)
         self._subs.start()
-        for worker in (self._store.run(), self._requests.run(), self._beat()):
+        for worker in (self._store.run(), self._requests.run(), self._store.beat(self._local_keys)):
             self._spawn(worker)
         await self._subs.settle(self.request_timeout)
 
@@ -272,21 +242,8 @@ class RedisAdapter(Adapter):
     def _report(
         self, what: str, nsp: str | None, message: Message, error: BaseException, local: bool
     ) -> None:
-        self.stats.publish_failures += 1
-        _log.warning(
-            "could not publish %s to redis (%s)%s",
-            what,
-            error,
-            "; delivered to local sockets only" if local else "",
-        )
-        if self.on_failure is not None:
-            try:
-                result = self.on_failure(Failure(what, nsp, message, error, local))
-            except Exception:
-                _log.exception("on_failure failed")
-                return
-            if inspect.isawaitable(result):
-                self.run_in_order(result)
+        failure = Failure(what, nsp, message, error, local)
+        report(failure, self.stats, self.on_failure, self.run_in_order)
 
     # -- local rooms: what this node subscribes to ------------------------------------
 
@@ -602,26 +559,6 @@ class RedisAdapter(Adapter):
     def _on_server_event(self, message: ServerEvent, offset: str | None) -> None:
         if message.origin != self.node:
             self._local().server_event(message.event, message.args)
-
-    # -- heartbeat ------------------------------------------------------------------------
-
-    async def _beat(self) -> None:
-        ttl = int(3 * self.heartbeat * 1000)
-        while True:
-            try:
-                dead = await self._heartbeat_script(keys=[self.keys.nodes], args=[self.node, ttl])
-                if self.window_ms:
-                    await self.client.set(self.keys.recovery, self.window_ms)
-                for node in dead:
-                    name = node.decode() if isinstance(node, bytes) else str(node)
-                    if name != self.node and self.presence is not None:
-                        await self.presence.reap(name, self.run_in_order)
-                # Refresh the TTL (and data) of the sessions of live sockets.
-                if self.window_ms or self.presence is not None:
-                    self._store.touch_all(self._local_keys())
-            except _FAILURES as exc:
-                _log.debug("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.heartbeat)
 
     # -- connection state recovery ---------------------------------------------------
 

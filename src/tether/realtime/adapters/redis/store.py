@@ -18,20 +18,22 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..base import SavedSession
+from ..interface import LocalSocket
 from . import scripts
-from .presence import Change
+from .presence import Change, Presence
+from .publisher import Keys
+from .stats import RedisStats
 from .subscriber import wait_for_answer
 
-if TYPE_CHECKING:
-    from .adapter import RedisAdapter
-
-__all__ = ["Store"]
+__all__ = ["Owner", "Store"]
 
 _log = logging.getLogger("tether.realtime.adapters.redis")
 
@@ -51,12 +53,39 @@ class _Written:
 _NOTHING = _Written()
 
 
+class Owner(Protocol):
+    """What the store needs of its adapter (a :class:`~.adapter.RedisAdapter`):
+    named here, below the adapter, so neither module imports the other's."""
+
+    @property
+    def client(self) -> aioredis.Redis: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def heartbeat(self) -> float: ...
+    @property
+    def user_key(self) -> str: ...
+    @property
+    def stats(self) -> RedisStats: ...
+    @property
+    def presence(self) -> Presence | None: ...
+    @property
+    def window_ms(self) -> int: ...
+
+    def rooms_of(self, namespace: str, sid: str) -> set[str]: ...
+    def local_socket(self, namespace: str, sid: str) -> LocalSocket | None: ...
+    def run_in_order(self, awaitable: Any) -> None: ...
+
+
 class Store:
     """The writer of one :class:`~tether.realtime.adapters.redis.RedisAdapter`."""
 
-    def __init__(self, adapter: RedisAdapter) -> None:
+    def __init__(self, adapter: Owner) -> None:
         self.adapter = adapter
         self._save = adapter.client.register_script(scripts.SAVE_SESSION)
+        self._heartbeat = adapter.client.register_script(scripts.HEARTBEAT)
         self._dirty: dict[Key, None] = {}
         self._written: dict[Key, _Written] = {}
         self._persist: list[SavedSession] = []
@@ -262,3 +291,27 @@ class Store:
             for room in sorted(rooms)
         ]
         return changes
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    async def beat(self, local_keys: Callable[[], list[Key]]) -> None:
+        """Every ``heartbeat`` seconds: say this node is alive, reap the nodes
+        that stopped saying so, and refresh the sessions (and presence) of the
+        sockets ``local_keys()`` names."""
+        adapter = self.adapter
+        ttl = int(3 * adapter.heartbeat * 1000)
+        while True:
+            try:
+                dead = await self._heartbeat(keys=[adapter.keys.nodes], args=[adapter.node, ttl])
+                if adapter.window_ms:
+                    await adapter.client.set(adapter.keys.recovery, adapter.window_ms)
+                for node in dead:
+                    name = node.decode() if isinstance(node, bytes) else str(node)
+                    if name != adapter.node and adapter.presence is not None:
+                        await adapter.presence.reap(name, adapter.run_in_order)
+                # Refresh the TTL (and data) of the sessions of live sockets.
+                if adapter.window_ms or adapter.presence is not None:
+                    self.touch_all(local_keys())
+            except _FAILURES as exc:
+                _log.debug("heartbeat failed: %s", exc)
+            await asyncio.sleep(adapter.heartbeat)
