@@ -16,9 +16,11 @@ import pytest
 
 import tether
 from interop.peers import (
+    PEER_SERVERS,
     TETHER_OPTIONS,
     MiB,
     PeerReport,
+    PeerServerStarter,
     ScriptedServer,
     ServerFactory,
     tether_script,
@@ -38,6 +40,12 @@ def tether_server() -> ServerFactory:
             yield ScriptedServer(f"ws://127.0.0.1:{server.port}/", reports)
 
     return start
+
+
+@pytest.fixture(params=list(PEER_SERVERS))
+def peer_server(request: pytest.FixtureRequest) -> PeerServerStarter:
+    """Each scripted peer server of peers.PEER_SERVERS in turn (ids: their names)."""
+    return PEER_SERVERS[request.param]
 
 
 @pytest.fixture(params=["deflate", None], ids=["deflate", "no-compression"])

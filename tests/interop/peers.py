@@ -18,19 +18,30 @@ stays binary), except for these text commands:
 
 When a connection ends, the server reports what it saw of it (a
 :class:`PeerReport`) so that tests can check the other side too.
+
+:data:`PEER_SERVERS` lists the peers that run the script as a server
+(websockets on PyPI, ws on Node); ``test_tether_client.py`` runs every
+scenario of tether's client against each of them, so adding a peer is adding
+one entry there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+
 import tether
-from helpers import timeout
+from helpers import node_bin, repo_root, timeout
 
 MiB = 2**20
 #: max message and frame size on every side: the large messages are ~1.5 MiB.
@@ -45,6 +56,16 @@ TETHER_OPTIONS: dict[str, Any] = {
     "close_timeout": timeout(3),
     "ping_interval": None,
 }
+
+#: Options for every websockets server and client here (see TETHER_OPTIONS).
+WS_OPTIONS: dict[str, Any] = {
+    "max_size": MAX_SIZE,
+    "open_timeout": timeout(5),
+    "close_timeout": timeout(3),
+    "ping_interval": None,
+}
+
+NODE_DIR = repo_root() / "tests" / "interop" / "node"
 
 T = TypeVar("T")
 
@@ -97,27 +118,41 @@ class ScriptedServer:
         return await asyncio.wait_for(self.reports.get(), timeout(5))
 
 
+def tether_connect(url: str, **options: Any) -> tether.connect:
+    """tether's client with TETHER_OPTIONS."""
+    return tether.connect(url, **{**TETHER_OPTIONS, **options})
+
+
 ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[ScriptedServer]]
 """The ``tether_server`` fixture: ``async with tether_server(**options) as server``."""
 
 
-async def tether_script(connection: tether.Connection, reports: asyncio.Queue[PeerReport]) -> None:
-    """The scripted server (see the module docstring) as a tether handler."""
+async def run_script(
+    connection: Any,
+    reports: asyncio.Queue[PeerReport],
+    ping: Callable[[], Awaitable[object]],
+    closed: type[BaseException],
+) -> None:
+    """The scripted server (see the module docstring) over a tether or a
+    websockets server connection: both have these ``send()``, ``close()``,
+    ``request``, ``response`` and close attributes. ``ping()`` pings the client
+    and returns once its pong came; ``closed`` is the library's
+    ConnectionClosed, which ends the loop on a close code other than 1000/1001."""
     try:
         async for message in connection:
             if message == "cmd:fragments":
                 await connection.send(FRAGMENTS_TEXT)
                 await connection.send(FRAGMENTS_BINARY)
             elif message == "cmd:ping":
-                await connection.ping(b"from-tether")
+                await ping()
                 await connection.send("cmd:pong-received")
             elif isinstance(message, str) and message.startswith("cmd:close "):
                 _, code, reason = message.split(" ", 2)
                 await connection.close(int(code), reason)
             else:
                 await connection.send(message)
-    except tether.ConnectionClosed:
-        pass  # a close code other than 1000/1001 ends the loop this way
+    except closed:
+        pass
     finally:
         assert connection.request is not None and connection.response is not None
         reports.put_nowait(
@@ -129,6 +164,28 @@ async def tether_script(connection: tether.Connection, reports: asyncio.Queue[Pe
                 close_reason=connection.close_reason,
             )
         )
+
+
+async def tether_script(connection: tether.Connection, reports: asyncio.Queue[PeerReport]) -> None:
+    """The scripted server as a tether handler (its ping() waits for the pong)."""
+    await run_script(
+        connection, reports, lambda: connection.ping(b"from-tether"), tether.ConnectionClosed
+    )
+
+
+#: Short messages of both types, empty ones included, non-ASCII text.
+SHORT_MESSAGES: list[str | bytes] = ["héllo wörld ✓ 🚀", b"\x00\xffbinary\x80", "", b""]
+
+
+async def echo_one_by_one(connection: Any, messages: list[str | bytes]) -> None:
+    """Send each message and check its echo: the same type and content.
+
+    ``connection`` is a tether or a websockets connection."""
+    for message in messages:
+        await within(connection.send(message))
+        echoed = await within(connection.recv())
+        assert type(echoed) is type(message)
+        assert echoed == message
 
 
 def pipelined_messages() -> list[str | bytes]:
@@ -156,3 +213,141 @@ async def echo_concurrently(connection: Any, messages: list[str | bytes]) -> lis
     finally:
         sender.cancel()
     return received
+
+
+# -- websockets (PyPI) as the scripted server ---------------------------------
+
+
+async def websockets_script(
+    connection: ServerConnection, reports: asyncio.Queue[PeerReport]
+) -> None:
+    """The scripted server as a websockets handler (its ping() returns a
+    future for the pong)."""
+
+    async def ping() -> None:
+        await within(await connection.ping(b"from-websockets"))
+
+    await run_script(connection, reports, ping, WsConnectionClosed)
+
+
+@contextlib.asynccontextmanager
+async def websockets_server(**options: Any) -> AsyncIterator[ScriptedServer]:
+    """Start the scripted websockets server with WS_OPTIONS and ``options``."""
+    reports: asyncio.Queue[PeerReport] = asyncio.Queue()
+
+    async def handler(connection: ServerConnection) -> None:
+        await websockets_script(connection, reports)
+
+    async with ws_serve(handler, "127.0.0.1", 0, **{**WS_OPTIONS, **options}) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield ScriptedServer(f"ws://127.0.0.1:{port}/", reports)
+
+
+# -- ws (Node) as the scripted server -----------------------------------------
+
+
+class NodePeer:
+    """A Node.js script run as a subprocess, read as JSON lines."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+
+    async def line(self) -> dict[str, Any]:
+        """The next JSON line on its stdout (bounded wait)."""
+        assert self.process.stdout is not None
+        raw = await within(self.process.stdout.readline(), 10)
+        assert raw, f"node exited early (exit code {await self.exit_code()})"
+        line: dict[str, Any] = json.loads(raw)
+        self.lines.append(line)
+        return line
+
+    async def event(self, name: str) -> dict[str, Any]:
+        """Skip lines up to the next one for event ``name``."""
+        while (line := await self.line()).get("event") != name:
+            pass
+        return line
+
+    async def exit_code(self) -> int:
+        """Its exit code, once it exits (bounded wait)."""
+        return await within(self.process.wait(), 10)
+
+
+@contextlib.asynccontextmanager
+async def node(script: str, *args: str) -> AsyncIterator[NodePeer]:
+    """Run ``node/<script> args...``; kill it (by PID) when the block ends."""
+    executable = node_bin()
+    if executable is None:
+        pytest.skip("node is not installed (scripts/test installs it)")
+    process = await asyncio.create_subprocess_exec(
+        executable,
+        str(NODE_DIR / script),
+        *args,
+        cwd=repo_root(),  # where node_modules/ws is
+        stdin=asyncio.subprocess.PIPE,  # the server exits when it closes
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield NodePeer(process)
+    finally:
+        if process.returncode is None:
+            process.kill()  # by PID: only the process this test started
+        await within(process.wait(), 10)
+
+
+@dataclass
+class NodeScriptedServer(ScriptedServer):
+    """ws_echo_server.mjs: its reports are built from its open and close lines."""
+
+    peer: NodePeer
+
+    async def report(self) -> PeerReport:
+        """The report of the next connection to end, from its ``open`` and
+        ``close`` lines."""
+        opened = await self.peer.event("open")
+        closed = await self.peer.event("close")
+        return PeerReport(
+            subprotocol=opened["protocol"] or None,
+            offer=opened["offer"],
+            extensions=opened["extensions"],
+            close_code=closed["code"],
+            close_reason=closed["reason"],
+        )
+
+
+@contextlib.asynccontextmanager
+async def ws_server(**options: Any) -> AsyncIterator[NodeScriptedServer]:
+    """Start ws_echo_server.mjs with ws's ``options`` (perMessageDeflate, protocols)."""
+    async with node("ws_echo_server.mjs", json.dumps(options)) as peer:
+        listening = await peer.event("listening")
+        url = f"ws://127.0.0.1:{listening['port']}/"
+        yield NodeScriptedServer(url, asyncio.Queue(), peer)
+
+
+# -- every peer server, started the same way ----------------------------------
+
+
+def start_websockets(
+    compression: str | None, subprotocols: list[str] | None
+) -> contextlib.AbstractAsyncContextManager[ScriptedServer]:
+    """websockets spells the options as tether does."""
+    return websockets_server(compression=compression, subprotocols=subprotocols)
+
+
+def start_ws(
+    compression: str | None, subprotocols: list[str] | None
+) -> contextlib.AbstractAsyncContextManager[ScriptedServer]:
+    """ws spells them perMessageDeflate and protocols."""
+    return ws_server(perMessageDeflate=compression is not None, protocols=subprotocols or [])
+
+
+PeerServerStarter = Callable[
+    [str | None, list[str] | None], contextlib.AbstractAsyncContextManager[ScriptedServer]
+]
+"""Start a peer's scripted server: ``async with start(compression, subprotocols)``."""
+
+#: The scripted peer servers tether's client is tested against, by name.
+PEER_SERVERS: dict[str, PeerServerStarter] = {
+    "websockets": start_websockets,
+    "ws": start_ws,
+}

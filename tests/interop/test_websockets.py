@@ -1,22 +1,20 @@
 """Interop with the ``websockets`` library (its asyncio API), in both directions.
 
-tether's client against a websockets server, then websockets' client against
-a tether server; each test runs with and without permessage-deflate. Both
-servers follow the script described in ``peers.py``.
+tether's client against a websockets server with websockets' own deflate
+parameters (the scenarios shared with every peer server are in
+``test_tether_client.py``), then websockets' client against a tether server,
+with and without permessage-deflate. Both servers follow the script described
+in ``peers.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection
-from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -29,26 +27,18 @@ from helpers import timeout
 from interop.peers import (
     FRAGMENTS_BINARY,
     FRAGMENTS_TEXT,
-    MAX_SIZE,
-    TETHER_OPTIONS,
-    PeerReport,
-    ScriptedServer,
+    SHORT_MESSAGES,
+    WS_OPTIONS,
     ServerFactory,
     echo_concurrently,
-    exchange_fragments,
+    echo_one_by_one,
     pipelined_messages,
+    tether_connect,
+    websockets_server,
     within,
 )
 
 pytestmark = pytest.mark.interop
-
-#: Options for every websockets server and client here (see TETHER_OPTIONS).
-WS_OPTIONS: dict[str, Any] = {
-    "max_size": MAX_SIZE,
-    "open_timeout": timeout(5),
-    "close_timeout": timeout(3),
-    "ping_interval": None,
-}
 
 
 def deflate_of(connection: ServerConnection | ClientConnection) -> PerMessageDeflate | None:
@@ -57,202 +47,13 @@ def deflate_of(connection: ServerConnection | ClientConnection) -> PerMessageDef
     return found[0] if found else None
 
 
-# -- the scripted websockets server ------------------------------------------
-
-
-async def websockets_script(
-    connection: ServerConnection, reports: asyncio.Queue[PeerReport]
-) -> None:
-    """The scripted server of peers.py as a websockets handler."""
-    try:
-        async for message in connection:
-            if message == "cmd:fragments":
-                await connection.send(FRAGMENTS_TEXT)
-                await connection.send(FRAGMENTS_BINARY)
-            elif message == "cmd:ping":
-                pong = await connection.ping(b"from-websockets")
-                await within(pong)
-                await connection.send("cmd:pong-received")
-            elif isinstance(message, str) and message.startswith("cmd:close "):
-                _, code, reason = message.split(" ", 2)
-                await connection.close(int(code), reason)
-            else:
-                await connection.send(message)
-    except WsConnectionClosed:
-        pass
-    finally:
-        assert connection.response is not None
-        reports.put_nowait(
-            PeerReport(
-                subprotocol=connection.subprotocol,
-                offer=connection.request.headers.get("Sec-WebSocket-Extensions"),
-                extensions=connection.response.headers.get("Sec-WebSocket-Extensions"),
-                close_code=connection.close_code,
-                close_reason=connection.close_reason,
-            )
-        )
-
-
-@contextlib.asynccontextmanager
-async def websockets_server(**options: Any) -> AsyncIterator[ScriptedServer]:
-    reports: asyncio.Queue[PeerReport] = asyncio.Queue()
-
-    async def handler(connection: ServerConnection) -> None:
-        await websockets_script(connection, reports)
-
-    async with ws_serve(handler, "127.0.0.1", 0, **{**WS_OPTIONS, **options}) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield ScriptedServer(f"ws://127.0.0.1:{port}/", reports)
-
-
-def tether_connect(url: str, **options: Any) -> tether.connect:
-    return tether.connect(url, **{**TETHER_OPTIONS, **options})
-
-
 def ws_client(url: str, **options: Any) -> ws_connect:
     # proxy=None: never route loopback tests through a proxy from the environment.
     return ws_connect(url, proxy=None, **{**WS_OPTIONS, **options})
 
 
 # -- tether client -> websockets server --------------------------------------
-
-
-async def test_tether_client_echo_text_and_binary(compression: str | None) -> None:
-    messages: list[str | bytes] = ["héllo wörld ✓ 🚀", b"\x00\xffbinary\x80", "", b""]
-    async with (
-        websockets_server(compression=compression) as server,
-        tether_connect(server.url, compression=compression) as connection,
-    ):
-        for message in messages:
-            await connection.send(message)
-            echoed = await within(connection.recv())
-            assert type(echoed) is type(message)
-            assert echoed == message
-
-
-async def test_tether_client_large_messages(
-    compression: str | None, large_messages: list[str | bytes]
-) -> None:
-    async with (
-        websockets_server(compression=compression) as server,
-        tether_connect(server.url, compression=compression) as connection,
-    ):
-        for message in large_messages:
-            await within(connection.send(message))
-            echoed = await within(connection.recv())
-            assert type(echoed) is type(message)
-            assert echoed == message
-
-
-async def test_tether_client_pipelined_messages(compression: str | None) -> None:
-    messages = pipelined_messages()
-    async with (
-        websockets_server(compression=compression) as server,
-        tether_connect(server.url, compression=compression) as connection,
-    ):
-        received = await echo_concurrently(connection, messages)
-    assert received == messages
-
-
-async def test_tether_client_fragmented_messages(compression: str | None) -> None:
-    async with (
-        websockets_server(compression=compression) as server,
-        tether_connect(server.url, compression=compression) as connection,
-    ):
-        await exchange_fragments(connection)
-
-
-async def test_tether_client_ping_pong(compression: str | None) -> None:
-    async with (
-        websockets_server(compression=compression) as server,
-        tether_connect(server.url, compression=compression) as connection,
-    ):
-        rtt = await within(connection.ping(b"from-tether"))
-        assert 0 <= rtt < timeout(3)
-        # websockets pings tether and waits for the automatic pong.
-        await connection.send("cmd:ping")
-        assert await within(connection.recv()) == "cmd:pong-received"
-        # The connection still carries messages after the control frames.
-        await connection.send("after")
-        assert await within(connection.recv()) == "after"
-
-
-async def test_tether_client_sees_server_close_code(compression: str | None) -> None:
-    async with websockets_server(compression=compression) as server:
-        async with tether_connect(server.url, compression=compression) as connection:
-            await connection.send("cmd:close 4001 bye")
-            with pytest.raises(tether.ConnectionClosedError) as caught:
-                await within(connection.recv())
-            await within(connection.wait_closed())
-            assert connection.close_code == 4001
-            assert connection.close_reason == "bye"
-            assert caught.value.rcvd is not None
-            assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (4001, "bye")
-        report = await server.report()
-    # tether echoed the code (RFC 6455 §5.5.1) in its closing frame.
-    assert report.close_code == 4001
-
-
-async def test_websockets_server_sees_tether_close_code(compression: str | None) -> None:
-    async with websockets_server(compression=compression) as server:
-        async with tether_connect(server.url, compression=compression) as connection:
-            await connection.send("ping-pong")
-            assert await within(connection.recv()) == "ping-pong"
-            await within(connection.close(4002, "ciao ✓"))
-            assert connection.closed
-            # websockets echoes the close frame it received.
-            assert connection.close_code == 4002
-        report = await server.report()
-    assert (report.close_code, report.close_reason) == (4002, "ciao ✓")
-
-
-async def test_tether_client_fails_too_big_message_with_1009(compression: str | None) -> None:
-    async with websockets_server(compression=compression) as server:
-        async with tether_connect(
-            server.url, compression=compression, max_message_size=1000
-        ) as connection:
-            await connection.send("y" * 2000)  # the echo is too big for us
-            with pytest.raises(tether.ConnectionClosedError) as caught:
-                await within(connection.recv())
-            assert caught.value.sent is not None and caught.value.sent.code == 1009
-            await within(connection.wait_closed())
-        report = await server.report()
-    assert report.close_code == 1009
-
-
-async def test_tether_client_subprotocol(compression: str | None) -> None:
-    async with (
-        websockets_server(compression=compression, subprotocols=["chat.v1"]) as server,
-        tether_connect(
-            server.url, compression=compression, subprotocols=["chat.v2", "chat.v1"]
-        ) as connection,
-    ):
-        assert connection.subprotocol == "chat.v1"
-        assert connection.response is not None
-        assert connection.response.headers.get("Sec-WebSocket-Protocol") == "chat.v1"
-        await connection.close()
-        report = await server.report()
-    assert report.subprotocol == "chat.v1"
-
-
-async def test_tether_client_deflate_negotiation(compression: str | None) -> None:
-    async with (
-        websockets_server(compression=compression) as server,
-        tether_connect(server.url, compression=compression) as connection,
-    ):
-        await connection.send("x" * 10_000)
-        assert await within(connection.recv()) == "x" * 10_000
-        await connection.close()
-        report = await server.report()
-    assert connection.response is not None
-    header = connection.response.headers.get("Sec-WebSocket-Extensions")
-    if compression:
-        assert header is not None and header.startswith("permessage-deflate")
-        assert report.offer is not None and "permessage-deflate" in report.offer
-    else:
-        assert header is None
-        assert report.offer is None  # tether offered nothing
-    assert report.extensions == header
+# The scenarios shared with every peer are in test_tether_client.py.
 
 
 @pytest.mark.parametrize(
@@ -294,16 +95,11 @@ async def test_tether_client_deflate_params(
 async def test_websockets_client_echo_text_and_binary(
     tether_server: ServerFactory, compression: str | None
 ) -> None:
-    messages: list[str | bytes] = ["héllo wörld ✓ 🚀", b"\x00\xffbinary\x80", "", b""]
     async with (
         tether_server(compression=compression) as server,
         ws_client(server.url, compression=compression) as connection,
     ):
-        for message in messages:
-            await connection.send(message)
-            echoed = await within(connection.recv())
-            assert type(echoed) is type(message)
-            assert echoed == message
+        await echo_one_by_one(connection, SHORT_MESSAGES)
 
 
 async def test_websockets_client_large_messages(
@@ -313,11 +109,7 @@ async def test_websockets_client_large_messages(
         tether_server(compression=compression) as server,
         ws_client(server.url, compression=compression) as connection,
     ):
-        for message in large_messages:
-            await within(connection.send(message))
-            echoed = await within(connection.recv())
-            assert type(echoed) is type(message)
-            assert echoed == message
+        await echo_one_by_one(connection, large_messages)
 
 
 async def test_websockets_client_pipelined_messages(

@@ -1,212 +1,31 @@
 """Interop with ``ws``, the Node.js library, in both directions.
 
-tether's client against ``node/ws_echo_server.mjs``, and ``node/ws_client.mjs``
-against a tether server, each with and without permessage-deflate. Both Node
-scripts follow the script described in ``peers.py`` and speak JSON lines on
-stdout. They run as subprocesses, killed by PID when the test ends.
+tether's client against ``node/ws_echo_server.mjs`` with ws's own deflate
+parameters (the scenarios shared with every peer server are in
+``test_tether_client.py``), and ``node/ws_client.mjs`` against a tether
+server, with and without permessage-deflate. Both Node scripts follow the
+script described in ``peers.py`` and speak JSON lines on stdout. They run as
+subprocesses (``peers.node``), killed by PID when the test ends.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import tether
-from helpers import node_bin, repo_root, timeout
-from interop.peers import (
-    TETHER_OPTIONS,
-    ServerFactory,
-    echo_concurrently,
-    exchange_fragments,
-    pipelined_messages,
-    within,
-)
+from interop.peers import ServerFactory, node, tether_connect, within, ws_server
 
 pytestmark = pytest.mark.interop
-
-NODE_DIR = repo_root() / "tests" / "interop" / "node"
-
-
-class NodePeer:
-    """A Node.js script run as a subprocess, read as JSON lines."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[dict[str, Any]] = []
-
-    async def line(self) -> dict[str, Any]:
-        """The next JSON line on its stdout (bounded wait)."""
-        assert self.process.stdout is not None
-        raw = await within(self.process.stdout.readline(), 10)
-        assert raw, f"node exited early (exit code {await self.exit_code()})"
-        line: dict[str, Any] = json.loads(raw)
-        self.lines.append(line)
-        return line
-
-    async def event(self, name: str) -> dict[str, Any]:
-        """Skip lines up to the next one for event ``name``."""
-        while (line := await self.line()).get("event") != name:
-            pass
-        return line
-
-    async def exit_code(self) -> int:
-        return await within(self.process.wait(), 10)
-
-
-@contextlib.asynccontextmanager
-async def node(script: str, *args: str) -> AsyncIterator[NodePeer]:
-    executable = node_bin()
-    if executable is None:
-        pytest.skip("node is not installed (scripts/test installs it)")
-    process = await asyncio.create_subprocess_exec(
-        executable,
-        str(NODE_DIR / script),
-        *args,
-        cwd=repo_root(),  # where node_modules/ws is
-        stdin=asyncio.subprocess.PIPE,  # the server exits when it closes
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield NodePeer(process)
-    finally:
-        if process.returncode is None:
-            process.kill()  # by PID: only the process this test started
-        await within(process.wait(), 10)
-
-
-@contextlib.asynccontextmanager
-async def ws_server(**options: Any) -> AsyncIterator[tuple[NodePeer, str]]:
-    """Start ws_echo_server.mjs; yield it and its URL."""
-    async with node("ws_echo_server.mjs", json.dumps(options)) as peer:
-        listening = await peer.event("listening")
-        yield peer, f"ws://127.0.0.1:{listening['port']}/"
-
-
-def tether_connect(url: str, **options: Any) -> tether.connect:
-    return tether.connect(url, **{**TETHER_OPTIONS, **options})
-
 
 def deflate_on(compression: str | None) -> bool:
     return compression is not None
 
 
 # -- tether client -> ws server ----------------------------------------------
-
-
-async def test_tether_client_echo_text_and_binary(compression: str | None) -> None:
-    messages: list[str | bytes] = ["héllo wörld ✓ 🚀", b"\x00\xffbinary\x80", "", b""]
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        for message in messages:
-            await connection.send(message)
-            echoed = await within(connection.recv())
-            assert type(echoed) is type(message)
-            assert echoed == message
-
-
-async def test_tether_client_large_messages(
-    compression: str | None, large_messages: list[str | bytes]
-) -> None:
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        for message in large_messages:
-            await within(connection.send(message))
-            echoed = await within(connection.recv())
-            assert type(echoed) is type(message)
-            assert echoed == message
-
-
-async def test_tether_client_pipelined_messages(compression: str | None) -> None:
-    messages = pipelined_messages()
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        received = await echo_concurrently(connection, messages)
-    assert received == messages
-
-
-async def test_tether_client_fragmented_messages(compression: str | None) -> None:
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        await exchange_fragments(connection)
-
-
-async def test_tether_client_ping_pong(compression: str | None) -> None:
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (_, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        rtt = await within(connection.ping(b"from-tether"))
-        assert 0 <= rtt < timeout(3)
-        await connection.send("cmd:ping")  # ws pings tether, waits for the pong
-        assert await within(connection.recv()) == "cmd:pong-received"
-        await connection.send("after")
-        assert await within(connection.recv()) == "after"
-
-
-async def test_tether_client_sees_ws_close_code(compression: str | None) -> None:
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (peer, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        await connection.send("cmd:close 4001 bye")
-        with pytest.raises(tether.ConnectionClosedError):
-            await within(connection.recv())
-        await within(connection.wait_closed())
-        assert (connection.close_code, connection.close_reason) == (4001, "bye")
-        closed = await peer.event("close")
-        assert closed["code"] == 4001  # tether echoed the code
-
-
-async def test_ws_server_sees_tether_close_code(compression: str | None) -> None:
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (peer, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        await within(connection.close(4002, "ciao ✓"))
-        assert connection.closed
-        assert (connection.close_code, connection.close_reason) == (4002, "ciao ✓")  # ws echoes
-        closed = await peer.event("close")
-        assert (closed["code"], closed["reason"]) == (4002, "ciao ✓")
-
-
-async def test_tether_client_subprotocol_with_ws() -> None:
-    async with (
-        ws_server(protocols=["chat.v1"]) as (peer, url),
-        tether_connect(url, subprotocols=["chat.v2", "chat.v1"]) as connection,
-    ):
-        assert connection.subprotocol == "chat.v1"
-        opened = await peer.event("open")
-        assert opened["protocol"] == "chat.v1"
-
-
-async def test_tether_client_deflate_negotiation_with_ws(compression: str | None) -> None:
-    async with (
-        ws_server(perMessageDeflate=deflate_on(compression)) as (peer, url),
-        tether_connect(url, compression=compression) as connection,
-    ):
-        await connection.send("x" * 10_000)
-        assert await within(connection.recv()) == "x" * 10_000
-        opened = await peer.event("open")
-    assert connection.response is not None
-    header = connection.response.headers.get("Sec-WebSocket-Extensions")
-    if compression:
-        assert header is not None and header.startswith("permessage-deflate")
-    else:
-        assert header is None
-    assert opened["extensions"] == header
+# The scenarios shared with every peer are in test_tether_client.py.
 
 
 @pytest.mark.parametrize(
@@ -222,8 +41,8 @@ async def test_tether_client_deflate_params_with_ws(
     params: dict[str, Any], varied_messages: list[str | bytes]
 ) -> None:
     async with (
-        ws_server(perMessageDeflate=params) as (_, url),
-        tether_connect(url, compression="deflate") as connection,
+        ws_server(perMessageDeflate=params) as server,
+        tether_connect(server.url, compression="deflate") as connection,
     ):
         assert connection.response is not None
         header = connection.response.headers.get("Sec-WebSocket-Extensions")

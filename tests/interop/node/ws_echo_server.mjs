@@ -8,8 +8,9 @@
 //
 // Listens on 127.0.0.1, port 0, and writes JSON lines on stdout:
 //   {"event": "listening", "port": N}                      once, first
-//   {"event": "open", "protocol": "...", "extensions": "..."}  per connection;
-//       extensions is the Sec-WebSocket-Extensions header of our 101 response
+//   {"event": "open", "protocol": "...", "offer": "...", "extensions": "..."}
+//       per connection; offer is the client's Sec-WebSocket-Extensions request
+//       header (null if absent), extensions that of our 101 response
 //   {"event": "close", "code": N, "reason": "..."}          the close frame received
 // It exits when stdin closes, so that it never outlives the test that started it.
 import { WebSocketServer } from 'ws';
@@ -64,8 +65,9 @@ function runCommand(ws, text) {
   return true;
 }
 
-server.on('connection', (ws) => {
-  report({ event: 'open', protocol: ws.protocol, extensions: responseExtensions });
+server.on('connection', (ws, request) => {
+  const offer = request.headers['sec-websocket-extensions'] ?? null;
+  report({ event: 'open', protocol: ws.protocol, offer, extensions: responseExtensions });
   ws.on('message', (data, isBinary) => {
     if (!isBinary && runCommand(ws, data.toString())) return;
     ws.send(data, { binary: isBinary });
