@@ -21,10 +21,8 @@ import pytest
 
 import tether
 from helpers import timeout
-from tether.exceptions import AckTimeout, Disconnected, HandshakeError, PacketError
+from tether.exceptions import AckTimeout, Disconnected, PacketError
 from tether.realtime.client.client import Client, backoff_delay
-from tether.realtime.client.engineio import Target
-from tether.realtime.client.polling import HTTPClient
 
 T = TypeVar("T")
 Script = Callable[[tether.Connection], Awaitable[None]]
@@ -99,19 +97,6 @@ def test_options_are_checked() -> None:
         Client(transports=())
     with pytest.raises(ValueError, match="randomization_factor"):
         Client(randomization_factor=2)
-
-
-def test_target_from_url() -> None:
-    target = Target.from_url("https://example.com/ignored?token=a%20b", "socket.io")
-    assert (target.secure, target.host, target.port) == (True, "example.com", 443)
-    assert target.resource("polling", "abc") == (
-        "/socket.io/?token=a+b&EIO=4&transport=polling&sid=abc"
-    )
-    assert Target.from_url("ws://[::1]:81", "/x/").websocket_url() == (
-        "ws://[::1]:81/x/?EIO=4&transport=websocket"
-    )
-    with pytest.raises(ValueError):
-        Target.from_url("ftp://example.com", "/socket.io")
 
 
 async def test_emit_before_connecting() -> None:
@@ -269,81 +254,3 @@ async def test_reconnection_gives_up_and_the_buffer_is_bounded() -> None:
     assert len(reasons) == 1
     assert len(errors) == 3
     assert all(isinstance(error, OSError) for error in errors)
-
-
-# -- the HTTP client of the polling transport --------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def raw_http_server(responses: list[bytes]) -> AsyncIterator[tuple[HTTPClient, list[int]]]:
-    """Answer each request with the next raw response; count connections."""
-    connections: list[int] = []
-    writers: list[asyncio.StreamWriter] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        writers.append(writer)
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while responses:
-                await reader.readuntil(b"\r\n\r\n")
-                response = responses.pop(0)
-                writer.write(response)
-                await writer.drain()
-                framed = b"Content-Length" in response or b"chunked" in response
-                if b"Connection: close" in response or not framed:
-                    break
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    http = HTTPClient("127.0.0.1", port, max_body=100)
-    try:
-        yield http, connections
-    finally:
-        http.close()
-        for writer in writers:
-            writer.close()
-        server.close()
-        await within(server.wait_closed())
-
-
-async def test_http_keep_alive_and_chunked_bodies() -> None:
-    responses = [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"3;ext=1\r\n4he\r\n4\r\nllo!\r\n0\r\nTrailer: x\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n6",
-    ]
-    async with raw_http_server(responses) as (http, connections):
-        first = await within(http.request("POST", "/a", b"4x", "text/plain"))
-        second = await within(http.request("GET", "/b"))
-        third = await within(http.request("GET", "/c"))
-    assert [first.body, second.body, third.body] == [b"ok", b"4hello!", b"6"]
-    assert first.status == 200
-    assert len(connections) == 1  # one connection, kept alive
-
-
-async def test_http_body_to_the_end_of_the_connection() -> None:
-    async with raw_http_server([b"HTTP/1.1 200 OK\r\n\r\n4hi"]) as (http, _):
-        response = await within(http.request("GET", "/"))
-    assert response.body == b"4hi"
-
-
-async def test_http_refuses_large_bodies() -> None:
-    too_big = b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n"
-    async with raw_http_server([too_big]) as (http, _):
-        with pytest.raises(PacketError, match="exceeds the limit of 100"):
-            await within(http.request("GET", "/"))
-    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n"
-    async with raw_http_server([chunked]) as (http, _):
-        with pytest.raises(PacketError, match="exceeds the limit of 100"):
-            await within(http.request("GET", "/"))
-
-
-async def test_http_errors() -> None:
-    async with raw_http_server([b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"]) as (http, _):
-        with pytest.raises(HandshakeError, match="Content-Length"):
-            await within(http.request("GET", "/"))
-    async with raw_http_server([b"SMTP ready\r\n\r\n"]) as (http, _):
-        with pytest.raises(HandshakeError, match="status line"):
-            await within(http.request("GET", "/"))
