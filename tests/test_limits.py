@@ -8,7 +8,13 @@ import typing
 
 import pytest
 
-from tether.limits import DEFAULT_LIMITS, LimitOptions, Limits
+from tether.limits import (
+    DEFAULT_LIMITS,
+    LimitOptions,
+    Limits,
+    RealtimeLimitOptions,
+    RealtimeLimits,
+)
 
 FIELDS = [f.name for f in dataclasses.fields(Limits)]
 TIME_FIELDS = [name for name in FIELDS if name.endswith(("_timeout", "_interval"))]
@@ -21,6 +27,13 @@ def test_every_limit_has_an_option_and_vice_versa() -> None:
     assert list(LimitOptions.__annotations__) == FIELDS
     assert typing.get_type_hints(LimitOptions) == typing.get_type_hints(Limits)
     assert LimitOptions.__required_keys__ == frozenset()
+
+
+def test_every_realtime_limit_has_an_option_and_vice_versa() -> None:
+    fields = [f.name for f in dataclasses.fields(RealtimeLimits)]
+    assert list(RealtimeLimitOptions.__annotations__) == fields
+    assert typing.get_type_hints(RealtimeLimitOptions) == typing.get_type_hints(RealtimeLimits)
+    assert RealtimeLimitOptions.__required_keys__ == frozenset()
 
 
 def test_defaults_are_safe_and_bounded() -> None:

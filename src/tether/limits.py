@@ -254,4 +254,17 @@ class RealtimeLimits:
         return {f.name: (f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)}
 
 
+class RealtimeLimitOptions(TypedDict, total=False):
+    """The keyword options ``realtime.Server()`` accepts for its limits: one per
+    :class:`RealtimeLimits` field. A test checks that the two stay in step.
+    """
+
+    max_payload: int
+    max_attachments: int
+    max_outgoing_bytes: int
+    max_handler_tasks: int
+    max_pending_bytes: int
+    max_events_per_second: float | None
+
+
 DEFAULT_REALTIME_LIMITS = RealtimeLimits()

@@ -942,3 +942,29 @@ async def test_socket_timeout_emit_with_ack(start_sio: StartSio) -> None:
     assert (await ws.recv_text()).endswith('["q"]')
     assert isinstance(await asyncio.wait_for(results.get(), timeout(1)), AckTimeout)
     await ws.close()
+
+
+def test_engine_options_and_limits_are_keyword_options() -> None:
+    from tether.limits import DEFAULT_REALTIME_LIMITS
+    from tether.realtime.server.engine import DEFAULT_ENGINE_OPTIONS, EngineOptions
+
+    # Defaults come from EngineOptions and RealtimeLimits, written once there.
+    assert realtime.Server().engine.options == DEFAULT_ENGINE_OPTIONS
+    assert realtime.Server().limits == DEFAULT_REALTIME_LIMITS
+    server = realtime.Server(
+        ping_interval=5,
+        transports=iter(["websocket"]),
+        cors_allowed_origins={"https://a.example"},
+        max_payload=1000,
+        engine_options=EngineOptions(ping_timeout=3, allow_upgrades=False),
+    )
+    assert server.engine.options == EngineOptions(
+        ping_interval=5,
+        ping_timeout=3,
+        transports=("websocket",),
+        allow_upgrades=False,
+        cors_allowed_origins=["https://a.example"],
+    )
+    assert server.limits.max_payload == 1000
+    with pytest.raises(TypeError, match="unknown realtime limit"):
+        realtime.Server(**{"ping_intervall": 5})  # type: ignore[arg-type]

@@ -10,26 +10,46 @@ the :class:`~.sockets.Socket` of their namespace (:mod:`.namespace`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLimits
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
 from .connection import SocketIOConnection
-from .engine import EngineServer, Outgoing, Session
+from .engine import DEFAULT_ENGINE_OPTIONS, EngineOptions, EngineServer, Outgoing, Session
 from .namespace import Namespace
 from .runner import Handler, Runner, maybe_await
 from .sockets import Socket, ack_value
 
-__all__ = ["Namespace", "Server", "ServerSockets"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Namespace", "Server", "ServerOptions", "ServerSockets"]
 
 _log = logging.getLogger("tether.realtime")
 
 _H = TypeVar("_H", bound=Handler)
+
+_ENGINE_FIELDS = frozenset(f.name for f in dataclasses.fields(EngineOptions))
+
+
+class ServerOptions(RealtimeLimitOptions, total=False):
+    """The keyword options of :class:`Server` beyond its own parameters: the
+    :class:`~.engine.EngineOptions` fields (their defaults are there) and the
+    :class:`~tether.limits.RealtimeLimits` fields."""
+
+    ping_interval: float
+    ping_timeout: float
+    transports: Iterable[str]
+    allow_upgrades: bool
+    upgrade_timeout: float
+    cors_allowed_origins: str | Iterable[str] | None
+    cors_credentials: bool
 
 
 class Server(Namespace):
@@ -50,9 +70,12 @@ class Server(Namespace):
     that lost its connection come back with its sid, rooms, ``data`` and every
     event it missed. ``cors_allowed_origins`` is ``None`` (same origin only:
     no CORS headers), ``"*"`` or a list of origins; a list is also an Origin
-    allow-list for WebSocket upgrades. Times are in seconds. Limits
-    (:class:`~tether.limits.RealtimeLimits`) are keyword options too:
-    ``realtime.Server(max_payload=100_000, max_handler_tasks=4)``.
+    allow-list for WebSocket upgrades. Times are in seconds. The Engine.IO
+    options (:class:`~.engine.EngineOptions`: ``ping_interval``,
+    ``transports``, ``cors_allowed_origins``... with their defaults) and the
+    limits (:class:`~tether.limits.RealtimeLimits`) are keyword options
+    (:class:`ServerOptions`), on top of ``engine_options=`` and ``limits=``:
+    ``realtime.Server(ping_interval=10, max_payload=100_000, max_handler_tasks=4)``.
     """
 
     def __init__(
@@ -61,20 +84,17 @@ class Server(Namespace):
         path: str = "/socket.io",
         adapter: Adapter | None = None,
         connection_state_recovery: bool | dict[str, Any] | RecoveryOptions | None = None,
-        ping_interval: float = 25.0,
-        ping_timeout: float = 20.0,
         connect_timeout: float = 45.0,
         ack_timeout: float = 10.0,
-        transports: Iterable[str] = ("polling", "websocket"),
-        allow_upgrades: bool = True,
-        cors_allowed_origins: str | Iterable[str] | None = None,
-        cors_credentials: bool = False,
         static_files: dict[str, str] | None = None,
         logger: logging.Logger | None = None,
         limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
-        **limit_options: Any,
+        engine_options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
+        **options: Unpack[ServerOptions],
     ) -> None:
         self.path = "/" + path.strip("/")
+        engine: dict[str, Any] = {n: v for n, v in options.items() if n in _ENGINE_FIELDS}
+        limit_options = {n: v for n, v in options.items() if n not in _ENGINE_FIELDS}
         #: Every bound of this server (:class:`~tether.limits.RealtimeLimits`):
         #: ``limits=`` with any of its fields given as keyword options
         #: (``max_payload=``, ``max_handler_tasks=``...) on top.
@@ -94,18 +114,14 @@ class Server(Namespace):
         #: Its tasks (handlers, admissions...) and the rate-limited log of
         #: their failures.
         self.runner = Runner(self.logger)
-        origins = cors_allowed_origins
+        # Any iterable is taken, as a list or tuple (EngineOptions wants sequences).
+        if "transports" in engine:
+            engine["transports"] = tuple(engine["transports"])
+        origins = engine.get("cors_allowed_origins")
         if origins is not None and not isinstance(origins, str):
-            origins = list(origins)
+            engine["cors_allowed_origins"] = list(origins)
         self.engine = EngineServer(
-            on_session=self._on_session,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            limits=self.limits,
-            transports=tuple(transports),
-            allow_upgrades=allow_upgrades,
-            cors_allowed_origins=origins,
-            cors_credentials=cors_credentials,
+            on_session=self._on_session, limits=self.limits, options=engine_options, **engine
         )
         self.namespaces: dict[str, Namespace] = {}
         self._parents: dict[Any, Namespace] = {}
