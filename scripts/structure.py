@@ -149,7 +149,6 @@ def circles(modules: dict[str, Module]) -> list[list[str]]:
     stack: list[str] = []
     on_stack: set[str] = set()
     found: list[list[str]] = []
-    sys.setrecursionlimit(10_000)
 
     def visit(node: str) -> None:
         index[node] = low[node] = len(index)

@@ -216,8 +216,9 @@ class RedisAdapter(Adapter):
 
         async def guarded() -> None:
             if previous is not None:
-                with contextlib.suppress(BaseException):
-                    await previous
+                # Whatever ended it (its own error is logged there); a
+                # cancellation of this task still goes through (close()).
+                await asyncio.wait({previous})
             try:
                 await awaitable
             except Exception:

@@ -141,7 +141,7 @@ class Subscriptions:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._closing:
             pubsub = self._client.pubsub()
             try:
                 await self._serve(pubsub)
@@ -192,8 +192,12 @@ class Subscriptions:
                     await pubsub.unsubscribe(*drop)
         finally:
             reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+            # Not "await reader" under suppress(BaseException): that would also
+            # swallow close()'s cancellation of this task if it came now, and
+            # _run would subscribe again while close() waits for it forever.
+            await asyncio.wait({reader})
+            if not reader.cancelled():
+                reader.exception()  # retrieved: _run logs what ended the reader
 
     async def _read(self, pubsub: aioredis.client.PubSub) -> None:
         while True:
