@@ -434,18 +434,20 @@ def _encode_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
-async def _send_response(send: Send, response: Response) -> None:
+async def _send_response(send: Send, response: Response, kind: str = "http") -> None:
+    """Send ``response`` as ASGI ``{kind}.response.start`` and ``.body`` events
+    (``kind`` is ``"websocket.http"`` for a refused WebSocket)."""
     headers = response.headers
     if "Content-Length" not in headers:
         headers.set("Content-Length", str(len(response.body)))
     await send(
         {
-            "type": "http.response.start",
+            "type": f"{kind}.response.start",
             "status": response.status,
             "headers": _encode_headers(headers),
         }
     )
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": f"{kind}.response.body", "body": response.body})
 
 
 async def _refuse(scope: Scope, send: Send, response: Response) -> None:
@@ -455,14 +457,4 @@ async def _refuse(scope: Scope, send: Send, response: Response) -> None:
     if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1008})
         return
-    headers = response.headers
-    if "Content-Length" not in headers:
-        headers.set("Content-Length", str(len(response.body)))
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": response.status,
-            "headers": _encode_headers(headers),
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": response.body})
+    await _send_response(send, response, "websocket.http")
