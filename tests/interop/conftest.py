@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 import tether
+from interop.peer_clients import PEER_CLIENTS
 from interop.peers import (
     PEER_SERVERS,
     TETHER_OPTIONS,
     MiB,
+    Peer,
     PeerReport,
-    PeerServerStarter,
     ScriptedServer,
     ServerFactory,
     tether_script,
@@ -42,16 +43,41 @@ def tether_server() -> ServerFactory:
     return start
 
 
-@pytest.fixture(params=list(PEER_SERVERS))
-def peer_server(request: pytest.FixtureRequest) -> PeerServerStarter:
-    """Each scripted peer server of peers.PEER_SERVERS in turn (ids: their names)."""
-    return PEER_SERVERS[request.param]
+COMPRESSIONS = {"deflate": "deflate", "no-compression": None}
+"""The ``compression`` option, by test id: tether and websockets spell it
+``compression="deflate"`` or ``None``."""
 
 
-@pytest.fixture(params=["deflate", None], ids=["deflate", "no-compression"])
-def compression(request: pytest.FixtureRequest) -> str | None:
-    """Both tether and websockets spell it ``compression="deflate"`` or ``None``."""
-    return request.param  # type: ignore[no-any-return]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``compression`` is "deflate" and None (ids: deflate, no-compression).
+    ``peer_server`` is each peers.Peer of peers.PEER_SERVERS, ``peer_client``
+    each of peer_clients.PEER_CLIENTS (ids: their names), ``deflate_client``
+    each of those that implement permessage-deflate. With ``compression`` too,
+    a peer runs with deflate only if it implements it."""
+    deflate_clients = {name: peer for name, peer in PEER_CLIENTS.items() if peer.deflate}
+    parametrized = False
+    peers: dict[str, Peer[Any]]
+    for argument, peers in (
+        ("peer_server", PEER_SERVERS),
+        ("peer_client", PEER_CLIENTS),
+        ("deflate_client", deflate_clients),
+    ):
+        if argument not in metafunc.fixturenames:
+            continue
+        parametrized = True
+        if "compression" not in metafunc.fixturenames:
+            cases = [pytest.param(peer, id=name) for name, peer in peers.items()]
+            metafunc.parametrize(argument, cases)
+            continue
+        cases = [
+            pytest.param(peer, compression, id=f"{name}-{label}")
+            for name, peer in peers.items()
+            for label, compression in COMPRESSIONS.items()
+            if compression is None or peer.deflate
+        ]
+        metafunc.parametrize((argument, "compression"), cases)
+    if "compression" in metafunc.fixturenames and not parametrized:
+        metafunc.parametrize("compression", list(COMPRESSIONS.values()), ids=list(COMPRESSIONS))
 
 
 def _text(rng: random.Random, words: int) -> str:

@@ -33,7 +33,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -286,6 +286,7 @@ async def node(script: str, *args: str) -> AsyncIterator[NodePeer]:
         cwd=repo_root(),  # where node_modules/ws is
         stdin=asyncio.subprocess.PIPE,  # the server exits when it closes
         stdout=asyncio.subprocess.PIPE,
+        limit=4 * MAX_SIZE,  # a line may carry a large message, hex-encoded
     )
     try:
         yield NodePeer(process)
@@ -297,7 +298,8 @@ async def node(script: str, *args: str) -> AsyncIterator[NodePeer]:
 
 @dataclass
 class NodeScriptedServer(ScriptedServer):
-    """ws_echo_server.mjs: its reports are built from its open and close lines."""
+    """A scripted Node server (ws_echo_server.mjs, websocket_node_server.mjs):
+    its reports are built from its open and close lines."""
 
     peer: NodePeer
 
@@ -316,12 +318,17 @@ class NodeScriptedServer(ScriptedServer):
 
 
 @contextlib.asynccontextmanager
-async def ws_server(**options: Any) -> AsyncIterator[NodeScriptedServer]:
-    """Start ws_echo_server.mjs with ws's ``options`` (perMessageDeflate, protocols)."""
-    async with node("ws_echo_server.mjs", json.dumps(options)) as peer:
+async def node_server(script: str, **options: Any) -> AsyncIterator[NodeScriptedServer]:
+    """Start the scripted Node server ``node/<script>`` with its ``options``."""
+    async with node(script, json.dumps(options)) as peer:
         listening = await peer.event("listening")
         url = f"ws://127.0.0.1:{listening['port']}/"
         yield NodeScriptedServer(url, asyncio.Queue(), peer)
+
+
+def ws_server(**options: Any) -> contextlib.AbstractAsyncContextManager[NodeScriptedServer]:
+    """ws_echo_server.mjs with ws's ``options`` (perMessageDeflate, protocols)."""
+    return node_server("ws_echo_server.mjs", **options)
 
 
 # -- every peer server, started the same way ----------------------------------
@@ -341,13 +348,37 @@ def start_ws(
     return ws_server(perMessageDeflate=compression is not None, protocols=subprotocols or [])
 
 
+def start_websocket_node(
+    compression: str | None, subprotocols: list[str] | None
+) -> contextlib.AbstractAsyncContextManager[ScriptedServer]:
+    """WebSocket-Node has no permessage-deflate (PEER_SERVERS says so)."""
+    assert compression is None, "WebSocket-Node has no permessage-deflate"
+    return node_server("websocket_node_server.mjs", protocols=subprotocols or [])
+
+
 PeerServerStarter = Callable[
     [str | None, list[str] | None], contextlib.AbstractAsyncContextManager[ScriptedServer]
 ]
 """Start a peer's scripted server: ``async with start(compression, subprotocols)``."""
 
+
+@dataclass(frozen=True)
+class Peer(Generic[T]):
+    """One peer library in one role: how to start it, and what it can do."""
+
+    start: T
+    deflate: bool
+    """Whether it implements permessage-deflate (RFC 7692): the tests run
+    with compression on only for the peers that do."""
+    echoes_close_code: bool = True
+    """Whether its reply to a close frame carries the code it received. RFC
+    6455 §5.5.1 says an endpoint *typically* echoes it; WebSocket-Node always
+    replies 1000."""
+
+
 #: The scripted peer servers tether's client is tested against, by name.
-PEER_SERVERS: dict[str, PeerServerStarter] = {
-    "websockets": start_websockets,
-    "ws": start_ws,
+PEER_SERVERS: dict[str, Peer[PeerServerStarter]] = {
+    "websockets": Peer(start_websockets, deflate=True),
+    "ws": Peer(start_ws, deflate=True),
+    "websocket-node": Peer(start_websocket_node, deflate=False, echoes_close_code=False),
 }

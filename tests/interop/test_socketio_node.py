@@ -9,7 +9,6 @@ The Node process is killed by PID when the test ends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -17,12 +16,11 @@ from typing import Any
 
 import pytest
 
-from helpers import node_bin, repo_root, timeout
+from helpers import timeout
+from interop.peers import NodePeer, node
 from interop.realtime_app import running, running_asgi
 
 pytestmark = pytest.mark.interop
-
-SCRIPT = repo_root() / "tests" / "interop" / "node" / "sio_client.mjs"
 
 CONFIGURATIONS: dict[str, list[str] | None] = {
     "websocket": ["websocket"],
@@ -41,26 +39,12 @@ def hexed(data: bytes) -> dict[str, str]:
     return {"hex": data.hex()}
 
 
-class Client:
+class Client(NodePeer):
     """One run of sio_client.mjs: its JSON lines, and its stdin for commands."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[dict[str, Any]] = []
-
     async def line(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        raw = await asyncio.wait_for(self.process.stdout.readline(), timeout(10))
-        assert raw, f"node exited early with {await self.process.wait()}: {self.lines}"
-        line: dict[str, Any] = json.loads(raw)
-        self.lines.append(line)
-        assert line["event"] not in ("error", "timeout"), line
-        return line
-
-    async def event(self, name: str) -> dict[str, Any]:
-        """Lines up to the next one for ``name``."""
-        while (line := await self.line())["event"] != name:
-            pass
+        line = await super().line()
+        assert line["event"] not in ("error", "timeout"), (line, self.lines)
         return line
 
     async def send(self, command: str) -> None:
@@ -71,7 +55,7 @@ class Client:
     async def finish(self) -> dict[str, list[dict[str, Any]]]:
         """Read up to ``done``; every line so far, grouped by event name."""
         await self.event("done")
-        assert await asyncio.wait_for(self.process.wait(), timeout(5)) == 0
+        assert await self.exit_code() == 0
         grouped: dict[str, list[dict[str, Any]]] = {}
         for line in self.lines:
             grouped.setdefault(line["event"], []).append(line)
@@ -82,29 +66,12 @@ class Client:
 async def node_client(
     url: str, scenario: str, transports: str, **options: Any
 ) -> AsyncIterator[Client]:
-    executable = node_bin()
-    if executable is None:
-        pytest.skip("node is not installed (scripts/test installs it)")
     chosen = CONFIGURATIONS[transports]
     if chosen is not None:
         options["transports"] = chosen
     options.setdefault("timeoutMs", int(timeout(10) * 1000))
-    process = await asyncio.create_subprocess_exec(
-        executable,
-        str(SCRIPT),
-        url,
-        scenario,
-        json.dumps(options),
-        cwd=repo_root(),  # where node_modules/socket.io-client is
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield Client(process)
-    finally:
-        if process.returncode is None:
-            process.kill()  # by PID: only the process this test started
-        await asyncio.wait_for(process.wait(), timeout(5))
+    async with node("sio_client.mjs", url, scenario, json.dumps(options)) as peer:
+        yield Client(peer.process)
 
 
 async def run(url: str, scenario: str, transports: str, **options: Any) -> dict[str, Any]:

@@ -1,27 +1,26 @@
-"""Interop with ``ws``, the Node.js library, in both directions.
+"""Interop with the Node.js libraries ``ws`` and WebSocket-Node (npm
+``websocket``): what is particular to them, in both directions.
 
-tether's client against ``node/ws_echo_server.mjs`` with ws's own deflate
-parameters (the scenarios shared with every peer server are in
-``test_tether_client.py``), and ``node/ws_client.mjs`` against a tether
-server, with and without permessage-deflate. Both Node scripts follow the
-script described in ``peers.py`` and speak JSON lines on stdout. They run as
-subprocesses (``peers.node``), killed by PID when the test ends.
+The scenarios shared with every peer are in ``test_tether_client.py``
+(tether's client against each peer server) and ``test_peer_clients.py``
+(each peer client against tether's server). Here: tether's client against
+``node/ws_echo_server.mjs`` offering ws' own deflate parameters; the Node
+clients (``node/client.mjs``) sending frames no Python peer can (a message
+split inside a character, a ping between its frames); ws' client offering
+its own deflate parameters. The Node scripts run as subprocesses
+(``peers.node``), killed by PID when the test ends.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-import tether
-from interop.peers import ServerFactory, node, tether_connect, within, ws_server
+from interop.peer_clients import node_client
+from interop.peers import ServerFactory, echo_one_by_one, tether_connect, within, ws_server
 
 pytestmark = pytest.mark.interop
-
-def deflate_on(compression: str | None) -> bool:
-    return compression is not None
 
 
 # -- tether client -> ws server ----------------------------------------------
@@ -56,85 +55,29 @@ async def test_tether_client_deflate_params_with_ws(
             assert await within(connection.recv()) == message
 
 
-# -- ws client -> tether server ----------------------------------------------
+# -- ws and WebSocket-Node clients -> tether server ----------------------------
+# The scenarios shared with every peer client are in test_peer_clients.py.
 
 
-async def run_ws_client(url: str, **options: Any) -> dict[str, dict[str, Any]]:
-    """Run ws_client.mjs to the end; return its steps by name, checking they all passed."""
-    async with node("ws_client.mjs", url, json.dumps(options)) as peer:
-        assert peer.process.stdout is not None
-        output = await within(peer.process.stdout.read(), 10)
-        code = await peer.exit_code()
-    steps = [json.loads(line) for line in output.splitlines()]
-    failed = [step for step in steps if not step["ok"]]
-    assert code == 0 and not failed, f"ws client exited with {code}; failed steps: {failed}"
-    return {step["step"]: step for step in steps}
-
-
-EXPECTED_STEPS = {"open", "text", "binary", "large", "fragmented", "ping", "close"}
-
-
-@pytest.mark.parametrize("closer", ["server", "client"])
-async def test_ws_client_exchange(
-    tether_server: ServerFactory, compression: str | None, closer: str
+@pytest.mark.parametrize("library", ["ws", "websocket-node"])
+async def test_node_client_splits_a_character_and_pings_between_frames(
+    tether_server: ServerFactory, library: str
 ) -> None:
-    async with tether_server(compression=compression) as server:
-        steps = await run_ws_client(
-            server.url, perMessageDeflate=deflate_on(compression), close=closer
+    """A text message split inside the two bytes of "é", with a ping between
+    two of its frames (control frames may interleave, RFC 6455 §5.4; UTF-8 is
+    checked on the whole message, §8.1), then a binary one with an empty frame."""
+    cde = "cdé".encode()
+    async with (
+        tether_server() as server,
+        node_client(library, server.url, False, None) as client,
+    ):
+        await client.send_frames(
+            [b"ab", cde[:3], ("ping", b"between-fragments"), cde[3:] + b"f"], binary=False
         )
-        report = await server.report()
-    assert set(steps) == EXPECTED_STEPS
-    if closer == "server":
-        # ws received tether's 4001 "bye"; tether received ws' echo.
-        assert (steps["close"]["code"], steps["close"]["reason"]) == (4001, "bye")
-        assert report.close_code == 4001
-    else:
-        assert (report.close_code, report.close_reason) == (4002, "ciao ✓")
-        assert steps["close"]["code"] == 4002  # tether echoed the code
-    # Both sides agree on whether permessage-deflate is on.
-    assert steps["open"]["extensions"] == report.extensions
-    if compression:
-        assert report.offer is not None and "permessage-deflate" in report.offer
-        assert report.extensions is not None
-        assert report.extensions.startswith("permessage-deflate")
-    else:
-        assert report.offer is None
-        assert report.extensions is None
-
-
-async def test_ws_client_subprotocol(tether_server: ServerFactory) -> None:
-    async with tether_server(subprotocols=["chat.v1"]) as server:
-        steps = await run_ws_client(server.url, protocols=["chat.v2", "chat.v1"])
-        report = await server.report()
-    assert steps["open"]["protocol"] == "chat.v1"
-    assert report.subprotocol == "chat.v1"
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        tether.DeflateOptions(server_max_window_bits=10, client_no_context_takeover=True),
-        tether.DeflateOptions(server_no_context_takeover=True, client_max_window_bits=9),
-        tether.DeflateOptions(server_max_window_bits=8),
-    ],
-    ids=["server-bits-10-client-nct", "server-nct-client-bits-9", "server-bits-8"],
-)
-async def test_tether_server_deflate_params_with_ws(
-    tether_server: ServerFactory, options: tether.DeflateOptions
-) -> None:
-    async with tether_server(compression=options) as server:
-        steps = await run_ws_client(server.url, perMessageDeflate=True, varied=True)
-        report = await server.report()
-    assert set(steps) == {*EXPECTED_STEPS, "varied"}
-    header = steps["open"]["extensions"]
-    assert header == report.extensions
-    assert header is not None and header.startswith("permessage-deflate")
-    if options.server_max_window_bits < 15:
-        assert f"server_max_window_bits={options.server_max_window_bits}" in header
-    if options.client_max_window_bits < 15:
-        assert f"client_max_window_bits={options.client_max_window_bits}" in header
-    assert ("client_no_context_takeover" in header) == options.client_no_context_takeover
-    assert ("server_no_context_takeover" in header) == options.server_no_context_takeover
+        assert await within(client.pongs.get()) == b"between-fragments"
+        assert await client.recv() == "abcdéf"
+        await client.send_frames([b"\x01", b"", b"\x02\x03"], binary=True)
+        assert await client.recv() == b"\x01\x02\x03"
 
 
 @pytest.mark.parametrize(
@@ -145,13 +88,19 @@ async def test_tether_server_deflate_params_with_ws(
     ],
     ids=["bits-10-11", "no-context-takeover"],
 )
-async def test_ws_client_deflate_offer(tether_server: ServerFactory, offer: dict[str, Any]) -> None:
+async def test_ws_client_deflate_offer(
+    tether_server: ServerFactory, offer: dict[str, Any], varied_messages: list[str | bytes]
+) -> None:
     """ws' client asks for non-default parameters; tether's server obliges."""
-    async with tether_server(compression="deflate") as server:
-        steps = await run_ws_client(server.url, perMessageDeflate=offer, varied=True)
+    async with (
+        tether_server(compression="deflate") as server,
+        node_client("ws", server.url, offer, None) as client,
+    ):
+        await echo_one_by_one(client, varied_messages)
+        await client.close(1000, "")
         report = await server.report()
-    assert "varied" in steps
     assert report.extensions is not None
+    assert client.extensions == report.extensions
     if "serverMaxWindowBits" in offer:
         assert f"server_max_window_bits={offer['serverMaxWindowBits']}" in report.extensions
     if offer.get("serverNoContextTakeover"):
