@@ -148,7 +148,7 @@ class ServerHandshake:
         if extension is not None:
             response_headers.add("Sec-WebSocket-Extensions", extension)
         if self._server_line is not None:
-            response_headers._items += self._server_line
+            response_headers.add(*self._server_line)
         response = Response(101, "Switching Protocols", response_headers)
         return response, HandshakeResult(subprotocol, deflate)
 
