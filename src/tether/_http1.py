@@ -391,11 +391,19 @@ class HTTPStream(asyncio.BufferedProtocol):
 
     async def _drain(self) -> None:
         while self._writing_paused and not self._is_closed:
-            self._drain_waiter = self._loop.create_future()
+            # One future for every coroutine waiting here (send() from two
+            # tasks, drain() beside send()): a future of its own per waiter
+            # would replace the one before in _drain_waiter, which nothing
+            # would then resolve, not even connection_lost. Shielded, so that
+            # a waiter cancelled does not cancel it for the others.
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():
+                waiter = self._drain_waiter = self._loop.create_future()
             try:
-                await self._drain_waiter
+                await asyncio.shield(waiter)
             finally:
-                self._drain_waiter = None
+                if waiter.done() and self._drain_waiter is waiter:
+                    self._drain_waiter = None
         if self._is_closed:
             raise self._closed_exception()
 
