@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         default="deflate",
         help="permessage-deflate (default) or none",
     )
+    srv.add_argument(
+        "--trusted-proxy",
+        metavar="ADDR",
+        action="append",
+        default=[],
+        help="a reverse proxy's address or CIDR network whose Forwarded / X-Forwarded-For "
+        "headers name the client (repeatable; none by default)",
+    )
     _add_limit_flags(srv)
 
     cli = commands.add_parser("connect", help="interactive client: lines typed are sent")
@@ -110,7 +118,12 @@ async def _echo(connection: Connection) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     compression = _compression(args)
     async with serve(
-        _echo, args.host, args.port, compression=compression, limits=_limits(args)
+        _echo,
+        args.host,
+        args.port,
+        compression=compression,
+        trusted_proxies=args.trusted_proxy,
+        limits=_limits(args),
     ) as server:
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -316,7 +316,12 @@ class Connection(WebSocketStream):
 
     @property
     def remote_address(self) -> Any:
-        """The peer's address as the socket reports it (e.g. ``(host, port)``)."""
+        """The peer's address as the socket reports it (e.g. ``(host, port)``).
+
+        On a server with ``trusted_proxies``, a connection from one of them
+        has the client's address its ``Forwarded`` / ``X-Forwarded-For``
+        header names instead, ``(host, port)`` with port 0 when not given
+        (see docs/security.md, "Behind a proxy")."""
         return self.transport.get_extra_info("peername") if self.transport else None
 
     @property

@@ -7,35 +7,34 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._accept import AcceptFailureFilter
 from .connection import Connection
 from .exceptions import ConnectionClosed, HandshakeError, HandshakeRejected, PayloadTooBig
 from .limits import DEFAULT_LIMITS, Limits
 from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
+from .protocol.forwarded import Address, TrustedProxies, client_address
 from .protocol.handshake import SERVER_NAME, ServerHandshake, SubprotocolSelector, error_response
 from .protocol.http import Headers, Request, Response, parse_request
-from .ratelimit import AddressCounter, LogLimiter
+from .ratelimit import AddressCounter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .limits import LimitOptions
 
-__all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
+__all__ = ["HTTPHandler", "Handler", "ProcessRequest", "ProcessResponse", "Server", "serve"]
 
 Handler = Callable[[Connection], Awaitable[None]]
 ProcessRequest = Callable[[Connection, Request], "Response | Awaitable[Response | None] | None"]
+ProcessResponse = Callable[[Connection, Request, Response], "Response | None"]
 HTTPHandler = Callable[[Connection, Request, bytes], Awaitable[Response]]
 Compression = Literal["deflate"] | DeflateOptions | None
 
 _log = logging.getLogger("tether.server")
-
-#: What asyncio's selector loop reports, through the loop's exception handler,
-#: when accept() fails for want of file descriptors or memory.
-_ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 def compression_options(compression: Compression) -> DeflateOptions | None:
@@ -59,17 +58,20 @@ class Server:
         handler: Handler,
         *,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         http_handler: HTTPHandler | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
         compression: Compression = "deflate",
         server_header: str | None = SERVER_NAME,
+        trusted_proxies: Iterable[str] = (),
         limits: Limits = DEFAULT_LIMITS,
         logger: logging.Logger | None = None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
+        self.process_response = process_response
         self.http_handler = http_handler
         self.server_header = server_header
         self.compression = compression_options(compression)
@@ -83,7 +85,10 @@ class Server:
         self.limits = limits
         self.logger = logger or _log
         self.connections: set[Connection] = set()
-        # max_connections_per_ip: TCP connections open per peer address.
+        #: Peers whose Forwarded / X-Forwarded-For headers name the client.
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
+        # max_connections_per_ip: TCP connections open per client address
+        # (the peer's, or for a trusted proxy the client its request names).
         self.addresses = AddressCounter(limits.max_connections_per_ip)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -91,8 +96,7 @@ class Server:
         # HTTP keep-alive connections waiting for their next request.
         self._idle: set[Connection] = set()
         # accept() failures (EMFILE...): one log line per interval, with counts.
-        self._accept_log = LogLimiter(self.logger)
-        self._exception_handler: tuple[asyncio.AbstractEventLoop, Any, Any] | None = None
+        self._accept_filter = AcceptFailureFilter(self.logger, lambda: self.sockets)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -129,7 +133,7 @@ class Server:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        self._uninstall_accept_filter()
+        self._accept_filter.uninstall()
         for connection in list(self._idle):
             if connection.transport is not None:
                 connection.transport.close()
@@ -178,54 +182,6 @@ class Server:
         finally:
             self.close()
             await self.wait_closed()
-
-    def _install_accept_filter(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Rate-limit the loop's reports of accept() failing on our sockets.
-
-        At the file-descriptor limit (EMFILE, ENFILE) asyncio's selector loop
-        backs off for a second, but first retries up to ``backlog`` times,
-        logging a traceback each time through the loop's exception handler
-        and scheduling a retry each time: megabytes of logs a minute. Those
-        reports become one line per interval (with the count), and the
-        retries still pending once the server is closed, which fail on the
-        closed socket, are not logged; every other report goes to the
-        handler that was there before. uvloop does not report these failures.
-        """
-        previous = loop.get_exception_handler()
-
-        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-            sock = context.get("socket")
-            if (
-                sock is not None
-                and context.get("message") == _ACCEPT_FAILED
-                and any(s.fileno() == sock.fileno() for s in self.sockets)
-            ):
-                error = context.get("exception")
-                message = "accept() failed (%s); retrying every second"
-                self._accept_log.log(logging.ERROR, "accept", message, error)
-                return
-            if _stale_accept_retry(context):
-                return
-            if previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
-
-        loop.set_exception_handler(handler)
-        self._exception_handler = (loop, handler, previous)
-
-    def _uninstall_accept_filter(self) -> None:
-        if self._exception_handler is not None:
-            loop, handler, previous = self._exception_handler
-            self._exception_handler = None
-
-            def uninstall() -> None:
-                # Unless someone set another handler since, which stays.
-                if loop.get_exception_handler() is handler:
-                    loop.set_exception_handler(previous)
-
-            # After the retries asyncio scheduled (a second away) have run.
-            loop.call_later(2.0, uninstall)
 
     # -- one connection --------------------------------------------------
 
@@ -315,6 +271,8 @@ class Server:
                 self.logger.info("opening handshake timed out")
             return None  # the client went away, or took too long
         connection.request = parsed[0]
+        if isinstance(connection, _ServerConnection) and connection._behind_proxy:
+            connection._forwarded_for(parsed[0])
         if self._closing:
             self._reply(connection, error_response(503, "Service Unavailable", "shutting down"))
             return None
@@ -396,6 +354,8 @@ class Server:
             self.logger.info("handshake rejected: %s", exc)
             self._reply(connection, exc.response)
             return
+        if self.process_response is not None:
+            response = self.process_response(connection, request, response) or response
         transport = connection.transport
         if transport is None or transport.is_closing():
             return
@@ -408,21 +368,6 @@ class Server:
         connection.subprotocol = result.subprotocol
         transport.write(response.encode())
         connection.start(protocol, used)
-
-
-def _stale_accept_retry(context: dict[str, Any]) -> bool:
-    """Whether the loop reports a retry of accept() (see
-    Server._install_accept_filter) that failed because its listening socket
-    was closed meanwhile: nothing is wrong."""
-    handle = context.get("handle")
-    callback = getattr(handle, "_callback", None)
-    args: tuple[Any, ...] = getattr(handle, "_args", None) or ()
-    return (
-        getattr(callback, "__name__", "") == "_start_serving"
-        and len(args) > 1
-        and isinstance(args[1], socket.socket)
-        and args[1].fileno() == -1
-    )
 
 
 def _is_upgrade(request: Request) -> bool:
@@ -438,23 +383,60 @@ class _ServerConnection(Connection):
     wait for ``open_timeout`` (forever with None) and hold up ``wait_closed``.
     """
 
-    __slots__ = ("_address", "_over_cap", "_server")
+    __slots__ = ("_address", "_behind_proxy", "_client", "_over_cap", "_server")
 
     def __init__(self, server: Server) -> None:
         super().__init__(core.Side.SERVER, server.limits, server.logger)
         self._server = server
-        self._address: str | None = None
+        self._address: str | None = None  # as counted for max_connections_per_ip
         self._over_cap = False
+        self._behind_proxy = False  # the peer is a trusted proxy
+        self._client: Address | None = None  # the client a trusted proxy named
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if self.limits.max_connections_per_ip is not None:
-            peer = transport.get_extra_info("peername")
-            # TCP only: a Unix socket's peer has no address to count.
-            if isinstance(peer, tuple) and peer:
-                self._address = address = str(peer[0])
-                self._over_cap = not self._server.addresses.add(address)
+        peer = transport.get_extra_info("peername")
+        # TCP only: a Unix socket's peer has no address to count.
+        if isinstance(peer, tuple) and peer:
+            host = str(peer[0])
+            if host in self._server.trusted_proxies:
+                # Counted once its request names the client (_forwarded_for):
+                # a proxy's many connections are not one client's.
+                self._behind_proxy = True
+            else:
+                self._count(host)
         self._server._connection_made(self)
+
+    def _count(self, address: str) -> None:
+        """Count this connection under ``address`` (instead of the one before)."""
+        if self.limits.max_connections_per_ip is None or address == self._address:
+            return
+        addresses = self._server.addresses
+        if self._address is not None:
+            addresses.remove(self._address)
+        self._address = address
+        self._over_cap = not addresses.add(address)
+
+    def _forwarded_for(self, request: Request) -> None:
+        """Take the client's address from a trusted proxy's request headers.
+
+        Read for every request: a proxy may carry several clients' requests
+        over one keep-alive connection, each counted as it comes.
+        """
+        peer = super().remote_address
+        if not isinstance(peer, tuple) or not peer:
+            return
+        host = str(peer[0])
+        self._client = client_address(host, request.headers, self._server.trusted_proxies)
+        self._count(self._client[0] if self._client is not None else host)
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: the peer's, or behind a trusted proxy the
+        ``(host, port)`` its headers name (port 0 when they name none)."""
+        if self._client is not None:
+            return self._client
+        return super().remote_address
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -484,8 +466,17 @@ class serve:
     ``http_handler(connection, request, body)`` answers every request that
     does not ask for an upgrade, keeping the connection open between them
     (HTTP/1.1 keep-alive; bodies up to ``max_message_size``): static files,
-    long-polling. ``origins`` is
-    an allow-list of ``Origin`` values. Limits are keyword options, see
+    long-polling. ``process_response(connection, request, response)`` may
+    change the ``101`` answer's headers before it is sent (or return another
+    response). ``origins`` is an allow-list of ``Origin`` values.
+
+    ``trusted_proxies``: addresses and CIDR networks of reverse proxies
+    (``["127.0.0.1", "10.0.0.0/8"]``). For connections from them, the client's
+    address is taken from ``Forwarded`` (RFC 7239) or ``X-Forwarded-For``:
+    :attr:`Connection.remote_address <tether.Connection.remote_address>` is the
+    client's, and so is the address ``max_connections_per_ip`` counts. Off by
+    default: these headers are ignored from any other peer (see
+    docs/security.md, "Behind a proxy"). Limits are keyword options, see
     :class:`tether.Limits`.
     """
 
@@ -501,12 +492,14 @@ class serve:
         reuse_port: bool = False,
         backlog: int = 1024,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         http_handler: HTTPHandler | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
         compression: Compression = "deflate",
         server_header: str | None = SERVER_NAME,
+        trusted_proxies: Iterable[str] = (),
         logger: logging.Logger | None = None,
         limits: Limits | None = None,
         **options: Unpack[LimitOptions],
@@ -514,12 +507,14 @@ class serve:
         self.server = Server(
             handler,
             process_request=process_request,
+            process_response=process_response,
             http_handler=http_handler,
             subprotocols=subprotocols,
             select_subprotocol=select_subprotocol,
             origins=origins,
             compression=compression,
             server_header=server_header,
+            trusted_proxies=trusted_proxies,
             limits=(limits or DEFAULT_LIMITS).replace(**options),
             logger=logger,
         )
@@ -556,7 +551,7 @@ class serve:
                 backlog=listen["backlog"],
                 ssl_handshake_timeout=self._tls_timeout(),
             )
-        self.server._install_accept_filter(loop)
+        self.server._accept_filter.install(loop)
         return self.server
 
     def _tls_timeout(self) -> float | None:

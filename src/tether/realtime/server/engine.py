@@ -35,7 +35,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ...exceptions import PacketError
@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_ENGINE_OPTIONS",
     "POLICY_VIOLATION",
     "SLOW_CLIENT",
+    "CookieOptions",
     "EngineOptions",
     "EngineServer",
     "Outgoing",
@@ -83,6 +84,87 @@ _ERROR_MESSAGES = {
 _POST_BATCH = 128
 
 
+# RFC 6265 §4.1.1: a cookie name is an RFC 2616 token; attribute values may
+# not hold ';' or control characters.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CookieOptions:
+    """The cookie that carries a new session's sid, for sticky load balancing.
+
+    Sent with the handshake response, the polling open and the ``101`` of a
+    WebSocket opened directly, as socket.io's ``cookie`` option does, with
+    its defaults: ``Set-Cookie: io=<sid>; Path=/; HttpOnly; SameSite=Lax``.
+    A balancer routes on it (HAProxy ``cookie io prefix``, or ``balance hdr``
+    / ``hash`` on it in HAProxy and nginx), so that every request of a
+    session reaches the node that holds it (docs/scale-out.md).
+
+    ``path`` and ``same_site`` None leave the attribute out; ``max_age``
+    (seconds) None makes it a session cookie. ``same_site="None"`` needs
+    ``secure=True`` (browsers drop it otherwise).
+    """
+
+    name: str = "io"
+    path: str | None = "/"
+    domain: str | None = None
+    max_age: int | None = None
+    http_only: bool = True
+    secure: bool = False
+    same_site: Literal["Strict", "Lax", "None"] | None = "Lax"
+
+    def __post_init__(self) -> None:
+        if not self.name or not set(self.name) <= _TOKEN:
+            raise ValueError(f"cookie name {self.name!r} is not a token (RFC 6265 §4.1.1)")
+        for attribute in ("path", "domain"):
+            value = getattr(self, attribute)
+            if value is not None and any(c == ";" or ord(c) < 0x20 or c == "\x7f" for c in value):
+                raise ValueError(f"cookie {attribute} {value!r} holds ';' or a control character")
+        if self.same_site not in ("Strict", "Lax", "None", None):
+            raise ValueError(
+                f"same_site must be 'Strict', 'Lax', 'None' or None, not {self.same_site!r}"
+            )
+        if self.same_site == "None" and not self.secure:
+            raise ValueError(
+                "same_site='None' needs secure=True (browsers drop the cookie otherwise)"
+            )
+
+    def header(self, sid: str) -> str:
+        """The ``Set-Cookie`` value for ``sid`` (RFC 6265 §4.1).
+
+        >>> CookieOptions().header("abc")
+        'io=abc; Path=/; HttpOnly; SameSite=Lax'
+        """
+        parts = [f"{self.name}={sid}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={int(self.max_age)}")
+        if self.domain is not None:
+            parts.append(f"Domain={self.domain}")
+        if self.path is not None:
+            parts.append(f"Path={self.path}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        if self.same_site is not None:
+            parts.append(f"SameSite={self.same_site}")
+        return "; ".join(parts)
+
+
+def cookie_options(cookie: bool | str | CookieOptions | None) -> CookieOptions | None:
+    """The ``cookie`` option as given (True, a name, options, or None/False for
+    none) as :class:`CookieOptions` or None."""
+    if cookie is None or cookie is False:
+        return None
+    if cookie is True:
+        return CookieOptions()
+    if isinstance(cookie, str):
+        return CookieOptions(name=cookie)
+    if isinstance(cookie, CookieOptions):
+        return cookie
+    raise TypeError(f"cookie must be a name, True, CookieOptions or None, not {cookie!r}")
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class EngineOptions:
     """The Engine.IO server's options and their defaults (times in seconds).
@@ -90,7 +172,10 @@ class EngineOptions:
     ``transports``: ``"polling"`` and/or ``"websocket"``; ``allow_upgrades``:
     whether a polling session may move to a WebSocket (§Upgrade);
     ``cors_allowed_origins`` and ``cors_credentials``: see
-    :class:`~.origins.OriginPolicy`. The bounds are in
+    :class:`~.origins.OriginPolicy`. ``cookie``: a cookie holding the sid
+    of each new session, for load balancers to route on: a name
+    (``"io"``), True (named ``io``) or :class:`CookieOptions`; none by
+    default, as in socket.io. The bounds are in
     :class:`~tether.limits.RealtimeLimits`, given separately.
     """
 
@@ -101,6 +186,7 @@ class EngineOptions:
     upgrade_timeout: float = 10.0
     cors_allowed_origins: str | Sequence[str] | None = None
     cors_credentials: bool = False
+    cookie: bool | str | CookieOptions | None = None
 
     def replace(self, **changes: Any) -> EngineOptions:
         """A copy with ``changes`` (field names as keywords; TypeError for others)."""
@@ -144,6 +230,8 @@ class EngineServer:
         self.upgrade_timeout = options.upgrade_timeout
         self.cors_allowed_origins = self.origins.allowed
         self.cors_credentials = options.cors_credentials
+        #: The sid cookie's options, None when no cookie is sent.
+        self.cookie = cookie_options(options.cookie)
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -252,7 +340,10 @@ class EngineServer:
         session = Session(self, request, peer.remote_address)
         upgrades = ["websocket"] if "websocket" in self.transports and self.allow_upgrades else []
         self._open(session, upgrades)
-        return self._payload_response(request, session)
+        response = self._payload_response(request, session)
+        if self.cookie is not None:
+            response.headers.add("Set-Cookie", self.cookie.header(session.sid))
+        return response
 
     def _open(self, session: Session, upgrades: list[str]) -> None:
         self._sessions[session.sid] = session
@@ -315,12 +406,34 @@ class EngineServer:
 
     # -- WebSocket (§WebSocket, §Upgrade) ----------------------------------------
 
+    def websocket_headers(self, request: Request, headers: Headers) -> None:
+        """Add to ``headers`` what the ``101`` answer to the WebSocket
+        ``request`` carries: with :attr:`cookie` set and no ``sid`` in the
+        query (a new session), the sid cookie. The sid is chosen here, and
+        :meth:`handle_websocket` opens the session under it (it finds it in the
+        connection's ``response``)."""
+        if self.cookie is not None and "sid" not in parse_qs(urlsplit(request.path).query):
+            headers.add("Set-Cookie", self.cookie.header(self.generate_id()))
+
+    def _chosen_sid(self, connection: WebSocket) -> str | None:
+        """The sid :meth:`websocket_headers` put in the connection's ``101``."""
+        response = getattr(connection, "response", None)
+        if self.cookie is None or not isinstance(response, Response):
+            return None
+        prefix = self.cookie.name + "="
+        for value in response.headers.get_all("Set-Cookie"):
+            if value.startswith(prefix):
+                sid = value[len(prefix) :].partition(";")[0]
+                return sid if sid and sid not in self._sessions else None
+        return None
+
     async def handle_websocket(self, connection: WebSocket, query: dict[str, str]) -> None:
         """Serve an Engine.IO WebSocket (the query was checked by :meth:`check`)."""
         sid = query.get("sid")
         if sid is None:
             request = connection.request or Request("/")
-            session = Session(self, request, connection.remote_address, connection)
+            chosen = self._chosen_sid(connection)
+            session = Session(self, request, connection.remote_address, connection, sid=chosen)
             self._open(session, [])
         else:
             found = self._sessions.get(sid)

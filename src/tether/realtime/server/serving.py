@@ -71,6 +71,7 @@ class serve(Coroutine[Any, Any, None]):
             host,
             port,
             process_request=self._check_upgrade,
+            process_response=self._accept_upgrade,
             http_handler=self._http,
             compression=compression,
             **options,
@@ -79,7 +80,7 @@ class serve(Coroutine[Any, Any, None]):
         self._tls = options.get("ssl") is not None
         self._forever: Coroutine[Any, Any, None] | None = None
 
-    # -- the three entry points tether.serve calls ----------------------------------
+    # -- the four entry points tether.serve calls -----------------------------------
 
     def _check_upgrade(self, connection: Connection, request: Request) -> Response | None:
         server = self.server
@@ -87,6 +88,9 @@ class serve(Coroutine[Any, Any, None]):
             return not_found()
         _, problem = server.engine.check(request, secure=uses_tls(connection))
         return problem
+
+    def _accept_upgrade(self, connection: Connection, request: Request, response: Response) -> None:
+        self.server.engine.websocket_headers(request, response.headers)
 
     async def _websocket(self, connection: Connection) -> None:
         request = connection.request

@@ -158,7 +158,9 @@ class Outgoing:
 class Session:
     """One Engine.IO session: a sid, a transport, and the packets in flight.
 
-    Opened on a WebSocket when ``websocket`` is given, else on long-polling.
+    Opened on a WebSocket when ``websocket`` is given, else on long-polling;
+    under ``sid`` when given (one already sent to the client, in the sid
+    cookie of a WebSocket's ``101``), else under a new one.
     """
 
     def __init__(
@@ -167,9 +169,11 @@ class Session:
         request: Request,
         remote_address: object,
         websocket: WebSocket | None = None,
+        *,
+        sid: str | None = None,
     ) -> None:
         self.host = host
-        self.sid = host.generate_id()
+        self.sid = sid if sid is not None else host.generate_id()
         self.request = request
         self.remote_address = remote_address
         self.transport = "polling" if websocket is None else "websocket"
