@@ -132,6 +132,36 @@ async def test_async_process_request_can_refuse_with_401(start_server: StartServ
     assert not server.connections or all(c.request is not None for c in server.connections)
 
 
+async def test_process_response_adds_headers_to_the_101(start_server: StartServer) -> None:
+    seen: list[str] = []
+
+    def stamp(connection: tether.Connection, request: Request, response: Response) -> None:
+        assert response.status == 101
+        seen.append(request.path)
+        response.headers.add("Set-Cookie", "node=a; Path=/")
+
+    server = await start_server(process_response=stamp)
+    async with tether.connect(ws_uri(server, "/chat")) as client:
+        assert client.response is not None
+        assert client.response.headers.get("Set-Cookie") == "node=a; Path=/"
+        await client.send("ping")
+        assert await asyncio.wait_for(client.recv(), timeout()) == "ping"
+    assert seen == ["/chat"]
+
+
+async def test_process_response_may_answer_with_another_response(
+    start_server: StartServer,
+) -> None:
+    def refuse(connection: tether.Connection, request: Request, response: Response) -> Response:
+        return Response(403, "Forbidden", Headers([("Content-Length", "0")]))
+
+    server = await start_server(process_response=refuse)
+    with pytest.raises(tether.InvalidStatus) as info:
+        await tether.connect(ws_uri(server))
+    assert info.value.response.status == 403
+    assert not server.connections  # no WebSocket was started behind the 403
+
+
 async def test_origins_allow_list(start_server: StartServer) -> None:
     server = await start_server(origins=["https://good.example"])
     with pytest.raises(tether.InvalidStatus) as info:

@@ -355,7 +355,11 @@ class Server:
             self._reply(connection, exc.response)
             return
         if self.process_response is not None:
-            response = self.process_response(connection, request, response) or response
+            answer = self.process_response(connection, request, response)
+            if answer is not None and answer.status != 101:
+                self._reply(connection, answer)  # refused after all: no WebSocket
+                return
+            response = answer or response
         transport = connection.transport
         if transport is None or transport.is_closing():
             return
@@ -467,8 +471,9 @@ class serve:
     does not ask for an upgrade, keeping the connection open between them
     (HTTP/1.1 keep-alive; bodies up to ``max_message_size``): static files,
     long-polling. ``process_response(connection, request, response)`` may
-    change the ``101`` answer's headers before it is sent (or return another
-    response). ``origins`` is an allow-list of ``Origin`` values.
+    change the ``101`` answer's headers before it is sent, or return another
+    response (one that is not a ``101`` refuses the upgrade). ``origins`` is
+    an allow-list of ``Origin`` values.
 
     ``trusted_proxies``: addresses and CIDR networks of reverse proxies
     (``["127.0.0.1", "10.0.0.0/8"]``). For connections from them, the client's
