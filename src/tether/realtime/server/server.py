@@ -21,7 +21,14 @@ from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLim
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
 from .connection import SocketIOConnection
-from .engine import DEFAULT_ENGINE_OPTIONS, EngineOptions, EngineServer, Outgoing, Session
+from .engine import (
+    DEFAULT_ENGINE_OPTIONS,
+    CookieOptions,
+    EngineOptions,
+    EngineServer,
+    Outgoing,
+    Session,
+)
 from .namespace import Namespace
 from .runner import Handler, Runner, maybe_await
 from .sockets import Socket, ack_value
@@ -50,6 +57,7 @@ class ServerOptions(RealtimeLimitOptions, total=False):
     upgrade_timeout: float
     cors_allowed_origins: str | Iterable[str] | None
     cors_credentials: bool
+    cookie: bool | str | CookieOptions | None
 
 
 class Server(Namespace):
