@@ -4,6 +4,8 @@ uvicorn runs in the test's event loop on a socket bound to 127.0.0.1 port 0
 (listening before uvicorn starts, so clients never race its startup), with
 each of its WebSocket implementations. The clients are python-socketio's
 ``AsyncClient`` (both transports) and aiohttp or raw streams for HTTP details.
+Mounted in FastAPI without lifespan wiring, the app starts the server on its
+first request, once, with one warning; a start that fails answers 500.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +23,9 @@ import pytest
 
 import tether
 from helpers import timeout
+from realtime.redis_helpers import redis_server
 from tether import realtime
+from tether.realtime.adapters.redis import Emitter, RedisAdapter
 from tether.realtime.server.asgi import ASGIApp
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -171,7 +176,7 @@ async def test_other_app_and_lifespan() -> None:
             assert (response.status, await response.text()) == (200, "hi from /hello")
         # uvicorn answers requests once the startup is complete.
         assert plain.lifespan == ["lifespan.startup"]
-        assert server._started  # the adapter was started
+        assert server.started  # the adapter was started
         async with http.ws_connect(url + "/plain") as ws:
             assert (await ws.receive(timeout=timeout(3))).data == "plain /plain"
         # The Engine.IO endpoint is still ours: a request without EIO is refused.
@@ -179,7 +184,7 @@ async def test_other_app_and_lifespan() -> None:
             assert response.status == 400
             assert await response.json() == {"code": 5, "message": "Unsupported protocol version"}
     assert plain.lifespan == ["lifespan.startup", "lifespan.shutdown"]
-    assert not server._started
+    assert not server.started
 
 
 async def test_no_other_app() -> None:
@@ -188,11 +193,11 @@ async def test_no_other_app() -> None:
     async with under_uvicorn(app) as url, aiohttp.ClientSession() as http:
         async with http.get(url + "/elsewhere") as response:
             assert response.status == 404
-        assert server._started  # lifespan handled by the app itself
+        assert server.started  # lifespan handled by the app itself
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url + "/elsewhere")
         assert refused.value.status == 404
-    assert not server._started
+    assert not server.started
 
 
 async def test_static_files(tmp_path: Path) -> None:
@@ -375,3 +380,216 @@ async def test_messages_read_ahead_are_bounded_in_bytes() -> None:
         assert offered == 4  # one taken, one more read
     finally:
         await socket.close()
+
+
+# -- mounted in another app: no lifespan reaches it (issue 15, docs/deployment.md) -----
+
+
+class GatedAdapter(realtime.Adapter):
+    """The in-memory adapter, counting its starts and closes; a start waits
+    for ``gate`` and raises ``error`` when one is set (then clears it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = 0
+        self.closes = 0
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.error: Exception | None = None
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.entered.set()
+        await self.gate.wait()
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+def mounted(server: realtime.Server, **options: Any) -> Any:
+    """A FastAPI app with ``server`` mounted at /rt, as docs/deployment.md
+    shows (``options`` go to FastAPI: ``lifespan=``)."""
+    fastapi = pytest.importorskip("fastapi")
+    app = fastapi.FastAPI(**options)
+    app.mount("/rt", server.asgi_app())
+    return app
+
+
+def unwired_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "tether.realtime" and "lifespan=server.lifespan" in record.message
+    ]
+
+
+def joining_server(adapter: realtime.Adapter) -> realtime.Server:
+    server = realtime.Server(adapter=adapter)
+
+    @server.on("join")
+    async def join(sock: realtime.Socket, room: str) -> str:
+        await sock.join(room)
+        return room
+
+    return server
+
+
+async def sio_clients(url: str, count: int) -> list[Any]:
+    """``count`` python-socketio clients (default transports: polling first)
+    connecting at once, on the sub-path."""
+    clients = [socketio.AsyncClient(reconnection=False) for _ in range(count)]
+    await asyncio.gather(
+        *(
+            client.connect(url, socketio_path="/rt/socket.io", wait_timeout=timeout(5))
+            for client in clients
+        )
+    )
+    return clients
+
+
+@pytest.mark.parametrize("adapter", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_mounted_without_lifespan_starts_on_first_use(
+    adapter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "tether.realtime")
+    with contextlib.ExitStack() as stack:
+        if adapter == "redis":
+            redis = stack.enter_context(redis_server())
+            server = joining_server(RedisAdapter(redis.url))
+        else:
+            server = joining_server(realtime.Adapter())
+        news: asyncio.Queue[Any] = asyncio.Queue()
+        async with under_uvicorn(mounted(server)) as url:
+            assert not server.started  # no lifespan reached it
+            clients = await sio_clients(url, 3)
+            try:
+                assert server.started
+                for client in clients:
+                    client.on("news", news.put_nowait)
+                    assert await client.call("join", "lobby", timeout=timeout(3)) == "lobby"
+                if adapter == "redis":
+                    async with Emitter(redis.url) as emitter:
+                        assert await emitter.to("lobby").emit("news", 1) == 1  # the node
+                else:
+                    await server.to("lobby").emit("news", 1)
+                for _ in clients:
+                    assert await asyncio.wait_for(news.get(), timeout(3)) == 1
+            finally:
+                for client in clients:
+                    await client.disconnect()
+        # One warning naming the fix, however many requests came.
+        assert len(unwired_warnings(caplog)) == 1
+        assert server.started  # nothing stopped it: the warning says so
+        await server.shutdown()
+
+
+async def test_concurrent_first_requests_wait_for_one_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "tether.realtime")
+    adapter = GatedAdapter()
+    adapter.gate.clear()
+    server = joining_server(adapter)
+    arrived = 0
+    all_in = asyncio.Event()
+    app = mounted(server)
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal arrived
+        if scope["type"] == "http":
+            arrived += 1
+            if arrived == 3:
+                all_in.set()
+        # Up to its wait for the start, the mounted app runs without yielding.
+        await app(scope, receive, send)
+
+    async with under_uvicorn(counting) as url, aiohttp.ClientSession() as http:
+        endpoint = url + "/rt/socket.io/?EIO=4&transport=polling"
+
+        async def handshake() -> str:
+            async with http.get(endpoint) as response:
+                assert response.status == 200
+                return await response.text()
+
+        requests = [asyncio.ensure_future(handshake()) for _ in range(3)]
+        await asyncio.wait_for(all_in.wait(), timeout(5))
+        assert adapter.starts == 1 and not any(request.done() for request in requests)
+        adapter.gate.set()
+        for body in await asyncio.wait_for(asyncio.gather(*requests), timeout(5)):
+            assert body.startswith("0{")
+    assert adapter.starts == 1
+    assert len(unwired_warnings(caplog)) == 1
+    await server.shutdown()
+    assert adapter.closes == 1
+
+
+@pytest.mark.parametrize("ws", WS_IMPLEMENTATIONS)
+async def test_failed_start_answers_500_logs_and_retries(
+    ws: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = GatedAdapter()
+    server = joining_server(adapter)
+    async with under_uvicorn(mounted(server), ws=ws) as url, aiohttp.ClientSession() as http:
+        endpoint = url + "/rt/socket.io/?EIO=4&transport="
+        adapter.error = RuntimeError("broker unreachable")
+        async with http.get(endpoint + "polling") as response:
+            assert response.status == 500
+            assert "could not start" in await response.text()
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and errors[0].name == "tether.realtime"
+        assert errors[0].exc_info is not None
+        assert str(errors[0].exc_info[1]) == "broker unreachable"  # the cause, with its traceback
+        adapter.error = RuntimeError("still unreachable")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(endpoint + "websocket")
+        assert refused.value.status == 500  # refused before the accept
+        assert not server.started
+        # The next request tries again, and this start succeeds.
+        async with http.ws_connect(endpoint + "websocket") as socket:
+            assert (await socket.receive_str(timeout=timeout(3))).startswith("0{")
+        assert server.started and adapter.starts == 3
+    assert len(unwired_warnings(caplog)) == 1
+    await server.shutdown()
+
+
+async def test_lifespan_helper_starts_and_stops(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "tether.realtime")
+    adapter = GatedAdapter()
+    server = joining_server(adapter)
+    async with under_uvicorn(mounted(server, lifespan=server.lifespan)) as url:
+        # uvicorn answers once the startup is complete: started by then.
+        (client,) = await sio_clients(url, 1)
+        assert server.started and adapter.starts == 1
+        try:
+            assert await client.call("join", "lobby", timeout=timeout(3)) == "lobby"
+        finally:
+            await client.disconnect()
+    assert not server.started and adapter.closes == 1
+    assert not unwired_warnings(caplog)
+    # Entered by hand, as in a lifespan of one's own.
+    async with server.lifespan():
+        assert server.started
+    assert not server.started and (adapter.starts, adapter.closes) == (2, 2)
+
+
+async def test_lifespan_startup_failure_is_reported() -> None:
+    # As the top-level app, a start that fails is the ASGI server's to report
+    # (lifespan.startup.failed: uvicorn logs it and does not serve).
+    adapter = GatedAdapter()
+    adapter.error = RuntimeError("broker unreachable")
+    app = ASGIApp(joining_server(adapter))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app({"type": "lifespan"}, receive, send), timeout(3))
+    failed = {"type": "lifespan.startup.failed", "message": "RuntimeError('broker unreachable')"}
+    assert sent == [failed]

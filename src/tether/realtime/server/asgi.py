@@ -10,6 +10,15 @@ and the ``lifespan`` scope, go to ``other_app`` (a Starlette or FastAPI app,
 say), or get a 404 without one. Lifespan events also start and stop the
 server (:meth:`Server.start` and :meth:`Server.shutdown`).
 
+Mounted in another app (``fastapi_app.mount("/rt", server.asgi_app())``),
+it gets no lifespan events: Starlette and FastAPI keep them for the host
+app. Then the first Engine.IO request starts the server (once; concurrent
+first requests wait for the same start) and one warning says how to wire
+the host app's lifespan (:meth:`Server.lifespan`), since nothing else will
+stop the adapter. If the start fails, the request gets a 500 (a WebSocket
+is refused) and the error is logged; the next request tries again.
+See ``docs/deployment.md``.
+
 The Engine.IO sessions (:mod:`tether.realtime.server.session`) run on any
 :class:`~tether.realtime.server.transport.WebSocket`: :class:`ASGIWebSocket`
 gives an ASGI websocket that interface.
@@ -20,17 +29,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ...limits import DEFAULT_LIMITS, Limits
 from ...protocol.events import Close
 from ...protocol.http import Headers, Request, Response
+from .engine import Servable
 from .static import StaticFiles, not_found
-
-if TYPE_CHECKING:
-    from .engine import Servable
 
 __all__ = ["ASGIApp", "ASGIWebSocket"]
 
@@ -42,6 +50,28 @@ ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # RFC 6455 §7.4.1: closes that end `async for` without an error (1005: no code).
 _CLEAN_CODES = (1000, 1001, 1005)
+
+_UNWIRED = (
+    "the realtime server was started by its first request, not by an ASGI lifespan "
+    "(a mounted app gets none: Starlette and FastAPI keep lifespan events for the host "
+    "app), so nothing will stop its adapter at shutdown; give the host app "
+    "lifespan=server.lifespan, or await server.start() and server.shutdown() in its "
+    "own lifespan (docs/deployment.md)"
+)
+
+
+class ASGIServable(Servable, Protocol):
+    """What :class:`ASGIApp` needs of a server on top of
+    :class:`~.engine.Servable`: whether it is started (a mounted app gets no
+    lifespan events, so it may have to start it) and where to log."""
+
+    @property
+    def started(self) -> bool:
+        """Whether the adapter is started."""
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Where the server logs."""
 
 
 def _route(scope: Scope) -> str:
@@ -290,10 +320,36 @@ class ASGIApp:
         app = server.asgi_app(starlette_app)   # or ASGIApp(server, starlette_app)
     """
 
-    def __init__(self, server: Servable, other_app: ASGIApplication | None = None) -> None:
+    def __init__(self, server: ASGIServable, other_app: ASGIApplication | None = None) -> None:
         self.server = server
         self.other_app = other_app
         self.static = StaticFiles(server.static_files) if server.static_files else None
+        self._warned = False  # of a start without lifespan
+        self._reported: BaseException | None = None  # the start failure last logged
+
+    async def _ready(self) -> bool:
+        """Whether the server is started, starting it if no lifespan did (see
+        the module docstring); False if it fails to start (logged)."""
+        server = self.server
+        if server.started:
+            return True
+        if not self._warned:
+            self._warned = True
+            server.logger.warning(_UNWIRED)
+        try:
+            await server.start()
+        except Exception as exc:
+            # Concurrent first requests wait for one start and share its
+            # error: it is logged once, with its cause.
+            if exc is not self._reported:
+                self._reported = exc
+                server.logger.error(
+                    "the realtime server could not start its adapter; "
+                    "its requests get a 500 until a start succeeds",
+                    exc_info=exc,
+                )
+            return False
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -319,6 +375,9 @@ class ASGIApp:
                     return
                 response = not_found()
             await _send_response(send, response)
+            return
+        if not await self._ready():
+            await _send_response(send, _not_started())
             return
         body = await _read_body(request, receive, server.limits.max_payload)
         if body is None:
@@ -358,6 +417,9 @@ class ASGIApp:
         if not server.handles(request.path):
             await _refuse(scope, send, not_found())
             return
+        if not await self._ready():
+            await _refuse(scope, send, _not_started())
+            return
         query, problem = server.engine.check(request, secure=_is_secure(scope))
         if problem is not None:
             await _refuse(scope, send, problem)
@@ -377,7 +439,12 @@ class ASGIApp:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    await server.start()
+                    try:
+                        await server.start()
+                    except Exception as exc:
+                        # The ASGI server reports it and does not serve.
+                        await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                        return
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await server.shutdown()
@@ -417,6 +484,12 @@ async def _read_body(request: Request, receive: Receive, limit: int) -> bytes | 
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _not_started() -> Response:
+    body = b"the realtime server could not start (see its log)\n"
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+    return Response(500, "Internal Server Error", headers, body)
 
 
 def _too_large(limit: int) -> Response:

@@ -10,10 +10,11 @@ the :class:`~.sockets.Socket` of their namespace (:mod:`.namespace`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -134,6 +135,7 @@ class Server(Namespace):
         self.namespaces: dict[str, Namespace] = {}
         self._parents: dict[Any, Namespace] = {}
         self._started = False
+        self._starting: asyncio.Task[None] | None = None  # the start under way
         #: Handlers of server-side events from other nodes (:meth:`on_server_event`).
         self.server_handlers: dict[str, Handler] = {}
         super().__init__(self, socketio.DEFAULT_NAMESPACE)
@@ -219,22 +221,68 @@ class Server(Namespace):
         (JSON-able args; nothing happens with the in-memory adapter)."""
         await self.adapter.server_side_emit(event, list(args))
 
-
     # -- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        """Whether the adapter is started: :meth:`start` returned, and
+        :meth:`shutdown` was not called since."""
+        return self._started
+
     async def start(self) -> None:
-        """Start the adapter (called by :func:`serve` and the ASGI app)."""
-        if not self._started:
-            self._started = True
+        """Start the adapter. :func:`serve` calls it, and so do the ASGI app
+        (on the lifespan startup, or on the first request when no lifespan
+        reaches it: a mounted app) and :meth:`lifespan`.
+
+        Safe to call more than once: concurrent calls wait for the same start,
+        later ones return at once. If the adapter fails to start, every
+        caller waiting gets its error, and the next call tries again.
+        """
+        if self._started:
+            return
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start_adapter())
+        # Shielded: a caller that is cancelled (a client that went away) does
+        # not cancel the start the other callers wait for.
+        await asyncio.shield(self._starting)
+
+    async def _start_adapter(self) -> None:
+        try:
             await self.adapter.start()
+            self._started = True
+        finally:
+            self._starting = None
 
     async def shutdown(self) -> None:
         """Close every session (clients see ``server shutting down``), stop the adapter."""
         self.engine.close_all("server shutting down")
         await self.runner.drain(1.0)
+        starting = self._starting
+        if starting is not None:
+            await asyncio.wait({starting})  # a start under way ends first, however it ends
         if self._started:
             self._started = False
             await self.adapter.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """The server running for the duration of an ``async with`` block:
+        :meth:`start` on entry, :meth:`shutdown` on exit. Its signature is the
+        ``lifespan=`` of FastAPI and Starlette (``app`` is not used), so a host
+        app that mounts :meth:`asgi_app`, and so passes it no lifespan events,
+        starts and stops it::
+
+            app = FastAPI(lifespan=server.lifespan)
+            app.mount("/rt", server.asgi_app())
+
+        With a lifespan of your own, enter it there:
+        ``async with server.lifespan(app): ... yield``.
+        """
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.shutdown()
 
     # -- sessions and their clients ------------------------------------------------
 
