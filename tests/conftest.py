@@ -93,11 +93,17 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def open(cls, port: int, *, rcvbuf: int | None = None) -> RawClient:
+    async def open(
+        cls, port: int, *, rcvbuf: int | None = None, sndbuf: int | None = None
+    ) -> RawClient:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Set before connecting so the advertised TCP window stays small.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf is not None:
+            # A fixed size also turns off the kernel's autotuning (up to
+            # tcp_wmem's maximum), so a backlog shows in the transport quickly.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=2**22)

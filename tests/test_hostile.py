@@ -537,7 +537,12 @@ async def test_ping_flood_is_answered_and_stalls_when_pongs_are_not_read(
     routes = Routes()
     server = await start_server(routes, write_high_water=64 * KiB)
     bystander = await connect_from(server)
-    raw = await raw_client(server.port, rcvbuf=4096)
+    # Accepted sockets inherit the listener's fixed receive buffer: without it
+    # the kernel's autotuning (tcp_rmem's maximum is 32 MiB on some machines)
+    # would hold the whole flood before anything backs up into the client.
+    for listener in server.sockets:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
+    raw = await raw_client(server.port, rcvbuf=4096, sndbuf=64 * KiB)
     # Read: every ping is answered.
     for i in range(2000):
         raw.send_frame(OP_PING, b"%d" % i)
