@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -427,6 +428,15 @@ def unwired_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord
     ]
 
 
+def held_start(error: Exception | None = None) -> tuple[GatedAdapter, realtime.Server]:
+    """A server whose adapter's start waits for its gate (closed), then
+    raises ``error`` if given."""
+    adapter = GatedAdapter()
+    adapter.gate.clear()
+    adapter.error = error
+    return adapter, joining_server(adapter)
+
+
 def joining_server(adapter: realtime.Adapter) -> realtime.Server:
     server = realtime.Server(adapter=adapter)
 
@@ -491,9 +501,7 @@ async def test_concurrent_first_requests_wait_for_one_start(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, "tether.realtime")
-    adapter = GatedAdapter()
-    adapter.gate.clear()
-    server = joining_server(adapter)
+    adapter, server = held_start()
     arrived = 0
     all_in = asyncio.Event()
     app = mounted(server)
@@ -593,3 +601,130 @@ async def test_lifespan_startup_failure_is_reported() -> None:
     await asyncio.wait_for(app({"type": "lifespan"}, receive, send), timeout(3))
     failed = {"type": "lifespan.startup.failed", "message": "RuntimeError('broker unreachable')"}
     assert sent == [failed]
+
+
+async def no_cookie_on_direct_websocket(url: str) -> None:
+    endpoint = url + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(endpoint) as socket:
+        assert socket._response is not None
+        assert "Set-Cookie" not in socket._response.headers
+
+
+@pytest.mark.parametrize("ws", WS_IMPLEMENTATIONS)
+async def test_direct_websocket_gets_the_sid_cookie(ws: str) -> None:
+    # As tether's own server does on its 101 (test_engine_cookie.py): a session
+    # opened over WebSocket without polling first gets its sid in Set-Cookie,
+    # given in the headers of websocket.accept.
+    server = realtime.Server(cookie=True)
+    async with under_uvicorn(server.asgi_app(), ws=ws) as url, aiohttp.ClientSession() as http:
+        endpoint = url + "/socket.io/?EIO=4&transport="
+        async with http.ws_connect(endpoint + "websocket") as socket:
+            assert socket._response is not None
+            (cookie,) = socket._response.headers.getall("Set-Cookie")
+            opened = json.loads((await socket.receive_str(timeout=timeout(3)))[1:])
+            assert cookie == f"io={opened['sid']}; Path=/; HttpOnly; SameSite=Lax"
+        # The upgrade of a polling session carries no cookie: the handshake had it.
+        async with http.get(endpoint + "polling") as response:
+            assert response.cookies["io"].value == json.loads((await response.text())[1:])["sid"]
+            sid = response.cookies["io"].value
+        async with http.ws_connect(f"{endpoint}websocket&sid={sid}") as socket:
+            assert socket._response is not None
+            assert "Set-Cookie" not in socket._response.headers
+    # Without the option, no cookie at all.
+    async with under_uvicorn(realtime.Server().asgi_app(), ws=ws) as url:
+        await no_cookie_on_direct_websocket(url)
+
+
+@pytest.mark.parametrize("ws", WS_IMPLEMENTATIONS)
+async def test_no_restart_after_shutdown(ws: str, caplog: pytest.LogCaptureFixture) -> None:
+    # A mounted app starts the server on its first request; once the server is
+    # shut down, a late request gets a 503 (a WebSocket is refused) instead of
+    # starting the adapter again. Only an explicit start() opens it again.
+    caplog.set_level(logging.WARNING, "tether.realtime")
+    adapter = GatedAdapter()
+    server = joining_server(adapter)
+    async with under_uvicorn(mounted(server), ws=ws) as url, aiohttp.ClientSession() as http:
+        endpoint = url + "/rt/socket.io/?EIO=4&transport="
+        async with http.get(endpoint + "polling") as response:
+            assert response.status == 200
+        assert server.started and not server.closed
+        await server.shutdown()
+        assert server.closed and not server.started and adapter.closes == 1
+        async with http.get(endpoint + "polling") as response:
+            assert response.status == 503
+            assert "shut down" in await response.text()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(endpoint + "websocket")
+        assert refused.value.status == 503
+        assert adapter.starts == 1 and not server.started
+        await server.start()  # explicit: open again
+        assert not server.closed
+        async with http.get(endpoint + "polling") as response:
+            assert response.status == 200
+        assert adapter.starts == 2
+    assert len(unwired_warnings(caplog)) == 1
+    await server.shutdown()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds, letting other tasks run (bounded)."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(poll(), timeout(3))
+
+
+async def test_start_during_shutdown_is_refused() -> None:
+    adapter, server = held_start()
+    pending = asyncio.ensure_future(server.start())
+    await asyncio.wait_for(adapter.entered.wait(), timeout(3))
+    # shutdown() waits for the start under way, then stops the adapter.
+    stopping = asyncio.ensure_future(server.shutdown())
+    await until(lambda: server.closed)
+    with pytest.raises(tether.InvalidState, match="shutdown"):
+        await server.start()
+    adapter.gate.set()
+    await asyncio.wait_for(asyncio.gather(pending, stopping), timeout(3))
+    assert server.closed and not server.started and adapter.closes == 1
+
+
+async def test_failed_start_nobody_waits_for_is_retrieved_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The request that started the server goes away (an ASGI server that
+    # cancels the app's task when its client disconnects, as hypercorn does)
+    # before the adapter fails: the error is still retrieved (no "Task
+    # exception was never retrieved" from asyncio) and logged once, with its cause.
+    caplog.set_level(logging.DEBUG, "asyncio")
+    adapter, server = held_start(RuntimeError("broker unreachable"))
+    app = server.asgi_app()
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/socket.io/",
+        "query_string": b"EIO=4&transport=polling",
+        "headers": [],
+    }
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def send(message: Any) -> None:
+        raise AssertionError(f"nothing is sent to a client that left: {message}")
+
+    requests = [asyncio.ensure_future(app(scope, lambda: never, send)) for _ in range(2)]
+    await asyncio.wait_for(adapter.entered.wait(), timeout(3))
+    for request in requests:
+        request.cancel()
+    await asyncio.gather(*requests, return_exceptions=True)
+    adapter.gate.set()
+    await until(lambda: adapter.error is None)  # the adapter raised it
+    await until(lambda: server._starting is None)  # the start task ended
+    del requests
+    gc.collect()
+    await asyncio.sleep(0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert errors[0].name == "tether.realtime" and errors[0].exc_info is not None
+    assert str(errors[0].exc_info[1]) == "broker unreachable"
+    assert not server.started

@@ -16,8 +16,15 @@ app. Then the first Engine.IO request starts the server (once; concurrent
 first requests wait for the same start) and one warning says how to wire
 the host app's lifespan (:meth:`Server.lifespan`), since nothing else will
 stop the adapter. If the start fails, the request gets a 500 (a WebSocket
-is refused) and the error is logged; the next request tries again.
-See ``docs/deployment.md``.
+is refused) and the error is logged once, with its cause, even when the
+request that waited for it is gone; the next request tries again. After
+:meth:`Server.shutdown`, nothing starts it again on its own: Engine.IO
+requests get a 503 (a WebSocket is refused) until an explicit
+:meth:`Server.start`. See ``docs/deployment.md``.
+
+A WebSocket opened directly (no polling first) gets the sid cookie of the
+server's ``cookie`` option in the ``headers`` of ``websocket.accept``, as on
+tether's own server.
 
 The Engine.IO sessions (:mod:`tether.realtime.server.session`) run on any
 :class:`~tether.realtime.server.transport.WebSocket`: :class:`ASGIWebSocket`
@@ -68,6 +75,10 @@ class ASGIServable(Servable, Protocol):
     @property
     def started(self) -> bool:
         """Whether the adapter is started."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether it was shut down (and not started again since)."""
 
     @property
     def logger(self) -> logging.Logger:
@@ -133,8 +144,13 @@ class ASGIWebSocket:
         remote_address: Any = None,
         *,
         limits: Limits = DEFAULT_LIMITS,
+        response: Response | None = None,
     ) -> None:
         self.request = request
+        #: The answer the opening handshake got: its headers are the ones
+        #: given in ``websocket.accept`` (the Engine.IO server reads the sid
+        #: cookie it chose there, as on :class:`tether.Connection`).
+        self.response = response
         self.remote_address = remote_address
         self.limits = limits
         self._receive = receive
@@ -327,12 +343,15 @@ class ASGIApp:
         self._warned = False  # of a start without lifespan
         self._reported: BaseException | None = None  # the start failure last logged
 
-    async def _ready(self) -> bool:
-        """Whether the server is started, starting it if no lifespan did (see
-        the module docstring); False if it fails to start (logged)."""
+    async def _ready(self) -> Response | None:
+        """None if the server is started, starting it if no lifespan did (see
+        the module docstring); else the answer: 503 once shut down, 500 if
+        it fails to start (logged)."""
         server = self.server
+        if server.closed:
+            return _unavailable()
         if server.started:
-            return True
+            return None
         if not self._warned:
             self._warned = True
             server.logger.warning(_UNWIRED)
@@ -348,8 +367,9 @@ class ASGIApp:
                     "its requests get a 500 until a start succeeds",
                     exc_info=exc,
                 )
-            return False
-        return True
+            return _not_started()
+        # A shutdown may have come while this request waited for the start.
+        return _unavailable() if server.closed else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -376,8 +396,9 @@ class ASGIApp:
                 response = not_found()
             await _send_response(send, response)
             return
-        if not await self._ready():
-            await _send_response(send, _not_started())
+        refusal = await self._ready()
+        if refusal is not None:
+            await _send_response(send, refusal)
             return
         body = await _read_body(request, receive, server.limits.max_payload)
         if body is None:
@@ -417,15 +438,23 @@ class ASGIApp:
         if not server.handles(request.path):
             await _refuse(scope, send, not_found())
             return
-        if not await self._ready():
-            await _refuse(scope, send, _not_started())
+        refusal = await self._ready()
+        if refusal is not None:
+            await _refuse(scope, send, refusal)
             return
         query, problem = server.engine.check(request, secure=_is_secure(scope))
         if problem is not None:
             await _refuse(scope, send, problem)
             return
-        await send({"type": "websocket.accept"})
-        socket = ASGIWebSocket(receive, send, request, scope.get("client"))
+        # What tether's own server adds to its 101 (process_response): the
+        # sid cookie of a session opened directly over WebSocket.
+        response = Response(101, "Switching Protocols", Headers())
+        server.engine.websocket_headers(request, response.headers)
+        accept: Message = {"type": "websocket.accept"}
+        if response.headers:
+            accept["headers"] = _encode_headers(response.headers)
+        await send(accept)
+        socket = ASGIWebSocket(receive, send, request, scope.get("client"), response=response)
         try:
             await server.engine.handle_websocket(socket, query)
         finally:
@@ -490,6 +519,12 @@ def _not_started() -> Response:
     body = b"the realtime server could not start (see its log)\n"
     headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
     return Response(500, "Internal Server Error", headers, body)
+
+
+def _unavailable() -> Response:
+    body = b"the realtime server is shut down\n"
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+    return Response(503, "Service Unavailable", headers, body)
 
 
 def _too_large(limit: int) -> Response:

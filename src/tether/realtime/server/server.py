@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from ...exceptions import InvalidState
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLimits
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
@@ -136,6 +137,9 @@ class Server(Namespace):
         self._parents: dict[Any, Namespace] = {}
         self._started = False
         self._starting: asyncio.Task[None] | None = None  # the start under way
+        self._start_waiters = 0  # callers of start() waiting for it
+        self._closed = False  # shutdown() called, and no start() since
+        self._stopping = False  # shutdown() under way
         #: Handlers of server-side events from other nodes (:meth:`on_server_event`).
         self.server_handlers: dict[str, Handler] = {}
         super().__init__(self, socketio.DEFAULT_NAMESPACE)
@@ -229,6 +233,17 @@ class Server(Namespace):
         :meth:`shutdown` was not called since."""
         return self._started
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called and no :meth:`start` since.
+
+        Only an explicit :meth:`start` (:func:`serve`, :meth:`lifespan`, the
+        ASGI lifespan, a call of your own) opens a closed server again: the
+        ASGI app, which starts a server no lifespan started on its first
+        request, answers 503 instead of restarting one that was shut down.
+        """
+        return self._closed
+
     async def start(self) -> None:
         """Start the adapter. :func:`serve` calls it, and so do the ASGI app
         (on the lifespan startup, or on the first request when no lifespan
@@ -236,15 +251,28 @@ class Server(Namespace):
 
         Safe to call more than once: concurrent calls wait for the same start,
         later ones return at once. If the adapter fails to start, every
-        caller waiting gets its error, and the next call tries again.
+        caller waiting gets its error, and the next call tries again; a
+        failure nobody waits for any more (every caller was cancelled) is
+        logged. After :meth:`shutdown` it starts the server again (see
+        :attr:`closed`); during one it raises
+        :class:`~tether.exceptions.InvalidState`.
         """
+        if self._stopping:
+            raise InvalidState("start() while shutdown() is under way")
+        self._closed = False
         if self._started:
             return
-        if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start_adapter())
-        # Shielded: a caller that is cancelled (a client that went away) does
-        # not cancel the start the other callers wait for.
-        await asyncio.shield(self._starting)
+        starting = self._starting
+        if starting is None:
+            starting = self._starting = asyncio.ensure_future(self._start_adapter())
+            starting.add_done_callback(self._start_done)
+        self._start_waiters += 1
+        try:
+            # Shielded: a caller that is cancelled (a client that went away)
+            # does not cancel the start the other callers wait for.
+            await asyncio.shield(starting)
+        finally:
+            self._start_waiters -= 1
 
     async def _start_adapter(self) -> None:
         try:
@@ -253,16 +281,35 @@ class Server(Namespace):
         finally:
             self._starting = None
 
+    def _start_done(self, starting: asyncio.Task[None]) -> None:
+        # Always retrieve the error (asyncio.shield does not once its caller
+        # is cancelled: "Task exception was never retrieved" at collection).
+        # The callers still waiting get it raised; if none is left, log it.
+        error = None if starting.cancelled() else starting.exception()
+        if error is not None and not self._start_waiters:
+            self.logger.error(
+                "the realtime server could not start its adapter "
+                "(every caller of start() was cancelled meanwhile)",
+                exc_info=error,
+            )
+
     async def shutdown(self) -> None:
-        """Close every session (clients see ``server shutting down``), stop the adapter."""
-        self.engine.close_all("server shutting down")
-        await self.runner.drain(1.0)
-        starting = self._starting
-        if starting is not None:
-            await asyncio.wait({starting})  # a start under way ends first, however it ends
-        if self._started:
-            self._started = False
-            await self.adapter.close()
+        """Close every session (clients see ``server shutting down``), stop the
+        adapter. The server is then :attr:`closed` until :meth:`start` is
+        called again."""
+        self._closed = True
+        self._stopping = True
+        try:
+            self.engine.close_all("server shutting down")
+            await self.runner.drain(1.0)
+            starting = self._starting
+            if starting is not None:
+                await asyncio.wait({starting})  # a start under way ends first, however it ends
+            if self._started:
+                self._started = False
+                await self.adapter.close()
+        finally:
+            self._stopping = False
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
