@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import TypeVar, cast
 
@@ -111,6 +113,8 @@ class HTTPStream(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(
             high=self.limits.write_high_water, low=self.limits.write_low_water
         )
+        if len(self._head) >= self._head_limit:
+            self._pause_reading()  # preloaded up to the limit: nothing more yet
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost_exc = exc
@@ -127,6 +131,50 @@ class HTTPStream(asyncio.BufferedProtocol):
             drain.set_result(None)
 
     # -- the HTTP/1.1 stage (internal interface for server.py and client.py) -
+
+    def preload(self, data: bytes) -> None:
+        """Bytes read from this connection elsewhere (by another process, before
+        handing it here: :meth:`detach`), parsed before anything it sends next.
+        Before ``connection_made`` only; the caller bounds them (max_header_bytes)."""
+        assert self.transport is None, "preload before the connection is made"
+        self._head += data
+
+    async def detach(self, timeout: float | None = None) -> tuple[socket.socket, bytes]:
+        """Stop serving this connection here and give it away: a duplicate of
+        its socket and the bytes read from it but not consumed yet (the request
+        head being answered and any read-ahead; at most ``max_header_bytes``).
+
+        Part of the public API of :class:`tether.Connection`, for a ``route``
+        hook of :func:`tether.serve` (which then returns True), in the HTTP
+        stage only. What was written is sent first (at most ``timeout``
+        seconds). Then the connection is closed here without shutting TCP
+        down: the peer sees nothing, and whoever gets the duplicate (e.g.
+        another process, through ``socket.send_fds``, then
+        :meth:`tether.Server.handle_socket` with ``initial=`` these bytes)
+        serves it on. Raises :exc:`~tether.exceptions.ConnectionClosed` if
+        the connection ended first.
+        """
+        transport = self.transport
+        if self.protocol is not None:
+            raise RuntimeError("a WebSocket cannot be detached")
+        if transport is None or self._is_closed or transport.is_closing():
+            raise self._closed_exception()
+        # Nothing more is read here: the rest of the stream is the new owner's.
+        self._pause_reading()
+        if transport.get_write_buffer_size():
+            # The previous answer must reach the peer before the new owner
+            # writes: wait for the transport's buffer to be empty.
+            transport.set_write_buffer_limits(high=0, low=0)
+            if not await self.drained(timeout):
+                raise self._closed_exception()
+        raw = transport.get_extra_info("socket")
+        duplicate = socket.socket(fileno=os.dup(raw.fileno()))
+        data = bytes(self._head)
+        self._head = bytearray()
+        # Our descriptor closes; the socket stays open through the duplicate,
+        # so no FIN nor RST is sent (close(2) without shutdown(2)).
+        transport.abort()
+        return duplicate, data
 
     def _head_buffer(self) -> memoryview:
         """Where the next read of the handshake or of plain HTTP goes.

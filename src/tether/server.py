@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import socket
@@ -26,12 +27,21 @@ if TYPE_CHECKING:
 
     from .limits import LimitOptions
 
-__all__ = ["HTTPHandler", "Handler", "ProcessRequest", "ProcessResponse", "Server", "serve"]
+__all__ = [
+    "HTTPHandler",
+    "Handler",
+    "ProcessRequest",
+    "ProcessResponse",
+    "Route",
+    "Server",
+    "serve",
+]
 
 Handler = Callable[[Connection], Awaitable[None]]
 ProcessRequest = Callable[[Connection, Request], "Response | Awaitable[Response | None] | None"]
 ProcessResponse = Callable[[Connection, Request, Response], "Response | None"]
 HTTPHandler = Callable[[Connection, Request, bytes], Awaitable[Response]]
+Route = Callable[[Connection, Request], "bool | Awaitable[bool]"]
 Compression = Literal["deflate"] | DeflateOptions | None
 
 _log = logging.getLogger("tether.server")
@@ -60,6 +70,7 @@ class Server:
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
         http_handler: HTTPHandler | None = None,
+        route: Route | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
@@ -73,6 +84,7 @@ class Server:
         self.process_request = process_request
         self.process_response = process_response
         self.http_handler = http_handler
+        self.route = route
         self.server_header = server_header
         self.compression = compression_options(compression)
         self.handshake = ServerHandshake(
@@ -162,14 +174,17 @@ class Server:
         return self
 
     async def handle_socket(
-        self, sock: socket.socket, *, ssl: ssl_module.SSLContext | None = None
+        self, sock: socket.socket, *, ssl: ssl_module.SSLContext | None = None, initial: bytes = b""
     ) -> None:
         """Serve one already connected socket, e.g. an end of :func:`socket.socketpair`
         or a socket handed over by another process. Returns once the connection is set up;
-        it then runs like any other (see :attr:`connections`, :meth:`wait_closed`)."""
-        await asyncio.get_running_loop().connect_accepted_socket(
-            self._connection_factory, sock, ssl=ssl
-        )
+        it then runs like any other (see :attr:`connections`, :meth:`wait_closed`).
+        ``initial``: bytes already read from it elsewhere (what
+        :meth:`Connection.detach` returned), served first; at most ``max_header_bytes``."""
+        if len(initial) > self.limits.max_header_bytes:
+            raise ValueError(f"initial exceeds max_header_bytes ({self.limits.max_header_bytes})")
+        factory = functools.partial(_ServerConnection, self, initial)
+        await asyncio.get_running_loop().connect_accepted_socket(factory, sock, ssl=ssl)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
@@ -237,6 +252,10 @@ class Server:
             if parsed is None:
                 return
             request, used = parsed
+            if self.route is not None:
+                taken = self.route(connection, request)
+                if taken if isinstance(taken, bool) else await taken:
+                    return  # handed elsewhere (Connection.detach): not ours any more
             if self.http_handler is None or _is_upgrade(request):
                 break
             if not await self._answer_http(connection, request, used):
@@ -389,8 +408,9 @@ class _ServerConnection(Connection):
 
     __slots__ = ("_address", "_behind_proxy", "_client", "_over_cap", "_server")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, initial: bytes = b"") -> None:
         super().__init__(core.Side.SERVER, server.limits, server.logger)
+        self.preload(initial)
         self._server = server
         self._address: str | None = None  # as counted for max_connections_per_ip
         self._over_cap = False
@@ -473,7 +493,9 @@ class serve:
     long-polling. ``process_response(connection, request, response)`` may
     change the ``101`` answer's headers before it is sent, or return another
     response (one that is not a ``101`` refuses the upgrade). ``origins`` is
-    an allow-list of ``Origin`` values.
+    an allow-list of ``Origin`` values. ``route(connection, request)`` sees each
+    request head before its body or upgrade; it returns True once it took the
+    connection away (:meth:`Connection.detach`), e.g. to another process.
 
     ``trusted_proxies``: addresses and CIDR networks of reverse proxies
     (``["127.0.0.1", "10.0.0.0/8"]``). For connections from them, the client's
@@ -499,6 +521,7 @@ class serve:
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
         http_handler: HTTPHandler | None = None,
+        route: Route | None = None,
         subprotocols: Sequence[str] = (),
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
@@ -514,6 +537,7 @@ class serve:
             process_request=process_request,
             process_response=process_response,
             http_handler=http_handler,
+            route=route,
             subprotocols=subprotocols,
             select_subprotocol=select_subprotocol,
             origins=origins,

@@ -232,6 +232,11 @@ class EngineServer:
         self.cors_credentials = options.cors_credentials
         #: The sid cookie's options, None when no cookie is sent.
         self.cookie = cookie_options(options.cookie)
+        #: Put before the random part of every new sid: how a process of
+        #: ``tether run --workers N`` names itself in the sids it hands out, so
+        #: that any process can route a request to the session's owner
+        #: (docs/workers.md). Empty by default.
+        self.sid_prefix = ""
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -241,11 +246,10 @@ class EngineServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    def generate_id() -> str:
-        """A new session id: 120 random bits, URL-safe."""
+    def generate_id(self) -> str:
+        """A new session id: :attr:`sid_prefix`, then 120 random bits, URL-safe."""
         # A sid must be unguessable: it authorises polling requests on its own.
-        return secrets.token_urlsafe(15)
+        return self.sid_prefix + secrets.token_urlsafe(15)
 
     @property
     def sessions(self) -> dict[str, Session]:

@@ -80,6 +80,12 @@ class serve(Coroutine[Any, Any, None]):
         self._tls = options.get("ssl") is not None
         self._forever: Coroutine[Any, Any, None] | None = None
 
+    @property
+    def http(self) -> WebSocketServer:
+        """The :class:`tether.Server` under it (made already, listening once started):
+        e.g. for its ``handle_socket`` in a ``route`` hook."""
+        return self._websockets.server
+
     # -- the four entry points tether.serve calls -----------------------------------
 
     def _check_upgrade(self, connection: Connection, request: Request) -> Response | None:
