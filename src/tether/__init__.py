@@ -1,8 +1,11 @@
 """tether: real-time WebSockets for Python.
 
 A sans-I/O RFC 6455 + RFC 7692 core (:mod:`tether.protocol`) and one asyncio
-layer on top: :func:`serve`, :func:`connect`, :func:`broadcast`.
+layer on top: :func:`serve`, :func:`connect`, :func:`broadcast`. Blocking
+clients are in :mod:`tether.sync`, imported on first use.
 """
+
+from typing import Any
 
 from .broadcast import broadcast
 from .client import connect
@@ -54,3 +57,13 @@ __all__ = [
     "connect",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``tether.sync`` (the blocking clients) is imported on first use, so that
+    # ``import tether`` does not pay for the thread machinery it needs.
+    if name == "sync":
+        import importlib
+
+        return importlib.import_module(".sync", __name__)
+    raise AttributeError(f"module 'tether' has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""The event loop behind the blocking clients: one per process, in a daemon thread.
+
+Every blocking call of :mod:`tether.sync` is a coroutine of the asyncio layer
+submitted to this loop with :func:`asyncio.run_coroutine_threadsafe`; the
+calling thread waits for its result. There is one loop for the whole process,
+not one per client: a script or a test that opens many clients does not get a
+thread each, and no client's callback ever runs on it (the realtime client's
+handlers run on a thread of their own), so clients cannot hold each other up.
+
+The thread starts with the first client, is a daemon (it never keeps the
+interpreter alive), and is stopped at interpreter exit: what is still open is
+aborted then. After :func:`os.fork` the child starts a loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ..exceptions import InvalidState
+
+__all__ = ["EventLoopThread", "check_no_running_loop", "run", "shared"]
+
+T = TypeVar("T")
+
+
+class EventLoopThread:
+    """An asyncio event loop running in a daemon thread, started on first use."""
+
+    def __init__(self, name: str = "tether.sync") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, started now if it is not (or not in this process)."""
+        with self._lock:
+            loop = self._loop
+            if loop is None or self._pid != os.getpid() or loop.is_closed():
+                loop = self._loop = asyncio.new_event_loop()
+                started = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(loop, started), name=self.name, daemon=True
+                )
+                self._pid = os.getpid()
+                self._thread.start()
+                started.wait()
+            return loop
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The loop's thread, or None before the first use."""
+        return self._thread
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        try:
+            loop.run_forever()
+        finally:
+            # What is left (connections not closed by their owner) is cancelled,
+            # and the transports behind them are closed with the loop.
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def start(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coroutine`` on the loop without waiting for it."""
+        try:
+            check_no_running_loop()
+        except InvalidState:
+            coroutine.close()  # never to run: no "never awaited" warning
+            raise
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the loop and block until it is done.
+
+        The coroutine bounds its own time (every blocking call of
+        :mod:`tether.sync` puts its timeout inside it, on the loop's side,
+        where cancelling is safe). If the waiting thread is interrupted
+        (``KeyboardInterrupt``), the coroutine is cancelled.
+        """
+        future = self.start(coroutine)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and wait (at most ``timeout``) for its thread to end."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None or self._pid != os.getpid() or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+def check_no_running_loop() -> None:
+    """Raise :class:`InvalidState` when called from a thread running an event loop.
+
+    A blocking call there would stop that loop until it returned, and
+    deadlock if what it waits for needs that loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise InvalidState(
+        "tether.sync blocks the calling thread and cannot be used inside a running "
+        "event loop; await the asyncio API (tether.connect, tether.realtime.Client) there"
+    )
+
+
+shared = EventLoopThread()
+"""The loop every blocking client of the process uses."""
+
+atexit.register(shared.stop)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on the shared loop and block until it is done."""
+    return shared.run(coroutine)

@@ -1,0 +1,341 @@
+"""The blocking Socket.IO clients: :class:`Client` and :class:`SimpleClient`.
+
+Both drive the asyncio client (:class:`tether.realtime.client.Client`) on the
+loop of :mod:`tether.sync.loop`: the protocol, reconnection, buffering while
+reconnecting, limits and exceptions are its own.
+
+* :class:`Client` is for programs that react to events: ``@client.on(...)``
+  handlers, ``emit(..., callback=)``, ``call``, ``wait``. Handlers run one at
+  a time, in the order the events arrived, on a thread of the client's own
+  (never on the event loop's): a slow handler delays the next one, not the
+  connection, and a handler may call ``emit``/``call`` itself.
+* :class:`SimpleClient` is for scripts that ask and read: ``emit``, ``call``,
+  and ``receive()`` for the next event.
+
+::
+
+    from tether.sync.realtime import SimpleClient
+
+    with SimpleClient() as client:
+        client.connect("http://127.0.0.1:8000", auth={"token": "secret"})
+        print(client.call("echo", "hello", timeout=5))
+        event, *args = client.receive(timeout=5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from ..exceptions import Disconnected
+from ..realtime.client import client as async_realtime
+from ..realtime.client.events import CATCH_ALL
+from ..realtime.protocol.socketio import DEFAULT_NAMESPACE
+from . import loop as sync_loop
+from .client import Closing
+
+__all__ = ["CATCH_ALL", "Client", "SimpleClient"]
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+
+class Client(Closing):
+    """A blocking Socket.IO client, in the shape of python-socketio's ``Client``.
+
+    The options are those of :class:`tether.realtime.client.Client`, passed
+    on as given (``reconnection``, ``reconnection_attempts``,
+    ``reconnection_delay``, ``transports``, ``connect_timeout``,
+    ``max_buffered``, ``limits``, ``logger``)::
+
+        client = Client(transports=("polling", "websocket"))
+
+        @client.on("news")
+        def news(headline):
+            print(headline)
+
+        client.connect("http://127.0.0.1:8000")
+        client.wait()  # until disconnected for good
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.client = async_realtime.Client(**options)
+        """The asyncio client underneath (only to be used on its loop)."""
+        self._loop = sync_loop.shared
+        # One thread runs every handler, in order: handlers see events in the
+        # order they arrived, as with the asyncio client's plain functions.
+        self._handlers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="tether.sync.realtime handlers"
+        )
+        self._closed = False
+
+    # -- handlers --------------------------------------------------------------
+
+    @overload
+    def on(
+        self, event: str, handler: None = None, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, event: str, handler: H, *, namespace: str = DEFAULT_NAMESPACE) -> H: ...
+
+    def on(
+        self, event: str, handler: H | None = None, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> H | Callable[[H], H]:
+        """Register ``handler`` (a plain function) for ``event`` in ``namespace``;
+        usable as a decorator.
+
+        It runs on the client's handler thread with the event's arguments; its
+        return value answers the server's acknowledgement when one was asked
+        for. The special events are the asyncio client's: ``"connect"``,
+        ``"disconnect"`` (the reason), ``"connect_error"`` (the exception),
+        and ``"*"`` (any event without a handler of its own, its name first).
+        """
+
+        def register(handler: H) -> H:
+            self.client.on(event, self._off_the_loop(handler), namespace=namespace)
+            return handler
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    def _off_the_loop(self, handler: Handler) -> Callable[..., asyncio.Future[Any]]:
+        def run_on_handler_thread(*args: Any) -> asyncio.Future[Any]:
+            # Called on the loop by the asyncio client, which awaits what it
+            # returns and sends the result back as the acknowledgement.
+            return asyncio.wrap_future(self._handlers.submit(handler, *args))
+
+        run_on_handler_thread.__name__ = getattr(handler, "__name__", "handler")
+        return run_on_handler_thread
+
+    # -- connecting --------------------------------------------------------------
+
+    def connect(self, url: str, **options: Any) -> None:
+        """Connect to ``url`` and join the namespaces; return once the server
+        accepted every one.
+
+        The options are :meth:`tether.realtime.client.Client.connect`'s
+        (``namespaces``, ``auth``, ``headers``, ``path``, ``ssl``), as are the
+        exceptions: :class:`~tether.exceptions.ConnectionRefused`,
+        :class:`TimeoutError` after ``connect_timeout``, :class:`OSError`...
+        """
+        self._loop.run(self.client.connect(url, **options))
+
+    def disconnect(self) -> None:
+        """Leave every namespace, close the connection and stop reconnecting;
+        return once the ``"disconnect"`` handlers have run."""
+        self._loop.run(self.client.disconnect())
+        if not self._closed:
+            self._handlers.submit(lambda: None).result()  # the handlers queued before
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the client is disconnected for good (by :meth:`disconnect`,
+        by the server, or when reconnection gives up); False after ``timeout``."""
+        future = self._loop.start(self.client.wait())
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # waiting on an Event: nothing is lost
+            return False
+        return True
+
+    def close(self) -> None:
+        """:meth:`disconnect`, then stop the handler thread."""
+        self.disconnect()
+        self._closed = True
+        self._handlers.shutdown(wait=True)
+
+    # -- emitting ---------------------------------------------------------------
+
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        namespace: str = DEFAULT_NAMESPACE,
+        callback: Handler | None = None,
+    ) -> None:
+        """Send an event with ``args`` (JSON-able values, ``bytes`` anywhere in them).
+
+        With ``callback``, the server is asked for an acknowledgement, and
+        ``callback`` runs with its arguments on the handler thread when it
+        comes (never, if the connection is lost first). While reconnecting,
+        the event waits in the buffer. Raises
+        :class:`~tether.exceptions.Disconnected` when the client is not
+        connected and not reconnecting.
+        """
+        if callback is None:
+            self._loop.run(self.client.emit(event, *args, namespace=namespace))
+        else:
+            self._loop.run(self._emit_with_callback(event, args, namespace, callback))
+
+    async def _emit_with_callback(
+        self, event: str, args: tuple[Any, ...], namespace: str, callback: Handler
+    ) -> None:
+        call = self.client.emit_with_ack(event, *args, timeout=None, namespace=namespace)
+        task = asyncio.get_running_loop().create_task(call)
+        # The event is sent (or refused) by the task's first step, which runs
+        # before this coroutine resumes: a refusal is raised to the caller.
+        await asyncio.sleep(0)
+        error = task.exception() if task.done() else None
+        if error is not None:
+            raise error
+        task.add_done_callback(lambda done: self._callback(done, callback))
+
+    def _callback(self, done: asyncio.Task[Any], callback: Handler) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # lost with the connection: python-socketio never calls it either
+        value = done.result()
+        values = () if value is None else value if isinstance(value, tuple) else (value,)
+        self._handlers.submit(self._run_callback, callback, values)
+
+    def _run_callback(self, callback: Handler, values: tuple[Any, ...]) -> None:
+        try:
+            callback(*values)
+        except Exception:
+            self.client.logger.exception("error in acknowledgement callback %s", callback)
+
+    def call(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = 60.0,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> Any:
+        """Send an event and return the server's acknowledgement: ``None`` for
+        none, the argument, or a tuple of several.
+
+        Raises :class:`~tether.exceptions.AckTimeout` (a :class:`TimeoutError`)
+        after ``timeout`` seconds, :class:`~tether.exceptions.Disconnected`
+        when the connection is lost before the event reached the server.
+        """
+        return self._loop.run(
+            self.client.emit_with_ack(event, *args, timeout=timeout, namespace=namespace)
+        )
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether every namespace still in use is connected."""
+        return self.client.connected
+
+    @property
+    def transport(self) -> str | None:
+        """The current transport, ``"websocket"`` or ``"polling"``; None when disconnected."""
+        return self.client.transport
+
+    def sid(self, namespace: str = DEFAULT_NAMESPACE) -> str | None:
+        """The id the server gave this client in ``namespace``, or None."""
+        return self.client.sid(namespace)
+
+
+class SimpleClient(Closing):
+    """A blocking Socket.IO client for scripts, in the shape of python-socketio's
+    ``SimpleClient``: one namespace, events read with :meth:`receive`.
+
+    The options are :class:`Client`'s (those of
+    :class:`tether.realtime.client.Client`); reconnection is on, as there.
+    Events wait in an unbounded queue until :meth:`receive` takes them.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.client: Client | None = None
+        self.namespace = DEFAULT_NAMESPACE
+        self._events: queue.Queue[list[Any] | None] = queue.Queue()
+        self._done: concurrent.futures.Future[None] | None = None
+
+    def connect(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        transports: tuple[str, ...] | None = None,
+        **options: Any,
+    ) -> None:
+        """Connect to ``url`` and join ``namespace``.
+
+        ``transports`` (e.g. ``("polling", "websocket")``) overrides the
+        client option; the other options are :meth:`Client.connect`'s
+        (``auth``, ``headers``, ``path``, ``ssl``).
+        """
+        if self.client is not None and self.client.client.connected:
+            raise Disconnected("already connected: disconnect() first")
+        client_options = dict(self.options)
+        if transports is not None:
+            client_options["transports"] = transports
+        client = Client(**client_options)
+        self.namespace = namespace
+        events: queue.Queue[list[Any] | None] = queue.Queue()
+        self._events = events
+
+        def record(event: str, *args: Any) -> None:
+            # On the loop: a plain function, to a thread-safe queue. No
+            # acknowledgement is asked of a script (it answers with none).
+            events.put([event, *args])
+
+        client.client.on(CATCH_ALL, record, namespace=namespace)
+        client.connect(url, namespaces=[namespace], **options)
+        self.client = client
+        # None in the queue: disconnected for good, receive() raises.
+        self._done = sync_loop.shared.start(client.client.wait())
+        self._done.add_done_callback(lambda _: events.put(None))
+
+    def _connected_client(self) -> Client:
+        if self.client is None:
+            raise Disconnected("the client is not connected")
+        return self.client
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send an event to the server (see :meth:`Client.emit`)."""
+        self._connected_client().emit(event, *args, namespace=self.namespace)
+
+    def call(self, event: str, *args: Any, timeout: float | None = 60.0) -> Any:
+        """Send an event and return the acknowledgement (see :meth:`Client.call`)."""
+        return self._connected_client().call(
+            event, *args, timeout=timeout, namespace=self.namespace
+        )
+
+    def receive(self, timeout: float | None = None) -> list[Any]:
+        """The next event from the server, as ``[event, *args]``.
+
+        Raises :class:`TimeoutError` when none arrives within ``timeout``
+        seconds, :class:`~tether.exceptions.Disconnected` once the client is
+        disconnected for good and every event received before was read.
+        """
+        try:
+            item = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no event within {timeout} s") from None
+        if item is None:
+            self._events.put(None)  # for the next call too
+            raise Disconnected("the client is disconnected")
+        return item
+
+    def disconnect(self) -> None:
+        """Disconnect from the server (nothing happens if not connected)."""
+        if self.client is not None:
+            self.client.close()
+
+    def close(self) -> None:
+        """:meth:`disconnect` (for ``with``)."""
+        self.disconnect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected."""
+        return self.client is not None and self.client.connected
+
+    @property
+    def sid(self) -> str | None:
+        """The id the server gave this client, or None."""
+        return self.client.sid(self.namespace) if self.client is not None else None
+
+    @property
+    def transport(self) -> str | None:
+        """The current transport, or None when disconnected."""
+        return self.client.transport if self.client is not None else None
