@@ -168,6 +168,10 @@ async def _cluster(
     if request.param == "memory":
         yield await _memory(recovery)
         return
+    if request.param == "cluster":
+        async with _cluster_adapters(request, recovery) as nodes:
+            yield nodes
+        return
     from tether.realtime.adapters.redis import RedisAdapter
 
     server: RedisServer = request.getfixturevalue("redis")
@@ -189,6 +193,34 @@ async def _cluster(
             await _close(node.adapter)
 
 
+@contextlib.asynccontextmanager
+async def _cluster_adapters(
+    request: pytest.FixtureRequest, recovery: RecoveryOptions | None
+) -> AsyncIterator[list[Node]]:
+    """Two :class:`ClusterAdapter` nodes on one hub, on a Unix socket under tmp_path."""
+    from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
+
+    path = str(request.getfixturevalue("tmp_path") / "hub.sock")
+    hub = ClusterHub(path)
+    await hub.start()
+    nodes = [
+        _attach(
+            ClusterAdapter(path, request_timeout=timeout(2), heartbeat=0.2),
+            recovery,
+            distributed=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for node in nodes:
+            await node.adapter.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            await _close(node.adapter)
+        await asyncio.wait_for(hub.close(), timeout(10))
+
+
 async def _close(adapter: Adapter) -> None:
     """Close ``adapter``, failing (with the stacks of the tasks still
     running) rather than hanging the suite if it does not return."""
@@ -200,7 +232,7 @@ async def _close(adapter: Adapter) -> None:
         raise
 
 
-ADAPTERS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+ADAPTERS = ["memory", "cluster", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 @pytest.fixture(params=ADAPTERS)
