@@ -118,6 +118,7 @@ class ClusterHub:
         self.workers: dict[str, _Worker] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._peers: set[Peer] = set()
         self._requests: collections.OrderedDict[str, _Request] = collections.OrderedDict()
         self._logs = LogLimiter(_log)
         self._anonymous = itertools.count(1)
@@ -149,13 +150,14 @@ class ClusterHub:
         """Stop listening and drop every worker's link; never waits on a worker."""
         if self._server is not None:
             self._server.close()
-        for worker in list(self.workers.values()):
-            worker.peer.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for peer in list(self._peers):
+            peer.abort()  # each link's task then ends by itself
+        if self._tasks:
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=1.0)
+            for task in stuck:
+                task.cancel()
         if self._server is not None:
-            # The listening socket is closed: wait_closed() would also wait
+            # The listening socket is closed; wait_closed() would also wait
             # for every handler, which are gone already.
             self._server = None
             with contextlib.suppress(FileNotFoundError):
@@ -175,6 +177,7 @@ class ClusterHub:
             max_queued=self.max_queued,
         )
         worker: _Worker | None = None
+        self._peers.add(peer)
         try:
             hello = await peer.receive()
             if hello.get("t") != "hello" or not isinstance(hello.get("node"), str):
@@ -193,6 +196,7 @@ class ClusterHub:
             peer.abort()
         finally:
             peer.abort()
+            self._peers.discard(peer)
             if worker is not None:
                 await self._leave(worker)
             self._tasks.discard(task)

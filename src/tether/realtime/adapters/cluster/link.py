@@ -55,6 +55,7 @@ class Link:
         self.connects = 0  # successful connections, the first included
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
+        self._closing = False
 
     @property
     def up(self) -> bool:
@@ -77,6 +78,7 @@ class Link:
 
     async def close(self, timeout: float) -> None:
         """Send what is queued (within ``timeout``), then stop for good."""
+        self._closing = True
         task, self._task = self._task, None
         peer = self.peer
         if peer is not None:
@@ -125,7 +127,8 @@ class Link:
             while True:
                 self._on_message(await peer.receive())
         except PeerGone:
-            _log.warning("lost the cluster hub; local delivery goes on, reconnecting")
+            if not self._closing:
+                _log.warning("lost the cluster hub; local delivery goes on, reconnecting")
         except PacketError as exc:
             _log.warning("bad message from the cluster hub (%s); reconnecting", exc)
         finally:
