@@ -5,8 +5,8 @@ A thin layer over the asyncio client (:func:`tether.connect`) and connection
 of :mod:`tether.sync.loop` and blocks until it is done. The options, limits,
 exceptions and close codes are the asyncio API's.
 
-Timeouts are applied on the loop's side (``asyncio.wait_for`` around the
-asyncio call), never by abandoning a call from the waiting thread:
+Timeouts are applied on the loop's side (:func:`tether.sync.loop.within`
+around the asyncio call), never by abandoning a call from the waiting thread:
 :meth:`tether.Connection.recv` takes a message off its queue only after it
 has been woken, so a ``recv`` cancelled by its timeout leaves the message
 that was about to arrive queued for the next call. A thread that stopped
@@ -15,8 +15,7 @@ waiting on its own could not tell whether the message had been taken.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .. import client as async_client
@@ -48,14 +47,6 @@ def with_options_of(
         return cast("Callable[P, R]", function)
 
     return decorate
-
-
-async def _within(awaitable: Coroutine[Any, Any, T], timeout: float | None) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except asyncio.TimeoutError:
-        # asyncio.TimeoutError is the built-in one from Python 3.11 on.
-        raise TimeoutError(f"timed out after {timeout} s") from None
 
 
 class Closing:
@@ -114,7 +105,7 @@ class Connection(Closing):
         :class:`~tether.exceptions.ConnectionClosedError` once the
         connection is closed and every message received before was read.
         """
-        return self._loop.run(_within(self.connection.recv(), timeout))
+        return self._loop.run(sync_loop.within, timeout, self.connection.recv)
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until the connection closes: cleanly (1000, 1001, 1005) ends
@@ -136,14 +127,14 @@ class Connection(Closing):
         """
         if not isinstance(message, (str, bytes, bytearray, memoryview)):
             message = list(message)  # user code stays off the loop's thread
-        self._loop.run(self.connection.send(message))
+        self._loop.run(self.connection.send, message)
 
     def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for its pong; return the round-trip time in seconds.
 
         Raises :class:`TimeoutError` after ``timeout`` seconds without the pong.
         """
-        return self._loop.run(_within(self.connection.ping(data), timeout))
+        return self._loop.run(sync_loop.within, timeout, self.connection.ping, data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection (RFC 6455 §7) and wait until it is closed.
@@ -151,7 +142,7 @@ class Connection(Closing):
         Waits at most ``close_timeout`` for the peer, then drops the
         connection. Closing a closed connection does nothing.
         """
-        self._loop.run(self.connection.close(code, reason))
+        self._loop.run(self.connection.close, code, reason)
 
     # -- state (read from the asyncio connection: no call to the loop) ----------
 
@@ -229,5 +220,4 @@ def connect(uri: str, **options: Any) -> Connection:
     :class:`~tether.exceptions.InvalidState` when called from a thread that
     runs an event loop (use :func:`tether.connect` there).
     """
-    sync_loop.check_no_running_loop()
-    return Connection(sync_loop.run(_open(uri, options)))
+    return Connection(sync_loop.run(_open, uri, options))

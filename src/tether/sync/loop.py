@@ -19,14 +19,15 @@ import atexit
 import concurrent.futures
 import os
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from ..exceptions import InvalidState
 
-__all__ = ["EventLoopThread", "check_no_running_loop", "run", "shared"]
+__all__ = ["EventLoopThread", "check_no_running_loop", "run", "shared", "within"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class EventLoopThread:
@@ -77,24 +78,30 @@ class EventLoopThread:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def start(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule ``coroutine`` on the loop without waiting for it."""
-        try:
-            check_no_running_loop()
-        except InvalidState:
-            coroutine.close()  # never to run: no "never awaited" warning
-            raise
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+    def start(
+        self, function: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        """Run ``function(*args, **kwargs)``, a coroutine function, on the loop,
+        without waiting for it. The coroutine is made on the loop's thread (a
+        misuse raises before any exists)."""
+        check_no_running_loop()
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the loop and block until it is done.
+        async def call() -> T:
+            return await function(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop)
+
+    def run(
+        self, function: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``function(*args, **kwargs)`` on the loop and block until it is done.
 
         The coroutine bounds its own time (every blocking call of
         :mod:`tether.sync` puts its timeout inside it, on the loop's side,
-        where cancelling is safe). If the waiting thread is interrupted
-        (``KeyboardInterrupt``), the coroutine is cancelled.
+        where cancelling is safe: see :func:`within`). If the waiting thread
+        is interrupted (``KeyboardInterrupt``), the coroutine is cancelled.
         """
-        future = self.start(coroutine)
+        future = self.start(function, *args, **kwargs)
         try:
             return future.result()
         except BaseException:
@@ -135,6 +142,39 @@ shared = EventLoopThread()
 atexit.register(shared.stop)
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on the shared loop and block until it is done."""
-    return shared.run(coroutine)
+def run(function: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``function(*args, **kwargs)`` on the shared loop and block until it is done."""
+    return shared.run(function, *args, **kwargs)
+
+
+async def within(timeout: float | None, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Await ``function(*args)`` for at most ``timeout`` seconds (None: no limit),
+    then raise :class:`TimeoutError`; on the loop, in the task that awaits.
+
+    The timer cancels the task at its await point, as ``asyncio.timeout``
+    does (Python 3.11+), and unlike ``asyncio.wait_for``: with a timeout of
+    0, what is ready at once (a message already queued) is still returned.
+    A message :meth:`tether.Connection.recv` was about to return when the
+    timer fired is not lost: recv takes it off its queue only after it is
+    woken, so the cancellation leaves it there for the next call.
+    """
+    if timeout is None:
+        return await function(*args)
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await function(*args)
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError(f"timed out after {timeout} s") from None
+        raise
+    finally:
+        timer.cancel()

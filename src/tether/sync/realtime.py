@@ -123,19 +123,19 @@ class Client(Closing):
         exceptions: :class:`~tether.exceptions.ConnectionRefused`,
         :class:`TimeoutError` after ``connect_timeout``, :class:`OSError`...
         """
-        self._loop.run(self.client.connect(url, **options))
+        self._loop.run(self.client.connect, url, **options)
 
     def disconnect(self) -> None:
         """Leave every namespace, close the connection and stop reconnecting;
         return once the ``"disconnect"`` handlers have run."""
-        self._loop.run(self.client.disconnect())
+        self._loop.run(self.client.disconnect)
         if not self._closed:
             self._handlers.submit(lambda: None).result()  # the handlers queued before
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the client is disconnected for good (by :meth:`disconnect`,
         by the server, or when reconnection gives up); False after ``timeout``."""
-        future = self._loop.start(self.client.wait())
+        future = self._loop.start(self.client.wait)
         try:
             future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -168,9 +168,9 @@ class Client(Closing):
         connected and not reconnecting.
         """
         if callback is None:
-            self._loop.run(self.client.emit(event, *args, namespace=namespace))
+            self._loop.run(self.client.emit, event, *args, namespace=namespace)
         else:
-            self._loop.run(self._emit_with_callback(event, args, namespace, callback))
+            self._loop.run(self._emit_with_callback, event, args, namespace, callback)
 
     async def _emit_with_callback(
         self, event: str, args: tuple[Any, ...], namespace: str, callback: Handler
@@ -213,7 +213,7 @@ class Client(Closing):
         when the connection is lost before the event reached the server.
         """
         return self._loop.run(
-            self.client.emit_with_ack(event, *args, timeout=timeout, namespace=namespace)
+            self.client.emit_with_ack, event, *args, timeout=timeout, namespace=namespace
         )
 
     # -- state -------------------------------------------------------------------
@@ -282,7 +282,7 @@ class SimpleClient(Closing):
         client.connect(url, namespaces=[namespace], **options)
         self.client = client
         # None in the queue: disconnected for good, receive() raises.
-        self._done = sync_loop.shared.start(client.client.wait())
+        self._done = sync_loop.shared.start(client.client.wait)
         self._done.add_done_callback(lambda _: events.put(None))
 
     def _connected_client(self) -> Client:
