@@ -23,6 +23,7 @@ import pytest
 
 from helpers import node_bin, repo_root, timeout
 from realtime.redis_helpers import redis_server
+from realtime.server.deployment_doc import BLOCK, DOC, LoggedProcess, doc_block
 from tether.realtime.adapters.redis import Emitter
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -31,53 +32,14 @@ pytest.importorskip("starlette")
 aiohttp = pytest.importorskip("aiohttp")
 socketio = pytest.importorskip("socketio")
 
-DOC = repo_root() / "docs" / "deployment.md"
-_BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 _UNWIRED = "started by its first request"  # the warning of an app without lifespan
-
-
-def doc_block(language: str, first_line: str) -> str:
-    """The one ``language`` block of docs/deployment.md whose first line is ``first_line``."""
-    found = [
-        source
-        for lang, source in _BLOCK.findall(DOC.read_text())
-        if lang == language and source.splitlines()[0] == first_line
-    ]
-    assert len(found) == 1, f"{language} block starting {first_line!r}: {len(found)} found"
-    return found[0]
 
 
 def at_port(source: str, port: int) -> str:
     """A documented block with its port 8000 replaced."""
     assert ":8000" in source or "--port 8000" in source
     return source.replace(":8000", f":{port}").replace("--port 8000", f"--port {port}")
-
-
-class Uvicorn:
-    """A uvicorn process started with the documented command; its log lines."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            self.lines.append(line)
-            match = _LISTENING.search(line)
-            if match and not self.listening.done():
-                self.listening.set_result(int(match.group(1)))
-        if not self.listening.done():
-            log = "\n".join(self.lines)
-            self.listening.set_exception(AssertionError(f"uvicorn exited:\n{log}"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
 
 
 @contextlib.asynccontextmanager
@@ -97,7 +59,7 @@ async def documented_uvicorn(module: str, command: str, tmp_path: Path) -> Async
         stdout=asyncio.subprocess.DEVNULL,  # the access log
         stderr=asyncio.subprocess.PIPE,
     )
-    server = Uvicorn(process)
+    server = LoggedProcess(process, _LISTENING)
     try:
         port = await asyncio.wait_for(asyncio.shield(server.listening), timeout(20))
         yield f"http://127.0.0.1:{port}"
@@ -217,8 +179,9 @@ async def test_starlette_mount_in_memory(tmp_path: Path) -> None:
 
 
 def test_the_doc_blocks_are_the_ones_tested() -> None:
-    # Every block of the page is run above, or is a command run above.
-    blocks = _BLOCK.findall(DOC.read_text())
+    # Every block of the page is run above, or in test_haproxy.py, or is a
+    # command run there; only the nginx configuration is documented, not run.
+    blocks = BLOCK.findall(DOC.read_text())
     firsts = [(lang, source.splitlines()[0]) for lang, source in blocks]
     assert sorted(firsts) == sorted(
         [
@@ -228,5 +191,10 @@ def test_the_doc_blocks_are_the_ones_tested() -> None:
             ("python", "import asyncio"),
             ("python", "# app.py"),
             ("sh", "uvicorn app:app --host 127.0.0.1 --port 8000"),
+            ("python", "# node.py"),
+            ("text", "# haproxy.cfg"),
+            ("sh", "python node.py 8001 & python node.py 8002 & python node.py 8003 &"),
+            ("sh", ".venv/bin/python -m pytest tests/realtime/server/test_haproxy.py"),
+            ("text", "# nginx.conf (the http block)"),
         ]
     ), json.dumps(firsts)
