@@ -91,6 +91,7 @@ _tether_setup_debian() {
         case "$package" in
             redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
             chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
+            haproxy) command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy) ;;
         esac
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
