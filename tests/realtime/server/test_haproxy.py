@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from helpers import node_bin, repo_root, timeout
-from realtime.redis_helpers import free_port, redis_server
+from realtime.redis_helpers import redis_server
 from realtime.server.deployment_doc import LoggedProcess, doc_block
 
 pytestmark = pytest.mark.redis
@@ -83,58 +84,52 @@ async def documented_nodes(redis_url: str, tmp_path: Path) -> AsyncIterator[list
             node.reader.cancel()
 
 
-def documented_config(front: int, ports: list[int]) -> str:
-    """The page's haproxy.cfg with these ports in place of 8000 and 8001-8003."""
+def documented_config(listening: socket.socket, ports: list[int]) -> str:
+    """The page's haproxy.cfg with these ports in place of 8001-8003, and
+    ``listening`` (bound to port 0 and listening already, so clients never
+    race HAProxy's startup) passed to it in place of 127.0.0.1:8000."""
     config = doc_block("text", "# haproxy.cfg")
-    for documented, port in zip(("8000", "8001", "8002", "8003"), [front, *ports], strict=True):
+    for documented, port in zip(("8001", "8002", "8003"), ports, strict=True):
         assert config.count(f"127.0.0.1:{documented}") == 1
         config = config.replace(f"127.0.0.1:{documented}", f"127.0.0.1:{port}")
-    return config
-
-
-async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    """Until something accepts on ``port`` (HAProxy -db says nothing when ready)."""
-
-    async def attempt() -> None:
-        while True:
-            assert process.returncode is None, "haproxy exited"
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.02)  # polling a port: there is no event to wait on
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
-
-    await asyncio.wait_for(attempt(), timeout(10))
+    assert config.count("bind 127.0.0.1:8000") == 1
+    return config.replace("bind 127.0.0.1:8000", f"bind fd@{listening.fileno()}")
 
 
 @contextlib.asynccontextmanager
-async def documented_haproxy(config: str, tmp_path: Path) -> AsyncIterator[LoggedProcess]:
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(config)
+async def documented_haproxy(
+    ports: list[int], tmp_path: Path
+) -> AsyncIterator[tuple[int, LoggedProcess]]:
+    """HAProxy with the page's config; yields its port and its process."""
     executable = haproxy_bin()
-    check = await asyncio.create_subprocess_exec(
-        executable,
-        "-c",
-        "-f",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(check.communicate(), timeout(10))
-    assert check.returncode == 0, out.decode()
-    assert b"WARNING" not in out and b"ALERT" not in out, out.decode()  # a clean config
-    process = await asyncio.create_subprocess_exec(
-        executable, "-db", "-f", str(path), stderr=asyncio.subprocess.PIPE
-    )
-    haproxy = LoggedProcess(process)  # ready when its port accepts: wait_listening
-    try:
-        yield haproxy
-    finally:
-        await stop(process)
-        haproxy.reader.cancel()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(512)
+        listening.set_inheritable(True)
+        path = tmp_path / "haproxy.cfg"
+        path.write_text(documented_config(listening, ports))
+        fds = [listening.fileno()]
+        check = await asyncio.create_subprocess_exec(
+            executable,
+            "-c",
+            "-f",
+            str(path),
+            pass_fds=fds,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(check.communicate(), timeout(10))
+        assert check.returncode == 0, out.decode()
+        assert b"WARNING" not in out and b"ALERT" not in out, out.decode()  # a clean config
+        process = await asyncio.create_subprocess_exec(
+            executable, "-db", "-f", str(path), pass_fds=fds, stderr=asyncio.subprocess.PIPE
+        )
+        haproxy = LoggedProcess(process)
+        try:
+            yield listening.getsockname()[1], haproxy
+        finally:
+            await stop(process)
+            haproxy.reader.cancel()
 
 
 async def run_clients(url: str, tmp_path: Path) -> dict[str, Any]:
@@ -170,10 +165,9 @@ async def test_haproxy_recipe_200_default_clients(tmp_path: Path) -> None:
     with redis_server() as redis:
         async with documented_nodes(redis.url, tmp_path) as nodes:
             ports = [node.listening.result() for node in nodes]
-            front = free_port()
-            async with documented_haproxy(documented_config(front, ports), tmp_path) as haproxy:
-                await wait_listening(front, haproxy.process)
+            async with documented_haproxy(ports, tmp_path) as (front, haproxy):
                 summary = await run_clients(f"http://127.0.0.1:{front}", tmp_path)
+            assert "ALERT" not in haproxy.log, haproxy.log
             assert "failed" not in summary, summary
             assert summary["errors"] == [], summary["errors"]
             # 200 connected, and every one upgraded to WebSocket.
