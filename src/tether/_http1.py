@@ -329,7 +329,11 @@ class HTTPStream(asyncio.BufferedProtocol):
             self._lingering = True
             self._head = bytearray()
             self._head_limit = len(self._shared.scratch)
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer reset it already (ENOTCONN)
+                transport.abort()
+                return
             self._resume_reading()
         else:
             transport.close()

@@ -1,5 +1,5 @@
-"""Command line: ``python -m tether serve --echo``, ``python -m tether connect URI``
-and ``python -m tether demo``.
+"""Command line: ``python -m tether serve --echo``, ``python -m tether connect URI``,
+``python -m tether demo`` and ``python -m tether run APP --workers N``.
 
 Built on the public API only. Limit flags are generated from
 :class:`tether.Limits`, so each limit is defined once.
@@ -107,6 +107,20 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks one)"
     )
     demo.add_argument("--redis", metavar="URL", default=None, help="share chat state through Redis")
+
+    run = commands.add_parser(
+        "run", help="serve a realtime.Server on N worker processes sharing one port"
+    )
+    run.add_argument("app", help="module:attribute of a tether.realtime.Server (myapp:server)")
+    run.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks one)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    run.add_argument(
+        "--redis", metavar="URL", default=None, help="rooms across workers through Redis"
+    )
+    run.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to stop before a kill (default: 10)"
+    )
     return parser
 
 
@@ -218,12 +232,23 @@ async def _client(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    # run: INFO by default, for its port and its workers' starts and exits.
+    verbose = max(args.verbose, 1) if args.command == "run" else args.verbose
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "demo":
         from .demo import main as demo_main
 
         runner: Any = demo_main(args.host, args.port, args.redis)
+    elif args.command == "run":
+        from .realtime.workers import run
+
+        options = {"host": args.host, "port": args.port, "workers": args.workers}
+        try:
+            return run(args.app, **options, redis=args.redis, grace=args.grace)
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     else:
         runner = _serve(args) if args.command == "serve" else _client(args)
     try:

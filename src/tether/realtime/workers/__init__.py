@@ -9,5 +9,6 @@ that worker (:mod:`.handoff`). See docs/workers.md.
 from __future__ import annotations
 
 from .handoff import Handoff, sid_prefix, worker_of
+from .supervisor import Supervisor, WorkerOptions, run
 
-__all__ = ["Handoff", "sid_prefix", "worker_of"]
+__all__ = ["Handoff", "Supervisor", "WorkerOptions", "run", "sid_prefix", "worker_of"]

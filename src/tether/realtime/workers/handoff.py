@@ -28,7 +28,7 @@ from ...exceptions import ConnectionClosed
 from ...protocol.http import Request
 from ...server import Server
 
-__all__ = ["ALPHABET", "MAX_WORKERS", "Handoff", "sid_prefix", "worker_of"]
+__all__ = ["ALPHABET", "MAX_WORKERS", "Handoff", "set_done", "sid_prefix", "worker_of"]
 
 _log = logging.getLogger("tether.workers")
 
@@ -82,6 +82,7 @@ class Handoff:
         self._inbox: socket.socket | None = None
         self._outboxes: dict[int, socket.socket] = {}
         self._failed: dict[int, float] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: Connections handed to other workers, and adopted from them.
         self.sent = 0
@@ -168,6 +169,14 @@ class Handoff:
         return True
 
     async def _send(self, index: int, sock: socket.socket, data: bytes) -> None:
+        # One send at a time per worker: the kernel queues few datagrams per
+        # socket (net.unix.max_dgram_qlen, 10 by default), and the loop has one
+        # writer callback per descriptor, so the waiters take turns.
+        lock = self._locks.setdefault(index, asyncio.Lock())
+        async with lock:
+            await self._send_locked(index, sock, data)
+
+    async def _send_locked(self, index: int, sock: socket.socket, data: bytes) -> None:
         for attempt in (1, 2):
             outbox = self._outbox(index)
             try:
@@ -213,7 +222,7 @@ class Handoff:
                 return
             except BlockingIOError:
                 writable = loop.create_future()
-                loop.add_writer(outbox.fileno(), _set, writable)
+                loop.add_writer(outbox.fileno(), set_done, writable)
                 try:
                     await asyncio.wait_for(writable, deadline)
                 except TimeoutError as exc:
@@ -232,6 +241,7 @@ class Handoff:
             self._drop_outbox(index)
 
 
-def _set(future: asyncio.Future[None]) -> None:
+def set_done(future: asyncio.Future[None]) -> None:
+    """Complete ``future`` unless it is already (a reader's or writer's callback)."""
     if not future.done():
         future.set_result(None)

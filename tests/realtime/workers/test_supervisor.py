@@ -1,0 +1,145 @@
+"""``tether run``: N workers on one port, default socket.io clients, restarts, stop.
+
+Real processes only: the supervisor (``python -m tether run``), its workers,
+redis-server, and official socket.io-client sockets (node, default transports:
+long-polling first, then the upgrade to WebSocket).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import timeout
+from realtime.redis_helpers import RedisServer, redis_server
+from realtime.workers.workers_helpers import Crowd, Run, alive
+
+CLIENTS = 200
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+def _cluster_available() -> bool:
+    try:
+        from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _crowd_scenario(run: Run, count: int) -> None:
+    """``count`` clients connect, upgrade, join a room; a broadcast reaches each
+    exactly once; acks work both ways."""
+    crowd = Crowd(run.url, count)
+    try:
+        ready = crowd.read("ready", timeout(120))
+        assert ready["ready"] == count and ready["upgraded"] == count
+        # Sessions on several workers: requests were routed to their owners.
+        assert len(ready["pids"]) > 1, ready
+        assert set(map(int, ready["pids"])) <= set(run.pids.values())
+        crowd.send({"transports": True})
+        assert crowd.read("transports")["transports"] == ["websocket"] * count
+        for n in (1, 2):  # the second, sent after the first arrived everywhere...
+            crowd.send({"shout": n})
+            got = crowd.read("got", timeout(30))
+            assert got["got"] == n
+        # ...comes after any duplicate of the first would have.
+        counts = got["counts"]
+        assert [c.get("1") for c in counts] == [1] * count
+        crowd.send({"ask": True})
+        asked = crowd.read("asked", timeout(30))["asked"]
+        assert asked == [f"answer-{i}" for i in range(count)]
+    finally:
+        crowd.close()
+
+
+def _serve_the_crowd(directory: Path, *args: str) -> list[str]:
+    """``tether run`` with 4 workers and ``args``: the crowd scenario, then
+    SIGTERM (exit 0); the supervisor's log."""
+    run = Run(directory, 4, *args)
+    try:
+        run.start()
+        _crowd_scenario(run, CLIENTS)
+        assert run.terminate() == 0
+    finally:
+        run.stop()
+    handed = [int(n) for n in re.findall(r"handed (\d+) connections", "\n".join(run.log.seen))]
+    assert len(handed) == 4 and sum(handed) > 0  # requests did reach their owners
+    return run.log.seen
+
+
+@pytest.mark.redis
+def test_200_default_clients_on_4_workers_with_redis(tmp_path: Path, redis: RedisServer) -> None:
+    log = _serve_the_crowd(tmp_path, "--redis", redis.url)
+    assert not any("cluster" in line for line in log)
+
+
+@pytest.mark.skipif(not _cluster_available(), reason="the cluster adapter is not there yet")
+def test_200_default_clients_on_4_workers_with_the_cluster_hub(tmp_path: Path) -> None:
+    log = _serve_the_crowd(tmp_path)
+    assert any("cluster" in line for line in log)
+
+
+def test_one_worker(tmp_path: Path) -> None:
+    run = Run(tmp_path, 1)
+    try:
+        run.start()
+        crowd = Crowd(run.url, 5)
+        try:
+            ready = crowd.read("ready", timeout(60))
+            assert ready["upgraded"] == 5 and list(map(int, ready["pids"])) == [run.pids[0]]
+        finally:
+            crowd.close()
+        assert run.terminate() == 0
+    finally:
+        run.stop()
+
+
+@pytest.mark.redis
+def test_a_killed_worker_is_replaced_and_takes_new_sessions(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    run = Run(tmp_path, 2, "--redis", redis.url)
+    try:
+        run.start()
+        old = run.pids[1]
+        os.kill(old, signal.SIGKILL)
+        run.log.wait_for(rf"worker 1 \(pid {old}\) died: killed by SIGKILL", timeout(30))
+        new = run.wait_ready(1)
+        assert new != old and not alive(old)
+        # New sessions land on it (and on the other): 40 clients see both pids.
+        crowd = Crowd(run.url, 40)
+        try:
+            ready = crowd.read("ready", timeout(60))
+            assert ready["upgraded"] == 40
+            assert set(map(int, ready["pids"])) == {run.pids[0], new}
+        finally:
+            crowd.close()
+        assert run.terminate() == 0
+        assert not any(alive(pid) for pid in run.pids.values())
+    finally:
+        run.stop()
+
+
+def test_sigterm_stops_everything_within_the_grace_period(tmp_path: Path) -> None:
+    run = Run(tmp_path, 2, "--grace", "5")
+    try:
+        run.start()
+        pids = list(run.pids.values())
+        assert all(alive(pid) for pid in pids)
+        assert run.terminate() == 0
+        assert not any(alive(pid) for pid in pids)
+        log = "\n".join(run.log.seen)
+        assert "still running: killed" not in log
+        assert len(re.findall(r"stopped: exit code 0", log)) == 2, log
+    finally:
+        run.stop()
