@@ -84,7 +84,9 @@ def instructions(src: Path, messages: int, size: int, pure: bool) -> int:
         str(messages),
         str(size),
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[-2:])} failed:\n{done.stderr[-3000:]}")
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"no callgrind total in:\n{done.stderr[-2000:]}")
