@@ -20,6 +20,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from realtime.server.test_server_recovery import event_with_offset
 from realtime.sio_helpers import EioSocket, eventually, open_websocket, running
 from tether import realtime
 from tether.realtime.adapters.base import Adapter, BroadcastOptions, SavedSession
+from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
 from tether.realtime.adapters.redis import RedisAdapter
 from tether.realtime.protocol import socketio
 
@@ -52,6 +54,10 @@ async def lose(server: realtime.Server, ws: EioSocket, pid: str) -> None:
     """Drop a client's connection and wait until its session is saved."""
     await ws.close()
     adapter = server.adapter
+    if isinstance(adapter, ClusterAdapter):  # kept by the hub
+        kept = _hubs[adapter.path].memory.inner._sessions
+        await eventually(lambda: pid in kept)
+        return
     if not isinstance(adapter, RedisAdapter):
         await eventually(lambda: pid in adapter._sessions)
         return
@@ -71,13 +77,28 @@ def redis() -> Iterator[RedisServer]:
 
 
 _prefixes = itertools.count()
+_hubs: dict[str, ClusterHub] = {}  # by path: the hub of each cluster served
+
+
+@contextlib.asynccontextmanager
+async def cluster_hub(path: str) -> AsyncIterator[ClusterHub]:
+    hub = _hubs[path] = ClusterHub(path)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.close()
+        del _hubs[path]
 
 
 @contextlib.asynccontextmanager
 async def serving(
     kind: str, redis_url: str | None = None, prefix: str = "", **options: Any
 ) -> AsyncIterator[tuple[realtime.Server, int]]:
-    """The chat served with the in-memory adapter or a RedisAdapter."""
+    """The chat served with the in-memory adapter, a RedisAdapter or a
+    ClusterAdapter (``prefix``: the path of its hub, started by the caller)."""
+    if kind == "cluster":
+        options["adapter"] = ClusterAdapter(prefix, request_timeout=timeout(3))
     if kind == "redis":
         assert redis_url is not None
         prefix = prefix or f"t-hostile-{next(_prefixes)}"
@@ -87,7 +108,7 @@ async def serving(
         yield server, sio.port
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", "cluster", pytest.param("redis", marks=pytest.mark.redis)])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -259,8 +280,13 @@ def test_recovery_options_are_validated() -> None:
 
 
 async def test_an_old_offset_replays_nothing_from_before_joining(
-    kind: str, redis_url: str | None
+    kind: str, redis_url: str | None, tmp_path: Path
 ) -> None:
+    if kind == "cluster":
+        path = str(tmp_path / "hub.sock")
+        async with cluster_hub(path), serving(kind, prefix=path) as (server, port):
+            await old_offsets_attack(server, port)
+        return
     async with serving(kind, redis_url) as (server, port):
         await old_offsets_attack(server, port)
 
@@ -381,20 +407,36 @@ async def test_no_socket_can_join_a_sid_of_another_node(redis: RedisServer) -> N
         serving("redis", redis.url, prefix) as (one, port_one),
         serving("redis", redis.url, prefix) as (two, port_two),
     ):
-        victim, hello = await connect(port_one)
-        attacker, _ = await connect(port_two)
-        async with bystander(port_two) as watcher:
-            await attacker.send(f'421["join","{hello["sid"]}"]', '422["join","lobby"]')
-            assert await attacker.recv_text() == '432["lobby"]'  # the first join failed
-            assert all(hello["sid"] not in s.rooms for s in two.sockets.values())
-            await two.to(hello["sid"]).emit("private", "to its room")
-            await one.sockets[hello["sid"]].emit("private", "for the victim")
-            assert event_with_offset(await victim.recv())[0] == ["private", "to its room"]
-            assert event_with_offset(await victim.recv())[0] == ["private", "for the victim"]
-            await attacker.nothing(0.1)
-            await watcher.check(max_latency=0.5)
-        await victim.close()
-        await attacker.close()
+        await sid_of_another_node_attack(one, port_one, two, port_two)
+
+
+async def test_no_socket_can_join_a_sid_of_another_worker(tmp_path: Path) -> None:
+    path = str(tmp_path / "hub.sock")
+    async with (
+        cluster_hub(path),
+        serving("cluster", prefix=path) as (one, port_one),
+        serving("cluster", prefix=path) as (two, port_two),
+    ):
+        await sid_of_another_node_attack(one, port_one, two, port_two)
+
+
+async def sid_of_another_node_attack(
+    one: realtime.Server, port_one: int, two: realtime.Server, port_two: int
+) -> None:
+    victim, hello = await connect(port_one)
+    attacker, _ = await connect(port_two)
+    async with bystander(port_two) as watcher:
+        await attacker.send(f'421["join","{hello["sid"]}"]', '422["join","lobby"]')
+        assert await attacker.recv_text() == '432["lobby"]'  # the first join failed
+        assert all(hello["sid"] not in s.rooms for s in two.sockets.values())
+        await two.to(hello["sid"]).emit("private", "to its room")
+        await one.sockets[hello["sid"]].emit("private", "for the victim")
+        assert event_with_offset(await victim.recv())[0] == ["private", "to its room"]
+        assert event_with_offset(await victim.recv())[0] == ["private", "for the victim"]
+        await attacker.nothing(0.1)
+        await watcher.check(max_latency=0.5)
+    await victim.close()
+    await attacker.close()
 
 
 # -- 5. garbage in the Redis stream -------------------------------------------------------
