@@ -38,9 +38,8 @@ from tether.sync.loop import EventLoopThread
 #   /fragments      send "abc" in three fragments, then "d", then close with 1000
 #   /close/<code>   close at once with <code> and the reason "bye"
 #   /big/<n>        send <n> bytes, then read until the client closes
-#   /burst/<n>      send "0", "1", ... "<n-1>" as fast as the client reads them
 # Every server puts the close code it received in ``closes`` when it is done.
-PATHS = ("/echo", "/fragments", "/close/", "/big/", "/burst/")
+PATHS = ("/echo", "/fragments", "/close/", "/big/")
 
 
 @dataclass
@@ -84,11 +83,6 @@ async def _tether_behaviour(connection: tether.Connection, closes: queue.Queue[i
             await connection.send(b"x" * int(path.rsplit("/", 1)[1]))
             async for _ in connection:
                 pass
-        elif path.startswith("/burst/"):
-            for number in range(int(path.rsplit("/", 1)[1])):
-                await connection.send(str(number))
-            async for _ in connection:
-                pass
     except tether.ConnectionClosed:
         pass
     finally:
@@ -111,11 +105,6 @@ def _websockets_behaviour(connection: ServerConnection, closes: queue.Queue[int 
             connection.close(int(path.rsplit("/", 1)[1]), "bye")
         elif path.startswith("/big/"):
             connection.send(b"x" * int(path.rsplit("/", 1)[1]))
-            for _ in connection:
-                pass
-        elif path.startswith("/burst/"):
-            for number in range(int(path.rsplit("/", 1)[1])):
-                connection.send(str(number))
             for _ in connection:
                 pass
     except WebsocketsClosed:
