@@ -22,6 +22,7 @@ from typing import Any
 
 from helpers import repo_root, timeout
 from realtime.redis_helpers import Peer, Proxy, _env
+from realtime.sio_helpers import eventually
 from tether.realtime.adapters.cluster import ClusterHub
 
 NODE_SCRIPT = Path(__file__).with_name("cluster_node.py")
@@ -80,7 +81,8 @@ async def cluster(tmp_path: Path, count: int, *, recovery: bool) -> AsyncIterato
     try:
         for _ in range(count):
             workers.append(await Worker.start(hub.path, recovery=recovery))
-        assert sorted(hub.nodes) == sorted(worker.node for worker in workers)
+        nodes = sorted(worker.node for worker in workers)
+        await eventually(lambda: sorted(hub.nodes) == nodes)  # each said hello
         yield workers
     finally:
         for worker in workers:

@@ -143,7 +143,8 @@ class ClusterAdapter(Adapter):
         await self.link.close(self.request_timeout)
         for task in self._tasks:
             task.cancel()
-        await asyncio.wait(self._tasks or [asyncio.sleep(0)], timeout=self.request_timeout)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.request_timeout)
         self._on_down()
 
     async def _beat(self) -> None:

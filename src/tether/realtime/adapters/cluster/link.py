@@ -88,7 +88,8 @@ class Link:
             await asyncio.wait({task}, timeout=timeout)
 
     async def _run(self) -> None:
-        failures = 0
+        failures = 0  # connection attempts failed in a row
+        drops = 0  # links dropped soon after they were made, in a row
         while True:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.path)
@@ -101,17 +102,21 @@ class Link:
             if failures:
                 _log.warning("cluster hub at %s reached again", self.path)
             failures = 0
-            await self._serve(
-                Peer(
-                    reader,
-                    writer,
-                    name="the cluster hub",
-                    max_frame=self.max_frame,
-                    max_queued=self.max_queued,
-                )
+            loop = asyncio.get_running_loop()
+            since = loop.time()
+            peer = Peer(
+                reader,
+                writer,
+                name="the cluster hub",
+                max_frame=self.max_frame,
+                max_queued=self.max_queued,
             )
+            await self._serve(peer)
+            # A link that the hub drops at once (it refuses what we send)
+            # backs off like a failed connection, not in a tight loop.
+            drops = drops + 1 if loop.time() - since < self.backoff_cap else 0
             failures = 1
-            await asyncio.sleep(self._delay(failures))
+            await asyncio.sleep(self._delay(1 + drops))
 
     def _delay(self, failures: int) -> float:
         # Exponential, capped, with jitter: workers do not all knock at once.
