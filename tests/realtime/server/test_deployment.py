@@ -179,8 +179,8 @@ async def test_starlette_mount_in_memory(tmp_path: Path) -> None:
 
 
 def test_the_doc_blocks_are_the_ones_tested() -> None:
-    # Every block of the page is run above, or in test_haproxy.py, or is a
-    # command run there; only the nginx configuration is documented, not run.
+    # Every block of the page is run above, or in test_haproxy.py or
+    # test_nginx.py, or is a command run there.
     blocks = BLOCK.findall(DOC.read_text())
     firsts = [(lang, source.splitlines()[0]) for lang, source in blocks]
     assert sorted(firsts) == sorted(

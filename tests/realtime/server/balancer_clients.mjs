@@ -1,5 +1,5 @@
 // Official socket.io-client 4.8 clients with DEFAULT transports (long-polling,
-// then the WebSocket upgrade) through a load balancer; run by test_haproxy.py
+// then the WebSocket upgrade) through a load balancer; run by test_haproxy.py and test_nginx.py (through balancer.py)
 // against docs/deployment.md's node.py processes.
 //
 // Usage: node haproxy_clients.mjs '{"url": ..., "count": 200, "room": "r",
