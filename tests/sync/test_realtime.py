@@ -230,6 +230,17 @@ def test_disconnect_runs_the_disconnect_handler_before_returning(
     assert client.wait(timeout=timeout(1))
 
 
+def test_coroutine_handlers_are_refused() -> None:
+    client = Client()
+
+    async def handler() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="plain functions"):
+        client.on("news", handler)
+    client.close()
+
+
 def test_inside_a_running_loop_raises(node_url: str) -> None:
     client = Client(reconnection=False)
 

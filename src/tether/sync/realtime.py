@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import queue
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -96,6 +97,12 @@ class Client(Closing):
         """
 
         def register(handler: H) -> H:
+            if inspect.iscoroutinefunction(handler):
+                # It would run on no loop: its coroutine would never be awaited.
+                raise TypeError(
+                    "the blocking client's handlers are plain functions; "
+                    "tether.realtime.client.Client takes coroutine functions"
+                )
             self.client.on(event, self._off_the_loop(handler), namespace=namespace)
             return handler
 
@@ -279,7 +286,11 @@ class SimpleClient(Closing):
             events.put([event, *args])
 
         client.client.on(CATCH_ALL, record, namespace=namespace)
-        client.connect(url, namespaces=[namespace], **options)
+        try:
+            client.connect(url, namespaces=[namespace], **options)
+        except BaseException:
+            client.close()
+            raise
         self.client = client
         # None in the queue: disconnected for good, receive() raises.
         self._done = sync_loop.shared.start(client.client.wait)
