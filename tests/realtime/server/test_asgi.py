@@ -5,7 +5,10 @@ uvicorn runs in the test's event loop on a socket bound to 127.0.0.1 port 0
 each of its WebSocket implementations. The clients are python-socketio's
 ``AsyncClient`` (both transports) and aiohttp or raw streams for HTTP details.
 Mounted in FastAPI without lifespan wiring, the app starts the server on its
-first request, once, with one warning; a start that fails answers 500.
+first request, once, with one warning; a start that fails answers 500 and is
+logged once, even when no request waits for it any more; after a shutdown,
+requests get 503 and nothing restarts the server but an explicit start(). A
+WebSocket opened directly gets the sid cookie in the accept's headers.
 """
 
 from __future__ import annotations
@@ -693,10 +696,10 @@ async def test_start_during_shutdown_is_refused() -> None:
 async def test_failed_start_nobody_waits_for_is_retrieved_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The request that started the server goes away (an ASGI server that
-    # cancels the app's task when its client disconnects, as hypercorn does)
-    # before the adapter fails: the error is still retrieved (no "Task
-    # exception was never retrieved" from asyncio) and logged once, with its cause.
+    # The requests waiting for the start go away (an ASGI server may cancel
+    # the app's task when its client disconnects) before the adapter fails:
+    # the error is still retrieved (no "Task exception was never retrieved"
+    # from asyncio) and logged once, with its cause.
     caplog.set_level(logging.DEBUG, "asyncio")
     adapter, server = held_start(RuntimeError("broker unreachable"))
     app = server.asgi_app()
