@@ -16,7 +16,7 @@ waiting on its own could not tell whether the message had been taken.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from .. import client as async_client
 from ..exceptions import ConnectionClosedOK
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..connection import Data, Message
     from ..protocol.http import Request, Response
 
-__all__ = ["Closing", "Connection", "connect"]
+__all__ = ["Closing", "Connection", "connect", "method_with_options_of", "with_options_of"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,6 +45,18 @@ def with_options_of(
 
     def decorate(function: Callable[..., R]) -> Callable[P, R]:
         return cast("Callable[P, R]", function)
+
+    return decorate
+
+
+def method_with_options_of(
+    target: Callable[Concatenate[Any, P], object],
+) -> Callable[[Callable[..., R]], Callable[Concatenate[Any, P], R]]:
+    """:func:`with_options_of` for a method, from the method ``target``
+    (``__init__`` for a constructor): ``self``, then its parameters."""
+
+    def decorate(method: Callable[..., R]) -> Callable[Concatenate[Any, P], R]:
+        return cast("Callable[Concatenate[Any, P], R]", method)
 
     return decorate
 

@@ -36,7 +36,7 @@ from ..realtime.client import client as async_realtime
 from ..realtime.client.events import CATCH_ALL
 from ..realtime.protocol.socketio import DEFAULT_NAMESPACE
 from . import loop as sync_loop
-from .client import Closing
+from .client import Closing, method_with_options_of
 
 __all__ = ["CATCH_ALL", "Client", "SimpleClient"]
 
@@ -62,6 +62,7 @@ class Client(Closing):
         client.wait()  # until disconnected for good
     """
 
+    @method_with_options_of(async_realtime.Client.__init__)
     def __init__(self, **options: Any) -> None:
         self.client = async_realtime.Client(**options)
         """The asyncio client underneath (only to be used on its loop)."""
@@ -121,6 +122,7 @@ class Client(Closing):
 
     # -- connecting --------------------------------------------------------------
 
+    @method_with_options_of(async_realtime.Client.connect)
     def connect(self, url: str, **options: Any) -> None:
         """Connect to ``url`` and join the namespaces; return once the server
         accepted every one.
