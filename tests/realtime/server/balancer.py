@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -90,6 +91,11 @@ async def run_clients(url: str) -> dict[str, Any]:
     """Run the clients against ``url``; their summary (see balancer_clients.mjs)."""
     if node_bin() is None or not (repo_root() / "node_modules" / "socket.io-client").is_dir():
         pytest.skip("node or socket.io-client missing (scripts/test installs them)")
+    try:
+        with socket.socket() as probe:
+            probe.bind((CLIENT_ADDRESS, 0))
+    except OSError:  # Linux routes 127.0.0.0/8 to loopback; other systems may not
+        pytest.skip(f"cannot bind {CLIENT_ADDRESS}")
     config = {
         "url": url,
         "count": CLIENTS,
