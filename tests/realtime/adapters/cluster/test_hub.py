@@ -169,13 +169,18 @@ async def test_a_dead_worker_s_sessions_are_restored_once_with_what_they_missed(
     offset = first["off"]
     w1.kill()  # it persists nothing
     await eventually(lambda: "w1" not in hub.nodes)
-    for data, rooms in ((["m", 1], ["r"]), (["elsewhere"], ["o"]), (["m", 2], None)):
+    missed: list[tuple[list[Any], list[str] | None]] = [
+        (["m", 1], ["r"]),
+        (["elsewhere"], ["o"]),
+        (["m", b"\x00\x02"], None),  # binary attachments are kept too
+    ]
+    for data, rooms in missed:
         w2.send(bc(data, rooms, store=True))
     w2.send({"t": "restore", "id": 1, "nsp": "/", "pid": "pa", "offset": offset})
     reply = await w2.recv_kind("restored")
     session = reply["session"]
     assert (session["sid"], session["rooms"], session["data"]) == ("a", ["r"], {"x": 1})
-    assert [data[:2] for data in reply["missed"]] == [["m", 1], ["m", 2]]
+    assert [data[:2] for data in reply["missed"]] == [["m", 1], ["m", b"\x00\x02"]]
     offsets = [data[-1] for data in reply["missed"]]
     assert offsets == sorted(offsets, key=lambda o: int(o.rpartition("-")[2])) > [offset]
     w2.send({"t": "restore", "id": 2, "nsp": "/", "pid": "pa", "offset": offset})

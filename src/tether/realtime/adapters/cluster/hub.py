@@ -45,7 +45,7 @@ from ....exceptions import PacketError
 from ....ratelimit import LogLimiter
 from ..base import RecoveryOptions, SavedSession
 from .memory import Memory, Owned, opts_from_wire
-from .peer import MAX_QUEUED, Peer, PeerGone
+from .peer import MAX_QUEUED, Peer, PeerGone, frame_of
 from .wire import MAX_FRAME, from_wire, to_wire
 
 __all__ = ["ClusterHub"]
@@ -262,12 +262,19 @@ class ClusterHub:
             targets = [worker] if message.get("local") else list(self.workers.values())
         else:
             targets = self._others(worker)
-        for target in targets:
-            target.peer.send(out)
+        self._relay(targets, out)
+
+    def _relay(self, targets: list[_Worker], message: dict[str, Any]) -> None:
+        """Send ``message`` to ``targets``, encoded once."""
+        if not targets:
+            return
+        frame = frame_of(message, self.max_frame, "workers")
+        if frame is not None:
+            for target in targets:
+                target.peer.send_frame(frame)
 
     async def _on_server_event(self, worker: _Worker, message: dict[str, Any]) -> None:
-        for target in self._others(worker):
-            target.peer.send(message)
+        self._relay(self._others(worker), message)
 
     async def _on_request(self, worker: _Worker, message: dict[str, Any]) -> None:
         request_id = str(message["id"])
@@ -280,8 +287,7 @@ class ClusterHub:
             owed = {target.node: _Owed() for target in targets}
             self._requests[request_id] = _Request(worker, now + ttl, owed)
         worker.peer.send({"t": "sent", "id": request_id, "n": len(targets)})
-        for target in targets:
-            target.peer.send(message)
+        self._relay(targets, message)
 
     def _expire(self, now: float) -> None:
         requests = self._requests

@@ -18,13 +18,22 @@ from ....exceptions import PacketError
 from ....limits import MiB
 from .wire import HEAD, MAX_FRAME, decode, encode, frame_length
 
-__all__ = ["MAX_QUEUED", "Peer", "PeerGone"]
+__all__ = ["MAX_QUEUED", "Peer", "PeerGone", "frame_of"]
 
 _log = logging.getLogger("tether.realtime.adapters.cluster")
 
 #: Bytes written to a peer and not yet read by it, past which the link is
 #: dropped: two of the largest frames, so one large message never trips it.
 MAX_QUEUED = 2 * MAX_FRAME + 1 * MiB
+
+
+def frame_of(message: dict[str, Any], max_frame: int, to: str) -> bytes | None:
+    """The frame of ``message``, or None (logged) if it cannot be sent."""
+    try:
+        return encode(message, max_frame)
+    except (PacketError, TypeError, ValueError) as exc:
+        _log.warning("cannot send a %r message to %s: %s", message.get("t"), to, exc)
+        return None
 
 
 class PeerGone(Exception):
@@ -71,10 +80,13 @@ class Peer:
         the peer is not reading (logged)."""
         if self.closed or self.writer.is_closing():
             return False
-        try:
-            frame = encode(message, self.max_frame)
-        except (PacketError, TypeError, ValueError) as exc:
-            _log.warning("cannot send a %r message to %s: %s", message.get("t"), self.name, exc)
+        frame = frame_of(message, self.max_frame, self.name)
+        return frame is not None and self.send_frame(frame)
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue a frame made by :func:`~.wire.encode` (one frame may go to
+        many peers); False if the link is closed or was just dropped."""
+        if self.closed or self.writer.is_closing():
             return False
         transport = self.writer.transport
         if transport.get_write_buffer_size() + len(frame) > self.max_queued:

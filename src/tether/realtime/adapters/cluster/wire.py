@@ -57,8 +57,14 @@ def encode(message: dict[str, Any], max_frame: int = MAX_FRAME) -> bytes:
     """The whole frame (length prefix included) carrying ``message``;
     :class:`FrameTooLarge` past ``max_frame``, :class:`TypeError` or
     :class:`ValueError` if it is not JSON-able."""
-    header, attachments = socketio.deconstruct(message)
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    attachments: list[bytes] = []
+    try:
+        # Most messages carry no bytes: JSON refuses bytes, and only then is
+        # the message walked for attachments.
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    except TypeError:
+        header, attachments = socketio.deconstruct(message)
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     parts = [b"", _U32.pack(len(text)), text]
     for attachment in attachments:
         parts += [_U32.pack(len(attachment)), attachment]
