@@ -17,7 +17,7 @@ import pytest
 
 from helpers import timeout
 from realtime.redis_helpers import RedisServer, redis_server
-from realtime.workers.workers_helpers import Crowd, Run, alive
+from realtime.workers.workers_helpers import STREAM, Crowd, Run, alive
 
 CLIENTS = 200
 
@@ -141,5 +141,33 @@ def test_sigterm_stops_everything_within_the_grace_period(tmp_path: Path) -> Non
         log = "\n".join(run.log.seen)
         assert "still running: killed" not in log
         assert len(re.findall(r"stopped: exit code 0", log)) == 2, log
+    finally:
+        run.stop()
+
+
+@pytest.mark.skipif(not _cluster_available(), reason="the cluster adapter is not there yet")
+def test_a_stream_survives_its_worker_s_sigkill(tmp_path: Path) -> None:
+    """100 events to one default client; its worker is SIGKILLed after 30: it
+    reconnects to another worker, recovers its session through the cluster
+    hub, and gets every event exactly once, in order."""
+    run = Run(tmp_path, 2, recovery=True)
+    try:
+        run.start()
+        stream = Crowd(run.url, 100, script=STREAM, pause_at=30)
+        try:
+            pids = stream.read("consumer")
+            assert pids["consumer"] != pids["producer"]
+            assert stream.read("paused")["paused"] == 30
+            os.kill(pids["consumer"], signal.SIGKILL)
+            index = next(i for i, pid in run.pids.items() if pid == pids["consumer"])
+            died = rf"worker {index} \(pid {pids['consumer']}\) died: killed by SIGKILL"
+            run.log.wait_for(died, timeout(30))
+            stream.send({"resume": True})
+            done = stream.read("done", timeout(60))
+            assert done["done"] == list(range(1, 101))
+            assert done["recovered"] is True
+        finally:
+            stream.close()
+        assert run.terminate() == 0
     finally:
         run.stop()

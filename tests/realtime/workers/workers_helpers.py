@@ -22,14 +22,14 @@ import pytest
 
 from helpers import node_bin, repo_root, timeout
 
-__all__ = ["APP", "Crowd", "Run"]
+__all__ = ["APP", "STREAM", "Crowd", "Run", "alive"]
 
 #: The application the tests serve (written to tmp_path as myapp.py).
 APP = """
 import os
 from tether import realtime
 
-server = realtime.Server()
+server = realtime.Server(connection_state_recovery=RECOVERY)
 
 
 @server.on("join")
@@ -44,12 +44,19 @@ async def shout(socket, room, n):
     return "ok"
 
 
+@server.on("tick")
+async def tick(socket, room, n):
+    await server.to(room).emit("tick", n)
+    return "ok"
+
+
 @server.on("ask")
 async def ask(socket):
     return await socket.emit_with_ack("question", timeout=10)
 """
 
 CROWD = Path(__file__).with_name("sio_crowd.mjs")
+STREAM = Path(__file__).with_name("sio_stream.mjs")
 
 
 def _env() -> dict[str, str]:
@@ -99,8 +106,9 @@ class _Lines:
 class Run:
     """``python -m tether run myapp:server --port 0 --workers N`` in ``directory``."""
 
-    def __init__(self, directory: Path, workers: int, *args: str) -> None:
-        (directory / "myapp.py").write_text(APP)
+    def __init__(self, directory: Path, workers: int, *args: str, recovery: bool = False) -> None:
+        recovery_options = '{"max_disconnection_duration": 30}' if recovery else "None"
+        (directory / "myapp.py").write_text(APP.replace("RECOVERY", recovery_options))
         command = [sys.executable, "-m", "tether", "run", "myapp:server", "--port", "0"]
         command += ["--workers", str(workers), *args]
         self.workers = workers
@@ -176,15 +184,18 @@ def alive(pid: int) -> bool:
 
 
 class Crowd:
-    """``sio_crowd.mjs``: ``count`` official socket.io clients, default transports."""
+    """``sio_crowd.mjs``: ``count`` official socket.io clients, default transports
+    (or another script of this folder, given its ``config``)."""
 
-    def __init__(self, url: str, count: int, room: str = "r") -> None:
+    def __init__(
+        self, url: str, count: int, room: str = "r", *, script: Path = CROWD, **config: Any
+    ) -> None:
         node = node_bin()
         if node is None:
             pytest.skip("node is not installed")
-        config = json.dumps({"url": url, "count": count, "room": room})
+        config = {"url": url, "count": count, "room": room, **config}
         self.process = subprocess.Popen(
-            [node, str(CROWD), config],
+            [node, str(script), json.dumps(config)],
             cwd=repo_root(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
