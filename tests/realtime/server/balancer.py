@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -121,9 +120,9 @@ async def run_clients(url: str) -> dict[str, Any]:
     return summary
 
 
-def check_clients(summary: dict[str, Any], nodes: list[LoggedProcess]) -> Counter[int]:
-    """Assert what every balancer must give the clients; how many sessions
-    each process (by its index in ``nodes``) got."""
+def check_clients(summary: dict[str, Any], nodes: list[LoggedProcess]) -> list[int]:
+    """Assert what every balancer must give the clients; the process (its
+    index in ``nodes``) of each client."""
     assert "failed" not in summary, summary
     assert summary["errors"] == [], summary["errors"]
     # 200 connected, and every one upgraded to WebSocket.
@@ -148,4 +147,4 @@ def check_clients(summary: dict[str, Any], nodes: list[LoggedProcess]) -> Counte
                 logged[sid] = (index, host, int(port))
     assert sorted(logged) == sorted(ids)
     assert {(host, port) for _, host, port in logged.values()} == {(CLIENT_ADDRESS, 0)}
-    return Counter(index for index, _, _ in logged.values())
+    return [logged[sid][0] for sid in ids]

@@ -90,8 +90,8 @@ async def test_nginx_recipe_200_default_clients(tmp_path: Path) -> None:
             ports = [node.listening.result() for node in nodes]
             async with documented_nginx(ports, tmp_path) as port:
                 summary = await balancer.run_clients(f"http://127.0.0.1:{port}")
-            spread = balancer.check_clients(summary, nodes)
+            placed = balancer.check_clients(summary, nodes)
             # ip_hash keys an IPv4 client on its first three bytes: every
             # client here (127.0.0.2) lands on one process, as every client
             # behind one NAT address would.
-            assert sorted(spread.values()) == [balancer.CLIENTS], spread
+            assert len(set(placed)) == 1, placed
