@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from realtime.adapters.test_contract import NSP, Node, _attach, event
 from realtime.sio_helpers import eventually
 from tether.realtime import BroadcastOptions, RecoveryOptions
 from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
+from tether.realtime.adapters.cluster.wire import encode
 from tether.realtime.protocol import socketio
 
 
@@ -136,3 +138,33 @@ async def test_a_request_does_not_wait_for_a_worker_that_died(hub: ClusterHub) -
         peer.abort()  # worker 1's link dies; its answer counts as given
         n0.host.sockets[NSP, "a"].acks[1].set_result("from a")
         assert await asyncio.wait_for(replies, timeout(2)) == ["from a"]
+
+
+async def test_a_hub_that_sends_garbage_is_left_and_reached_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An oversize frame from the hub drops the link (the adapter does not
+    buffer it); a message of an unknown kind is logged and skipped."""
+    path = str(tmp_path / "bad.sock")
+    links: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        links.append(writer)
+        if len(links) == 1:
+            writer.write(struct.pack(">I", 1 << 30))  # announces 1 GiB
+        else:
+            writer.write(encode({"t": "nonsense"}) + encode({"t": "bc", "nsp": "/"}))
+
+    fake = await asyncio.start_unix_server(accept, path)
+    n = node(path)
+    try:
+        async with started(n):
+            await eventually(lambda: cluster(n).link.connects == 2 and cluster(n).connected)
+            await eventually(lambda: "unknown message 'nonsense'" in caplog.text)
+            await eventually(lambda: "failed to handle a 'bc'" in caplog.text)
+            assert "bad message from the cluster hub" in caplog.text
+            assert cluster(n).connected  # the second link stays up
+    finally:
+        fake.close()
+        for writer in links:
+            writer.transport.abort()
