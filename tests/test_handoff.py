@@ -221,3 +221,38 @@ async def test_handle_socket_serves_initial_bytes_first() -> None:
         server.close()
         await server.wait_closed()
         two.close()
+
+
+async def _detach_and_adopt_in_one_loop() -> list[bytes]:
+    """Server A hands /b requests to server B in the same loop; the answers."""
+    handler_b, http_b = make_handlers("B")
+    b = tether.Server(handler_b, http_handler=http_b)
+
+    async def route(connection: tether.Connection, request: Request) -> bool:
+        if not request.path.startswith("/b"):
+            return False
+        sock, data = await connection.detach()
+        await b.handle_socket(sock, initial=data)
+        return True
+
+    handler_a, http_a = make_handlers("A")
+    try:
+        async with tether.serve(handler_a, "127.0.0.1", 0, http_handler=http_a, route=route) as a:
+            data = _request("GET", "/a") + _request("POST", "/b", b"hi") + _request("GET", "/b2")
+            answers = await _exchange(a.port, data, 3)
+            async with tether.connect(f"ws://127.0.0.1:{a.port}/b") as client:
+                await client.send("x")
+                answers.append(str(await asyncio.wait_for(client.recv(), timeout(5))).encode())
+            return answers
+    finally:
+        b.close()
+        await b.wait_closed()
+
+
+def test_detach_and_handle_socket_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    first, second, third, message = uvloop.run(_detach_and_adopt_in_one_loop())
+    assert b"X-Served-By: A" in first and first.endswith(b"GET /a 0 ")
+    assert b"X-Served-By: B" in second and second.endswith(b"POST /b 2 hi")
+    assert b"X-Served-By: B" in third and third.endswith(b"GET /b2 0 ")
+    assert message == b"B:x"
