@@ -216,3 +216,18 @@ async def test_close_is_bounded_with_a_worker_that_does_not_read(
     assert time.monotonic() - start < timeout(1)
     assert await stuck.closed()
     assert not Path(hub.path).exists()
+
+
+async def test_a_worker_back_after_a_lost_link_takes_its_sockets_back(hub: ClusterHub) -> None:
+    """Its sockets were saved when its link dropped; reported live again,
+    they are no longer restorable elsewhere (that would make two of one)."""
+    live = {"nsp": "/", "sid": "a", "pid": "pa", "rooms": [], "data": {}}
+    w1 = await RawWorker.join(hub, "w1", REC)
+    w1.send({"t": "live", "sockets": [live]})
+    w1.kill()
+    await eventually(lambda: "w1" not in hub.nodes)
+    assert "pa" in hub.memory.inner._sessions
+    again = await RawWorker.join(hub, "w1", REC)
+    again.send({"t": "live", "sockets": [live]})
+    again.send({"t": "restore", "id": 1, "nsp": "/", "pid": "pa", "offset": None})
+    assert (await again.recv_kind("restored"))["session"] is None

@@ -93,6 +93,8 @@ class Memory:
         owned.sockets[key] = (pid if isinstance(pid, str) else None, dict(entry.get("data") or {}))
         if sid not in registry:
             registry.add(sid, self._seq)
+            if isinstance(pid, str):
+                self._unsave(pid)
         have = set(registry.rooms_of(sid)) - {sid}
         for room in have - rooms:
             registry.leave(sid, room)
@@ -101,6 +103,14 @@ class Memory:
     @property
     def _seq(self) -> int:
         return self.inner._seq
+
+    def _unsave(self, pid: str) -> None:
+        """Forget the saved session of a socket that is live again: its worker
+        lost the hub for a moment (the hub saved its sockets then) and came
+        back with it. Restoring it elsewhere would make two sockets of one."""
+        kept = self.inner._sessions.pop(pid, None)
+        if kept is not None:
+            self.inner._forget(kept)
 
     def gone(self, owned: Owned, nsp: str, sid: str) -> None:
         """A worker's socket left for good."""
