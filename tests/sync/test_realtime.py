@@ -230,6 +230,23 @@ def test_disconnect_runs_the_disconnect_handler_before_returning(
     assert client.wait(timeout=timeout(1))
 
 
+@pytest.mark.parametrize("method", ["disconnect", "close"])
+def test_a_handler_may_disconnect_the_client(
+    node_url: str, clients: Callable[..., Client], method: str
+) -> None:
+    client = clients()
+    events = Recorder(client, "disconnect")
+
+    @client.on("echo")
+    def on_echo(*args: Any) -> None:
+        getattr(client, method)()  # the handler's own thread: must not wait for itself
+
+    client.connect(node_url)
+    client.emit("echo", "bye")
+    assert client.wait(timeout=timeout(3))
+    assert events.get("disconnect") == ("io client disconnect",)
+
+
 def test_coroutine_handlers_are_refused() -> None:
     client = Client()
 

@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import queue
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -70,9 +71,19 @@ class Client(Closing):
         # One thread runs every handler, in order: handlers see events in the
         # order they arrived, as with the asyncio client's plain functions.
         self._handlers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="tether.sync.realtime handlers"
+            max_workers=1,
+            thread_name_prefix="tether.sync.realtime handlers",
+            initializer=self._on_handler_thread,
         )
+        self._handler_thread: int | None = None
         self._closed = False
+
+    def _on_handler_thread(self) -> None:
+        self._handler_thread = threading.get_ident()
+
+    def _in_a_handler(self) -> bool:
+        # A handler waiting for the handlers queued behind it would wait for ever.
+        return threading.get_ident() == self._handler_thread
 
     # -- handlers --------------------------------------------------------------
 
@@ -136,9 +147,10 @@ class Client(Closing):
 
     def disconnect(self) -> None:
         """Leave every namespace, close the connection and stop reconnecting;
-        return once the ``"disconnect"`` handlers have run."""
+        return once the ``"disconnect"`` handlers have run (called from a
+        handler: at once, and they run after it)."""
         self._loop.run(self.client.disconnect)
-        if not self._closed:
+        if not self._closed and not self._in_a_handler():
             self._handlers.submit(lambda: None).result()  # the handlers queued before
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -153,10 +165,11 @@ class Client(Closing):
         return True
 
     def close(self) -> None:
-        """:meth:`disconnect`, then stop the handler thread."""
+        """:meth:`disconnect`, then stop the handler thread (from a handler:
+        once the handlers queued are done)."""
         self.disconnect()
         self._closed = True
-        self._handlers.shutdown(wait=True)
+        self._handlers.shutdown(wait=not self._in_a_handler())
 
     # -- emitting ---------------------------------------------------------------
 
