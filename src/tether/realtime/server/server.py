@@ -139,7 +139,7 @@ class Server(Namespace):
         self._starting: asyncio.Task[None] | None = None  # the start under way
         self._start_waiters = 0  # callers of start() waiting for it
         self._closed = False  # shutdown() called, and no start() since
-        self._stopping = False  # shutdown() under way
+        self._stopping = 0  # shutdown() calls under way
         #: Handlers of server-side events from other nodes (:meth:`on_server_event`).
         self.server_handlers: dict[str, Handler] = {}
         super().__init__(self, socketio.DEFAULT_NAMESPACE)
@@ -298,7 +298,7 @@ class Server(Namespace):
         adapter. The server is then :attr:`closed` until :meth:`start` is
         called again."""
         self._closed = True
-        self._stopping = True
+        self._stopping += 1
         try:
             self.engine.close_all("server shutting down")
             await self.runner.drain(1.0)
@@ -309,7 +309,7 @@ class Server(Namespace):
                 self._started = False
                 await self.adapter.close()
         finally:
-            self._stopping = False
+            self._stopping -= 1
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
