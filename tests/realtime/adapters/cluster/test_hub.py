@@ -231,3 +231,20 @@ async def test_a_worker_back_after_a_lost_link_takes_its_sockets_back(hub: Clust
     again.send({"t": "live", "sockets": [live]})
     again.send({"t": "restore", "id": 1, "nsp": "/", "pid": "pa", "offset": None})
     assert (await again.recv_kind("restored"))["session"] is None
+
+
+async def test_a_worker_on_a_new_link_before_its_old_one_closed_keeps_its_sockets(
+    hub: ClusterHub,
+) -> None:
+    live = {"nsp": "/", "sid": "a", "pid": "pa", "rooms": ["r"], "data": {}}
+    old = await RawWorker.join(hub, "w1", REC)
+    old.send({"t": "live", "sockets": [live]})
+    old.send({"t": "flush", "id": 0})
+    await old.recv_kind("flushed")
+    new = await RawWorker.join(hub, "w1", REC)  # the hub drops the old link
+    assert await old.closed()
+    new.send({"t": "flush", "id": 1})
+    await new.recv_kind("flushed")
+    assert "pa" not in hub.memory.inner._sessions  # not saved as an orphan
+    assert hub.memory.inner.rooms_of("/", "a") == {"a", "r"}
+    assert hub.memory.count == 1

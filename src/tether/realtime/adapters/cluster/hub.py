@@ -203,16 +203,20 @@ class ClusterHub:
 
     def _join(self, peer: Peer, hello: dict[str, Any]) -> _Worker:
         node: str = hello["node"]
+        worker = _Worker(node, peer)
         old = self.workers.pop(node, None)
-        if old is not None:  # the same worker again: its old link is stale
+        if old is not None:
+            # The same worker again, before its old link was seen to close:
+            # its sockets are live, they go with it (not saved as orphans).
             old.peer.abort()
+            worker.owned, old.owned = old.owned, worker.owned
         rec = hello.get("rec")
         if isinstance(rec, dict):
             self.memory.configure(
                 RecoveryOptions(float(rec["window"]), True, int(rec["bytes"]), int(rec["sessions"]))
             )
         peer.name = f"worker {node}"
-        worker = self.workers[node] = _Worker(node, peer)
+        self.workers[node] = worker
         _log.info("%s connected (%d workers)", peer.name, len(self.workers))
         return worker
 
