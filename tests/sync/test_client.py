@@ -227,3 +227,24 @@ def test_the_loop_is_one_daemon_thread_shared_by_clients(start_tether: StartPeer
         assert thread is not None and thread.daemon and thread.is_alive()
         names = [t.name for t in threading.enumerate()].count("tether.sync")
         assert names == 1
+
+
+def test_close_from_another_thread_ends_a_blocked_iteration(start_peer: StartPeer) -> None:
+    peer = start_peer()
+    ws = tether.sync.connect(peer.uri("/echo"))
+    received: list[object] = []
+    iterating = threading.Event()
+
+    def read_all() -> None:
+        iterating.set()
+        received.extend(ws)  # blocked in recv() until the close
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    assert iterating.wait(timeout(2))
+    ws.send("one")
+    ws.close()
+    reader.join(timeout(5))
+    assert not reader.is_alive()
+    assert received in ([], ["one"])  # the echo may come before the close frame or not
+    assert ws.close_code == 1000 and peer.close_code() == 1000
