@@ -403,9 +403,10 @@ class ClusterAdapter(Adapter):
         local = asyncio.ensure_future(here)
         try:
             remote = await self._ask("ack", namespace, opts, timeout, data=packet.data)
-        finally:
-            replies = await local
-        return [*replies, *remote]
+        except BaseException:
+            local.cancel()
+            raise
+        return [*await local, *remote]
 
     async def fetch_sockets(self, namespace: str, opts: BroadcastOptions) -> list[SocketInfo]:
         found = await super().fetch_sockets(namespace, opts)

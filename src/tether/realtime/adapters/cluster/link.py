@@ -90,7 +90,7 @@ class Link:
     async def _run(self) -> None:
         failures = 0  # connection attempts failed in a row
         drops = 0  # links dropped soon after they were made, in a row
-        while True:
+        while not self._closing:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.path)
             except OSError as exc:
