@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +172,39 @@ def test_a_stream_survives_its_worker_s_sigkill(tmp_path: Path) -> None:
         assert run.terminate() == 0
     finally:
         run.stop()
+
+
+CRASHING_APP = """
+import os
+import sys
+
+from tether import realtime
+
+server = realtime.Server()
+if sys.argv[0].endswith("worker.py"):  # in each worker, not in the supervisor
+    os._exit(3)
+"""
+
+
+def test_a_crash_loop_gives_up_instead_of_spinning(tmp_path: Path) -> None:
+    program = (
+        "import logging, sys; from tether.realtime.workers import run; "
+        "logging.basicConfig(level=logging.INFO); "
+        "sys.exit(run('myapp:server', port=0, workers=2, backoff=0.05, max_failures=3))"
+    )
+    command = [sys.executable, "-c", program]
+    run = Run(tmp_path, 2, app=CRASHING_APP, command=command)
+    try:
+        assert run.process.wait(timeout(60)) == 1
+        run.log.drain(timeout(5))
+    finally:
+        run.stop()
+    log = "\n".join(run.log.seen)
+    gave_up = re.findall(r"worker (\d) \(pid \d+\) died: exit code 3; 3 quick failures", log)
+    assert gave_up, log
+    index = gave_up[0]
+    # Restarted twice, after the backoff doubled: 0.05 s, then 0.1 s.
+    restarted = rf"worker {index} \(pid \d+\) died: exit code 3; restarting in (\S+) s"
+    assert re.findall(restarted, log) == ["0.05", "0.10"], log
+    started = re.findall(r"worker \d started \(pid (\d+)\)", log)
+    assert not any(alive(int(pid)) for pid in started)

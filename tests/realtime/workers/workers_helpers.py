@@ -106,11 +106,20 @@ class _Lines:
 class Run:
     """``python -m tether run myapp:server --port 0 --workers N`` in ``directory``."""
 
-    def __init__(self, directory: Path, workers: int, *args: str, recovery: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        workers: int,
+        *args: str,
+        recovery: bool = False,
+        app: str = APP,
+        command: list[str] | None = None,
+    ) -> None:
         recovery_options = '{"max_disconnection_duration": 30}' if recovery else "None"
-        (directory / "myapp.py").write_text(APP.replace("RECOVERY", recovery_options))
-        command = [sys.executable, "-m", "tether", "run", "myapp:server", "--port", "0"]
-        command += ["--workers", str(workers), *args]
+        (directory / "myapp.py").write_text(app.replace("RECOVERY", recovery_options))
+        if command is None:
+            command = [sys.executable, "-m", "tether", "run", "myapp:server", "--port", "0"]
+            command += ["--workers", str(workers), *args]
         self.workers = workers
         self.process = subprocess.Popen(
             command,

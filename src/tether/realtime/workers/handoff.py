@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from ...connection import Connection
 from ...exceptions import ConnectionClosed
 from ...protocol.http import Request
+from ...ratelimit import LogLimiter
 from ...server import Server
 
 __all__ = ["ALPHABET", "MAX_WORKERS", "Handoff", "set_done", "sid_prefix", "worker_of"]
@@ -83,6 +84,9 @@ class Handoff:
         self._outboxes: dict[int, socket.socket] = {}
         self._failed: dict[int, float] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # While a worker is down, each of its clients' requests fails to go
+        # there: one line a minute per worker, with counts.
+        self._logs = LogLimiter(_log)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Connections handed to other workers, and adopted from them.
         self.sent = 0
@@ -117,7 +121,8 @@ class Handoff:
             for extra in fds[1:]:
                 os.close(extra)
             if len(data) > self._size or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-                _log.warning("dropped a handed-over connection: %d bytes", len(data))
+                message = "dropped a handed-over connection: %d bytes"
+                self._logs.log(logging.WARNING, "truncated", message, len(data))
                 sock.close()
                 continue
             self.adopted += 1
@@ -127,7 +132,7 @@ class Handoff:
         try:
             await self.server.handle_socket(sock, initial=data)
         except OSError as exc:  # the client left meanwhile
-            _log.info("could not adopt a connection: %s", exc)
+            self._logs.log(logging.INFO, "adopt", "could not adopt a connection: %s", exc)
             sock.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -160,7 +165,8 @@ class Handoff:
         except OSError as exc:
             # Dead or overwhelmed: answer here (400 unknown sid, so that the
             # client starts a new session) rather than leave it hanging.
-            _log.info("worker %d did not take a connection (%s): answered here", index, exc)
+            message = "worker %d did not take a connection (%s): answered here"
+            self._logs.log(logging.WARNING, f"send {index}", message, index, exc)
             self._failed[index] = time.monotonic()
             await self.server.handle_socket(sock, initial=data)
             return True

@@ -34,11 +34,13 @@ __all__ = ["MAX_FAILURES", "Supervisor", "WorkerOptions", "run"]
 _log = logging.getLogger("tether.workers")
 
 #: Quick failures in a row (each within STABLE seconds of its start) after
-#: which a worker is not restarted again and the supervisor stops (exit 1).
+#: which a worker is not restarted again and the supervisor stops (exit 1);
+#: the default of ``max_failures``.
 MAX_FAILURES = 8
 #: A worker that ran this long before it exited starts its failure count anew.
 STABLE = 10.0
-#: The first restart's delay after a quick failure, doubled each time, at most BACKOFF_CAP.
+#: The first restart's delay after a quick failure, doubled each time, at most
+#: BACKOFF_CAP; the default of ``backoff``.
 BACKOFF = 0.1
 BACKOFF_CAP = 10.0
 
@@ -55,6 +57,8 @@ class WorkerOptions:
     grace: float = 10.0
     backlog: int = 1024
     log_level: str = "INFO"
+    backoff: float = BACKOFF
+    max_failures: int = MAX_FAILURES
 
 
 def run(
@@ -66,6 +70,8 @@ def run(
     redis: str | None = None,
     grace: float = 10.0,
     backlog: int = 1024,
+    backoff: float = BACKOFF,
+    max_failures: int = MAX_FAILURES,
 ) -> int:
     """Serve the :class:`~tether.realtime.Server` named ``app``
     (``"myapp:server"``) on ``workers`` processes sharing one port, until
@@ -79,6 +85,10 @@ def run(
     acks between the workers; without it the supervisor runs a hub for the
     cluster adapter. An adapter set by the application itself is kept.
     ``grace``: seconds the workers have to stop before they are killed.
+    A worker that dies within :data:`STABLE` seconds of its start is
+    restarted after ``backoff`` seconds, doubled at each such failure (at
+    most :data:`BACKOFF_CAP`); after ``max_failures`` of them in a row the
+    supervisor stops every worker and returns 1.
     Every request of a session reaches the worker that owns it
     (docs/workers.md), so default (polling first) clients work.
     """
@@ -92,6 +102,8 @@ def run(
         grace=grace,
         backlog=backlog,
         log_level=level,
+        backoff=backoff,
+        max_failures=max_failures,
     )
     return asyncio.run(Supervisor(options).run())
 
@@ -226,19 +238,16 @@ class Supervisor:
                 _log.info("worker %d (pid %d) stopped: %s", index, process.pid, _exit_status(code))
                 return
             failures = failures + 1 if loop.time() - started < STABLE else 1
-            delay = min(BACKOFF * 2 ** (failures - 1), BACKOFF_CAP)
-            _log.warning(
-                "worker %d (pid %d) died: %s; restarting in %.1f s",
-                index,
-                process.pid,
-                _exit_status(code),
-                delay,
-            )
-            if failures > MAX_FAILURES:
-                _log.error("worker %d failed %d times in a row: giving up", index, failures)
+            status = _exit_status(code)
+            if failures >= self.options.max_failures:
+                message = "worker %d (pid %d) died: %s; %d quick failures in a row: giving up"
+                _log.error(message, index, process.pid, status, failures)
                 self._gave_up = True
                 self.stop()
                 return
+            delay = min(self.options.backoff * 2 ** (failures - 1), BACKOFF_CAP)
+            message = "worker %d (pid %d) died: %s; restarting in %.2f s"
+            _log.warning(message, index, process.pid, status, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
