@@ -18,7 +18,7 @@ import pytest
 
 from helpers import timeout
 from realtime.redis_helpers import RedisServer, redis_server
-from realtime.workers.workers_helpers import STREAM, Crowd, Run, alive
+from realtime.workers.workers_helpers import APP, STREAM, Crowd, Run, alive
 
 CLIENTS = 200
 
@@ -138,6 +138,7 @@ def test_sigterm_stops_everything_within_the_grace_period(tmp_path: Path) -> Non
         pids = list(run.pids.values())
         assert all(alive(pid) for pid in pids)
         assert run.terminate() == 0
+        assert run.stop_seconds < 5
         assert not any(alive(pid) for pid in pids)
         log = "\n".join(run.log.seen)
         assert "still running: killed" not in log
@@ -208,3 +209,31 @@ def test_a_crash_loop_gives_up_instead_of_spinning(tmp_path: Path) -> None:
     assert re.findall(restarted, log) == ["0.05", "0.10"], log
     started = re.findall(r"worker \d started \(pid (\d+)\)", log)
     assert not any(alive(int(pid)) for pid in started)
+
+
+HANGING_APP = (
+    APP
+    + """
+import sys
+import threading
+
+if sys.argv[0].endswith("worker.py"):
+    # A thread that never ends: the worker cannot exit once its loop is done.
+    threading.Thread(target=threading.Event().wait).start()
+"""
+)
+
+
+def test_workers_still_running_after_the_grace_period_are_killed(tmp_path: Path) -> None:
+    run = Run(tmp_path, 2, "--grace", "1", app=HANGING_APP)
+    try:
+        run.start()
+        pids = list(run.pids.values())
+        assert run.terminate() == 0
+        assert 1 <= run.stop_seconds < 1 + timeout(10)
+        assert not any(alive(pid) for pid in pids)
+        log = "\n".join(run.log.seen)
+        assert len(re.findall(r"still running: killed", log)) == 2, log
+        assert len(re.findall(r"stopped: killed by SIGKILL", log)) == 2, log
+    finally:
+        run.stop()

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,7 @@ class Run:
         #: The pid of each worker index, as its last "started" line says.
         self.pids: dict[int, int] = {}
         self.port = 0
+        self.stop_seconds = 0.0
 
     def start(self) -> None:
         """Wait for the port and for every worker to be ready."""
@@ -165,9 +167,12 @@ class Run:
 
     def terminate(self) -> int:
         """SIGTERM; the exit status (killed, with its workers, past ``timeout(30)``)."""
+        start = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout(30))
+            #: Seconds from SIGTERM to the supervisor's exit.
+            self.stop_seconds = time.monotonic() - start
             self.log.drain(timeout(5))
             return code
         finally:
