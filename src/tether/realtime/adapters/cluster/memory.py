@@ -41,6 +41,21 @@ def opts_from_wire(wire: dict[str, Any]) -> BroadcastOptions:
     return from_wire(BroadcastOptions, wire)
 
 
+class _Log(Adapter):
+    """The in-memory adapter, with what the hub reads of it besides."""
+
+    @property
+    def seq(self) -> int:
+        """The number of the newest offset given out."""
+        return self._seq
+
+    def unsave(self, pid: str) -> None:
+        """Forget the saved session of ``pid``, if any."""
+        kept = self._sessions.pop(pid, None)
+        if kept is not None:
+            self._forget(kept)
+
+
 @dataclass(slots=True)
 class Owned:
     """The live sockets one worker reported: (nsp, sid) -> (pid, data)."""
@@ -52,7 +67,7 @@ class Memory:
     """The hub's recovery state, for every worker."""
 
     def __init__(self, max_sockets: int) -> None:
-        self.inner = Adapter()
+        self.inner = _Log()
         self.max_sockets = max_sockets
         self.count = 0  # live sockets tracked, every worker together
 
@@ -92,25 +107,16 @@ class Memory:
             self.count += 1
         owned.sockets[key] = (pid if isinstance(pid, str) else None, dict(entry.get("data") or {}))
         if sid not in registry:
-            registry.add(sid, self._seq)
+            registry.add(sid, self.inner.seq)
             if isinstance(pid, str):
-                self._unsave(pid)
+                # Live again after its worker lost the hub for a moment (the
+                # hub saved its sockets then): restoring it elsewhere would
+                # make two sockets of one.
+                self.inner.unsave(pid)
         have = set(registry.rooms_of(sid)) - {sid}
         for room in have - rooms:
             registry.leave(sid, room)
-        registry.join(sid, *sorted(rooms - have), mark=self._seq)
-
-    @property
-    def _seq(self) -> int:
-        return self.inner._seq
-
-    def _unsave(self, pid: str) -> None:
-        """Forget the saved session of a socket that is live again: its worker
-        lost the hub for a moment (the hub saved its sockets then) and came
-        back with it. Restoring it elsewhere would make two sockets of one."""
-        kept = self.inner._sessions.pop(pid, None)
-        if kept is not None:
-            self.inner._forget(kept)
+        registry.join(sid, *sorted(rooms - have), mark=self.inner.seq)
 
     def gone(self, owned: Owned, nsp: str, sid: str) -> None:
         """A worker's socket left for good."""
