@@ -248,3 +248,24 @@ async def test_a_worker_on_a_new_link_before_its_old_one_closed_keeps_its_socket
     assert "pa" not in hub.memory.inner._sessions  # not saved as an orphan
     assert hub.memory.inner.rooms_of("/", "a") == {"a", "r"}
     assert hub.memory.count == 1
+
+
+async def test_a_second_hub_does_not_steal_a_live_hub_s_path(hub: ClusterHub) -> None:
+    worker = await RawWorker.join(hub, "w")
+    with pytest.raises(OSError, match="listens at"):
+        await ClusterHub(hub.path).start()
+    worker.send({"t": "flush", "id": 1})
+    assert (await worker.recv())["t"] == "flushed"  # the first hub still serves
+
+
+async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # bound, never listening: what a dead hub leaves
+    stale.close()
+    hub = ClusterHub(str(path))
+    await hub.start()
+    try:
+        await RawWorker.join(hub, "w")
+    finally:
+        await hub.close()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -141,9 +142,17 @@ class ClusterHub:
         return list(self.workers)
 
     async def start(self) -> None:
-        """Listen on :attr:`path` (a stale socket file there is replaced)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        """Listen on :attr:`path`. A stale socket file there (left by a hub
+        that died) is replaced; :class:`OSError` (``EADDRINUSE``) if a hub
+        answers there."""
+        try:
+            _, writer = await asyncio.open_unix_connection(self.path)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # nothing listens: stale, or nothing there
+        else:
+            writer.transport.abort()
+            raise OSError(errno.EADDRINUSE, f"a cluster hub listens at {self.path} already")
         self._server = await asyncio.start_unix_server(self._serve, self.path)
 
     async def close(self) -> None:
