@@ -82,8 +82,10 @@ def _run_script(source: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_script_that_never_closes_still_exits(start_tether: StartPeer) -> None:
     # The loop's thread is a daemon stopped at exit: an open connection, left
-    # as a script might leave it, neither keeps the process alive nor prints.
-    uri = start_tether().uri("/echo")
+    # as a script might leave it, neither keeps the process alive nor prints,
+    # and is closed cleanly on the way out.
+    peer = start_tether()
+    uri = peer.uri("/echo")
     result = _run_script(f"""
         import tether.sync
         ws = tether.sync.connect({uri!r})
@@ -91,6 +93,7 @@ def test_a_script_that_never_closes_still_exits(start_tether: StartPeer) -> None
         print(ws.recv(timeout=5))
         """)
     assert (result.returncode, result.stdout, result.stderr) == (0, "left open\n", "")
+    assert peer.close_code() == 1000
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import subprocess
+import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -281,6 +284,7 @@ class TetherRealtime:
         self.server = realtime.Server(ping_interval=timeout(0.3), ping_timeout=timeout(0.4))
         self.port = 0
         self.stack: contextlib.AsyncExitStack | None = None
+        self.disconnects: queue.Queue[str] = queue.Queue()
 
         @self.server.on("echo_ack")
         async def echo_ack(socket: Any, *args: Any) -> tuple[Any, ...]:
@@ -289,6 +293,10 @@ class TetherRealtime:
         @self.server.on("echo")
         async def echo(socket: Any, *args: Any) -> None:
             await socket.emit("echo", *args)
+
+        @self.server.on("disconnect")
+        async def disconnected(socket: Any, reason: str) -> None:
+            self.disconnects.put(reason)
 
     async def _start(self) -> None:
         self.stack = contextlib.AsyncExitStack()
@@ -348,3 +356,24 @@ def test_simple_client_against_tethers_server(tether_realtime: TetherRealtime) -
 
 
 __all__ = ["node_server"]  # the fixture, imported to be used here
+
+
+def test_a_script_that_never_disconnects_says_goodbye_at_exit(
+    tether_realtime: TetherRealtime,
+) -> None:
+    url = tether_realtime.start()
+    script = f"""
+from tether.sync.realtime import Client
+client = Client()
+client.on("echo", print)
+client.connect({url!r})
+print(client.call("echo_ack", "still here", timeout=5))
+"""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout(30)
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "still here\n", "")
+    # Closed at exit, within the grace period: the server saw the client leave.
+    assert tether_realtime.disconnects.get(timeout=timeout(3)) == "client namespace disconnect"
+    assert time.monotonic() - started < timeout(10)

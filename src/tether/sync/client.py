@@ -69,6 +69,10 @@ class Closing:
     def close(self) -> None:
         raise NotImplementedError
 
+    async def closing(self) -> None:
+        """What :meth:`close` does, on the loop (at exit, for a client left open)."""
+        raise NotImplementedError
+
     def __enter__(self: C) -> C:
         return self
 
@@ -96,7 +100,7 @@ class Connection(Closing):
     any thread may send, ping or close meanwhile.
     """
 
-    __slots__ = ("_loop", "connection")
+    __slots__ = ("__weakref__", "_loop", "connection")
 
     def __init__(
         self, connection: AsyncConnection, loop: sync_loop.EventLoopThread = sync_loop.shared
@@ -104,6 +108,7 @@ class Connection(Closing):
         self.connection = connection
         """The asyncio connection underneath (only to be used on its loop)."""
         self._loop = loop
+        loop.clients.add(self)
 
     # -- messages ------------------------------------------------------------
 
@@ -155,6 +160,9 @@ class Connection(Closing):
         connection. Closing a closed connection does nothing.
         """
         self._loop.run(self.connection.close, code, reason)
+
+    async def closing(self) -> None:
+        await self.connection.close()
 
     # -- state (read from the asyncio connection: no call to the loop) ----------
 

@@ -17,17 +17,37 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ..exceptions import InvalidState
 
-__all__ = ["EventLoopThread", "check_no_running_loop", "run", "shared", "within"]
+__all__ = [
+    "GRACE",
+    "Closeable",
+    "EventLoopThread",
+    "check_no_running_loop",
+    "run",
+    "shared",
+    "within",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+GRACE = 1.0
+"""Seconds given at exit to close the clients left open, then to the tasks left."""
+
+
+class Closeable(Protocol):
+    """A client :meth:`EventLoopThread.stop` closes if its owner did not."""
+
+    async def closing(self) -> None:
+        """Close, on the loop."""
 
 
 class EventLoopThread:
@@ -35,6 +55,10 @@ class EventLoopThread:
 
     def __init__(self, name: str = "tether.sync") -> None:
         self.name = name
+        self.clients: weakref.WeakSet[Closeable] = weakref.WeakSet()
+        """The clients that use the loop, closed (for at most ``grace``
+        seconds) when it stops: a script that never closed its connection
+        still says goodbye to the server at exit."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -68,13 +92,13 @@ class EventLoopThread:
         try:
             loop.run_forever()
         finally:
-            # What is left (connections not closed by their owner) is cancelled,
-            # and the transports behind them are closed with the loop.
+            # What is still running is cancelled, and what does not end soon
+            # after is dropped, with the transports, when the loop closes.
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
                 task.cancel()
             if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(asyncio.wait(tasks, timeout=GRACE))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -109,15 +133,24 @@ class EventLoopThread:
             raise
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and wait (at most ``timeout``) for its thread to end."""
+        """Close the clients still open (for at most :data:`GRACE` seconds),
+        stop the loop, and wait (at most ``timeout``) for its thread to end."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None or self._pid != os.getpid() or loop.is_closed():
             return
+        closing = asyncio.run_coroutine_threadsafe(self._close_clients(), loop)
+        with contextlib.suppress(Exception):
+            closing.result(timeout)
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
             thread.join(timeout)
+
+    async def _close_clients(self) -> None:
+        closings = [asyncio.ensure_future(client.closing()) for client in list(self.clients)]
+        if closings:
+            await asyncio.wait(closings, timeout=GRACE)
 
 
 def check_no_running_loop() -> None:

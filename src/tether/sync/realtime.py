@@ -77,6 +77,7 @@ class Client(Closing):
         )
         self._handler_thread: int | None = None
         self._closed = False
+        self._loop.clients.add(self)
 
     def _on_handler_thread(self) -> None:
         self._handler_thread = threading.get_ident()
@@ -163,6 +164,9 @@ class Client(Closing):
             future.cancel()  # waiting on an Event: nothing is lost
             return False
         return True
+
+    async def closing(self) -> None:
+        await self.client.disconnect()
 
     def close(self) -> None:
         """:meth:`disconnect`, then stop the handler thread (from a handler:
@@ -350,6 +354,10 @@ class SimpleClient(Closing):
     def close(self) -> None:
         """:meth:`disconnect` (for ``with``)."""
         self.disconnect()
+
+    async def closing(self) -> None:
+        if self.client is not None:
+            await self.client.closing()
 
     @property
     def connected(self) -> bool:
