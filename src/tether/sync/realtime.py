@@ -76,6 +76,7 @@ class Client(Closing):
             initializer=self._on_handler_thread,
         )
         self._handler_thread: int | None = None
+        self._waiting: set[asyncio.Task[Any]] = set()  # emits with a callback, on the loop
         self._closed = False
         self._loop.clients.add(self)
 
@@ -206,12 +207,14 @@ class Client(Closing):
         # The event is sent (or refused) by the task's first step, which runs
         # before this coroutine resumes: a refusal is raised to the caller.
         await asyncio.sleep(0)
-        error = task.exception() if task.done() else None
+        error = task.exception() if task.done() and not task.cancelled() else None
         if error is not None:
             raise error
+        self._waiting.add(task)  # a strong reference until the ack (the loop keeps a weak one)
         task.add_done_callback(lambda done: self._callback(done, callback))
 
     def _callback(self, done: asyncio.Task[Any], callback: Handler) -> None:
+        self._waiting.discard(done)
         if done.cancelled() or done.exception() is not None:
             return  # lost with the connection: python-socketio never calls it either
         value = done.result()
