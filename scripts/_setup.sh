@@ -83,8 +83,10 @@ _tether_setup_compiler() {
 }
 
 # Debian packages the tests run as real peers: redis-server (the scale-out
-# tests start their own instance) and chromium (the browser tests drive it with
-# playwright-core; nothing is downloaded by the test tools themselves).
+# tests start their own instance), chromium (the browser tests drive it with
+# playwright-core; nothing is downloaded by the test tools themselves), and
+# haproxy and nginx (the load-balancer recipes of docs/deployment.md run in
+# front of tether processes; each test starts its own, on loopback).
 _tether_setup_debian() {
     local missing=() package
     for package in "$@"; do
@@ -92,6 +94,7 @@ _tether_setup_debian() {
             redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
             chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
             haproxy) command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy) ;;
+            nginx) command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx) ;;
         esac
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0

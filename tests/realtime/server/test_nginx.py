@@ -1,9 +1,9 @@
 """docs/deployment.md, "Behind a load balancer", nginx: its http block
 (ports substituted, listening on 127.0.0.1 only) in a real nginx, in front
 of three of the page's node.py processes on a private redis-server, with the
-same 200 default clients as test_haproxy.py (balancer.py). Skipped where
-nginx is not installed: scripts/test does not install it (the issue asked
-for a documented nginx recipe; HAProxy's is the one the test command needs).
+same 200 default clients as test_haproxy.py (balancer.py). scripts/test
+installs nginx from Debian when it is missing; the test is skipped only where
+nginx cannot be found (a run of pytest outside the test command).
 """
 
 from __future__ import annotations
