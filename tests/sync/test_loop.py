@@ -114,3 +114,12 @@ def test_a_forked_child_gets_a_loop_of_its_own(start_tether: StartPeer) -> None:
         """)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "0\n"
+
+
+def test_import_tether_does_not_import_the_blocking_clients() -> None:
+    result = _run_script("""
+        import sys, tether
+        assert "tether.sync" not in sys.modules
+        print(tether.sync.connect.__module__, "tether.sync.realtime" in sys.modules)
+        """)
+    assert (result.returncode, result.stdout) == (0, "tether.sync.client False\n"), result.stderr
