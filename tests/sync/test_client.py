@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,11 +120,18 @@ def test_recv_timeouts_racing_arrivals_lose_nothing(start_peer: StartPeer) -> No
     assert timeouts > 0  # the race was run
 
 
-def test_message_over_the_limit_closes_with_1009(start_peer: StartPeer) -> None:
+@pytest.mark.parametrize("given_as", ["keyword", "limits"])
+def test_message_over_the_limit_closes_with_1009(start_peer: StartPeer, given_as: str) -> None:
+    # The limit as the asyncio client takes it: a keyword option, or limits=.
+    options: dict[str, Any] = (
+        {"max_message_size": 1000}
+        if given_as == "keyword"
+        else {"limits": tether.Limits(max_message_size=1000)}
+    )
     peer = start_peer()
     uri = peer.uri("/big/5000")
     with (
-        tether.sync.connect(uri, max_message_size=1000) as ws,
+        tether.sync.connect(uri, **options) as ws,
         pytest.raises(tether.ConnectionClosedError) as caught,
     ):
         ws.recv(timeout=timeout(2))
