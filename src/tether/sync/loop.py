@@ -8,8 +8,10 @@ thread each, and no client's callback ever runs on it (the realtime client's
 handlers run on a thread of their own), so clients cannot hold each other up.
 
 The thread starts with the first client, is a daemon (it never keeps the
-interpreter alive), and is stopped at interpreter exit: what is still open is
-aborted then. After :func:`os.fork` the child starts a loop of its own.
+interpreter alive), and is stopped at interpreter exit: the clients still
+open are closed first, for at most :data:`GRACE` seconds, and what is left
+after that is dropped. After :func:`os.fork` the child starts a loop of its
+own.
 """
 
 from __future__ import annotations
