@@ -237,3 +237,20 @@ def test_workers_still_running_after_the_grace_period_are_killed(tmp_path: Path)
         assert len(re.findall(r"stopped: killed by SIGKILL", log)) == 2, log
     finally:
         run.stop()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    run = Run(tmp_path, 2)
+    try:
+        run.start()
+        run.process.kill()  # SIGKILL: the supervisor cannot tell anyone
+        run.process.wait(timeout(10))
+        # Its pipe reads EOF in each worker, which stops gracefully.
+        for _ in run.pids:
+            run.log.wait_for(r"the supervisor is gone: stopping", timeout(30))
+        run.log.drain(timeout(30))
+        stopped = re.findall(r"worker (\d) stopped \(pid (\d+);", "\n".join(run.log.seen))
+        assert sorted(int(index) for index, _ in stopped) == [0, 1]
+        assert {int(pid) for _, pid in stopped} == set(run.pids.values())
+    finally:
+        run.stop()

@@ -75,7 +75,7 @@ async def _until_stopped(index: int, parent_fd: int | None) -> None:
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, set_done, stop)
     if parent_fd is not None:
-        loop.add_reader(parent_fd, set_done, stop)
+        loop.add_reader(parent_fd, _orphaned, stop)
     _log.info("worker %d ready (pid %d)", index, os.getpid())
     try:
         await stop
@@ -84,6 +84,12 @@ async def _until_stopped(index: int, parent_fd: int | None) -> None:
             loop.remove_signal_handler(number)
         if parent_fd is not None:
             loop.remove_reader(parent_fd)
+
+
+def _orphaned(stop: asyncio.Future[None]) -> None:
+    if not stop.done():
+        _log.warning("the supervisor is gone: stopping")
+        stop.set_result(None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
