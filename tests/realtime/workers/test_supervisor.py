@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -241,8 +242,13 @@ def test_workers_still_running_after_the_grace_period_are_killed(tmp_path: Path)
 
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     run = Run(tmp_path, 2)
+    runtime: Path | None = None
     try:
         run.start()
+        # The runtime folder the supervisor can no longer remove: ours to.
+        with open(f"/proc/{run.pids[0]}/cmdline") as cmdline:
+            arguments = cmdline.read().split("\0")
+        runtime = Path(arguments[arguments.index("--runtime") + 1])
         run.process.kill()  # SIGKILL: the supervisor cannot tell anyone
         run.process.wait(timeout(10))
         # Its pipe reads EOF in each worker, which stops gracefully.
@@ -254,3 +260,5 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
         assert {int(pid) for _, pid in stopped} == set(run.pids.values())
     finally:
         run.stop()
+        if runtime is not None:
+            shutil.rmtree(runtime, ignore_errors=True)
