@@ -11,6 +11,7 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,24 @@ async def test_a_hub_that_sends_garbage_is_left_and_reached_again(
         fake.close()
         for writer in links:
             writer.transport.abort()
+
+
+async def test_the_heartbeat_reports_what_changed_only(hub: ClusterHub) -> None:
+    reported: list[str] = []
+    handle = hub._handlers["live"]
+
+    async def live(worker: Any, message: dict[str, Any]) -> None:
+        reported.extend(entry["sid"] for entry in message["sockets"])
+        await handle(worker, message)
+
+    hub._handlers["live"] = live
+    n = node(hub.path, heartbeat=timeout(0.02))
+    async with started(n):
+        await n.connect("a", pid="pa")
+        b = await n.connect("b", pid="pb")
+        owned = hub.workers[cluster(n).node].owned.sockets
+        for value in range(3):  # each change reaches the hub with a heartbeat
+            b.data["v"] = value
+            await eventually(lambda value=value: owned["/", "b"][1] == {"v": value})  # type: ignore[misc]
+        assert reported.count("a") == 1  # unchanged: reported once, at connect
+        assert reported.count("b") == 4

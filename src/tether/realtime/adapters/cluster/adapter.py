@@ -106,6 +106,7 @@ class ClusterAdapter(Adapter):
         self._pending: dict[str, Pending] = {}
         self._calls: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._dirty: dict[Key, None] = {}
+        self._reported: dict[Key, int] = {}  # what the hub was last told, hashed
         self._leaving: set[Key] = set()
         self._scheduled = False
         self._holds: dict[str, _Hold] = {}
@@ -163,6 +164,7 @@ class ClusterAdapter(Adapter):
                 "sessions": rec.max_saved_sessions,
             }
         self.link.send(hello)
+        self._reported.clear()  # a new hub, or one that dropped us: tell it all
         self._touch_all()
 
     def _on_down(self) -> None:
@@ -211,10 +213,17 @@ class ClusterAdapter(Adapter):
         gone: list[Key] = []
         for key in dirty:
             entry = self._entry(*key)
-            if entry is not None:
+            if entry is None:
+                self._reported.pop(key, None)
+                if key not in self._leaving:
+                    gone.append(key)
+                continue
+            # The hub keeps a live socket's report until its worker goes: the
+            # heartbeat sends only what changed since (its data, mostly).
+            digest = hash(self._text(entry))
+            if self._reported.get(key) != digest:
+                self._reported[key] = digest
                 live.append(entry)
-            elif key not in self._leaving:
-                gone.append(key)
         for start in range(0, len(live), _BATCH):
             self.link.send({"t": "live", "sockets": live[start : start + _BATCH]})
         for start in range(0, len(gone), _BATCH):
@@ -229,8 +238,17 @@ class ClusterAdapter(Adapter):
         socket = self._local().socket(namespace, sid)
         if self.recovery is not None and socket is not None and socket.pid is not None:
             entry["pid"] = socket.pid
-            entry["data"] = _jsonable(socket.data, sid, self._logs)
+            entry["data"] = socket.data
         return entry
+
+    def _text(self, entry: dict[str, Any]) -> str:
+        """The JSON of a socket's report; its data left out (logged) if JSON
+        cannot carry it."""
+        try:
+            return json.dumps(entry)
+        except (TypeError, ValueError):
+            entry["data"] = _jsonable(entry.get("data"), entry["sid"], self._logs)
+            return json.dumps(entry)
 
     def add_all(self, namespace: str, sid: str, rooms: Iterable[str]) -> None:
         super().add_all(namespace, sid, rooms)
@@ -440,6 +458,7 @@ class ClusterAdapter(Adapter):
         key = (session.namespace, session.sid)
         self._leaving.discard(key)
         self._dirty.pop(key, None)
+        self._reported.pop(key, None)
         wire = to_wire(session, skip=("saved_at",))
         wire["data"] = _jsonable(session.data, session.sid, self._logs)
         if not self._send({"t": "persist", "session": wire}):
