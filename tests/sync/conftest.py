@@ -10,6 +10,8 @@ the servers run in threads of their own:
   ``websockets`` package's (its threaded server), with ``peer.closes`` the
   close codes the server received.
 * ``certificate``: a self-signed certificate for ``localhost`` (openssl).
+
+``run_script(source)`` runs a program in a new interpreter, as a user would.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import queue
 import shutil
 import ssl
 import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -114,6 +118,16 @@ def _websockets_behaviour(connection: ServerConnection, closes: queue.Queue[int 
 
 
 StartPeer = Callable[..., Peer]
+
+
+def run_script(source: str) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` (dedented) as a program in a new interpreter, bounded in time."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        capture_output=True,
+        text=True,
+        timeout=timeout(30),
+    )
 
 
 @pytest.fixture

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
 
-from helpers import repo_root, timeout
-from sync.conftest import StartPeer
+from helpers import timeout
+from sync.conftest import StartPeer, run_script
 from tether.exceptions import InvalidState
 from tether.sync.loop import EventLoopThread, within
 
@@ -70,23 +67,13 @@ def test_the_callers_exception_and_a_running_loop() -> None:
         loop.stop(timeout(5))
 
 
-def _run_script(source: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source)],
-        capture_output=True,
-        text=True,
-        timeout=timeout(30),
-        cwd=repo_root(),
-    )
-
-
 def test_a_script_that_never_closes_still_exits(start_tether: StartPeer) -> None:
     # The loop's thread is a daemon stopped at exit: an open connection, left
     # as a script might leave it, neither keeps the process alive nor prints,
     # and is closed cleanly on the way out.
     peer = start_tether()
     uri = peer.uri("/echo")
-    result = _run_script(f"""
+    result = run_script(f"""
         import tether.sync
         ws = tether.sync.connect({uri!r})
         ws.send("left open")
@@ -99,7 +86,7 @@ def test_a_script_that_never_closes_still_exits(start_tether: StartPeer) -> None
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_gets_a_loop_of_its_own(start_tether: StartPeer) -> None:
     uri = start_tether().uri("/echo")
-    result = _run_script(f"""
+    result = run_script(f"""
         import os, tether.sync
         with tether.sync.connect({uri!r}) as ws:
             ws.send("parent")
@@ -117,7 +104,7 @@ def test_a_forked_child_gets_a_loop_of_its_own(start_tether: StartPeer) -> None:
 
 
 def test_import_tether_does_not_import_the_blocking_clients() -> None:
-    result = _run_script("""
+    result = run_script("""
         import sys, tether
         assert "tether.sync" not in sys.modules
         print(tether.sync.connect.__module__, "tether.sync.realtime" in sys.modules)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -24,11 +22,14 @@ import pytest
 
 from helpers import timeout
 from realtime.client.test_client_node import NodeServer, node_server
+from sync.conftest import run_script
 from tether import realtime
 from tether.exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState
 from tether.sync import loop as sync_loop
 from tether.sync.loop import EventLoopThread
 from tether.sync.realtime import Client, SimpleClient
+
+__all__ = ["node_server"]  # the fixture, imported to be used here
 
 FAST = {"reconnection_delay": 0.05, "reconnection_delay_max": 0.2}
 
@@ -355,9 +356,6 @@ def test_simple_client_against_tethers_server(tether_realtime: TetherRealtime) -
         assert client.call("echo_ack", {"a": b"\x00"}, timeout=timeout(3)) == {"a": b"\x00"}
 
 
-__all__ = ["node_server"]  # the fixture, imported to be used here
-
-
 def test_a_script_that_never_disconnects_says_goodbye_at_exit(
     tether_realtime: TetherRealtime,
 ) -> None:
@@ -365,15 +363,38 @@ def test_a_script_that_never_disconnects_says_goodbye_at_exit(
     script = f"""
 from tether.sync.realtime import Client
 client = Client()
-client.on("echo", print)
+client.on("disconnect", lambda reason: print("disconnected:", reason))
 client.connect({url!r})
 print(client.call("echo_ack", "still here", timeout=5))
 """
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout(30)
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "still here\n", "")
-    # Closed at exit, within the grace period: the server saw the client leave.
+    result = run_script(script)
+    # Closed at exit, within the grace period: the disconnect handler ran,
+    # and the server saw the client leave.
+    expected = "still here\ndisconnected: io client disconnect\n"
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
     assert tether_realtime.disconnects.get(timeout=timeout(3)) == "client namespace disconnect"
     assert time.monotonic() - started < timeout(10)
+
+
+def test_a_handler_that_never_returns_does_not_keep_the_process_alive(
+    tether_realtime: TetherRealtime,
+) -> None:
+    url = tether_realtime.start()
+    script = f"""
+import threading
+from tether.sync.realtime import Client
+client = Client()
+started = threading.Event()
+
+@client.on("echo")
+def stuck(*args):
+    started.set()
+    threading.Event().wait()  # for ever
+
+client.connect({url!r})
+client.emit("echo", 1)
+print(started.wait(5))
+"""
+    result = run_script(script)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from ..exceptions import Disconnected
+from ..exceptions import Disconnected, InvalidState
 from ..realtime.client import client as async_realtime
 from ..realtime.client.events import CATCH_ALL
 from ..realtime.protocol.socketio import DEFAULT_NAMESPACE
@@ -43,6 +43,72 @@ __all__ = ["CATCH_ALL", "Client", "SimpleClient"]
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
+T = TypeVar("T")
+Job = tuple[Callable[..., Any], tuple[Any, ...], "concurrent.futures.Future[Any]"]
+
+
+class HandlerThread:
+    """Runs functions one at a time, in the order given, on a daemon thread
+    started on first use: a handler that never returns does not keep the
+    interpreter from exiting, and handlers still run while it exits (the
+    ``"disconnect"`` ones of a client closed then)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def submit(self, function: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Queue ``function(*args)``; its result (or exception) in the future returned."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._stopped:
+                raise InvalidState("the client is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._queue.put((function, args, future))
+        return future
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            function, args, future = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except Exception as exc:
+                    future.set_exception(exc)
+
+    def on_it(self) -> bool:
+        """Whether the caller runs on this thread (in a handler)."""
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
+
+    def drain(self) -> None:
+        """Wait until what was queued before has run (at once from a handler,
+        which would otherwise wait for itself, or once stopped)."""
+        if not self.on_it() and not self._stopped:
+            self.submit(_nothing).result()
+
+    async def drained(self) -> None:
+        """:meth:`drain`, for the event loop."""
+        if not self._stopped:
+            await asyncio.wrap_future(self.submit(_nothing))
+
+    def stop(self) -> None:
+        """Run what is queued, then end the thread (without waiting for it from a handler)."""
+        with self._lock:
+            thread, self._stopped = self._thread, True
+        if thread is not None:
+            self._queue.put(None)
+            if thread.ident != threading.get_ident():
+                thread.join()
+
+
+def _nothing() -> None:
+    pass
 
 
 class Client(Closing):
@@ -70,22 +136,9 @@ class Client(Closing):
         self._loop = sync_loop.shared
         # One thread runs every handler, in order: handlers see events in the
         # order they arrived, as with the asyncio client's plain functions.
-        self._handlers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix="tether.sync.realtime handlers",
-            initializer=self._on_handler_thread,
-        )
-        self._handler_thread: int | None = None
+        self._handlers = HandlerThread("tether.sync.realtime handlers")
         self._waiting: set[asyncio.Task[Any]] = set()  # emits with a callback, on the loop
-        self._closed = False
         self._loop.clients.add(self)
-
-    def _on_handler_thread(self) -> None:
-        self._handler_thread = threading.get_ident()
-
-    def _in_a_handler(self) -> bool:
-        # A handler waiting for the handlers queued behind it would wait for ever.
-        return threading.get_ident() == self._handler_thread
 
     # -- handlers --------------------------------------------------------------
 
@@ -152,8 +205,7 @@ class Client(Closing):
         return once the ``"disconnect"`` handlers have run (called from a
         handler: at once, and they run after it)."""
         self._loop.run(self.client.disconnect)
-        if not self._closed and not self._in_a_handler():
-            self._handlers.submit(lambda: None).result()  # the handlers queued before
+        self._handlers.drain()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the client is disconnected for good (by :meth:`disconnect`,
@@ -168,13 +220,13 @@ class Client(Closing):
 
     async def closing(self) -> None:
         await self.client.disconnect()
+        await self._handlers.drained()
 
     def close(self) -> None:
         """:meth:`disconnect`, then stop the handler thread (from a handler:
         once the handlers queued are done)."""
         self.disconnect()
-        self._closed = True
-        self._handlers.shutdown(wait=not self._in_a_handler())
+        self._handlers.stop()
 
     # -- emitting ---------------------------------------------------------------
 
