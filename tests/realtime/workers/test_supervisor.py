@@ -118,14 +118,21 @@ def test_a_killed_worker_is_replaced_and_takes_new_sessions(
         run.log.wait_for(rf"worker 1 \(pid {old}\) died: killed by SIGKILL", timeout(30))
         new = run.wait_ready(1)
         assert new != old and not alive(old)
-        # New sessions land on it (and on the other): 40 clients see both pids.
-        crowd = Crowd(run.url, 40)
-        try:
-            ready = crowd.read("ready", timeout(60))
-            assert ready["upgraded"] == 40
-            assert set(map(int, ready["pids"])) == {run.pids[0], new}
-        finally:
-            crowd.close()
+        # New sessions land on it. Which worker accepts is the kernel's choice
+        # (one of them may take every accept for a while on a loaded machine):
+        # up to 5 crowds of 20 until one of its sessions is on the new worker.
+        seen: set[int] = set()
+        for _ in range(5):
+            crowd = Crowd(run.url, 20)
+            try:
+                ready = crowd.read("ready", timeout(60))
+                assert ready["upgraded"] == 20
+                seen |= set(map(int, ready["pids"]))
+            finally:
+                crowd.close()
+            if new in seen:
+                break
+        assert new in seen and seen <= {run.pids[0], new}
         assert run.terminate() == 0
         assert not any(alive(pid) for pid in run.pids.values())
     finally:
