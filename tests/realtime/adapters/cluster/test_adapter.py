@@ -20,6 +20,7 @@ from realtime.adapters.test_contract import NSP, Node, _attach, event
 from realtime.sio_helpers import eventually
 from tether.realtime import BroadcastOptions, RecoveryOptions
 from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
+from tether.realtime.adapters.cluster.messages import Live
 from tether.realtime.adapters.cluster.wire import encode
 from tether.realtime.protocol import socketio
 
@@ -145,26 +146,30 @@ async def test_a_hub_that_sends_garbage_is_left_and_reached_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An oversize frame from the hub drops the link (the adapter does not
-    buffer it); a message of an unknown kind is logged and skipped."""
+    buffer it), and so does a message of an unknown kind or with a field of
+    the wrong type; the adapter connects again each time."""
     path = str(tmp_path / "bad.sock")
+    garbage = [
+        struct.pack(">I", 1 << 30),  # announces 1 GiB
+        encode({"t": "nonsense"}),
+        encode({"t": "bc", "nsp": "/", "data": "not a list"}),
+    ]
     links: list[asyncio.StreamWriter] = []
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         links.append(writer)
-        if len(links) == 1:
-            writer.write(struct.pack(">I", 1 << 30))  # announces 1 GiB
-        else:
-            writer.write(encode({"t": "nonsense"}) + encode({"t": "bc", "nsp": "/"}))
+        if len(links) <= len(garbage):
+            writer.write(garbage[len(links) - 1])
 
     fake = await asyncio.start_unix_server(accept, path)
     n = node(path)
     try:
         async with started(n):
-            await eventually(lambda: cluster(n).link.connects == 2 and cluster(n).connected)
-            await eventually(lambda: "unknown message 'nonsense'" in caplog.text)
-            await eventually(lambda: "failed to handle a 'bc'" in caplog.text)
-            assert "bad message from the cluster hub" in caplog.text
-            assert cluster(n).connected  # the second link stays up
+            await eventually(lambda: cluster(n).link.connects == 4 and cluster(n).connected)
+            assert caplog.text.count("bad message from the cluster hub") == 3
+            assert "over the 16777216-byte bound" in caplog.text
+            assert "unknown message kind 'nonsense'" in caplog.text
+            assert "bc.data must be list[Any], not str" in caplog.text
     finally:
         fake.close()
         for writer in links:
@@ -173,13 +178,13 @@ async def test_a_hub_that_sends_garbage_is_left_and_reached_again(
 
 async def test_the_heartbeat_reports_what_changed_only(hub: ClusterHub) -> None:
     reported: list[str] = []
-    handle = hub._handlers["live"]
+    handle = hub._handlers[Live]
 
-    async def live(worker: Any, message: dict[str, Any]) -> None:
-        reported.extend(entry["sid"] for entry in message["sockets"])
+    async def live(worker: Any, message: Live) -> None:
+        reported.extend(entry["sid"] for entry in message.sockets)
         await handle(worker, message)
 
-    hub._handlers["live"] = live
+    hub._handlers[Live] = live
     n = node(hub.path, heartbeat=timeout(0.02))
     async with started(n):
         await n.connect("a", pid="pa")

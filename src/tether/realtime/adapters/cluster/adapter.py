@@ -28,13 +28,14 @@ import itertools
 import json
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..base import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
+from . import messages as msg
 from .link import Link
 from .memory import opts_from_wire, opts_to_wire
 from .peer import MAX_QUEUED
@@ -104,7 +105,7 @@ class ClusterAdapter(Adapter):
         )
         self._ids = itertools.count(1)
         self._pending: dict[str, Pending] = {}
-        self._calls: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        self._calls: dict[str, asyncio.Future[Any]] = {}
         self._dirty: dict[Key, None] = {}
         self._reported: dict[Key, int] = {}  # what the hub was last told, hashed
         self._leaving: set[Key] = set()
@@ -114,15 +115,18 @@ class ClusterAdapter(Adapter):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._logs = LogLimiter(_log)
         self._answers = Answers(self._local, self._select, self._send, self._send_dirty)
-        self._dispatch = {
-            "bc": self._on_broadcast,
-            "se": self._on_server_event,
-            "req": self._answers.answer,
-            "sent": self._on_sent,
-            "rep": self._on_reply,
-            "restored": self._on_restored,
-            "checked": self._on_answer,
-            "flushed": self._on_answer,
+        self._dispatch: dict[type[msg.Message], Callable[[Any], None]] = {
+            msg.Broadcast: self._on_broadcast,
+            msg.ServerEvent: self._on_server_event,
+            msg.AckRequest: self._answers.answer,
+            msg.FetchRequest: self._answers.answer,
+            msg.RoomsRequest: self._answers.answer,
+            msg.DisconnectRequest: self._answers.answer,
+            msg.Sent: self._on_sent,
+            msg.Reply: self._on_reply,
+            msg.Restored: self._on_restored,
+            msg.Checked: self._on_answer,
+            msg.Flushed: self._on_answer,
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -156,14 +160,14 @@ class ClusterAdapter(Adapter):
 
     def _on_up(self) -> None:
         rec = self.recovery
-        hello: dict[str, Any] = {"t": "hello", "node": self.node}
+        options = None
         if rec is not None:
-            hello["rec"] = {
+            options = {
                 "window": rec.max_disconnection_duration,
                 "bytes": rec.max_stored_bytes,
                 "sessions": rec.max_saved_sessions,
             }
-        self.link.send(hello)
+        self.link.send(msg.Hello(self.node, options))
         self._reported.clear()  # a new hub, or one that dropped us: tell it all
         self._touch_all()
 
@@ -176,15 +180,15 @@ class ClusterAdapter(Adapter):
         for sid in list(self._holds):
             self._release(sid)
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        handler = self._dispatch.get(message["t"])
+    def _on_message(self, message: msg.Message) -> None:
+        handler = self._dispatch.get(type(message))
         if handler is None:
-            self._logs.log(logging.WARNING, "kind", "unknown message %r from the hub", message["t"])
+            self._logs.log(logging.WARNING, "kind", "unexpected %r from the hub", message.kind)
             return
         try:
             handler(message)
         except (ValueError, TypeError, KeyError, AttributeError):
-            self._logs.exception("dispatch", "failed to handle a %r from the hub", message["t"])
+            self._logs.exception("dispatch", "failed to handle a %r from the hub", message.kind)
 
     # -- what the hub knows of this worker's sockets ------------------------------------
 
@@ -210,13 +214,13 @@ class ClusterAdapter(Adapter):
             return
         dirty, self._dirty = list(self._dirty), {}
         live: list[dict[str, Any]] = []
-        gone: list[Key] = []
+        gone: list[list[str]] = []
         for key in dirty:
             entry = self._entry(*key)
             if entry is None:
                 self._reported.pop(key, None)
                 if key not in self._leaving:
-                    gone.append(key)
+                    gone.append(list(key))
                 continue
             # The hub keeps a live socket's report until its worker goes: the
             # heartbeat sends only what changed since (its data, mostly).
@@ -225,9 +229,9 @@ class ClusterAdapter(Adapter):
                 self._reported[key] = digest
                 live.append(entry)
         for start in range(0, len(live), _BATCH):
-            self.link.send({"t": "live", "sockets": live[start : start + _BATCH]})
+            self.link.send(msg.Live(live[start : start + _BATCH]))
         for start in range(0, len(gone), _BATCH):
-            self.link.send({"t": "gone", "sockets": gone[start : start + _BATCH]})
+            self.link.send(msg.Gone(gone[start : start + _BATCH]))
 
     def _entry(self, namespace: str, sid: str) -> dict[str, Any] | None:
         registry = self.lookup(namespace)
@@ -293,32 +297,33 @@ class ClusterAdapter(Adapter):
         others = [room for room in rooms if room != sid]
         if not others or not self.link.up:
             return
-        answer = await self._call({"t": "check", "nsp": namespace, "sid": sid, "rooms": others})
-        if answer is not None and isinstance(answer.get("taken"), str):
-            raise taken(answer["taken"])
+        answer = await self._call(lambda id: msg.Check(id, namespace, sid, others))
+        if isinstance(answer, msg.Checked) and answer.taken is not None:
+            raise taken(answer.taken)
 
     async def flush(self) -> None:
         """Wait until the hub has everything sent so far (room changes,
         sessions); returns regardless after ``request_timeout``."""
         self._send_dirty()
         if self.link.up:
-            await self._call({"t": "flush"})
+            await self._call(msg.Flush)
 
     # -- sending --------------------------------------------------------------------------
 
-    def _send(self, message: dict[str, Any]) -> bool:
+    def _send(self, message: msg.Message) -> bool:
         self._send_dirty()
         return self.link.send(message)
 
     def _new_id(self) -> str:
         return f"{self.node}:{next(self._ids)}"
 
-    async def _call(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Send ``message`` with a new id; the hub's answer, or None (down, timeout)."""
-        call_id = message["id"] = self._new_id()
+    async def _call(self, make: Callable[[str], msg.Message]) -> msg.Message | None:
+        """Send the message ``make(id)`` makes with a new id; the hub's
+        answer, or None (down, timeout)."""
+        call_id = self._new_id()
         future = self._calls[call_id] = asyncio.get_running_loop().create_future()
         try:
-            if not self._send(message):
+            if not self._send(make(call_id)):
                 return None
             return await asyncio.wait_for(future, self.request_timeout)
         except asyncio.TimeoutError:
@@ -326,8 +331,8 @@ class ClusterAdapter(Adapter):
         finally:
             self._calls.pop(call_id, None)
 
-    def _on_answer(self, message: dict[str, Any]) -> None:
-        future = self._calls.get(str(message["id"]))
+    def _on_answer(self, message: msg.Checked | msg.Flushed | msg.Restored) -> None:
+        future = self._calls.get(message.id)
         if future is not None and not future.done():
             future.set_result(message)
 
@@ -348,49 +353,50 @@ class ClusterAdapter(Adapter):
     async def broadcast(
         self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
     ) -> None:
-        message: dict[str, Any] = {"t": "bc", "nsp": namespace, "data": packet.data}
-        message["o"] = opts_to_wire(opts)
+        wire = opts_to_wire(opts)
         if self._storable(packet, opts):
             # Kept: the hub gives it its offset and sends it back to us too.
-            message.update(store=True, local=opts.local)
-            if self._send(message):
+            if self._send(msg.Broadcast(namespace, packet.data, wire, True, opts.local)):
                 return
         elif not opts.local:
-            self._send(message)
+            self._send(msg.Broadcast(namespace, packet.data, wire))
         self._local().deliver(namespace, packet, self.local_sids(namespace, opts), opts)
 
-    def _on_broadcast(self, message: dict[str, Any]) -> None:
-        nsp = str(message["nsp"])
-        offset = message.get("off")
-        if isinstance(offset, str):
-            self._last_offset = offset
-        opts = opts_from_wire(message.get("o") or {})
-        packet = socketio.Packet.event(*message["data"], namespace=nsp)
+    def _on_broadcast(self, message: msg.Broadcast) -> None:
+        nsp = message.nsp
+        if message.off is not None:
+            self._last_offset = message.off
+        opts = opts_from_wire(message.o)
+        packet = socketio.Packet.event(*message.data, namespace=nsp)
         targets = self.local_sids(nsp, opts)
         if self._holds:
             targets = self._divert(nsp, packet, opts, targets)
         self._local().deliver(nsp, packet, targets, opts)
 
-    def _on_server_event(self, message: dict[str, Any]) -> None:
-        self._local().server_event(str(message["event"]), list(message["args"]))
+    def _on_server_event(self, message: msg.ServerEvent) -> None:
+        self._local().server_event(message.event, message.args)
 
     async def server_side_emit(self, event: str, args: list[Any]) -> None:
-        self._send({"t": "se", "event": event, "args": list(args)})
+        self._send(msg.ServerEvent(event, list(args)))
 
     # -- requests ---------------------------------------------------------------------------
 
     async def _ask(
-        self, kind: str, namespace: str, opts: BroadcastOptions, timeout: float, **fields: Any
+        self,
+        kind: type[msg.Request],
+        namespace: str,
+        opts: BroadcastOptions,
+        timeout: float,
+        **fields: Any,
     ) -> list[Any]:
         """What the other workers answer to a request (nothing if the hub is down)."""
         if not self.link.up:
             return []
         request_id = self._new_id()
         pending = self._pending[request_id] = Pending()
-        message: dict[str, Any] = {"t": "req", "id": request_id, "k": kind, "nsp": namespace}
-        message.update(o=opts_to_wire(opts), timeout=timeout, **fields)
+        request = kind(request_id, namespace, opts_to_wire(opts), timeout, **fields)
         try:
-            if not self._send(message):
+            if not self._send(request):
                 return []
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(pending.done.wait(), timeout)
@@ -398,13 +404,13 @@ class ClusterAdapter(Adapter):
         finally:
             self._pending.pop(request_id, None)
 
-    def _on_sent(self, message: dict[str, Any]) -> None:
-        pending = self._pending.get(str(message["id"]))
+    def _on_sent(self, message: msg.Sent) -> None:
+        pending = self._pending.get(message.id)
         if pending is not None:
-            pending.on_sent(int(message["n"]))
+            pending.on_sent(message.n)
 
-    def _on_reply(self, message: dict[str, Any]) -> None:
-        pending = self._pending.get(str(message["id"]))
+    def _on_reply(self, message: msg.Reply) -> None:
+        pending = self._pending.get(message.id)
         if pending is not None:
             pending.on_reply(message)
 
@@ -420,7 +426,7 @@ class ClusterAdapter(Adapter):
             return await here
         local = asyncio.ensure_future(here)
         try:
-            remote = await self._ask("ack", namespace, opts, timeout, data=packet.data)
+            remote = await self._ask(msg.AckRequest, namespace, opts, timeout, data=packet.data)
         except BaseException:
             local.cancel()
             raise
@@ -429,26 +435,32 @@ class ClusterAdapter(Adapter):
     async def fetch_sockets(self, namespace: str, opts: BroadcastOptions) -> list[SocketInfo]:
         found = await super().fetch_sockets(namespace, opts)
         if not opts.local:
-            items = await self._ask("fetch", namespace, opts, self.request_timeout)
+            items = await self._ask(msg.FetchRequest, namespace, opts, self.request_timeout)
             found += [from_wire(SocketInfo, item) for item in items]
         return found
 
     async def add_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
         await super().add_sockets(namespace, opts, rooms)
         if not opts.local:
-            await self._ask("rooms", namespace, opts, self.request_timeout, rooms=rooms, join=True)
+            await self._ask(
+                msg.RoomsRequest, namespace, opts, self.request_timeout, rooms=rooms, join=True
+            )
 
     async def del_sockets(self, namespace: str, opts: BroadcastOptions, rooms: list[str]) -> None:
         await super().del_sockets(namespace, opts, rooms)
         if not opts.local:
-            await self._ask("rooms", namespace, opts, self.request_timeout, rooms=rooms, join=False)
+            await self._ask(
+                msg.RoomsRequest, namespace, opts, self.request_timeout, rooms=rooms, join=False
+            )
 
     async def disconnect_sockets(
         self, namespace: str, opts: BroadcastOptions, close: bool = False
     ) -> None:
         await super().disconnect_sockets(namespace, opts, close)
         if not opts.local:
-            await self._ask("disconnect", namespace, opts, self.request_timeout, close=close)
+            await self._ask(
+                msg.DisconnectRequest, namespace, opts, self.request_timeout, close=close
+            )
 
     # -- connection state recovery ---------------------------------------------------------
 
@@ -461,7 +473,7 @@ class ClusterAdapter(Adapter):
         self._reported.pop(key, None)
         wire = to_wire(session, skip=("saved_at",))
         wire["data"] = _jsonable(session.data, session.sid, self._logs)
-        if not self._send({"t": "persist", "session": wire}):
+        if not self._send(msg.Persist(wire)):
             self._logs.log(
                 logging.WARNING, "persist", "session %s not saved: no cluster hub", session.sid
             )
@@ -471,15 +483,14 @@ class ClusterAdapter(Adapter):
     ) -> tuple[SavedSession, list[list[Any]]] | None:
         if self.recovery is None or not self.link.up:
             return None
-        answer = await self._call({"t": "restore", "nsp": namespace, "pid": pid, "offset": offset})
-        if answer is None or answer.get("session") is None:
+        answer = await self._call(lambda id: msg.Restore(id, namespace, pid, offset))
+        if not isinstance(answer, msg.Restored) or answer.session is None:
             return None
-        session = from_wire(SavedSession, answer["session"])
-        return session, list(answer.get("missed") or [])
+        return from_wire(SavedSession, answer.session), answer.missed
 
-    def _on_restored(self, message: dict[str, Any]) -> None:
-        session = message.get("session")
-        if session is not None and str(message["id"]) in self._calls:
+    def _on_restored(self, message: msg.Restored) -> None:
+        session = message.session
+        if session is not None and message.id in self._calls:
             # Events after the replay may come before the socket is live
             # here: hold them for it (they come after the reply, in order).
             sid = str(session["sid"])

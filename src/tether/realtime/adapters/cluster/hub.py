@@ -2,20 +2,7 @@
 connects to, over a Unix-domain socket. It relays what concerns other
 workers and keeps what connection state recovery needs (:mod:`.memory`).
 
-Messages (JSON objects framed by :mod:`.wire`; ``t`` names the kind)::
-
-    worker -> hub                         hub -> worker
-    hello  {node, rec}                    bc        an event to deliver (off: its offset)
-    bc     {nsp, data, o, store, local}   se        a server-side event
-    se     {event, args}                  req       a request of another worker
-    req    {id, k, nsp, o, ...}           sent      {id, n}: to how many workers it went
-    rep    {id, receipt, expect, items}   rep       a reply to one of its requests
-    live   {sockets: [...]}               restored  {id, session, missed}
-    gone   {sockets: [[nsp, sid]...]}     checked   {id, taken}
-    persist {session}                     flushed   {id}
-    restore {id, nsp, pid, offset}
-    check  {id, nsp, sid, rooms}
-    flush  {id}
+The messages are those of :mod:`.messages`, framed by :mod:`.wire`.
 
 A worker's messages are handled in the order it sent them, and what the hub
 sends a worker arrives in the order it was sent: an event stored (given an
@@ -45,6 +32,7 @@ from typing import Any
 from ....exceptions import PacketError
 from ....ratelimit import LogLimiter
 from ..base import RecoveryOptions, SavedSession
+from . import messages as msg
 from .memory import Memory, Owned, opts_from_wire
 from .peer import MAX_QUEUED, Peer, PeerGone, frame_of
 from .wire import MAX_FRAME, from_wire, to_wire
@@ -87,7 +75,7 @@ class _Request:
     owed: dict[str, _Owed]
 
 
-Handler = Callable[[_Worker, dict[str, Any]], Awaitable[None]]
+Handler = Callable[[_Worker, Any], Awaitable[None]]
 
 
 class ClusterHub:
@@ -123,17 +111,20 @@ class ClusterHub:
         self._requests: collections.OrderedDict[str, _Request] = collections.OrderedDict()
         self._logs = LogLimiter(_log)
         self._anonymous = itertools.count(1)
-        self._handlers: dict[str, Handler] = {
-            "bc": self._on_broadcast,
-            "se": self._on_server_event,
-            "req": self._on_request,
-            "rep": self._on_reply,
-            "live": self._on_live,
-            "gone": self._on_gone,
-            "persist": self._on_persist,
-            "restore": self._on_restore,
-            "check": self._on_check,
-            "flush": self._on_flush,
+        self._handlers: dict[type[msg.Message], Handler] = {
+            msg.Broadcast: self._on_broadcast,
+            msg.ServerEvent: self._on_server_event,
+            msg.AckRequest: self._on_request,
+            msg.FetchRequest: self._on_request,
+            msg.RoomsRequest: self._on_request,
+            msg.DisconnectRequest: self._on_request,
+            msg.Reply: self._on_reply,
+            msg.Live: self._on_live,
+            msg.Gone: self._on_gone,
+            msg.Persist: self._on_persist,
+            msg.Restore: self._on_restore,
+            msg.Check: self._on_check,
+            msg.Flush: self._on_flush,
         }
 
     @property
@@ -189,14 +180,14 @@ class ClusterHub:
         self._peers.add(peer)
         try:
             hello = await peer.receive()
-            if hello.get("t") != "hello" or not isinstance(hello.get("node"), str):
+            if not isinstance(hello, msg.Hello):
                 raise PacketError("a worker must say hello first")
             worker = self._join(peer, hello)
             while True:
                 message = await peer.receive()
-                handler = self._handlers.get(message["t"])
+                handler = self._handlers.get(type(message))
                 if handler is None:
-                    raise PacketError(f"unknown message kind {message['t']!r}")
+                    raise PacketError(f"a worker may not send {message.kind!r}")
                 await handler(worker, message)
         except PeerGone:
             pass
@@ -210,8 +201,8 @@ class ClusterHub:
                 await self._leave(worker)
             self._tasks.discard(task)
 
-    def _join(self, peer: Peer, hello: dict[str, Any]) -> _Worker:
-        node: str = hello["node"]
+    def _join(self, peer: Peer, hello: msg.Hello) -> _Worker:
+        node = hello.node
         worker = _Worker(node, peer)
         old = self.workers.pop(node, None)
         if old is not None:
@@ -219,8 +210,8 @@ class ClusterHub:
             # its sockets are live, they go with it (not saved as orphans).
             old.peer.abort()
             worker.owned, old.owned = old.owned, worker.owned
-        rec = hello.get("rec")
-        if isinstance(rec, dict):
+        rec = hello.rec
+        if rec is not None:
             self.memory.configure(
                 RecoveryOptions(float(rec["window"]), True, int(rec["bytes"]), int(rec["sessions"]))
             )
@@ -250,8 +241,7 @@ class ClusterHub:
 
     def _reply_for(self, request: _Request, request_id: str, owed: _Owed) -> None:
         missing = owed.expect - owed.got
-        reply = {"t": "rep", "id": request_id, "receipt": not owed.receipt, "expect": -missing}
-        request.requester.peer.send(reply)
+        request.requester.peer.send(msg.Reply(request_id, not owed.receipt, -missing))
         if not request.owed:
             self._requests.pop(request_id, None)
 
@@ -260,24 +250,20 @@ class ClusterHub:
 
     # -- relaying -----------------------------------------------------------------------
 
-    async def _on_broadcast(self, worker: _Worker, message: dict[str, Any]) -> None:
-        nsp = str(message["nsp"])
-        data = message["data"]
-        if not isinstance(data, list):
-            raise PacketError("an event's data must be a list")
-        out: dict[str, Any] = {"t": "bc", "nsp": nsp, "data": data, "o": message.get("o", {})}
-        if message.get("store"):
-            stored = self.memory.store(nsp, data, opts_from_wire(out["o"]))
-            if stored is not None:
-                out["data"] = stored
-                out["off"] = stored[-1]
-            # Kept or not, the sender has not delivered it: back to it too.
-            targets = [worker] if message.get("local") else list(self.workers.values())
-        else:
-            targets = self._others(worker)
-        self._relay(targets, out)
+    async def _on_broadcast(self, worker: _Worker, message: msg.Broadcast) -> None:
+        if not message.store:
+            self._relay(self._others(worker), msg.Broadcast(message.nsp, message.data, message.o))
+            return
+        data = message.data
+        stored = self.memory.store(message.nsp, data, opts_from_wire(message.o))
+        offset = None
+        if stored is not None:
+            data, offset = stored, stored[-1]
+        # Kept or not, the sender has not delivered it: back to it too.
+        targets = [worker] if message.local else list(self.workers.values())
+        self._relay(targets, msg.Broadcast(message.nsp, data, message.o, off=offset))
 
-    def _relay(self, targets: list[_Worker], message: dict[str, Any]) -> None:
+    def _relay(self, targets: list[_Worker], message: msg.Message) -> None:
         """Send ``message`` to ``targets``, encoded once."""
         if not targets:
             return
@@ -286,20 +272,18 @@ class ClusterHub:
             for target in targets:
                 target.peer.send_frame(frame)
 
-    async def _on_server_event(self, worker: _Worker, message: dict[str, Any]) -> None:
+    async def _on_server_event(self, worker: _Worker, message: msg.ServerEvent) -> None:
         self._relay(self._others(worker), message)
 
-    async def _on_request(self, worker: _Worker, message: dict[str, Any]) -> None:
-        request_id = str(message["id"])
+    async def _on_request(self, worker: _Worker, message: msg.Request) -> None:
         now = time.monotonic()
         self._expire(now)
         targets = self._others(worker)
-        timeout = message.get("timeout")
-        ttl = float(timeout) + 1.0 if isinstance(timeout, (int, float)) else _REQUEST_TTL
         if targets:
             owed = {target.node: _Owed() for target in targets}
-            self._requests[request_id] = _Request(worker, now + ttl, owed)
-        worker.peer.send({"t": "sent", "id": request_id, "n": len(targets)})
+            deadline = now + min(max(message.timeout, 0.0), _REQUEST_TTL) + 1.0
+            self._requests[message.id] = _Request(worker, deadline, owed)
+        worker.peer.send(msg.Sent(message.id, len(targets)))
         self._relay(targets, message)
 
     def _expire(self, now: float) -> None:
@@ -309,57 +293,52 @@ class ClusterHub:
         ):
             requests.popitem(last=False)
 
-    async def _on_reply(self, worker: _Worker, message: dict[str, Any]) -> None:
-        request_id = str(message["id"])
-        request = self._requests.get(request_id)
+    async def _on_reply(self, worker: _Worker, message: msg.Reply) -> None:
+        request = self._requests.get(message.id)
         if request is None:
             return  # too late: its requester gave up (or left)
         owed = request.owed.get(worker.node)
         if owed is None:
             return
-        owed.expect += int(message.get("expect", 0))
-        if message.get("receipt"):
+        owed.expect += message.expect
+        if message.receipt:
             owed.receipt = True
         else:
-            owed.got += len(message.get("items", ()))
+            owed.got += len(message.items)
         request.requester.peer.send(message)
         if owed.done:
             del request.owed[worker.node]
             if not request.owed:
-                del self._requests[request_id]
+                del self._requests[message.id]
 
     # -- sessions and recovery ---------------------------------------------------------
 
-    async def _on_live(self, worker: _Worker, message: dict[str, Any]) -> None:
-        for entry in message["sockets"]:
+    async def _on_live(self, worker: _Worker, message: msg.Live) -> None:
+        for entry in message.sockets:
             self.memory.live(worker.owned, entry)
 
-    async def _on_gone(self, worker: _Worker, message: dict[str, Any]) -> None:
-        for nsp, sid in message["sockets"]:
+    async def _on_gone(self, worker: _Worker, message: msg.Gone) -> None:
+        for nsp, sid in message.sockets:
             self.memory.gone(worker.owned, str(nsp), str(sid))
 
-    async def _on_persist(self, worker: _Worker, message: dict[str, Any]) -> None:
-        session = from_wire(SavedSession, message["session"])
+    async def _on_persist(self, worker: _Worker, message: msg.Persist) -> None:
+        session = from_wire(SavedSession, message.session)
         await self.memory.persist(worker.owned, session)
 
-    async def _on_restore(self, worker: _Worker, message: dict[str, Any]) -> None:
-        offset = message.get("offset")
-        restored = await self.memory.restore(
-            str(message["nsp"]), str(message["pid"]), offset if isinstance(offset, str) else None
-        )
-        reply: dict[str, Any] = {"t": "restored", "id": message["id"], "session": None}
-        if restored is not None:
-            session, missed = restored
-            reply["session"] = to_wire(session, skip=("saved_at",))
-            reply["missed"] = missed
-        if not worker.peer.send(reply) and restored is not None:
+    async def _on_restore(self, worker: _Worker, message: msg.Restore) -> None:
+        restored = await self.memory.restore(message.nsp, message.pid, message.offset)
+        if restored is None:
+            worker.peer.send(msg.Restored(message.id))
+            return
+        session, missed = restored
+        reply = msg.Restored(message.id, to_wire(session, skip=("saved_at",)), missed)
+        if not worker.peer.send(reply):
             self._logs.log(logging.WARNING, "restore", "a restored session was too large to send")
-            worker.peer.send({"t": "restored", "id": message["id"], "session": None})
+            worker.peer.send(msg.Restored(message.id))
 
-    async def _on_check(self, worker: _Worker, message: dict[str, Any]) -> None:
-        rooms = [str(room) for room in message["rooms"]]
-        taken = self.memory.taken(str(message["nsp"]), str(message["sid"]), rooms)
-        worker.peer.send({"t": "checked", "id": message["id"], "taken": taken})
+    async def _on_check(self, worker: _Worker, message: msg.Check) -> None:
+        taken = self.memory.taken(message.nsp, message.sid, message.rooms)
+        worker.peer.send(msg.Checked(message.id, taken))
 
-    async def _on_flush(self, worker: _Worker, message: dict[str, Any]) -> None:
-        worker.peer.send({"t": "flushed", "id": message["id"]})
+    async def _on_flush(self, worker: _Worker, message: msg.Flush) -> None:
+        worker.peer.send(msg.Flushed(message.id))

@@ -12,9 +12,9 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
 
 from ....exceptions import PacketError
+from .messages import Message
 from .peer import MAX_QUEUED, Peer, PeerGone
 from .wire import MAX_FRAME
 
@@ -36,7 +36,7 @@ class Link:
         path: str,
         *,
         on_up: Callable[[], None],
-        on_message: Callable[[dict[str, Any]], None],
+        on_message: Callable[[Message], None],
         on_down: Callable[[], None],
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
@@ -70,7 +70,7 @@ class Link:
             await asyncio.wait_for(self._up.wait(), timeout)
         return self.up
 
-    def send(self, message: dict[str, Any]) -> bool:
+    def send(self, message: Message) -> bool:
         """Queue ``message`` for the hub; False if the link is down (or the
         message was not sent, logged by :class:`~.peer.Peer`)."""
         peer = self.peer

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from ....exceptions import PacketError
 from ....limits import MiB
+from .messages import Message, as_wire, parse
 from .wire import HEAD, MAX_FRAME, decode, encode, frame_length
 
 __all__ = ["MAX_QUEUED", "Peer", "PeerGone", "frame_of"]
@@ -27,12 +27,12 @@ _log = logging.getLogger("tether.realtime.adapters.cluster")
 MAX_QUEUED = 2 * MAX_FRAME + 1 * MiB
 
 
-def frame_of(message: dict[str, Any], max_frame: int, to: str) -> bytes | None:
+def frame_of(message: Message, max_frame: int, to: str) -> bytes | None:
     """The frame of ``message``, or None (logged) if it cannot be sent."""
     try:
-        return encode(message, max_frame)
+        return encode(as_wire(message), max_frame)
     except (PacketError, TypeError, ValueError) as exc:
-        _log.warning("cannot send a %r message to %s: %s", message.get("t"), to, exc)
+        _log.warning("cannot send a %r message to %s: %s", message.kind, to, exc)
         return None
 
 
@@ -59,7 +59,7 @@ class Peer:
         self.max_queued = max_queued
         self.closed = False
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         """The next message; :class:`PeerGone` at the end of the stream,
         :class:`PacketError` (the link is then dropped) for an oversize or
         malformed frame."""
@@ -72,9 +72,9 @@ class Peer:
         except PacketError:
             self.abort()
             raise
-        return decode(body)
+        return parse(decode(body))
 
-    def send(self, message: dict[str, Any]) -> bool:
+    def send(self, message: Message) -> bool:
         """Queue ``message``; False if the link is closed, or the message
         could not be encoded (logged), or the link was just dropped because
         the peer is not reading (logged)."""

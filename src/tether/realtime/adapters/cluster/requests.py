@@ -19,6 +19,7 @@ from typing import Any
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..interface import LocalSockets
+from . import messages as msg
 from .memory import opts_from_wire
 from .wire import to_wire
 
@@ -26,7 +27,7 @@ __all__ = ["Answers", "Pending"]
 
 _log = logging.getLogger("tether.realtime.adapters.cluster")
 
-Send = Callable[[dict[str, Any]], bool]
+Send = Callable[[msg.Message], bool]
 Select = Callable[[str, dict[str, Any]], list[str]]
 
 
@@ -45,14 +46,13 @@ class Pending:
         self.needed = workers
         self.check()
 
-    def on_reply(self, message: dict[str, Any]) -> None:
-        items = list(message.get("items") or ())
-        if message.get("receipt"):
+    def on_reply(self, reply: msg.Reply) -> None:
+        if reply.receipt:
             self.receipts += 1
         else:
-            self.replies += len(items)
-        self.expect += int(message.get("expect", 0))
-        self.items += items
+            self.replies += len(reply.items)
+        self.expect += reply.expect
+        self.items += reply.items
         self.check()
 
     def check(self) -> None:
@@ -75,91 +75,65 @@ class Answers:
         self._send = send
         self._settle = settle
         self._logs = LogLimiter(_log)
-
-    def answer(self, request: dict[str, Any]) -> None:
-        kind = request["k"]
-        handler = {
-            "ack": self._ack,
-            "fetch": self._fetch,
-            "rooms": self._rooms,
-            "disconnect": self._disconnect,
-        }.get(kind)
-        if handler is None:
-            self._logs.log(logging.WARNING, "kind", "unknown request kind %r", kind)
-            self._reply(request, receipt=True)
-            return
-        handler(request, self._select(str(request["nsp"]), request.get("o") or {}))
-
-    def _reply(
-        self,
-        request: dict[str, Any],
-        *,
-        receipt: bool,
-        expect: int = 0,
-        items: list[Any] | None = None,
-    ) -> None:
-        message: dict[str, Any] = {
-            "t": "rep",
-            "id": request["id"],
-            "receipt": receipt,
-            "expect": expect,
+        self._handlers: dict[type[msg.Request], Callable[[Any, list[str]], None]] = {
+            msg.AckRequest: self._ack,
+            msg.FetchRequest: self._fetch,
+            msg.RoomsRequest: self._rooms,
+            msg.DisconnectRequest: self._disconnect,
         }
-        if items:
-            message["items"] = items
-        if not self._send(message) and items:
-            # Not JSON-able, or too large: the requester must still count us.
-            self._send({"t": "rep", "id": request["id"], "receipt": receipt, "expect": expect})
 
-    def _ack(self, request: dict[str, Any], targets: list[str]) -> None:
+    def answer(self, request: msg.Request) -> None:
+        self._handlers[type(request)](request, self._select(request.nsp, request.o))
+
+    def _reply(self, request: msg.Request, reply: msg.Reply) -> None:
+        if not self._send(reply) and reply.items:
+            # Not JSON-able, or too large: the requester must still count us.
+            self._send(msg.Reply(request.id, reply.receipt, reply.expect))
+
+    def _ack(self, request: msg.AckRequest, targets: list[str]) -> None:
         sockets = self._sockets()
-        nsp = str(request["nsp"])
-        ack_id = sockets.next_ack_id(nsp)
+        ack_id = sockets.next_ack_id(request.nsp)
         if ack_id is None or not targets:
-            self._reply(request, receipt=True)
+            self._reply(request, msg.Reply(request.id, True))
             return
-        packet = socketio.Packet.event(*request["data"], namespace=nsp, id=ack_id)
-        waiters = sockets.deliver_with_ack(
-            nsp, packet, targets, opts_from_wire(request.get("o") or {})
-        )
-        self._reply(request, receipt=True, expect=len(waiters))
+        packet = socketio.Packet.event(*request.data, namespace=request.nsp, id=ack_id)
+        waiters = sockets.deliver_with_ack(request.nsp, packet, targets, opts_from_wire(request.o))
+        self._reply(request, msg.Reply(request.id, True, len(waiters)))
 
         def answered(waiter: asyncio.Future[Any]) -> None:
             value: list[Any] = []
             if not waiter.cancelled() and waiter.exception() is None:
                 value = [waiter.result()]
             # A socket that left or did not answer still counts, as no reply.
-            self._reply(request, receipt=False, expect=len(value) - 1, items=value)
+            self._reply(request, msg.Reply(request.id, False, len(value) - 1, value))
 
         for waiter in waiters:
             waiter.add_done_callback(answered)
-        timeout = float(request.get("timeout") or 0)
         asyncio.get_running_loop().call_later(
-            timeout, lambda: [w.cancel() for w in waiters if not w.done()]
+            request.timeout, lambda: [w.cancel() for w in waiters if not w.done()]
         )
 
-    def _fetch(self, request: dict[str, Any], targets: list[str]) -> None:
-        infos = self._sockets().socket_infos(str(request["nsp"]), targets)
-        self._reply(request, receipt=True, items=[to_wire(info) for info in infos])
+    def _fetch(self, request: msg.FetchRequest, targets: list[str]) -> None:
+        infos = self._sockets().socket_infos(request.nsp, targets)
+        self._reply(request, msg.Reply(request.id, True, items=[to_wire(info) for info in infos]))
 
-    def _rooms(self, request: dict[str, Any], targets: list[str]) -> None:
+    def _rooms(self, request: msg.RoomsRequest, targets: list[str]) -> None:
         sockets = self._sockets()
-        nsp = str(request["nsp"])
-        rooms = [str(room) for room in request["rooms"]]
         for sid in targets:
-            if request.get("join"):
+            if request.join:
                 try:
-                    sockets.join(nsp, sid, rooms)
+                    sockets.join(request.nsp, sid, request.rooms)
                 except ValueError as exc:  # a room named after a sid: refused
                     self._logs.log(logging.WARNING, "join", "sockets_join refused: %s", exc)
             else:
-                sockets.leave(nsp, sid, rooms)
+                sockets.leave(request.nsp, sid, request.rooms)
         # The hub hears of the new rooms before the requester hears back.
         self._settle()
-        self._reply(request, receipt=True)
+        self._reply(request, msg.Reply(request.id, True))
 
-    def _disconnect(self, request: dict[str, Any], targets: list[str]) -> None:
+    def _disconnect(self, request: msg.DisconnectRequest, targets: list[str]) -> None:
         sockets = self._sockets()
         for sid in targets:
-            sockets.disconnect(str(request["nsp"]), sid, bool(request.get("close")))
+            sockets.disconnect(request.nsp, sid, request.close)
         self._settle()
-        self._reply(request, receipt=True)
+        self._reply(request, msg.Reply(request.id, True))

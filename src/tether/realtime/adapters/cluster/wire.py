@@ -125,10 +125,18 @@ def to_wire(value: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     wire: dict[str, Any] = {}
     for f in dataclasses.fields(value):
         item = getattr(value, f.name)
-        if f.name in skip or (f.default is not dataclasses.MISSING and item == f.default):
+        if f.name in skip or item == _default(f):
             continue
         wire[f.name] = sorted(item) if isinstance(item, frozenset) else item
     return wire
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
 
 
 def from_wire(cls: type[_T], wire: dict[str, Any]) -> _T:
