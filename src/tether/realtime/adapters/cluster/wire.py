@@ -5,8 +5,8 @@ A frame is::
 
     <u32 body length> <u32 header length> <header: JSON object> (<u32 length> <attachment>)*
 
-The header is a JSON object whose ``"t"`` names the message (see
-:mod:`.hub` for the kinds); ``bytes`` anywhere in it (binary Socket.IO
+The header is a JSON object whose ``"t"`` names the message (the kinds
+are in :mod:`.messages`); ``bytes`` anywhere in it (binary Socket.IO
 attachments) are replaced by Socket.IO placeholders
 (:func:`tether.realtime.protocol.socketio.deconstruct`) and follow the header,
 each with its length. Lengths are big-endian. A frame longer than the bound
