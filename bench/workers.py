@@ -151,6 +151,7 @@ SETUPS: dict[str, dict[str, Any]] = {
 }
 WORKLOADS = ("echo", "fanout", "polling", "polling-keepalive")
 LATENCY_SAMPLES = 200_000
+ROUND_TIMEOUT = 10.0  # seconds a fan-out round may take before it counts as lost
 
 # -- the servers ---------------------------------------------------------------------------
 
@@ -378,14 +379,25 @@ async def fanout(running: Running, args: argparse.Namespace) -> dict[str, Any]:
                 del arrived[seq]
                 slots.release()
 
+    sent = [0]
+    stalled: dict[str, Any] = {}
+
     async def rounds(counter: Counter, latencies: list[float]) -> None:
-        seq = 0
-        while not counter.stop:
-            await asyncio.wait_for(slots.acquire(), 30)
-            await trigger.ws.send(emit("fanout", "room", seq, time.time(), ack=False))
-            seq += 1
-        for _ in range(IN_FLIGHT_ROUNDS):  # the rounds in flight: nothing left unread
-            await asyncio.wait_for(slots.acquire(), 30)
+        """Send rounds until stopped, then wait for those in flight; a round still
+        incomplete after ROUND_TIMEOUT stops the case and is reported (lost deliveries)."""
+        try:
+            while not counter.stop:
+                await asyncio.wait_for(slots.acquire(), ROUND_TIMEOUT)
+                await trigger.ws.send(emit("fanout", "room", sent[0], time.time(), ack=False))
+                sent[0] += 1
+            for _ in range(IN_FLIGHT_ROUNDS):  # the rounds in flight: nothing left unread
+                await asyncio.wait_for(slots.acquire(), ROUND_TIMEOUT)
+        except TimeoutError:
+            stalled.update(
+                incomplete_rounds={seq: members - n for seq, n in sorted(arrived.items())},
+                server_log_tail=running.tail[-10:],
+            )
+            counter.stop = True
 
     readers: list[asyncio.Future[None]] = []
 
@@ -399,9 +411,12 @@ async def fanout(running: Running, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for task in readers:
             task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        ended = await asyncio.gather(*readers, return_exceptions=True)
         abort_all([*receivers, trigger])
-    return {"receivers": members, **result}
+    failures = [repr(e) for e in ended if not isinstance(e, asyncio.CancelledError)]
+    if failures:
+        stalled.update(reader_failures=len(failures), first_failure=failures[0])
+    return {"receivers": members, "rounds": sent[0], "stalled": stalled or None, **result}
 
 
 def client_payload(message: str) -> str:
@@ -552,16 +567,19 @@ def table(workload: str, rows: list[dict[str, Any]]) -> list[str]:
     latency = "echo (POST+GET)" if workload.startswith("polling") else "latency"
     lines = [
         f"| setup | {unit}/s | x plain | {unit}/server-CPU-s | x plain "
-        f"| {latency} p50 ms | p99 ms | server CPU% | client CPU% | handed / adopted |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {latency} p50 ms | p99 ms | server CPU% | client CPU% | handed / adopted "
+        f"| {unit}/server-CPU-s of each run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        name = r["setup"] + (" (stalled)" if r.get("stalled") else "")
         lines.append(
-            f"| {r['setup']} | {r['rate']:,.0f} | {ratio(r['rate'], base and base['rate'])} "
+            f"| {name} | {r['rate']:,.0f} | {ratio(r['rate'], base and base['rate'])} "
             f"| {r['per_server_cpu_s']:,.0f} "
             f"| {ratio(r['per_server_cpu_s'], base and base['per_server_cpu_s'])} "
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['server_cpu_pct']:.0f} "
-            f"| {r['client_cpu_pct']:.0f} | {r['handed']:,} / {r['adopted']:,} |"
+            f"| {r['client_cpu_pct']:.0f} | {r['handed']:,} / {r['adopted']:,} "
+            f"| {', '.join(f'{x:,}' for x in r.get('all_per_server_cpu_s', []))} |"
         )
     return lines
 
@@ -604,7 +622,7 @@ def setting(env: dict[str, Any]) -> str:
     )
 
 
-def markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], every: list[dict[str, Any]]) -> str:
     lines = [
         f"# tether run --workers N vs one process — {env['date']}",
         "",
@@ -632,6 +650,10 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
         chosen = [r for r in rows if r["workload"] == workload]
         if chosen:
             lines += ["", titles[workload], "", *table(workload, chosen)]
+    stalls = [r for r in every if r.get("stalled")]
+    if stalls:
+        lines += ["", f"## Stalled fan-out runs (a round incomplete after {ROUND_TIMEOUT:g} s)", ""]
+        lines += [f"- {r['setup']}: `{json.dumps(r['stalled'])}`" for r in stalls]
     return "\n".join(lines) + "\n"
 
 
@@ -642,6 +664,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per case")
     parser.add_argument("--setups", nargs="+", choices=list(SETUPS), default=list(SETUPS))
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per case, interleaved; the median is kept"
+    )
     parser.add_argument("--no-pin", action="store_true", help="let every process use every CPU")
     parser.add_argument("--quick", action="store_true", help="smoke run: ~50 clients, 0.5 s")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
@@ -649,6 +674,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.clients, args.receivers, args.seconds = 10, 50, 0.5
     return args
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median server CPU per operation, with every run's rate and
+    per-CPU-second figure as its spread."""
+    ordered = sorted(runs, key=lambda run: run["per_server_cpu_s"])
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "all_per_server_cpu_s": [round(run["per_server_cpu_s"]) for run in runs],
+        "all_rates": [round(run["rate"]) for run in runs],
+    }
 
 
 def cases(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -677,16 +713,18 @@ async def main(argv: list[str] | None = None) -> int:
         redis = psutil.Process(redis_process.pid)
         args.redis_cpu = lambda: sum(redis.cpu_times()[:2])
     loadavg_before = os.getloadavg()
-    rows = []
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {case: [] for case in cases(args)}
     try:
-        for workload, setup in cases(args):
-            row = await run_case(workload, setup, args)
-            print(
-                f"{workload} {setup}: {row['rate']:,.0f}/s, {row['per_server_cpu_s']:,.0f} per "
-                f"server CPU-s, client CPU {row['client_cpu_pct']:.0f}%",
-                flush=True,
-            )
-            rows.append(row)
+        for repeat in range(args.repeat):  # interleaved: the machine's load drifts
+            for (workload, setup), done in runs.items():
+                row = await run_case(workload, setup, args)
+                print(
+                    f"[{repeat + 1}/{args.repeat}] {workload} {setup}: {row['rate']:,.0f}/s, "
+                    f"{row['per_server_cpu_s']:,.0f} per server CPU-s, "
+                    f"client CPU {row['client_cpu_pct']:.0f}%",
+                    flush=True,
+                )
+                done.append(row)
     finally:
         if redis_process is not None:
             redis_process.kill()
@@ -695,6 +733,7 @@ async def main(argv: list[str] | None = None) -> int:
             path.unlink() if path.is_file() else None
         with contextlib.suppress(OSError):
             args.app_dir.rmdir()
+    rows = [median(done) for done in runs.values()]
     env = environment(pin_note)
     env.update(
         date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -706,13 +745,24 @@ async def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         receivers=args.receivers,
         seconds=args.seconds,
+        repeat=args.repeat,
         cores_note=NO_PIN_NOTE if args.no_pin else CORES_NOTE,
     )
     name = "quick-workers" if args.quick else f"workers-{time.strftime('%Y-%m-%d-%H%M%S')}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / name
-    out.with_suffix(".json").write_text(json.dumps({"environment": env, "runs": rows}, indent=1))
-    out.with_suffix(".md").write_text(markdown(rows, env))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "environment": env,
+                "runs": rows,
+                "every_run": [row for done in runs.values() for row in done],
+            },
+            indent=1,
+        )
+    )
+    every = [row for done in runs.values() for row in done]
+    out.with_suffix(".md").write_text(markdown(rows, env, every))
     print(f"wrote {out}.json and .md")
     return 0
 
