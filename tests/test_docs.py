@@ -37,7 +37,15 @@ from helpers import repo_root, timeout
 from realtime.redis_helpers import free_port, redis_server
 from tether import realtime
 
-PUBLIC_MODULES = ("tether", "tether.realtime", "tether.realtime.adapters.redis")
+PUBLIC_MODULES = (
+    "tether",
+    "tether.realtime",
+    "tether.realtime.adapters.redis",
+    "tether.realtime.adapters.cluster",
+    "tether.realtime.workers",
+    "tether.sync",
+    "tether.sync.realtime",
+)
 
 _FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 _NOT_RUN = re.compile(r"<!-- not run: (.+?) -->")
