@@ -11,12 +11,19 @@ from collections.abc import AsyncIterator, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection
-from .exceptions import HandshakeError, InvalidStatus, InvalidURI
+from .exceptions import HandshakeError, InvalidStatus, InvalidURI, ProxyError
 from .limits import DEFAULT_LIMITS, Limits
 from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
 from .protocol.handshake import SERVER_NAME, ClientHandshake
 from .protocol.http import parse_response
+from .protocol.proxy import (
+    Proxy,
+    ProxyOption,
+    connect_request,
+    parse_connect_response,
+    select_proxy,
+)
 from .protocol.uri import WebSocketURI, parse_uri
 from .server import Compression, compression_options
 
@@ -25,7 +32,7 @@ if TYPE_CHECKING:
 
     from .limits import LimitOptions
 
-__all__ = ["connect"]
+__all__ = ["connect", "open_tunnel"]
 
 _log = logging.getLogger("tether.client")
 
@@ -56,6 +63,15 @@ class connect:
     ``None`` turns it off, a :class:`DeflateOptions` or a sequence of them
     makes one offer each, in order of preference. Limits are keyword options,
     see :class:`tether.Limits`.
+
+    ``proxy``: ``True`` (default) goes through the HTTP proxy of the
+    environment (``https_proxy`` for ``wss://``, ``http_proxy`` for ``ws://``,
+    ``all_proxy``, minus the hosts of ``no_proxy``, as curl and requests do);
+    a URL such as ``"http://user:secret@proxy:3128"`` uses that proxy; ``None``
+    or ``False`` connects directly whatever the environment says. The
+    connection goes through an HTTP ``CONNECT`` tunnel, TLS to the server
+    inside it for ``wss://``; a refusal raises :class:`tether.exceptions.ProxyError`.
+    Not used with ``sock`` or ``ws+unix://``.
     """
 
     def __init__(
@@ -70,6 +86,7 @@ class connect:
         server_hostname: str | None = None,
         sock: socket.socket | None = None,
         user_agent: str | None = SERVER_NAME,
+        proxy: ProxyOption = True,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
         backoff_factor: float = 2.0,
@@ -98,6 +115,10 @@ class connect:
         self.server_hostname = server_hostname
         self.sock = sock
         self.user_agent = user_agent
+        self.proxy: Proxy | None = None
+        if sock is None and self.uri.unix_path is None:
+            scheme = "wss" if self.uri.secure else "ws"
+            self.proxy = select_proxy(scheme, self.uri.host, self.uri.port, proxy)
         self.backoff = (backoff_min, backoff_max, backoff_factor)
         self.max_attempts = max_attempts
         self.logger = logger or _log
@@ -111,10 +132,13 @@ class connect:
         def factory() -> Connection:
             return Connection(core.Side.CLIENT, limits, self.logger)
 
-        if self.sock is not None:
+        sock = self.sock
+        if self.proxy is not None:
+            sock = await open_tunnel(self.proxy, uri.host, uri.port, limits)
+        if sock is not None:
             _, connection = await loop.create_connection(
                 factory,
-                sock=self.sock,
+                sock=sock,
                 ssl=self.ssl,
                 server_hostname=(self.server_hostname or uri.host) if self.ssl else None,
             )
@@ -232,3 +256,61 @@ class connect:
                 self.logger.warning("giving up after %d attempts", failures)
                 raise last_error
             await asyncio.sleep(next(delays))
+
+
+async def open_tunnel(
+    proxy: Proxy, host: str, port: int, limits: Limits = DEFAULT_LIMITS
+) -> socket.socket:
+    """Open a TCP connection to ``proxy`` and a ``CONNECT`` tunnel through it to
+    ``host:port`` (RFC 9110 §9.3.6); return the socket, ready for TLS or HTTP.
+
+    The proxy's answer is bounded by ``limits.max_header_bytes`` and
+    ``max_header_count``; callers bound the time (the open timeout).
+    Raises :class:`ProxyError` when the proxy refuses or misbehaves, and
+    :class:`OSError` when it cannot be reached.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+            break
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        raise error or OSError(f"cannot resolve proxy {proxy.url}")
+    try:
+        await loop.sock_sendall(sock, connect_request(host, port, proxy))
+        buf = bytearray()
+        while True:
+            # Read no more than the head can still take: a 2xx answer to
+            # CONNECT has no body (§9.3.6), and the server does not speak
+            # first (WebSocket and TLS clients do), so nothing follows it.
+            data = await loop.sock_recv(sock, max(1, limits.max_header_bytes - len(buf)))
+            if not data:
+                raise ProxyError(
+                    f"proxy {proxy.url} closed the connection before answering CONNECT",
+                    proxy.url,
+                )
+            buf += data
+            used = parse_connect_response(
+                buf,
+                proxy,
+                max_bytes=limits.max_header_bytes,
+                max_count=limits.max_header_count,
+            )
+            if used is not None:
+                break
+        if used != len(buf):
+            raise ProxyError(f"proxy {proxy.url} sent data after its CONNECT answer", proxy.url)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -7,7 +7,8 @@
     │   └── PayloadTooBig        a frame or message over a limit (close code 1009)
     ├── HandshakeError           the opening handshake failed
     │   ├── HandshakeRejected    server side: refused; carries the HTTP response to send
-    │   └── InvalidStatus        client side: the server answered something other than 101
+    │   ├── InvalidStatus        client side: the server answered something other than 101
+    │   └── ProxyError           client side: the HTTP proxy refused or broke the tunnel
     ├── InvalidURI               not a ws://, wss:// or ws+unix:// URI
     ├── InvalidState             the caller did something the connection's state forbids
     ├── PacketError              a malformed Engine.IO / Socket.IO packet from the peer
@@ -47,6 +48,7 @@ __all__ = [
     "PacketError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
     "TetherError",
 ]
 
@@ -93,6 +95,22 @@ class InvalidStatus(HandshakeError):
     def __init__(self, response: Response) -> None:
         super().__init__(f"server rejected WebSocket connection: HTTP {response.status}")
         self.response = response
+
+
+class ProxyError(HandshakeError):
+    """The HTTP proxy refused the tunnel (``response`` is its answer), closed the
+    connection before answering, or answered something malformed or oversized
+    (``response`` is then None). ``proxy`` is its URL, credentials left out."""
+
+    def __init__(self, message: str, proxy: str, response: Response | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.response = response
+
+    @property
+    def status(self) -> int | None:
+        """The proxy's status code, or None when it gave none."""
+        return self.response.status if self.response is not None else None
 
 
 class InvalidURI(TetherError, ValueError):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import ssl as ssl_module
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import Protocol
 from ...client import connect as ws_connect
 from ...connection import Connection
 from ...exceptions import ConnectionClosed, PacketError, TetherError
+from ...protocol.cookies import CookieJar
+from ...protocol.proxy import ProxyOption, select_proxy
 from ..protocol import engineio
 from ..protocol.engineio import Handshake, Packet, PacketType
 from .polling import PollingTransport
@@ -72,6 +75,8 @@ class Target:
     query: tuple[tuple[str, str], ...]
     headers: tuple[tuple[str, str], ...] = ()
     ssl: ssl_module.SSLContext | None = None
+    #: ``True``: the environment's HTTP proxy; a URL: that proxy; None/False: none.
+    proxy: ProxyOption = True
 
     @classmethod
     def from_url(
@@ -80,6 +85,7 @@ class Target:
         path: str,
         headers: Sequence[tuple[str, str]] = (),
         ssl: ssl_module.SSLContext | None = None,
+        proxy: ProxyOption = True,
     ) -> Target:
         """Parse ``url``; raise :class:`ValueError` when it is not http(s) or ws(s)."""
         parts = urllib.parse.urlsplit(url)
@@ -93,7 +99,7 @@ class Target:
         # The reference server matches the path with a trailing slash.
         path = "/" + path.strip("/") + "/"
         query = tuple(urllib.parse.parse_qsl(parts.query))
-        return cls(secure, parts.hostname, port, path, query, tuple(headers), ssl)
+        return cls(secure, parts.hostname, port, path, query, tuple(headers), ssl, proxy)
 
     def resource(self, transport: str, sid: str | None = None) -> str:
         """The path and query of a request for ``transport`` (§Transports, query parameters)."""
@@ -119,12 +125,28 @@ class WebSocketTransport:
         self.max_payload = max_payload
 
     @classmethod
-    async def open(cls, target: Target, sid: str | None, max_payload: int) -> WebSocketTransport:
-        """Open the WebSocket; the first packet is the server's (open, or probe pong)."""
+    async def open(
+        cls,
+        target: Target,
+        sid: str | None,
+        max_payload: int,
+        cookies: CookieJar | None = None,
+    ) -> WebSocketTransport:
+        """Open the WebSocket; the first packet is the server's (open, or probe pong).
+
+        ``cookies``: the session's jar, whose cookies go on the upgrade request
+        (a sticky balancer routes it by them to the server of the session)."""
+        headers = list(target.headers)
+        if cookies is not None:
+            resource = target.resource("websocket", sid)
+            cookie = cookies.header(target.host, resource, secure=target.secure, now=time.time())
+            if cookie is not None:
+                headers.append(("Cookie", cookie))
         connection = await ws_connect(
             target.websocket_url(sid),
-            extra_headers=target.headers,
+            extra_headers=headers,
             ssl=target.ssl,
+            proxy=target.proxy,
             max_message_size=max_payload,
             max_frame_size=max_payload,
             # Engine.IO runs its own heartbeat (§Heartbeat).
@@ -163,8 +185,10 @@ class EngineSession:
         on_close: OnClose,
         max_payload: int,
         logger: logging.Logger,
+        cookies: CookieJar | None = None,
     ) -> None:
         self.target = target
+        self.cookies = cookies
         self.transport = transport
         self.handshake = handshake
         self.max_payload = max_payload
@@ -198,9 +222,11 @@ class EngineSession:
         """Open a session with the first of ``transports``, then upgrade to
         ``"websocket"`` if it is listed too and the server offers it."""
         transport: Transport
+        cookies = CookieJar()
         if transports[0] == "websocket":
             transport = await WebSocketTransport.open(target, None, max_payload)
         else:
+            scheme = "https" if target.secure else "http"
             transport = PollingTransport(
                 target.host,
                 target.port,
@@ -208,6 +234,8 @@ class EngineSession:
                 ssl=target.ssl,
                 headers=target.headers,
                 max_payload=max_payload,
+                proxy=select_proxy(scheme, target.host, target.port, target.proxy),
+                cookies=cookies,
             )
         try:
             # §Handshake: the server's first packet is "open", with its settings.
@@ -227,6 +255,7 @@ class EngineSession:
             on_close=on_close,
             max_payload=max_payload,
             logger=logger,
+            cookies=cookies,
         )
         session._start(rest)
         upgrade = "websocket" in transports[1:] and "websocket" in handshake.upgrades
@@ -353,7 +382,9 @@ class EngineSession:
         self._wake_writer.set()
 
     async def _probe(self) -> WebSocketTransport:
-        websocket = await WebSocketTransport.open(self.target, self.handshake.sid, self.max_payload)
+        websocket = await WebSocketTransport.open(
+            self.target, self.handshake.sid, self.max_payload, self.cookies
+        )
         try:
             await websocket.send([engineio.PING_PROBE])
             (answer,) = await websocket.receive()

@@ -11,6 +11,19 @@ bodies, ``Content-Length``, chunked or read-to-close responses, and keep-alive
 over at most two idle connections (one for the pending ``GET``, one for
 ``POST`` requests). Response heads are parsed by
 :func:`tether.protocol.http.parse_response`.
+
+Through an HTTP proxy, ``https://`` goes through a ``CONNECT`` tunnel
+(:func:`tether.client.open_tunnel`, TLS to the server inside it), while plain
+``http://`` sends each request to the proxy in absolute-form (RFC 9112
+§3.2.2: ``GET http://host:port/path HTTP/1.1``), as curl, requests and
+browsers do: proxies commonly allow ``CONNECT`` to port 443 only, so the
+session then still works over polling where a tunnel to port 80 would be
+refused (the WebSocket upgrade, which needs a tunnel, then fails and the
+session stays on polling, as the reference client does).
+
+Cookies the server sets (a sticky balancer's, or the ``io`` sid cookie)
+are kept in a :class:`~tether.protocol.cookies.CookieJar` and sent back on
+every later request of the session, and on its WebSocket upgrade.
 """
 
 from __future__ import annotations
@@ -20,11 +33,16 @@ import contextlib
 import logging
 import secrets
 import ssl as ssl_module
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ...exceptions import HandshakeError, PacketError
+from ...client import open_tunnel
+from ...exceptions import HandshakeError, PacketError, ProxyError
+from ...limits import DEFAULT_LIMITS
+from ...protocol.cookies import CookieJar
 from ...protocol.http import Response, parse_response
+from ...protocol.proxy import Proxy
 from ..protocol import engineio
 from ..protocol.engineio import Packet
 
@@ -72,6 +90,8 @@ class HTTPClient:
 
     Bodies are refused when over ``max_body`` bytes, checked on
     ``Content-Length`` (or as chunks arrive) before they are read.
+    ``proxy``: the HTTP proxy to go through (see the module's docstring);
+    ``cookies``: the jar that keeps the server's cookies (a new one if None).
     """
 
     def __init__(
@@ -82,12 +102,16 @@ class HTTPClient:
         ssl: ssl_module.SSLContext | None = None,
         headers: Sequence[tuple[str, str]] = (),
         max_body: int,
+        proxy: Proxy | None = None,
+        cookies: CookieJar | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
         self.headers = list(headers)
         self.max_body = max_body
+        self.proxy = proxy
+        self.cookies = cookies if cookies is not None else CookieJar()
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
         default_port = 443 if ssl is not None else 80
@@ -127,15 +151,56 @@ class HTTPClient:
                 self._busy.add(connection)
                 return connection
             connection.close()
-        reader, writer = await asyncio.open_connection(
-            self.host,
-            self.port,
-            ssl=self.ssl,
-            server_hostname=self.host if self.ssl is not None else None,
-        )
+        reader, writer = await self._open()
         connection = _Connection(reader, writer)
         self._busy.add(connection)
         return connection
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        server_hostname = self.host if self.ssl is not None else None
+        if self.proxy is None:
+            return await asyncio.open_connection(
+                self.host, self.port, ssl=self.ssl, server_hostname=server_hostname
+            )
+        if self.ssl is None:  # absolute-form requests to the proxy itself
+            return await asyncio.open_connection(self.proxy.host, self.proxy.port)
+        limits = DEFAULT_LIMITS
+        sock = await asyncio.wait_for(
+            open_tunnel(self.proxy, self.host, self.port, limits), limits.open_timeout
+        )
+        try:
+            return await asyncio.open_connection(
+                sock=sock, ssl=self.ssl, server_hostname=server_hostname
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    def _request_head(
+        self, method: str, target: str, body: bytes | None, content_type: str
+    ) -> bytes:
+        request_target = target
+        lines = []
+        if self.proxy is not None and self.ssl is None:
+            # RFC 9112 §3.2.2: absolute-form, and the proxy's credentials on
+            # every request (RFC 9110 §11.7.2).
+            request_target = f"http://{self.host_header}{target}"
+            credentials = self.proxy.authorization()
+            if credentials is not None:
+                lines.append(f"Proxy-Authorization: {credentials}")
+        lines[:0] = [f"{method} {request_target} HTTP/1.1", f"Host: {self.host_header}"]
+        lines.append("Accept: */*")
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+            if content_type:
+                lines.append(f"Content-Type: {content_type}")
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        cookie = self.cookies.header(
+            self.host, target, secure=self.ssl is not None, now=time.time()
+        )
+        if cookie is not None:
+            lines.append(f"Cookie: {cookie}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def _release(self, connection: _Connection, keep_alive: bool) -> None:
         self._busy.discard(connection)
@@ -152,16 +217,19 @@ class HTTPClient:
         body: bytes | None,
         content_type: str,
     ) -> HTTPResponse:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}", "Accept: */*"]
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-            if content_type:
-                lines.append(f"Content-Type: {content_type}")
-        lines.extend(f"{name}: {value}" for name, value in self.headers)
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = self._request_head(method, target, body, content_type)
         connection.writer.write(head + (body or b""))
         await connection.writer.drain()
         response, keep_alive = await self._read_response(connection.reader)
+        if self.proxy is not None and self.ssl is None and response.status == 407:
+            raise ProxyError(
+                f"proxy {self.proxy.url} refused the request: HTTP 407 {response.head.reason}",
+                self.proxy.url,
+                response.head,
+            )
+        self.cookies.store(
+            response.head.headers.get_all("Set-Cookie"), self.host, target, now=time.time()
+        )
         self._release(connection, keep_alive)
         return response
 
@@ -252,12 +320,22 @@ class PollingTransport:
         ssl: ssl_module.SSLContext | None = None,
         headers: Sequence[tuple[str, str]] = (),
         max_payload: int,
+        proxy: Proxy | None = None,
+        cookies: CookieJar | None = None,
     ) -> None:
         self.resource = resource
         self.sid: str | None = None
         self.send_limit: int | None = None
         self.max_payload = max_payload
-        self._http = HTTPClient(host, port, ssl=ssl, headers=headers, max_body=max_payload)
+        self._http = HTTPClient(
+            host,
+            port,
+            ssl=ssl,
+            headers=headers,
+            max_body=max_payload,
+            proxy=proxy,
+            cookies=cookies,
+        )
 
     def _target(self) -> str:
         target = self.resource
