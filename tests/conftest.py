@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import socket
 import struct
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,3 +189,21 @@ async def raw_client() -> AsyncIterator[OpenRaw]:
     yield open_raw
     for client in clients:
         client.abort()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and its key, made with the openssl
+    command (skipped without it): one for the whole run."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not available")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    command = [
+        *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+        *("-nodes", "-days", "1", "-subj", "/CN=localhost"),
+        *("-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=timeout(20))
+    return cert, key

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -256,3 +257,29 @@ def test_detach_and_handle_socket_on_uvloop() -> None:
     assert b"X-Served-By: B" in second and second.endswith(b"POST /b 2 hi")
     assert b"X-Served-By: B" in third and third.endswith(b"GET /b2 0 ")
     assert message == b"B:x"
+
+
+async def test_a_tls_connection_cannot_be_detached(certificate: tuple[Path, Path]) -> None:
+    # Its TLS state lives in this process: the socket alone would hand over
+    # bytes nobody else can decrypt. detach() refuses, and the request is
+    # answered here as usual.
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    refused: list[BaseException] = []
+
+    async def route(connection: tether.Connection, request: Request) -> bool:
+        with pytest.raises(RuntimeError, match="TLS") as caught:
+            await connection.detach()
+        refused.append(caught.value)
+        return False
+
+    handler, http_handler = make_handlers("A")
+    async with tether.serve(
+        handler, "127.0.0.1", 0, http_handler=http_handler, route=route, ssl=server_ctx
+    ) as server:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        async with tether.connect(f"wss://localhost:{server.port}/b", ssl=client_ctx) as client:
+            await client.send("x")
+            assert await asyncio.wait_for(client.recv(), timeout(5)) == "A:x"
+    assert len(refused) == 1

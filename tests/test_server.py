@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import ssl
-import subprocess
 import time
 from pathlib import Path
 from typing import Literal
@@ -301,28 +299,6 @@ async def test_unix_socket_server(start_server: StartServer, tmp_path: Path) -> 
     assert await echo_once("ws+unix://" + path) == "ping"
     with pytest.raises(RuntimeError):
         server.port  # noqa: B018
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost, made with the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not available")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=timeout(20),
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_tls_server(start_server: StartServer, certificate: tuple[Path, Path]) -> None:

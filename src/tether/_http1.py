@@ -157,6 +157,10 @@ class HTTPStream(asyncio.BufferedProtocol):
         transport = self.transport
         if self.protocol is not None:
             raise RuntimeError("a WebSocket cannot be detached")
+        if transport is not None and transport.get_extra_info("sslcontext") is not None:
+            # The TLS session's state lives in this process's ssl object: the
+            # raw socket alone would hand over undecryptable bytes.
+            raise RuntimeError("a TLS connection cannot be detached")
         if transport is None or self._is_closed or transport.is_closing():
             raise self._closed_exception()
         # Nothing more is read here: the rest of the stream is the new owner's.

@@ -9,7 +9,7 @@ the servers run in threads of their own:
   (see :data:`PATHS`), parametrized over tether's server and the
   ``websockets`` package's (its threaded server), with ``peer.closes`` the
   close codes the server received.
-* ``certificate``: a self-signed certificate for ``localhost`` (openssl).
+* ``certificate`` (from tests/conftest.py): a self-signed certificate for ``localhost``.
 
 ``run_script(source)`` runs a program in a new interpreter, as a user would.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import shutil
 import ssl
 import subprocess
 import sys
@@ -26,7 +25,6 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,20 +188,3 @@ def start_peer(request: pytest.FixtureRequest) -> StartPeer:
     """Start tether's server or the websockets package's: ``start(tls=, max_size=)``."""
     fixture: StartPeer = request.getfixturevalue(f"start_{request.param}")
     return fixture
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate and its key for localhost, made by openssl."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not available")
-    directory = tmp_path_factory.mktemp("sync-tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    command = [
-        *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-        *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
-        *("-keyout", str(key), "-out", str(cert)),
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=timeout(30))
-    return cert, key
