@@ -395,9 +395,9 @@ async def test_broadcast_to_many_sockets(
         polling_sids.append(sid)
 
     def counting(function: Callable[..., Any], calls: list[int]) -> Callable[..., Any]:
-        def wrapper(*args: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             calls.append(1)
-            return function(*args)
+            return function(*args, **kwargs)
 
         return wrapper
 

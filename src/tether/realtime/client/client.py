@@ -33,16 +33,19 @@ import logging
 import random
 import ssl as ssl_module
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from ...exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState, PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
-from ..protocol import socketio
+from ..protocol.parsers import Parser, SerializerOptions, make_parser
 from ..protocol.socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
 from .engineio import TRANSPORTS, EngineSession, Target
 from .events import CATCH_ALL, Handler, HandlerTable
 from .namespaces import ClientNamespace, Encoded
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CATCH_ALL", "Client", "backoff_delay"]
 
@@ -75,7 +78,9 @@ class Client:
     ``connect_timeout`` bounds opening the connection and the namespaces'
     replies. ``limits`` bounds what the server may send
     (:class:`~tether.limits.RealtimeLimits`). Logs go to ``logger``
-    (``tether.realtime.client`` by default).
+    (``tether.realtime.client`` by default). ``parser="msgpack"`` speaks npm's
+    ``socket.io-msgpack-parser``; ``json=`` and ``default=`` configure the
+    JSON parser (:class:`~tether.realtime.protocol.parsers.SerializerOptions`).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Client:
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
         logger: logging.Logger | None = None,
+        **serializer: Unpack[SerializerOptions],
     ) -> None:
         transports = tuple(transports)
         if not transports or any(t not in TRANSPORTS for t in transports):
@@ -109,12 +115,18 @@ class Client:
         self.max_buffered = max_buffered
         self.limits = limits
         self.logger = logger or _log
+        #: How packets are encoded and decoded; ``parser=``, ``json=`` and
+        #: ``default=`` (:class:`~tether.realtime.protocol.parsers.SerializerOptions`)
+        #: choose it, as on the server (the server must use the same parser).
+        self.parser: Parser = make_parser(**serializer)
         self._handlers = HandlerTable(self.logger)
         self._namespaces: dict[str, ClientNamespace] = {}
         self._target: Target | None = None
         self._auth: Auth | None = None
         self._session: EngineSession | None = None
-        self._decoder = socketio.Decoder()
+        self._decoder = self.parser.decoder(
+            max_payload=limits.max_payload, max_attachments=limits.max_attachments
+        )
         self._ids = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._supervisor: asyncio.Task[None] | None = None
@@ -223,7 +235,7 @@ class Client:
         """
         assert self._target is not None
         loop = asyncio.get_running_loop()
-        self._decoder = socketio.Decoder(
+        self._decoder = self.parser.decoder(
             max_payload=self.limits.max_payload, max_attachments=self.limits.max_attachments
         )
         session = await asyncio.wait_for(
@@ -274,12 +286,11 @@ class Client:
             if ns.offset is not None:
                 recovery["offset"] = ns.offset
             data = {**recovery, **(data or {})}
-        self._send(session, Encoded.of(Packet(PacketType.CONNECT, ns.name, data)))
+        self._send(session, Encoded.of(Packet(PacketType.CONNECT, ns.name, data), self.parser))
 
     def _send(self, session: EngineSession, encoded: Encoded) -> None:
-        session.send(encoded.text)
-        for attachment in encoded.attachments:
-            session.send(attachment)
+        for payload in encoded.payloads:
+            session.send(payload)
 
     # -- reconnection ------------------------------------------------------------
 
@@ -412,7 +423,9 @@ class Client:
             if session is None or session is not self._session or not ns.connected:
                 return
             try:
-                encoded = Encoded.of(Packet.ack(ack_id, *ack_args(result), namespace=ns.name))
+                encoded = Encoded.of(
+                    Packet.ack(ack_id, *ack_args(result), namespace=ns.name), self.parser
+                )
             except (TypeError, ValueError) as exc:
                 self.logger.error("cannot acknowledge event %d in %s: %s", ack_id, ns.name, exc)
                 return
@@ -452,7 +465,9 @@ class Client:
             ns.settle(error)
             if was_connected:
                 if session is not None:
-                    self._send(session, Encoded.of(Packet(PacketType.DISCONNECT, ns.name)))
+                    self._send(
+                        session, Encoded.of(Packet(PacketType.DISCONNECT, ns.name), self.parser)
+                    )
                 self._handlers.emit(ns.name, "disconnect", reason)
         if session is not None:
             await session.close(self.connect_timeout)
@@ -518,7 +533,9 @@ class Client:
         if not ns.active or self._closing:
             raise Disconnected(f"namespace {namespace} is disconnected")
         # Encoded now, so that arguments that cannot be sent fail here, not later.
-        encoded = Encoded.of(Packet.event(event, *args, namespace=namespace, id=ack_id))
+        encoded = Encoded.of(
+            Packet.event(event, *args, namespace=namespace, id=ack_id), self.parser
+        )
         if ns.connected and self._session is not None:
             self._send(self._session, encoded)
         elif len(ns.buffer) >= self.max_buffered:

@@ -15,7 +15,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import socketio
+from ..protocol.parsers import Parser
 from ..protocol.socketio import Packet
 
 __all__ = ["ClientNamespace", "Encoded"]
@@ -23,16 +23,16 @@ __all__ = ["ClientNamespace", "Encoded"]
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """A packet ready to send: its text and attachments (§Packet encoding)."""
+    """A packet ready to send: the Engine.IO messages its parser made of it
+    (with the JSON parser: its text, then its attachments, §Packet encoding)."""
 
     id: int | None
-    text: str
-    attachments: list[bytes]
+    payloads: list[str | bytes]
 
     @classmethod
-    def of(cls, packet: Packet) -> Encoded:
+    def of(cls, packet: Packet, parser: Parser) -> Encoded:
         """Encode ``packet``; raise TypeError or ValueError when it cannot be."""
-        return cls(packet.id, *socketio.encode(packet))
+        return cls(packet.id, parser.encode(packet))
 
 
 @dataclass(eq=False)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RESERVED_EVENTS",
     "Decoder",
+    "Dumps",
+    "Loads",
     "Packet",
     "PacketType",
     "ack_args",
@@ -53,6 +55,7 @@ __all__ = [
     "deconstruct",
     "encode",
     "has_binary",
+    "json_dumps",
     "reconstruct",
 ]
 
@@ -76,6 +79,12 @@ data almost that deep, and every recursive walk after it (placeholders,
 ``has_binary`` on an acknowledgement) would then fail somewhere far from the
 peer that sent it. Not a :class:`~tether.limits.RealtimeLimits` field because
 raising it is unsafe and the encoding functions take no limits."""
+
+Dumps = Callable[[Any], str]
+"""Turns a packet's data (placeholders in place) into JSON text."""
+
+Loads = Callable[[str], Any]
+"""Turns JSON text back into data; raises :class:`ValueError` on bad input."""
 
 _PLACEHOLDER = "_placeholder"
 _DIGITS = frozenset("0123456789")  # str.isdigit() would also take "²" or "٣"
@@ -352,11 +361,13 @@ def _placeholder_index(placeholder: dict[str, Any], count: int) -> int:
 # --- Encoding (§Format) -------------------------------------------------------
 
 
-def encode(packet: Packet) -> tuple[str, list[bytes]]:
+def encode(packet: Packet, *, dumps: Dumps | None = None) -> tuple[str, list[bytes]]:
     """Encode ``packet`` as its text form and its attachments, in sending order.
 
     The attachments list is empty unless the packet is ``BINARY_*``. Raise
-    :class:`ValueError` when a non-binary packet holds bytes.
+    :class:`ValueError` when a non-binary packet holds bytes. ``dumps`` writes
+    the data (:func:`json_dumps` by default; see
+    :class:`~tether.realtime.protocol.parsers.JsonParser`).
 
     >>> encode(Packet(PacketType.DISCONNECT, "/admin"))
     ('1/admin,', [])
@@ -374,14 +385,27 @@ def encode(packet: Packet) -> tuple[str, list[bytes]]:
     if packet.id is not None:
         parts.append(str(packet.id))
     if data is not None:
-        parts.append(_dumps(data, packet.type))
+        parts.append(json_dumps(data, kind=packet.type) if dumps is None else dumps(data))
     return "".join(parts), attachments
 
 
-def _dumps(data: Any, kind: PacketType) -> str:
+def json_dumps(
+    data: Any, default: Callable[[Any], Any] | None = None, *, kind: PacketType | None = None
+) -> str:
+    """The stdlib JSON text of ``data``, as the reference implementation writes it.
+
+    ``default`` turns what JSON cannot hold (a ``datetime``, a dataclass...)
+    into what it can, as :func:`json.dumps`'s own; bytes are refused with
+    :class:`ValueError` before it is asked (they belong in a ``BINARY_*`` packet).
+    """
+
     def refuse(value: Any) -> Any:
         if isinstance(value, (bytes, bytearray, memoryview)):
+            if kind is None:
+                raise ValueError("bytes in a packet that is not BINARY_*")
             raise ValueError(f"bytes in a {kind.name} packet: use BINARY_{kind.name}")
+        if default is not None:
+            return default(value)
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
     # Compact and not ASCII-escaped, like JSON.stringify in the reference
@@ -443,9 +467,11 @@ class Decoder:
         *,
         max_payload: int = DEFAULT_REALTIME_LIMITS.max_payload,
         max_attachments: int = DEFAULT_REALTIME_LIMITS.max_attachments,
+        loads: Loads = strict_json,
     ) -> None:
         self.max_payload = max_payload
         self.max_attachments = max_attachments
+        self.loads = loads
         self._pending: Packet | None = None  # text part of a binary packet
         self._expected = 0
         self._attachments: list[bytes] = []
@@ -476,7 +502,7 @@ class Decoder:
         if self._pending is not None:
             raise PacketError(f"expected {self.expected} more attachment(s), got a text packet")
         check_text_size(text, self.max_payload, "packet")
-        packet, count = _parse(text, self.max_attachments)
+        packet, count = _parse(text, self.max_attachments, self.loads)
         if count == 0:
             return packet
         # The attachments count against the same limit as the text, in bytes.
@@ -503,7 +529,7 @@ class Decoder:
         self._pending, self._expected, self._attachments, self._size = None, 0, [], 0
 
 
-def _parse(text: str, max_attachments: int) -> tuple[Packet, int]:
+def _parse(text: str, max_attachments: int, loads: Loads = strict_json) -> tuple[Packet, int]:
     """Parse the text form (§Format); return the packet, placeholders in place, and
     how many attachments it declares."""
     if not text:
@@ -534,7 +560,7 @@ def _parse(text: str, max_attachments: int) -> tuple[Packet, int]:
             raise PacketError(f"ack id of {end - pos} digits is too large")
         ack_id, pos = int(text[pos:end]), end
 
-    data = _loads(text[pos:]) if pos < len(text) else None
+    data = _loads(text[pos:], loads) if pos < len(text) else None
     try:
         packet = Packet(kind, namespace, data, ack_id)
     except ValueError as exc:
@@ -567,9 +593,9 @@ def _parse_count(text: str, max_attachments: int) -> tuple[int, int]:
     return end + 1, count
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str, loads: Loads) -> Any:
     try:
-        data = strict_json(text)
+        data = loads(text)
     except ValueError:
         # A non-numeric ack id lands here too: "2abc[...]" reads as data "abc[...]".
         raise PacketError(f"invalid JSON data: {_excerpt(text)}") from None

@@ -76,7 +76,7 @@ class SocketIOConnection:
     def __init__(self, server: Server, session: Session) -> None:
         self.server = server
         self.session = session
-        self.decoder = socketio.Decoder(
+        self.decoder = server.parser.decoder(
             max_payload=server.limits.max_payload,
             max_attachments=server.limits.max_attachments,
         )
@@ -133,6 +133,14 @@ class SocketIOConnection:
             self._partial = size
             return
         self._partial = 0
+        # A binary parser's lists and maps (msgpack: one byte each) are only
+        # known once decoded (its decoder counts them): charged then.
+        containers: int = getattr(self.decoder, "containers", 0)
+        if containers:
+            size += _CONTAINER_SIZE * containers
+            if size > self._max_packet:
+                self._refuse_packet(size)
+                return
         try:
             self._on_packet(packet, size + _PACKET_OVERHEAD)
         except PacketError as exc:
@@ -300,10 +308,8 @@ class SocketIOConnection:
         self.server.runner.spawn(call())
 
     def _send(self, packet: socketio.Packet) -> None:
-        text, attachments = socketio.encode(packet)
-        self.session.send(text)
-        for attachment in attachments:
-            self.session.send(attachment)
+        for payload in self.server.parser.encode(packet):
+            self.session.send(payload)
 
     async def _connect(self, name: str, auth: dict[str, Any], size: int) -> None:
         socket = None

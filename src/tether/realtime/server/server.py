@@ -22,6 +22,7 @@ from ...exceptions import InvalidState
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLimits
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
+from ..protocol.parsers import Parser, SerializerOptions, make_parser
 from .connection import SocketIOConnection
 from .engine import (
     DEFAULT_ENGINE_OPTIONS,
@@ -45,12 +46,14 @@ _log = logging.getLogger("tether.realtime")
 _H = TypeVar("_H", bound=Handler)
 
 _ENGINE_FIELDS = frozenset(f.name for f in dataclasses.fields(EngineOptions))
+_SERIALIZER_FIELDS = frozenset(SerializerOptions.__annotations__)
 
 
-class ServerOptions(RealtimeLimitOptions, total=False):
+class ServerOptions(RealtimeLimitOptions, SerializerOptions, total=False):
     """The keyword options of :class:`Server` beyond its own parameters: the
-    :class:`~.engine.EngineOptions` fields (their defaults are there) and the
-    :class:`~tether.limits.RealtimeLimits` fields."""
+    :class:`~.engine.EngineOptions` fields (their defaults are there), the
+    :class:`~tether.limits.RealtimeLimits` fields and the
+    :class:`~tether.realtime.protocol.parsers.SerializerOptions`."""
 
     ping_interval: float
     ping_timeout: float
@@ -86,6 +89,11 @@ class Server(Namespace):
     limits (:class:`~tether.limits.RealtimeLimits`) are keyword options
     (:class:`ServerOptions`), on top of ``engine_options=`` and ``limits=``:
     ``realtime.Server(ping_interval=10, max_payload=100_000, max_handler_tasks=4)``.
+
+    ``parser="msgpack"`` speaks npm's ``socket.io-msgpack-parser``; ``json=``
+    (``orjson``...) and ``default=`` (a hook for ``datetime``, dataclasses...)
+    configure the default JSON parser
+    (:class:`~tether.realtime.protocol.parsers.SerializerOptions`).
     """
 
     def __init__(
@@ -104,7 +112,15 @@ class Server(Namespace):
     ) -> None:
         self.path = "/" + path.strip("/")
         engine: dict[str, Any] = {n: v for n, v in options.items() if n in _ENGINE_FIELDS}
-        limit_options = {n: v for n, v in options.items() if n not in _ENGINE_FIELDS}
+        serializer: dict[str, Any] = {n: v for n, v in options.items() if n in _SERIALIZER_FIELDS}
+        limit_options = {
+            n: v
+            for n, v in options.items()
+            if n not in _ENGINE_FIELDS and n not in _SERIALIZER_FIELDS
+        }
+        #: How packets are encoded and decoded
+        #: (:class:`~tether.realtime.protocol.parsers.Parser`).
+        self.parser: Parser = make_parser(**serializer)
         #: Every bound of this server (:class:`~tether.limits.RealtimeLimits`):
         #: ``limits=`` with any of its fields given as keyword options
         #: (``max_payload=``, ``max_handler_tasks=``...) on top.
@@ -379,8 +395,7 @@ class ServerSockets:
         nsp = self.server.namespaces.get(namespace)
         if nsp is None or not sids:
             return
-        text, attachments = socketio.encode(packet)
-        outgoing = Outgoing([text, *attachments])
+        outgoing = Outgoing(self.server.parser.encode(packet))
         sockets = nsp.sockets
         for sid in sids:
             socket = sockets.get(sid)

@@ -217,11 +217,9 @@ class Socket:
     # -- emitting ----------------------------------------------------------------
 
     def _send(self, packet: socketio.Packet) -> None:
-        text, attachments = socketio.encode(packet)
         session = self.session
-        session.send(text)
-        for attachment in attachments:
-            session.send(attachment)
+        for payload in self.server.parser.encode(packet):
+            session.send(payload)
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
