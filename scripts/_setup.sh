@@ -86,7 +86,8 @@ _tether_setup_compiler() {
 # tests start their own instance), chromium (the browser tests drive it with
 # playwright-core; nothing is downloaded by the test tools themselves), and
 # haproxy and nginx (the load-balancer recipes of docs/deployment.md run in
-# front of tether processes; each test starts its own, on loopback).
+# front of tether processes; each test starts its own, on loopback), and
+# tinyproxy (the HTTP proxy the clients' proxy tests go through).
 _tether_setup_debian() {
     local missing=() package
     for package in "$@"; do
@@ -95,6 +96,7 @@ _tether_setup_debian() {
             chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
             haproxy) command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy) ;;
             nginx) command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx) ;;
+            tinyproxy) command -v tinyproxy >/dev/null 2>&1 || [[ -x /usr/bin/tinyproxy ]] || missing+=(tinyproxy) ;;
         esac
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
