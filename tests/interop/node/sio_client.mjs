@@ -6,6 +6,7 @@
 //
 //   transports   the client's transports option; absent: the default
 //                configuration (polling, then the upgrade to websocket)
+//   parser       "msgpack": the client uses socket.io-msgpack-parser
 //
 // Writes one JSON line per observation on stdout, {"event": ..., ...}, with
 // binary values as {"hex": "..."}; the last line is {"event": "done"} (exit 0),
@@ -17,7 +18,9 @@ import { Manager, io } from 'socket.io-client';
 
 const [url, scenario, optionsJson] = process.argv.slice(2);
 const options = JSON.parse(optionsJson ?? '{}');
+const PARSER = options.parser === 'msgpack' ? (await import('socket.io-msgpack-parser')).default : undefined;
 const BASE = {
+  ...(PARSER ? { parser: PARSER } : {}),
   forceNew: true,
   reconnection: false,
   timeout: 5000,

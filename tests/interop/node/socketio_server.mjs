@@ -1,7 +1,9 @@
 // The official Socket.IO 4.8 server, scripted for tether's realtime client tests
 // (tests/realtime/test_client_node.py).
 //
-// Usage: node socketio_server.mjs
+// Usage: node socketio_server.mjs [msgpack]
+//
+// With "msgpack", both servers use socket.io-msgpack-parser.
 //
 // Starts two servers on 127.0.0.1, port 0 each, and writes one JSON line on
 // stdout: {"event": "listening", "port": N, "recoveryPort": M}.
@@ -33,6 +35,8 @@ import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 
 const HEARTBEAT = { pingInterval: 300, pingTimeout: 400 };
+const PARSER =
+  process.argv[2] === 'msgpack' ? { parser: (await import('socket.io-msgpack-parser')).default } : {};
 
 function handlers(io, socket) {
   socket.on('echo', (...args) => socket.emit('echo', ...args));
@@ -69,7 +73,7 @@ function handlers(io, socket) {
 
 function start(options) {
   const httpServer = createServer();
-  const io = new Server(httpServer, { ...HEARTBEAT, ...options });
+  const io = new Server(httpServer, { ...HEARTBEAT, ...PARSER, ...options });
   for (const name of ['/', '/chat']) {
     io.of(name).on('connection', (socket) => handlers(io, socket));
   }

@@ -41,11 +41,16 @@ class NodeServer:
 
 @pytest.fixture(scope="module")
 def node_server() -> Iterator[NodeServer]:
+    yield from node_server_process()
+
+
+def node_server_process(*args: str) -> Iterator[NodeServer]:
+    """Run ``socketio_server.mjs`` with ``args`` (``"msgpack"``: its parser)."""
     executable = node_bin()
     if executable is None:
         pytest.skip("node is not installed (scripts/test installs it)")
     process = subprocess.Popen(
-        [executable, str(SCRIPT)],
+        [executable, str(SCRIPT), *args],
         cwd=repo_root(),  # where node_modules/socket.io is
         stdin=subprocess.PIPE,  # the server exits when it closes
         stdout=subprocess.PIPE,
