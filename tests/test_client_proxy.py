@@ -159,6 +159,7 @@ async def test_proxy_refusing_the_port(tmp_path: Path, server: tether.Server) ->
 
 
 FakeProxy = Callable[[bytes | None], Awaitable[str]]
+CONNECTS: list[bytes] = []  # the requests the fake proxies got
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ async def fake_proxy() -> AsyncIterator[FakeProxy]:
 
     async def start(answer: bytes | None) -> str:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
+            CONNECTS.append(await reader.readuntil(b"\r\n\r\n"))
             if answer is None:
                 held.append(writer)
                 return
@@ -213,3 +214,21 @@ async def test_silent_proxy_is_under_the_open_timeout(fake_proxy: FakeProxy) -> 
     with pytest.raises(asyncio.TimeoutError):
         async with tether.connect("ws://127.0.0.1:9/", proxy=url, open_timeout=timeout(0.5)):
             pass
+
+
+async def test_reconnecting_retries_a_proxy_5xx_not_a_4xx(fake_proxy: FakeProxy) -> None:
+    bad_gateway = await fake_proxy(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+    attempts = tether.connect(
+        "ws://127.0.0.1:9/", proxy=bad_gateway, max_attempts=2, backoff_min=0.001
+    )
+    CONNECTS.clear()
+    with pytest.raises(ProxyError, match="HTTP 502"):
+        async for _ in attempts:
+            pass
+    assert len(CONNECTS) == 2
+    forbidden = await fake_proxy(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+    CONNECTS.clear()
+    with pytest.raises(ProxyError, match="HTTP 403"):
+        async for _ in tether.connect("ws://127.0.0.1:9/", proxy=forbidden, max_attempts=5):
+            pass
+    assert len(CONNECTS) == 1

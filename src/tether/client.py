@@ -235,6 +235,15 @@ class connect:
                 failures += 1
                 last_error = exc
                 self.logger.info("server answered %d; reconnecting", exc.response.status)
+            except ProxyError as exc:
+                # A 4xx (credentials, a forbidden port) stays wrong on retry;
+                # a 5xx (the proxy could not reach the server) or a dropped
+                # connection may not.
+                if exc.status is not None and exc.status < 500:
+                    raise
+                failures += 1
+                last_error = exc
+                self.logger.info("%s; reconnecting", exc)
             except HandshakeError:
                 raise
             except _RETRYABLE as exc:

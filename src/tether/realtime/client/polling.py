@@ -373,7 +373,12 @@ class PollingTransport:
             # The reference server explains itself in a JSON body, e.g.
             # {"code":1,"message":"Session ID unknown"}.
             excerpt = response.body[:200].decode("utf-8", "replace")
-            raise HandshakeError(f"long-polling request answered HTTP {response.status}: {excerpt}")
+            proxy = self._http.proxy
+            # Through a proxy in absolute-form, the answer may be the proxy's own.
+            via = f" (through proxy {proxy.url})" if proxy and self._http.ssl is None else ""
+            raise HandshakeError(
+                f"long-polling request answered HTTP {response.status}{via}: {excerpt}"
+            )
 
 
 def _batches(packets: Sequence[Packet], limit: int | None) -> list[list[Packet]]:
