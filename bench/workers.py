@@ -630,6 +630,10 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], every: list[dict[s
         "",
         setting(env) + ".",
         "",
+        f"Each row is, of {env['repeat']} interleaved run(s) of its case, the one with the "
+        "median server CPU per operation (all its figures come from that run); the last "
+        "column lists that figure for every run. Redis's own CPU is in the JSON only.",
+        "",
         f"**What 2 cores allow**: {env['cores_note']}",
         "",
         "## Cost of the supervisor and the sticky routing (server CPU per message, "
