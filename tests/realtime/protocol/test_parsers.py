@@ -3,13 +3,12 @@ serializer options, and the msgpack parser fed raw MessagePack, every bound kept
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import sys
 from typing import Any
 
 import pytest
 
+from realtime.parser_helpers import AT, Point, hook
 from tether.exceptions import PacketError
 from tether.realtime.protocol import parsers
 from tether.realtime.protocol.parsers import JsonParser, MsgpackParser, make_parser
@@ -19,23 +18,6 @@ msgpack = pytest.importorskip("msgpack")
 orjson = pytest.importorskip("orjson")
 
 LIMITS = {"max_payload": 10_000, "max_attachments": 4}
-
-
-@dataclasses.dataclass
-class Point:
-    x: int
-    y: int
-
-
-def hook(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
-
-
-AT = datetime.datetime(2026, 12, 3, 7, 0, tzinfo=datetime.UTC)
 
 
 # -- JSON ------------------------------------------------------------------------------
