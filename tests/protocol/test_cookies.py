@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tether.protocol.cookies import CookieJar
+from tether.protocol.cookies import CookieJar, with_cookies
 
 HOST = "app.example.com"
 
@@ -107,3 +107,12 @@ def test_bounded_in_count_and_bytes() -> None:
     jar.store(["fits=" + "x" * 12], HOST, "/", now=0)
     assert "fits=" in (header(jar) or "")
     assert [cookie.name for cookie in jar] == ["c3", "c4", "fits"]
+
+
+def test_with_cookies_merges_into_the_callers_header() -> None:
+    assert with_cookies([("X", "1")], None) == [("X", "1")]
+    assert with_cookies([("X", "1")], "io=a") == [("X", "1"), ("Cookie", "io=a")]
+    assert with_cookies([("cookie", "mine=1"), ("X", "1")], "io=a") == [
+        ("cookie", "mine=1; io=a"),
+        ("X", "1"),
+    ]

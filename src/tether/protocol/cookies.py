@@ -25,7 +25,7 @@ import email.utils
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["Cookie", "CookieJar"]
+__all__ = ["Cookie", "CookieJar", "with_cookies"]
 
 MAX_COOKIES = 50
 MAX_COOKIE_BYTES = 4096
@@ -132,6 +132,25 @@ class CookieJar:
             secure,
             max_age if max_age is not None else expires,
         )
+
+
+def with_cookies(headers: Iterable[tuple[str, str]], cookies: str | None) -> list[tuple[str, str]]:
+    """``headers`` with the jar's ``cookies`` added: to the caller's own
+    ``Cookie`` header if there is one (§5.4: a request has one Cookie header),
+    else as a new one.
+
+    >>> with_cookies([("Cookie", "a=1")], "io=x")
+    [('Cookie', 'a=1; io=x')]
+    """
+    result = list(headers)
+    if cookies is None:
+        return result
+    for index, (name, value) in enumerate(result):
+        if name.lower() == "cookie":
+            result[index] = (name, f"{value}; {cookies}")
+            return result
+    result.append(("Cookie", cookies))
+    return result
 
 
 def _parse_date(text: str, default: float | None) -> float | None:

@@ -100,6 +100,41 @@ async def test_tether_server_polling_then_upgrade_through_proxy(
             assert proxy.logged(rf"CONNECT {origin} ")
 
 
+async def test_websocket_only_through_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with realtime.serve(echo_server(), "127.0.0.1", 0) as http:
+        with Tinyproxy.start(tmp_path, connect_ports=[http.port]) as proxy:
+            monkeypatch.setenv("ALL_PROXY", proxy.url)
+            client = Client(transports=("websocket",), reconnection=False)
+            await within(client.connect(f"ws://127.0.0.1:{http.port}"))
+            try:
+                assert await within(client.emit_with_ack("echo", "ws")) == "ws"
+            finally:
+                await within(client.disconnect())
+            assert len(proxy.logged(rf"CONNECT 127\.0\.0\.1:{http.port} ")) == 1
+            assert not proxy.logged("GET http://")
+
+
+async def test_polling_works_where_the_proxy_refuses_tunnels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clients: Callable[..., Client]
+) -> None:
+    # A proxy that allows CONNECT to port 443 only, as many do: polling in
+    # absolute-form still works, the upgrade's tunnel is refused (403) and the
+    # session stays on polling.
+    async with realtime.serve(echo_server(), "127.0.0.1", 0) as http:
+        with Tinyproxy.start(tmp_path, connect_ports=[443]) as proxy:
+            monkeypatch.setenv("http_proxy", proxy.url)
+            client = clients()
+            await within(client.connect(f"http://127.0.0.1:{http.port}"))
+            proxy.wait_for(rf"CONNECT 127\.0\.0\.1:{http.port} ")
+            proxy.wait_for(rf"Refused CONNECT method on port {http.port}")
+            for n in range(5):
+                assert await within(client.emit_with_ack("echo", n)) == n
+            assert client.transport == "polling"
+            assert client.connected
+
+
 async def test_node_server_polling_then_upgrade_through_proxy(
     tmp_path: Path,
     node_server: NodeServer,
@@ -242,7 +277,8 @@ async def test_cookie_sent_back_on_every_request_and_the_upgrade(
     async with realtime.serve(echo_server(cookie=True), "127.0.0.1", 0) as http:
         recorder, port = await recorder_for(http.port)
         client = clients()
-        await within(client.connect(f"http://127.0.0.1:{port}"))
+        # The caller's own Cookie header: the jar's cookies join it.
+        await within(client.connect(f"http://127.0.0.1:{port}", headers={"Cookie": "mine=1"}))
         for n in range(3):
             assert await within(client.emit_with_ack("echo", n)) == n
         await upgraded(client)
@@ -250,10 +286,11 @@ async def test_cookie_sent_back_on_every_request_and_the_upgrade(
         sid = client.sid()
         heads = recorder.request_heads()
     first, *later = heads
-    assert "Cookie:" not in first  # the handshake: no cookie yet
+    assert "\r\nCookie: mine=1\r\n" in first  # the handshake: none of the server's yet
     assert len(later) >= 4
     # The server's sid cookie is the Engine.IO sid, named "io".
-    found = [re.search(r"\r\nCookie: ([^\r]*)", head) for head in later]
+    assert all(head.count("\r\nCookie: ") == 1 for head in heads)
+    found = [re.search(r"\r\nCookie: mine=1; ([^\r]*)", head) for head in later]
     assert all(found), [head for head, match in zip(later, found, strict=True) if not match]
     cookies = {match[1] for match in found if match}
     assert len(cookies) == 1

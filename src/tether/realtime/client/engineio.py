@@ -28,7 +28,7 @@ from typing import Protocol
 from ...client import connect as ws_connect
 from ...connection import Connection
 from ...exceptions import ConnectionClosed, PacketError, TetherError
-from ...protocol.cookies import CookieJar
+from ...protocol.cookies import CookieJar, with_cookies
 from ...protocol.proxy import ProxyOption, select_proxy
 from ..protocol import engineio
 from ..protocol.engineio import Handshake, Packet, PacketType
@@ -139,9 +139,8 @@ class WebSocketTransport:
         headers = list(target.headers)
         if cookies is not None:
             resource = target.resource("websocket", sid)
-            cookie = cookies.header(target.host, resource, secure=target.secure, now=time.time())
-            if cookie is not None:
-                headers.append(("Cookie", cookie))
+            jar = cookies.header(target.host, resource, secure=target.secure, now=time.time())
+            headers = with_cookies(headers, jar)
         connection = await ws_connect(
             target.websocket_url(sid),
             extra_headers=headers,

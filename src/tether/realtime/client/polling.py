@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from ...client import open_tunnel
 from ...exceptions import HandshakeError, PacketError, ProxyError
 from ...limits import DEFAULT_LIMITS
-from ...protocol.cookies import CookieJar
+from ...protocol.cookies import CookieJar, with_cookies
 from ...protocol.http import Response, parse_response
 from ...protocol.proxy import Proxy
 from ..protocol import engineio
@@ -194,12 +194,11 @@ class HTTPClient:
             lines.append(f"Content-Length: {len(body)}")
             if content_type:
                 lines.append(f"Content-Type: {content_type}")
-        lines.extend(f"{name}: {value}" for name, value in self.headers)
-        cookie = self.cookies.header(
+        cookies = self.cookies.header(
             self.host, target, secure=self.ssl is not None, now=time.time()
         )
-        if cookie is not None:
-            lines.append(f"Cookie: {cookie}")
+        headers = with_cookies(self.headers, cookies)
+        lines.extend(f"{name}: {value}" for name, value in headers)
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def _release(self, connection: _Connection, keep_alive: bool) -> None:
