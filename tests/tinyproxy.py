@@ -130,8 +130,11 @@ class Tinyproxy:
                 try:
                     proxy.wait_for("Accepting connections", units=10)
                 except AssertionError:
-                    if proxy.process.poll() is not None:
-                        continue  # the port was taken in between: another one
+                    if "<exited>" in proxy.lines:
+                        # Its output ended: it exits (the port was taken in
+                        # between); reap it and try another port.
+                        process.wait(timeout(5))
+                        continue
                     raise
                 yield proxy
                 return
