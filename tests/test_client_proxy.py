@@ -22,7 +22,7 @@ from tinyproxy import Tinyproxy
 
 PROXY_VARIABLES = [
     name
-    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for base in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy")
     for name in (base, base.upper())
 ]
 
@@ -106,6 +106,15 @@ async def test_environment_and_no_proxy(
     monkeypatch.setenv("no_proxy", f"localhost, 127.0.0.1:{server.port}")
     await echo_once(uri)
     assert len(tunnels(proxy, server.port)) == 2
+
+
+async def test_ws_proxy_before_http_proxy(
+    server: tether.Server, proxy: Tinyproxy, dead_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{dead_port}")
+    monkeypatch.setenv("WS_PROXY", proxy.url)
+    await echo_once(f"ws://127.0.0.1:{server.port}/")
+    assert len(tunnels(proxy, server.port)) == 1
 
 
 async def test_explicit_proxy_wins_and_none_ignores_the_environment(

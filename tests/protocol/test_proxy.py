@@ -57,6 +57,12 @@ def test_select_by_scheme_and_all() -> None:
     assert select_proxy("wss", "h", 443, environ={"all": "http://every:3"}) == Proxy("every", 3)
     assert select_proxy("wss", "h", 443, environ={"http": "http://plain:1"}) is None
     assert select_proxy("ws", "h", 80, environ={}) is None
+    # ws_proxy / wss_proxy: WebSocket connections only, before the others.
+    proxies |= {"ws": "http://wsonly:4", "wss": "http://wssonly:5", "all": "http://every:3"}
+    assert select_proxy("ws", "h", 80, environ=proxies) == Proxy("wsonly", 4)
+    assert select_proxy("wss", "h", 443, environ=proxies) == Proxy("wssonly", 5)
+    assert select_proxy("http", "h", 80, environ=proxies) == Proxy("plain", 1)
+    assert select_proxy("https", "h", 443, environ=proxies) == Proxy("secure", 2)
 
 
 def test_explicit_option_wins() -> None:

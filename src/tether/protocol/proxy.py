@@ -6,7 +6,8 @@ blind tunnel, inside which the client speaks to the origin (TLS first for
 ``wss://`` and ``https://``). The proxy comes from an explicit ``proxy=``
 option or, by default, from the environment as curl, requests and urllib
 read it: ``https_proxy`` for ``wss://``/``https://``, ``http_proxy`` for
-``ws://``/``http://``, ``all_proxy`` for either, ``no_proxy`` for the hosts
+``ws://``/``http://``, ``all_proxy`` for either (``wss_proxy`` and
+``ws_proxy`` first, for WebSocket connections only), ``no_proxy`` for the hosts
 to reach directly (lower or upper case, the lower case one wins).
 
 The I/O that uses this is :func:`tether.client.open_tunnel`.
@@ -102,7 +103,13 @@ def select_proxy(
     if isinstance(proxy, str):
         return Proxy.from_url(proxy)
     proxies = urllib.request.getproxies() if environ is None else environ
-    url = proxies.get(_ENV_KEYS.get(scheme, scheme)) or proxies.get("all")
+    # ws_proxy / wss_proxy (as websockets reads them) name a proxy for
+    # WebSocket connections only; then the HTTP ones, then all_proxy.
+    url = (
+        (proxies.get(scheme) if scheme in ("ws", "wss") else None)
+        or proxies.get(_ENV_KEYS.get(scheme, scheme))
+        or proxies.get("all")
+    )
     if not url:
         return None
     if bypass(host, port, proxies.get("no", "")):

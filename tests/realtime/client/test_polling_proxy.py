@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 PROXY_VARIABLES = [
     name
-    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for base in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy")
     for name in (base, base.upper())
 ]
 BOTH = ("polling", "websocket")
