@@ -24,7 +24,7 @@ PROXY = Proxy("proxy.example", 3128)
     [
         ("http://proxy:3128", Proxy("proxy", 3128)),
         ("proxy:3128", Proxy("proxy", 3128)),
-        ("http://proxy", Proxy("proxy", 8080)),
+        ("http://proxy", Proxy("proxy", 80)),
         ("http://a%40b:p%3Ass@proxy:1", Proxy("proxy", 1, "a@b", "p:ss")),
         ("http://user@[::1]:3128/", Proxy("::1", 3128, "user", None)),
     ],

@@ -51,7 +51,8 @@ class Proxy:
 
     @classmethod
     def from_url(cls, url: str) -> Proxy:
-        """Parse ``http://[user:password@]host[:port]`` (port 8080 when absent, as curl)."""
+        """Parse ``http://[user:password@]host[:port]``; port 80 when absent (the
+        scheme's default, as requests and urllib take it)."""
         if "://" not in url:
             url = "http://" + url  # "proxy:3128", as curl and requests accept
         parts = urllib.parse.urlsplit(url)
@@ -60,7 +61,7 @@ class Proxy:
         if not parts.hostname:
             raise InvalidURI(f"proxy {_redact(url)!r} has no host")
         try:
-            port = parts.port if parts.port is not None else 8080
+            port = parts.port if parts.port is not None else 80
         except ValueError as exc:
             raise InvalidURI(f"proxy {_redact(url)!r}: {exc}") from None
         username = urllib.parse.unquote(parts.username) if parts.username is not None else None
