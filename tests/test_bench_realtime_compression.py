@@ -7,29 +7,16 @@ where it should, counts something and writes its files.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from helpers import timeout
+from bench_helpers import run_quick
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "realtime_compression.py"
 MODES = {"off", "deflate", "threshold", "threshold-small"}
 
 
 def test_realtime_compression_benchmark_runs(tmp_path: Path) -> None:
     tiny = ["--conns", "4", "--clients", "2", "--receivers", "3", "--seconds", "0.5"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *tiny, "--quick", "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout(120),
-    )
-    assert done.returncode == 0, done.stderr
-    (results,) = tmp_path.glob("quick-realtime_compression-*.json")
-    assert list(tmp_path.glob("quick-realtime_compression-*.md"))
-    runs = json.loads(results.read_text())["runs"]
+    runs = run_quick("realtime_compression", tiny, tmp_path)["runs"]
     for workload in ("memory", "echo", "fanout"):
         rows = {run["mode"]: run for run in runs if run["workload"] == workload}
         assert set(rows) == MODES, workload
