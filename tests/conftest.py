@@ -32,6 +32,14 @@ from helpers import timeout
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
+# Every test talks to loopback. The clients honour the proxy variables (as curl
+# does, loopback included), so a machine that sets them for its package
+# registries would send the tests' connections to its proxy: they are dropped
+# for this run and its subprocesses. The proxy tests set their own.
+for _name in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
+
 
 async def echo(connection: tether.Connection) -> None:
     async for message in connection:
