@@ -21,6 +21,7 @@ from .exceptions import (
     InvalidURI,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     TetherError,
 )
 from .handlers import MessageHandler
@@ -48,6 +49,7 @@ __all__ = [
     "MessageHandler",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
     "Request",
     "Response",
     "Server",
