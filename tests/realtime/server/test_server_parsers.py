@@ -170,3 +170,37 @@ async def test_msgpack_broadcasts_across_nodes_through_redis(
             got = await asyncio.wait_for(heard.get(), timeout(5))
             # The second node has recovery on: an offset comes last.
             assert got[:3] == ("hi", b"\x00\xff", {"deep": [b"\x01"]})
+
+
+async def test_msgpack_lists_and_maps_count_as_json_brackets_do(
+    start_sio: StartSio, clients: Callable[..., Client]
+) -> None:
+    # 3,000 empty lists are 3 KB of msgpack but ~200 KB of Python objects:
+    # past max_payload and max_pending_bytes once counted, so refused.
+    server = echo_server(
+        parser="msgpack", default=hook, max_payload=100_000, max_pending_bytes=50_000
+    )
+    sio = await start_sio(server)
+    small = msgpack.packb({"type": 2, "nsp": "/", "data": ["echo", [[]] * 100], "id": 1})
+    big = msgpack.packb({"type": 2, "nsp": "/", "data": ["echo", [[]] * 3000]})
+    assert len(big) < 4000
+    ws = await msgpack_session(sio.port)
+    await ws.send(small)
+    assert msgpack.unpackb(await ws.recv())["type"] == 3  # acked
+    await ws.send(big)
+    await ws.closed()
+    assert ws.connection.close_code == 1008  # policy violation
+
+
+async def test_the_sync_client_takes_the_serializer_options(start_sio: StartSio) -> None:
+    from tether.sync.realtime import SimpleClient
+
+    sio = await start_sio(echo_server(parser="msgpack", default=hook))
+
+    def blocking() -> Any:
+        with SimpleClient(parser="msgpack", default=hook) as client:
+            client.connect(f"http://127.0.0.1:{sio.port}")
+            return client.call("echo", Point(5, 6), timeout=timeout(3))
+
+    reply = await asyncio.wait_for(asyncio.to_thread(blocking), timeout(10))
+    assert reply == ({"x": 5, "y": 6}, AT.isoformat(), {"x": 3, "y": 4})
