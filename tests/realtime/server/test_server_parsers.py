@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,6 +141,28 @@ async def test_msgpack_refuses_and_others_carry_on(
 _prefixes = itertools.count()
 
 
+async def shout_across(servers: list[realtime.Server], clients: Callable[..., Client]) -> None:
+    """A client on the first server shouts nested bytes; one on the second hears them."""
+
+    @servers[0].on("shout")
+    async def shout(socket: Socket, *args: Any) -> None:
+        await servers[0].emit("heard", *args)
+
+    async with running(servers[0]) as one, running(servers[1]) as two:
+        sender = clients(parser="msgpack")
+        listener = clients(parser="msgpack")
+        heard: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        listener.on("heard", lambda *args: heard.put_nowait(args))
+        await asyncio.wait_for(sender.connect(f"http://127.0.0.1:{one.port}"), timeout(5))
+        await asyncio.wait_for(listener.connect(f"http://127.0.0.1:{two.port}"), timeout(5))
+        await sender.emit("shout", "hi", b"\x00\xff", {"deep": [b"\x01"]})
+        got = await asyncio.wait_for(heard.get(), timeout(5))
+        # With recovery on, an offset comes last.
+        assert got[:3] == ("hi", b"\x00\xff", {"deep": [b"\x01"]})
+        await asyncio.wait_for(sender.disconnect(), timeout(3))
+        await asyncio.wait_for(listener.disconnect(), timeout(3))
+
+
 async def test_msgpack_broadcasts_across_nodes_through_redis(
     clients: Callable[..., Client],
 ) -> None:
@@ -154,22 +178,26 @@ async def test_msgpack_broadcasts_across_nodes_through_redis(
             )
             for recovery in (False, True)
         ]
+        await shout_across(servers, clients)
 
-        @servers[0].on("shout")
-        async def shout(socket: Socket, *args: Any) -> None:
-            await servers[0].emit("heard", *args)
 
-        async with running(servers[0]) as one, running(servers[1]) as two:
-            sender = clients(parser="msgpack")
-            listener = clients(parser="msgpack")
-            heard: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-            listener.on("heard", lambda *args: heard.put_nowait(args))
-            await asyncio.wait_for(sender.connect(f"http://127.0.0.1:{one.port}"), timeout(5))
-            await asyncio.wait_for(listener.connect(f"http://127.0.0.1:{two.port}"), timeout(5))
-            await sender.emit("shout", "hi", b"\x00\xff", {"deep": [b"\x01"]})
-            got = await asyncio.wait_for(heard.get(), timeout(5))
-            # The second node has recovery on: an offset comes last.
-            assert got[:3] == ("hi", b"\x00\xff", {"deep": [b"\x01"]})
+async def test_msgpack_broadcasts_across_workers_through_the_cluster_hub(
+    clients: Callable[..., Client],
+) -> None:
+    from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
+
+    # A short path: pytest's tmp_path may pass the 107 bytes of sun_path.
+    with tempfile.TemporaryDirectory() as private:
+        path = str(Path(private) / "cluster.sock")
+        hub = ClusterHub(path)
+        await hub.start()
+        try:
+            servers = [
+                realtime.Server(parser="msgpack", adapter=ClusterAdapter(path)) for _ in range(2)
+            ]
+            await shout_across(servers, clients)
+        finally:
+            await hub.close()
 
 
 async def test_msgpack_lists_and_maps_count_as_json_brackets_do(
