@@ -141,16 +141,19 @@ async def test_msgpack_refuses_and_others_carry_on(
 _prefixes = itertools.count()
 
 
-async def shout_across(servers: list[realtime.Server], clients: Callable[..., Client]) -> None:
-    """A client on the first server shouts nested bytes; one on the second hears them."""
+async def shout_across(
+    servers: list[realtime.Server], clients: Callable[..., Client], **options: Any
+) -> None:
+    """A client on the first server shouts nested bytes; one on the second hears
+    them, and a datetime the server adds through ``default=`` when ``options`` has one."""
 
     @servers[0].on("shout")
     async def shout(socket: Socket, *args: Any) -> None:
-        await servers[0].emit("heard", *args)
+        await servers[0].emit("heard", *args, *([AT] if "default" in options else []))
 
     async with running(servers[0]) as one, running(servers[1]) as two:
-        sender = clients(parser="msgpack")
-        listener = clients(parser="msgpack")
+        sender = clients(**options)
+        listener = clients(**options)
         heard: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         listener.on("heard", lambda *args: heard.put_nowait(args))
         await asyncio.wait_for(sender.connect(f"http://127.0.0.1:{one.port}"), timeout(5))
@@ -159,26 +162,33 @@ async def shout_across(servers: list[realtime.Server], clients: Callable[..., Cl
         got = await asyncio.wait_for(heard.get(), timeout(5))
         # With recovery on, an offset comes last.
         assert got[:3] == ("hi", b"\x00\xff", {"deep": [b"\x01"]})
+        if "default" in options:
+            assert got[3] == AT.isoformat()
         await asyncio.wait_for(sender.disconnect(), timeout(3))
         await asyncio.wait_for(listener.disconnect(), timeout(3))
 
 
-async def test_msgpack_broadcasts_across_nodes_through_redis(
-    clients: Callable[..., Client],
+@pytest.mark.parametrize(
+    "options", [{"parser": "msgpack"}, {"default": hook}], ids=["msgpack", "default"]
+)
+async def test_broadcasts_across_nodes_through_redis(
+    clients: Callable[..., Client], options: dict[str, Any]
 ) -> None:
+    # default=: the adapter's own JSON (and the recovery store) get the data
+    # as the hook made it.
     from tether.realtime.adapters.redis import RedisAdapter
 
-    prefix = f"t-msgpack-{next(_prefixes)}"
+    prefix = f"t-parsers-{next(_prefixes)}"
     with redis_server() as redis:
         servers = [
             realtime.Server(
-                parser="msgpack",
+                **options,
                 adapter=RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(3)),
-                connection_state_recovery=recovery,
+                connection_state_recovery=True,
             )
-            for recovery in (False, True)
+            for _ in range(2)
         ]
-        await shout_across(servers, clients)
+        await shout_across(servers, clients, **options)
 
 
 async def test_msgpack_broadcasts_across_workers_through_the_cluster_hub(
@@ -195,7 +205,7 @@ async def test_msgpack_broadcasts_across_workers_through_the_cluster_hub(
             servers = [
                 realtime.Server(parser="msgpack", adapter=ClusterAdapter(path)) for _ in range(2)
             ]
-            await shout_across(servers, clients)
+            await shout_across(servers, clients, parser="msgpack")
         finally:
             await hub.close()
 

@@ -42,6 +42,7 @@ __all__ = [
     "Parser",
     "SerializerOptions",
     "make_parser",
+    "plain",
 ]
 
 
@@ -112,6 +113,37 @@ def make_parser(
             raise ValueError("json= does not apply to the msgpack parser")
         return MsgpackParser(default=default)
     raise ValueError(f"parser must be 'json', 'msgpack' or a Parser, got {parser!r}")
+
+
+_PLAIN = (str, int, float, bool, type(None), bytes, bytearray, memoryview)
+
+
+def plain(parser: Parser, data: Any) -> Any:
+    """``data`` with the objects ``parser``'s ``default`` hook handles already
+    turned into what they become (lists, dicts and scalars only).
+
+    For broadcasts: an adapter carries the data to other nodes in its own
+    format, which knows nothing of the hook. Without a hook, ``data`` itself.
+
+    >>> plain(JsonParser(default=str), ["at", {1.5, 2}])
+    ['at', '{1.5, 2}']
+    """
+    default = getattr(parser, "default", None)
+    if default is None:
+        return data
+
+    def walk(value: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"data nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [walk(item, depth + 1) for item in value]
+        if isinstance(value, dict):
+            return {key: walk(item, depth + 1) for key, item in value.items()}
+        return walk(default(value), depth + 1)
+
+    return walk(data, 0)
 
 
 # --- JSON ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ...exceptions import AckTimeout, Disconnected
 from ..adapters.base import BroadcastOptions, SocketInfo
 from ..protocol import socketio
 from ..protocol.checks import check_event
+from ..protocol.parsers import plain
 
 if TYPE_CHECKING:
     from .engine import Session
@@ -115,7 +116,9 @@ class BroadcastOperator:
         nsp = self._namespace
         # Built for "/" and renamed per target: a dynamic parent's own name is
         # not a valid namespace, only its children's are.
-        packet = socketio.Packet.event(event, *args)
+        # The data as the parser's default= hook makes it: adapters carry it
+        # to other nodes in their own format, which knows nothing of the hook.
+        packet = socketio.Packet.event(event, *plain(nsp.server.parser, args))
         for target in nsp.targets():
             await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
 
@@ -128,7 +131,10 @@ class BroadcastOperator:
         replies: list[Any] = []
         for target in nsp.targets():
             packet = socketio.Packet.event(
-                event, *args, namespace=target.name, id=target.next_ack_id()
+                event,
+                *plain(nsp.server.parser, args),
+                namespace=target.name,
+                id=target.next_ack_id(),
             )
             replies += await target.adapter.broadcast_with_ack(
                 target.name, packet, self._opts, timeout
