@@ -242,3 +242,23 @@ async def test_the_sync_client_takes_the_serializer_options(start_sio: StartSio)
 
     reply = await asyncio.wait_for(asyncio.to_thread(blocking), timeout(10))
     assert reply == ({"x": 5, "y": 6}, AT.isoformat(), {"x": 3, "y": 4})
+
+
+async def test_default_hook_with_recovery_on_a_socket_emit(
+    start_sio: StartSio, clients: Callable[..., Client]
+) -> None:
+    # With recovery on, Socket.emit goes through the adapter's store.
+    server = realtime.Server(default=hook, connection_state_recovery=True)
+
+    @server.on("when")
+    async def when(socket: Socket) -> None:
+        await socket.emit("now", AT, Point(7, 8))
+
+    sio = await start_sio(server)
+    client = clients(default=hook)
+    heard: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    client.on("now", lambda *args: heard.put_nowait(args))
+    await asyncio.wait_for(client.connect(f"http://127.0.0.1:{sio.port}"), timeout(5))
+    await client.emit("when")
+    got = await asyncio.wait_for(heard.get(), timeout(3))
+    assert got[:2] == (AT.isoformat(), {"x": 7, "y": 8})  # then the offset

@@ -232,8 +232,10 @@ class Socket:
         check_event(event)
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
-        packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
         adapter = self.namespace.adapter
+        if adapter.recovery is not None:
+            args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
+        packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
         if adapter.recovery is not None:
             # Kept (with its offset) for the client in case it comes back: sent
             # like a broadcast to its sid, so that a distributed adapter
