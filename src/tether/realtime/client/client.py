@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from ...exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState, PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
-from ..protocol.parsers import Parser, SerializerOptions, make_parser
+from ..protocol.parsers import PacketDecoder, Parser, SerializerOptions, make_parser
 from ..protocol.socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
 from .engineio import TRANSPORTS, EngineSession, Target
 from .events import CATCH_ALL, Handler, HandlerTable
@@ -78,9 +78,8 @@ class Client:
     ``connect_timeout`` bounds opening the connection and the namespaces'
     replies. ``limits`` bounds what the server may send
     (:class:`~tether.limits.RealtimeLimits`). Logs go to ``logger``
-    (``tether.realtime.client`` by default). ``parser="msgpack"`` speaks npm's
-    ``socket.io-msgpack-parser``; ``json=`` and ``default=`` configure the
-    JSON parser (:class:`~tether.realtime.protocol.parsers.SerializerOptions`).
+    (``tether.realtime.client`` by default). Serializers: ``parser=``, ``json=``,
+    ``default=`` (:class:`~tether.realtime.protocol.parsers.SerializerOptions`).
     """
 
     def __init__(
@@ -115,18 +114,14 @@ class Client:
         self.max_buffered = max_buffered
         self.limits = limits
         self.logger = logger or _log
-        #: How packets are encoded and decoded; ``parser=``, ``json=`` and
-        #: ``default=`` (:class:`~tether.realtime.protocol.parsers.SerializerOptions`)
-        #: choose it, as on the server (the server must use the same parser).
+        #: How packets are encoded and decoded (the server's must be the same).
         self.parser: Parser = make_parser(**serializer)
         self._handlers = HandlerTable(self.logger)
         self._namespaces: dict[str, ClientNamespace] = {}
         self._target: Target | None = None
         self._auth: Auth | None = None
         self._session: EngineSession | None = None
-        self._decoder = self.parser.decoder(
-            max_payload=limits.max_payload, max_attachments=limits.max_attachments
-        )
+        self._decoder = self._new_decoder()
         self._ids = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._supervisor: asyncio.Task[None] | None = None
@@ -235,9 +230,7 @@ class Client:
         """
         assert self._target is not None
         loop = asyncio.get_running_loop()
-        self._decoder = self.parser.decoder(
-            max_payload=self.limits.max_payload, max_attachments=self.limits.max_attachments
-        )
+        self._decoder = self._new_decoder()
         session = await asyncio.wait_for(
             EngineSession.open(
                 self._target,
@@ -286,7 +279,14 @@ class Client:
             if ns.offset is not None:
                 recovery["offset"] = ns.offset
             data = {**recovery, **(data or {})}
-        self._send(session, Encoded.of(Packet(PacketType.CONNECT, ns.name, data), self.parser))
+        self._send(session, self._encode(Packet(PacketType.CONNECT, ns.name, data)))
+
+    def _new_decoder(self) -> PacketDecoder:
+        max_payload, max_attachments = self.limits.max_payload, self.limits.max_attachments
+        return self.parser.decoder(max_payload=max_payload, max_attachments=max_attachments)
+
+    def _encode(self, packet: Packet) -> Encoded:
+        return Encoded.of(packet, self.parser)
 
     def _send(self, session: EngineSession, encoded: Encoded) -> None:
         for payload in encoded.payloads:
@@ -423,9 +423,7 @@ class Client:
             if session is None or session is not self._session or not ns.connected:
                 return
             try:
-                encoded = Encoded.of(
-                    Packet.ack(ack_id, *ack_args(result), namespace=ns.name), self.parser
-                )
+                encoded = self._encode(Packet.ack(ack_id, *ack_args(result), namespace=ns.name))
             except (TypeError, ValueError) as exc:
                 self.logger.error("cannot acknowledge event %d in %s: %s", ack_id, ns.name, exc)
                 return
@@ -465,9 +463,7 @@ class Client:
             ns.settle(error)
             if was_connected:
                 if session is not None:
-                    self._send(
-                        session, Encoded.of(Packet(PacketType.DISCONNECT, ns.name), self.parser)
-                    )
+                    self._send(session, self._encode(Packet(PacketType.DISCONNECT, ns.name)))
                 self._handlers.emit(ns.name, "disconnect", reason)
         if session is not None:
             await session.close(self.connect_timeout)
@@ -533,9 +529,7 @@ class Client:
         if not ns.active or self._closing:
             raise Disconnected(f"namespace {namespace} is disconnected")
         # Encoded now, so that arguments that cannot be sent fail here, not later.
-        encoded = Encoded.of(
-            Packet.event(event, *args, namespace=namespace, id=ack_id), self.parser
-        )
+        encoded = self._encode(Packet.event(event, *args, namespace=namespace, id=ack_id))
         if ns.connected and self._session is not None:
             self._send(self._session, encoded)
         elif len(ns.buffer) >= self.max_buffered:

@@ -80,11 +80,8 @@ data almost that deep, and every recursive walk after it (placeholders,
 peer that sent it. Not a :class:`~tether.limits.RealtimeLimits` field because
 raising it is unsafe and the encoding functions take no limits."""
 
-Dumps = Callable[[Any], str]
-"""Turns a packet's data (placeholders in place) into JSON text."""
-
-Loads = Callable[[str], Any]
-"""Turns JSON text back into data; raises :class:`ValueError` on bad input."""
+Dumps = Callable[[Any], str]  # a packet's data (placeholders in place) -> JSON text
+Loads = Callable[[str], Any]  # JSON text -> data; ValueError on bad input
 
 _PLACEHOLDER = "_placeholder"
 _DIGITS = frozenset("0123456789")  # str.isdigit() would also take "²" or "٣"
@@ -365,9 +362,7 @@ def encode(packet: Packet, *, dumps: Dumps | None = None) -> tuple[str, list[byt
     """Encode ``packet`` as its text form and its attachments, in sending order.
 
     The attachments list is empty unless the packet is ``BINARY_*``. Raise
-    :class:`ValueError` when a non-binary packet holds bytes. ``dumps`` writes
-    the data (:func:`json_dumps` by default; see
-    :class:`~tether.realtime.protocol.parsers.JsonParser`).
+    :class:`ValueError` when a non-binary packet holds bytes. ``dumps``: :func:`json_dumps`.
 
     >>> encode(Packet(PacketType.DISCONNECT, "/admin"))
     ('1/admin,', [])
@@ -385,25 +380,17 @@ def encode(packet: Packet, *, dumps: Dumps | None = None) -> tuple[str, list[byt
     if packet.id is not None:
         parts.append(str(packet.id))
     if data is not None:
-        parts.append(json_dumps(data, kind=packet.type) if dumps is None else dumps(data))
+        parts.append((dumps or json_dumps)(data))
     return "".join(parts), attachments
 
 
-def json_dumps(
-    data: Any, default: Callable[[Any], Any] | None = None, *, kind: PacketType | None = None
-) -> str:
-    """The stdlib JSON text of ``data``, as the reference implementation writes it.
-
-    ``default`` turns what JSON cannot hold (a ``datetime``, a dataclass...)
-    into what it can, as :func:`json.dumps`'s own; bytes are refused with
-    :class:`ValueError` before it is asked (they belong in a ``BINARY_*`` packet).
-    """
+def json_dumps(data: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """The stdlib JSON text of ``data``, as the reference implementation writes it;
+    ``default`` as :func:`json.dumps`'s (never asked about bytes: :class:`ValueError`)."""
 
     def refuse(value: Any) -> Any:
         if isinstance(value, (bytes, bytearray, memoryview)):
-            if kind is None:
-                raise ValueError("bytes in a packet that is not BINARY_*")
-            raise ValueError(f"bytes in a {kind.name} packet: use BINARY_{kind.name}")
+            raise ValueError("bytes in a packet not BINARY_*: use BINARY_EVENT or BINARY_ACK")
         if default is not None:
             return default(value)
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
