@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -114,6 +115,28 @@ async def test_websocket_only_through_proxy(
                 await within(client.disconnect())
             assert len(proxy.logged(rf"CONNECT 127\.0\.0\.1:{http.port} ")) == 1
             assert not proxy.logged("GET http://")
+
+
+async def test_explicit_proxy_over_the_environment_and_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clients: Callable[..., Client]
+) -> None:
+    # connect(proxy=URL) wins over the environment's (a dead port here), and
+    # connect(proxy=None) ignores the environment: as tether.connect's.
+    async with realtime.serve(echo_server(), "127.0.0.1", 0) as http:
+        with Tinyproxy.start(tmp_path, connect_ports=[http.port]) as proxy:
+            with socket.socket() as unused:  # bound, never listening: a dead proxy
+                unused.bind(("127.0.0.1", 0))
+                monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{unused.getsockname()[1]}")
+            client = clients()
+            await within(client.connect(f"http://127.0.0.1:{http.port}", proxy=proxy.url))
+            assert await within(client.emit_with_ack("echo", "via")) == "via"
+            assert proxy.logged(r"GET http://127\.0\.0\.1")
+            await within(client.disconnect())
+            seen = len(proxy.logged(r"GET http://|CONNECT "))
+            direct = clients()
+            await within(direct.connect(f"http://127.0.0.1:{http.port}", proxy=None))
+            assert await within(direct.emit_with_ack("echo", "direct")) == "direct"
+            assert len(proxy.logged(r"GET http://|CONNECT ")) == seen
 
 
 async def test_polling_works_where_the_proxy_refuses_tunnels(

@@ -1,11 +1,10 @@
 """The Socket.IO v5 client: :class:`Client`.
 
 Section names refer to https://github.com/socketio/socket.io-protocol
-(README). The Engine.IO session underneath (transports, heartbeat, upgrade)
-is :mod:`tether.realtime.client.engineio`; this module adds namespaces,
-events, acknowledgements, reconnection, and connection state recovery. Each
-namespace's state (with the buffer of packets emitted while disconnected) is
-a :class:`~.namespaces.ClientNamespace`; the handlers are run by
+(README). Under it, the Engine.IO session (transports, heartbeat, upgrade):
+:mod:`tether.realtime.client.engineio`. Here: namespaces, events, acks,
+reconnection, connection state recovery. A namespace's state (and the packets
+emitted while disconnected): :class:`~.namespaces.ClientNamespace`; handlers:
 :class:`~.events.HandlerTable`.
 
 ::
@@ -38,6 +37,7 @@ from urllib.parse import urlsplit
 
 from ...exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState, PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ...protocol.proxy import ProxyOption
 from ..protocol.parsers import PacketDecoder, Parser, SerializerOptions, make_parser
 from ..protocol.socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
 from .engineio import TRANSPORTS, EngineSession, Target
@@ -182,6 +182,7 @@ class Client:
         headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
         path: str = "/socket.io",
         ssl: ssl_module.SSLContext | None = None,
+        proxy: ProxyOption = True,
     ) -> None:
         """Connect to the server at ``url`` (``http(s)://`` or ``ws(s)://``) and
         join ``namespaces``; return once the server accepted every one.
@@ -190,7 +191,8 @@ class Client:
         CONNECT payload (§Connection to a namespace), or a function
         returning it, called (and awaited if need be) on every connection.
         ``headers`` are sent with every HTTP request. ``ssl`` is an
-        :class:`ssl.SSLContext` for ``https://`` and ``wss://``.
+        :class:`ssl.SSLContext` for ``https://`` and ``wss://``. ``proxy``:
+        :func:`tether.connect`'s (True: from the environment; a URL; None: none).
 
         Raises :class:`~tether.exceptions.ConnectionRefused` when a namespace
         refuses (the client then disconnects), :class:`asyncio.TimeoutError`
@@ -209,7 +211,7 @@ class Client:
         for name in namespaces:
             if not name.startswith("/") or "," in name:
                 raise ValueError(f"invalid namespace {name!r}: it must start with '/'")
-        self._target = Target.from_url(url, path, headers, ssl)
+        self._target = Target.from_url(url, path, headers, ssl, proxy)
         self._auth = auth
         self._namespaces = {name: ClientNamespace(name) for name in namespaces}
         self._closing = False
@@ -588,9 +590,8 @@ def backoff_delay(
     """The delay before reconnection attempt ``attempt + 1``.
 
     ``delay * 2 ** attempt``, at most ``delay_max``, then moved by up to
-    ``factor`` of itself either way (``rand`` in [0, 1) picks where) without
-    going over ``delay_max``. The jitter spreads out clients that lost the
-    same server at the same time.
+    ``factor`` of itself either way (``rand`` in [0, 1) picks where), still at
+    most ``delay_max``: jitter that spreads out clients that lost one server.
 
     >>> backoff_delay(0, 1.0, 5.0, 0.5, 0.5), backoff_delay(3, 1.0, 5.0, 0.0, 0.9)
     (1.0, 5.0)
