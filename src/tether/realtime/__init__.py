@@ -47,6 +47,7 @@ from ..limits import RealtimeLimits
 from .adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from .client import Client
 from .server import BroadcastOperator, Namespace, Server, Socket, serve
+from .server.by_sid import ClassNamespace
 
 # The public API. The codecs stay in their modules (engineio.encode_packet,
 # socketio.decode...): both define a Packet and a PacketType, so their names
@@ -57,6 +58,7 @@ __all__ = [
     "Adapter",
     "BroadcastOperator",
     "BroadcastOptions",
+    "ClassNamespace",
     "Client",
     "ConnectionRefused",
     "Disconnected",

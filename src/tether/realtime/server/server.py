@@ -23,6 +23,7 @@ from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLim
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
 from ..protocol.parsers import Parser, SerializerOptions, make_parser
+from .by_sid import ClassNamespace, SidMethods
 from .connection import SocketIOConnection
 from .engine import (
     DEFAULT_ENGINE_OPTIONS,
@@ -39,7 +40,7 @@ from .sockets import Socket, ack_value
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Namespace", "Server", "ServerOptions", "ServerSockets"]
+__all__ = ["ClassNamespace", "Namespace", "Server", "ServerOptions", "ServerSockets"]
 
 _log = logging.getLogger("tether.realtime")
 
@@ -65,7 +66,7 @@ class ServerOptions(RealtimeLimitOptions, SerializerOptions, total=False):
     cookie: bool | str | CookieOptions | None
 
 
-class Server(Namespace):
+class Server(SidMethods, Namespace):
     """A Socket.IO server; it is also its main namespace ``/``.
 
     ::
@@ -94,6 +95,11 @@ class Server(Namespace):
     (``orjson``...) and ``default=`` (a hook for ``datetime``, dataclasses...)
     configure the default JSON parser
     (:class:`~tether.realtime.protocol.parsers.SerializerOptions`).
+
+    For code coming from python-socketio, the by-sid methods
+    (:class:`~.by_sid.SidMethods`: ``emit(..., to=sid)``, ``enter_room``,
+    ``call``, ``get_session``, ``@server.event``, ``register_namespace``)
+    are here too: see ``docs/migrating.md``.
     """
 
     def __init__(

@@ -1,0 +1,178 @@
+"""The by-sid methods of :class:`tether.realtime.Server` (python-socketio's
+``emit(to=sid)``, ``enter_room``, ``call``, sessions, ``@server.event``,
+class-based namespaces) with tether's client on one server, and across two
+servers sharing a real Redis."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from helpers import timeout
+from realtime.redis_helpers import Peer, redis_server
+from realtime.sio_helpers import running
+from tether import realtime
+from tether.exceptions import AckTimeout
+from tether.realtime import Socket
+
+_prefixes = itertools.count()
+
+
+async def peer(port: int, name: str) -> Peer:
+    return await Peer.connect(f"http://127.0.0.1:{port}", name)
+
+
+@pytest.fixture
+async def one() -> AsyncIterator[tuple[realtime.Server, int]]:
+    server = realtime.Server()
+    async with running(server) as sio:
+        yield server, sio.port
+
+
+async def test_emit_by_sid_room_and_skip_sid(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+    alice, bob = await peer(port, "alice"), await peer(port, "bob")
+    try:
+        await server.emit("hi", 1, to=alice.sid)
+        await alice.wait_for("hi")
+        await server.enter_room(alice.sid, "r")
+        await server.enter_room(bob.sid, "r")
+        assert server.rooms(alice.sid) == sorted([alice.sid, "r"])
+        await server.emit("news", 2, room="r", skip_sid=alice.sid)
+        await bob.wait_for("news")
+        await server.leave_room(bob.sid, "r")
+        assert server.rooms(bob.sid) == [bob.sid]
+        await server.emit("news", 3, room="r")
+        await alice.wait_for("news")
+        # Everyone, in order: bob got nothing from room r after leaving it.
+        await server.emit("end")
+        await bob.wait_for("end")
+        await alice.wait_for("end")
+        assert bob.events["news"] == [(2,)]
+        assert alice.events["news"] == [(3,)]
+        assert alice.events["hi"] == [(1,)] and not bob.events["hi"]
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_call_and_disconnect_by_sid(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+    alice = await peer(port, "alice")
+    sid = alice.sid
+    try:
+        assert await server.call("question", to=sid, timeout=timeout(3)) == "alice"
+        with pytest.raises(AckTimeout):
+            # (Peer's catch-all handler acks every event: a sid nobody has.)
+            await server.call("question", to="nobody", timeout=timeout(0.2))
+        await server.disconnect(sid)
+        await alice.wait_for("disconnect")
+        assert alice.events["disconnect"] == [("io server disconnect",)]
+        assert server.rooms(sid) == []
+    finally:
+        await alice.close()
+
+
+async def test_sessions(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+
+    @server.event
+    async def login(socket: Socket, user: str) -> None:
+        await server.save_session(socket.sid, {"user": user})
+
+    @server.event
+    async def whoami(socket: Socket) -> Any:
+        async with server.session(socket.sid) as session:
+            session["asked"] = session.get("asked", 0) + 1
+        return await server.get_session(socket.sid)
+
+    alice = await peer(port, "alice")
+    try:
+        await alice.call("login", "ada")
+        assert await alice.call("whoami") == {"user": "ada", "asked": 1}
+        assert await alice.call("whoami") == {"user": "ada", "asked": 2}
+        assert server.sockets[alice.sid].data == {"user": "ada", "asked": 2}
+        with pytest.raises(KeyError):
+            await server.get_session("nobody")
+        with pytest.raises(KeyError):
+            await server.save_session("nobody", {})
+    finally:
+        await alice.close()
+
+
+class Chat(realtime.ClassNamespace):
+    def __init__(self, namespace: str) -> None:
+        super().__init__(namespace)
+        self.connected: list[str] = []
+
+    def on_connect(self, socket: Socket) -> None:
+        self.connected.append(socket.sid)
+
+    async def on_say(self, socket: Socket, text: str) -> str:
+        await self.emit("said", text, skip_sid=socket.sid)
+        return "ok"
+
+    async def on_ask(self, socket: Socket, sid: str) -> Any:
+        return await self.call("question", to=sid, timeout=timeout(3))
+
+
+async def test_class_namespace(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+    # On "/": the test's Peer answers in the main namespace only.
+    chat = server.register_namespace(Chat("/"))
+    assert isinstance(chat, Chat)
+    other = server.register_namespace(Chat("/other"))
+    assert server.of("/other").handlers.get("say") == other.on_say
+    assert server.handlers.get("say") == chat.on_say
+    alice, bob = await peer(port, "alice"), await peer(port, "bob")
+    try:
+        assert await alice.call("say", "hello") == "ok"
+        await bob.wait_for("said")
+        assert bob.events["said"] == [("hello",)] and not alice.events["said"]
+        assert await alice.call("ask", bob.sid) == "bob"
+        assert sorted(chat.connected) == sorted([alice.sid, bob.sid])
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_by_sid_across_two_nodes_through_redis() -> None:
+    from tether.realtime.adapters.redis import RedisAdapter
+
+    prefix = f"t-sid-{next(_prefixes)}"
+    with redis_server() as redis:
+        servers = [
+            realtime.Server(
+                adapter=RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(3))
+            )
+            for _ in range(2)
+        ]
+        async with running(servers[0]) as node1, running(servers[1]):
+            here, there = servers
+            alice = await peer(node1.port, "alice")
+            try:
+                sid = alice.sid
+                assert there.rooms(sid) == []  # local only: node 2 does not have it
+                await there.emit("hi", 1, to=sid)
+                await alice.wait_for("hi")
+                await there.enter_room(sid, "r")  # effective when it returns
+                assert here.rooms(sid) == sorted([sid, "r"])
+                await there.emit("news", room="r")
+                await alice.wait_for("news")
+                await there.leave_room(sid, "r")
+                assert here.rooms(sid) == [sid]
+                assert await there.call("question", to=sid, timeout=timeout(3)) == "alice"
+                with pytest.raises(AckTimeout):
+                    await there.call("question", to="nobody", timeout=timeout(0.3))
+                await here.save_session(sid, {"user": "ada"})
+                assert await there.get_session(sid) == {"user": "ada"}  # a copy
+                with pytest.raises(KeyError):
+                    await there.save_session(sid, {})
+                await there.disconnect(sid)
+                await alice.wait_for("disconnect")
+                assert alice.events["disconnect"] == [("io server disconnect",)]
+            finally:
+                await alice.close()
