@@ -6,7 +6,9 @@ servers sharing a real Redis."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,40 +141,62 @@ async def test_class_namespace(one: tuple[realtime.Server, int]) -> None:
         await bob.close()
 
 
+async def by_sid_across(servers: list[realtime.Server]) -> None:
+    """A client on the first node; the second acts on it by its sid."""
+    async with running(servers[0]) as node1, running(servers[1]):
+        here, there = servers
+        alice = await peer(node1.port, "alice")
+        try:
+            sid = alice.sid
+            assert there.rooms(sid) == []  # local only: node 2 does not have it
+            await there.emit("hi", 1, to=sid)
+            await alice.wait_for("hi")
+            await there.enter_room(sid, "r")  # effective when it returns
+            assert here.rooms(sid) == sorted([sid, "r"])
+            await there.emit("news", room="r")
+            await alice.wait_for("news")
+            await there.leave_room(sid, "r")
+            assert here.rooms(sid) == [sid]
+            assert await there.call("question", to=sid, timeout=timeout(3)) == "alice"
+            with pytest.raises(AckTimeout):
+                await there.call("question", to="nobody", timeout=timeout(0.3))
+            await here.save_session(sid, {"user": "ada"})
+            assert await there.get_session(sid) == {"user": "ada"}  # a copy
+            with pytest.raises(KeyError):
+                await there.save_session(sid, {})
+            with pytest.raises(KeyError):
+                await there.get_session("nobody")
+            await there.disconnect(sid)
+            await alice.wait_for("disconnect")
+            assert alice.events["disconnect"] == [("io server disconnect",)]
+        finally:
+            await alice.close()
+
+
 async def test_by_sid_across_two_nodes_through_redis() -> None:
     from tether.realtime.adapters.redis import RedisAdapter
 
     prefix = f"t-sid-{next(_prefixes)}"
     with redis_server() as redis:
-        servers = [
-            realtime.Server(
-                adapter=RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(3))
-            )
-            for _ in range(2)
-        ]
-        async with running(servers[0]) as node1, running(servers[1]):
-            here, there = servers
-            alice = await peer(node1.port, "alice")
-            try:
-                sid = alice.sid
-                assert there.rooms(sid) == []  # local only: node 2 does not have it
-                await there.emit("hi", 1, to=sid)
-                await alice.wait_for("hi")
-                await there.enter_room(sid, "r")  # effective when it returns
-                assert here.rooms(sid) == sorted([sid, "r"])
-                await there.emit("news", room="r")
-                await alice.wait_for("news")
-                await there.leave_room(sid, "r")
-                assert here.rooms(sid) == [sid]
-                assert await there.call("question", to=sid, timeout=timeout(3)) == "alice"
-                with pytest.raises(AckTimeout):
-                    await there.call("question", to="nobody", timeout=timeout(0.3))
-                await here.save_session(sid, {"user": "ada"})
-                assert await there.get_session(sid) == {"user": "ada"}  # a copy
-                with pytest.raises(KeyError):
-                    await there.save_session(sid, {})
-                await there.disconnect(sid)
-                await alice.wait_for("disconnect")
-                assert alice.events["disconnect"] == [("io server disconnect",)]
-            finally:
-                await alice.close()
+        await by_sid_across(
+            [
+                realtime.Server(
+                    adapter=RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(3))
+                )
+                for _ in range(2)
+            ]
+        )
+
+
+async def test_by_sid_across_two_workers_through_the_cluster_hub() -> None:
+    from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
+
+    # A short path: pytest's tmp_path may pass the 107 bytes of sun_path.
+    with tempfile.TemporaryDirectory() as private:
+        path = str(Path(private) / "cluster.sock")
+        hub = ClusterHub(path)
+        await hub.start()
+        try:
+            await by_sid_across([realtime.Server(adapter=ClusterAdapter(path)) for _ in range(2)])
+        finally:
+            await hub.close()
