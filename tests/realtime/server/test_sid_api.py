@@ -91,6 +91,11 @@ async def test_sessions(one: tuple[realtime.Server, int]) -> None:
             session["asked"] = session.get("asked", 0) + 1
         return await server.get_session(socket.sid)
 
+    @server.event(namespace="/other")
+    def ping(socket: Socket) -> str:
+        return "pong"
+
+    assert server.of("/other").handlers.get("ping") is ping
     alice = await peer(port, "alice")
     try:
         await alice.call("login", "ada")

@@ -149,11 +149,15 @@ class SidMethods:
 
     # -- python-socketio's registration styles -----------------------------------------
 
-    def event(self, handler: _H) -> _H:
-        """Register ``handler`` for the event of its name (a decorator):
-        ``@server.event async def chat(socket, text): ...``."""
-        self._target(None).on(handler.__name__, handler)
-        return handler
+    def event(self, handler: Handler | None = None, *, namespace: str | None = None) -> Any:
+        """Register a handler for the event of its name (a decorator, with or
+        without ``namespace=``): ``@server.event async def chat(socket, text): ...``."""
+
+        def register(function: _H) -> _H:
+            self._target(namespace).on(function.__name__, function)
+            return function
+
+        return register if handler is None else register(handler)
 
     def register_namespace(self, namespace: ClassNamespace) -> ClassNamespace:
         """Register every ``on_<event>`` method of ``namespace`` as the handler
