@@ -5,6 +5,7 @@ servers sharing a real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import tempfile
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from helpers import timeout
+from realtime.node_clients import NodeClients
 from realtime.redis_helpers import Peer, redis_server
 from realtime.sio_helpers import running
 from tether import realtime
@@ -205,3 +207,30 @@ async def test_by_sid_across_two_workers_through_the_cluster_hub() -> None:
             await by_sid_across([realtime.Server(adapter=ClusterAdapter(path)) for _ in range(2)])
         finally:
             await hub.close()
+
+
+async def test_by_sid_with_the_official_client(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+    left = asyncio.Event()
+
+    @server.event
+    async def join(socket: Socket, room: str) -> bool:
+        await server.enter_room(socket.sid, room)
+        return room in server.rooms(socket.sid)
+
+    @server.on("disconnect")
+    def disconnect(socket: Socket, reason: str) -> None:
+        left.set()
+
+    config = {"urls": [f"http://127.0.0.1:{port}"], "room": "r", "user": "js"}
+    async with NodeClients(config) as node:
+        sid = (await node.line())["sid"]  # connected, and joined "r" by enter_room
+        assert server.rooms(sid) == sorted([sid, "r"])
+        await server.emit("hi", 1, to=sid)
+        assert await node.line() == {"client": 0, "event": "hi", "args": [1]}
+        await server.emit("news", 2, room="r", skip_sid="someone-else")
+        assert await node.line() == {"client": 0, "event": "news", "args": [2]}
+        assert await server.call("question", to=sid, timeout=timeout(3)) == "node-0"
+        await server.disconnect(sid)
+        await asyncio.wait_for(left.wait(), timeout(5))
+        assert sid not in server.sockets
