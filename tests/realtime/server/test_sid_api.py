@@ -164,6 +164,12 @@ async def by_sid_across(servers: list[realtime.Server]) -> None:
             await alice.wait_for("news")
             await there.leave_room(sid, "r")
             assert here.rooms(sid) == [sid]
+            await there.enter_room(sid, "s")
+            await there.close_room("s")
+            assert here.rooms(sid) == [sid]
+            await there.send("text", to=sid)
+            await alice.wait_for("message")
+            assert alice.events["message"] == [("text",)]
             assert await there.call("question", to=sid, timeout=timeout(3)) == "alice"
             with pytest.raises(AckTimeout):
                 await there.call("question", to="nobody", timeout=timeout(0.3))

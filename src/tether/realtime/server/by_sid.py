@@ -67,6 +67,10 @@ class SidMethods:
             operator = operator.to(rooms)
         await operator.emit(event, *args)
 
+    async def send(self, *args: Any, **options: Any) -> None:
+        """:meth:`emit` the ``message`` event (``to=``, ``room=``... as there)."""
+        await self.emit("message", *args, **options)
+
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Make socket ``sid`` join ``room``, on whichever node it is."""
         await self._target(namespace).to(sid).sockets_join(room)
@@ -74,6 +78,10 @@ class SidMethods:
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Make socket ``sid`` leave ``room``, on whichever node it is."""
         await self._target(namespace).to(sid).sockets_leave(room)
+
+    async def close_room(self, room: str, namespace: str | None = None) -> None:
+        """Make every socket in ``room`` leave it, on every node."""
+        await self._target(namespace).to(room).sockets_leave(room)
 
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
         """The rooms of socket ``sid`` of this node, its own sid included
