@@ -127,6 +127,22 @@ class Chat(realtime.ClassNamespace):
     async def on_ask(self, socket: Socket, sid: str) -> Any:
         return await self.call("question", to=sid, timeout=timeout(3))
 
+    async def on_tour(self, socket: Socket) -> Any:
+        # Every by-sid method, in its own namespace.
+        await self.enter_room(socket.sid, "a")
+        await self.enter_room(socket.sid, "b")
+        await self.leave_room(socket.sid, "a")
+        before = self.rooms(socket.sid)
+        await self.close_room("b")
+        await self.save_session(socket.sid, {"n": 1})
+        async with self.session(socket.sid) as session:
+            session["n"] += 1
+        await self.send("to you", to=socket.sid)
+        return before, self.rooms(socket.sid), await self.get_session(socket.sid)
+
+    async def on_leave(self, socket: Socket) -> None:
+        await self.disconnect(socket.sid)
+
 
 async def test_class_namespace(one: tuple[realtime.Server, int]) -> None:
     server, port = one
@@ -143,6 +159,14 @@ async def test_class_namespace(one: tuple[realtime.Server, int]) -> None:
         assert bob.events["said"] == [("hello",)] and not alice.events["said"]
         assert await alice.call("ask", bob.sid) == "bob"
         assert sorted(chat.connected) == sorted([alice.sid, bob.sid])
+        sid = alice.sid
+        before, after, session = await alice.call("tour")
+        assert sorted(before) == sorted([sid, "b"]) and after == [sid]
+        assert session == {"n": 2}
+        await alice.wait_for("message")
+        assert alice.events["message"] == [("to you",)]
+        await alice.client.emit("leave")
+        await alice.wait_for("disconnect")
     finally:
         await alice.close()
         await bob.close()

@@ -212,3 +212,39 @@ class ClassNamespace:
         return await self._server().call(
             event, *args, to=to, namespace=self.namespace, timeout=timeout
         )
+
+    async def send(self, *args: Any, **options: Any) -> None:
+        """:meth:`SidMethods.send` in this namespace."""
+        await self._server().send(*args, namespace=self.namespace, **options)
+
+    async def enter_room(self, sid: str, room: str) -> None:
+        """:meth:`SidMethods.enter_room` in this namespace."""
+        await self._server().enter_room(sid, room, self.namespace)
+
+    async def leave_room(self, sid: str, room: str) -> None:
+        """:meth:`SidMethods.leave_room` in this namespace."""
+        await self._server().leave_room(sid, room, self.namespace)
+
+    async def close_room(self, room: str) -> None:
+        """:meth:`SidMethods.close_room` in this namespace."""
+        await self._server().close_room(room, self.namespace)
+
+    def rooms(self, sid: str) -> list[str]:
+        """:meth:`SidMethods.rooms` in this namespace."""
+        return self._server().rooms(sid, self.namespace)
+
+    async def disconnect(self, sid: str) -> None:
+        """:meth:`SidMethods.disconnect` in this namespace."""
+        await self._server().disconnect(sid, self.namespace)
+
+    async def get_session(self, sid: str) -> dict[str, Any]:
+        """:meth:`SidMethods.get_session` in this namespace."""
+        return await self._server().get_session(sid, self.namespace)
+
+    async def save_session(self, sid: str, data: dict[str, Any]) -> None:
+        """:meth:`SidMethods.save_session` in this namespace."""
+        await self._server().save_session(sid, data, self.namespace)
+
+    def session(self, sid: str) -> contextlib.AbstractAsyncContextManager[dict[str, Any]]:
+        """:meth:`SidMethods.session` in this namespace."""
+        return self._server().session(sid, self.namespace)
