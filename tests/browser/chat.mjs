@@ -2,9 +2,25 @@
 // server restart mid-conversation, and the input limits.
 import { base, check, control, newPage, run, screenshot, timeout } from "./lib.mjs";
 
-async function join(browser, nick, room) {
+async function join(browser, nick, room, { slowClient = false } = {}) {
   const page = await newPage(browser);
-  await page.goto(`${base}/chat/`);
+  if (slowClient) {
+    // The page loads socket.io-client with a top-level await, which the load
+    // event does not wait for. Held back here, as on a slow network: until it
+    // arrives the join button must be disabled (a click would submit the form
+    // as a plain GET and never connect).
+    let release = null;
+    const held = new Promise((resolve) => (release = resolve));
+    await page.route("**/vendor/socket.io.esm.min.js", async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.goto(`${base}/chat/`, { waitUntil: "domcontentloaded" });
+    check(await page.isDisabled("#join-button"), "the join button is enabled before the client is loaded");
+    release();
+  } else {
+    await page.goto(`${base}/chat/`);
+  }
   await page.fill("#nick", nick);
   await page.selectOption("#room-select", room);
   await page.click("#join-button");
@@ -36,7 +52,7 @@ async function waitForMessage(page, text, status = null) {
 
 await run(async (browser) => {
   const step = (name) => console.log(`step: ${name}`);
-  const alice = await join(browser, "alice", "general");
+  const alice = await join(browser, "alice", "general", { slowClient: true });
   const bob = await join(browser, "bob", "general");
   const carol = await join(browser, "carol", "music");
 

@@ -344,6 +344,9 @@ function setup() {
     connect();
     $("#message-input").focus();
   });
+  // The page loads the client with a top-level await, which the load event does
+  // not wait for: the button stays disabled until the form is really wired.
+  $("#join-button").disabled = false;
 
   $("#composer").addEventListener("submit", (event) => {
     event.preventDefault();
