@@ -117,6 +117,9 @@ class SocketIOConnection:
         # decoding: a packet that would decode to more than one packet may
         # hold is refused without spending the CPU (a megabyte of brackets
         # takes json.loads about 0.2 s, every other client waiting).
+        observer = self.server.observer
+        if observer is not None:
+            observer.message_received(session, len(data))
         size = self._partial + len(data)
         if isinstance(data, str):
             size += _CONTAINER_SIZE * (data.count("[") + data.count("{"))
@@ -157,6 +160,9 @@ class SocketIOConnection:
         self._connecting.clear()
         self._waiting.clear()
         self._pending = 0
+        observer = self.server.observer
+        if observer is not None:
+            observer.session_closed(session, reason)
 
     # -- packets ---------------------------------------------------------------------
 
@@ -193,6 +199,9 @@ class SocketIOConnection:
         if kind is socketio.PacketType.DISCONNECT:
             self.disconnect_socket(socket, "client namespace disconnect", notify=False)
             return
+        observer = self.server.observer
+        if observer is not None and packet.data:
+            observer.event_received(socket, packet.data[0], packet.data[1:])
         event = socket.namespace.handlers.match(packet)
         if event is None:
             return
@@ -308,8 +317,12 @@ class SocketIOConnection:
         self.server.runner.spawn(call())
 
     def _send(self, packet: socketio.Packet) -> None:
-        for payload in self.server.parser.encode(packet):
+        messages = self.server.parser.encode(packet)
+        for payload in messages:
             self.session.send(payload)
+        observer = self.server.observer
+        if observer is not None:
+            observer.messages_sent(1, sum(map(len, messages)))
 
     async def _connect(self, name: str, auth: dict[str, Any], size: int) -> None:
         socket = None
@@ -368,6 +381,8 @@ class SocketIOConnection:
             restored = await server.adapter.restore_session(
                 name, pid, offset if isinstance(offset, str) else None
             )
+            if server.observer is not None:
+                server.observer.recovery(name, restored is not None)
         if restored is not None:
             saved, missed = restored
             socket = Socket(namespace, self.session, saved.sid, saved.pid, handshake)
@@ -405,6 +420,8 @@ class SocketIOConnection:
         self._send(socketio.Packet(socketio.PacketType.CONNECT, name, reply))
         for data in missed:
             self._send(socketio.Packet.event(*data, namespace=name))
+        if server.observer is not None:
+            server.observer.socket_connected(socket, restored is not None)
         if connect is not None:
             # The CONNECT reply leaves in a write of its own, as socket.io's
             # server sends it, before whatever the handler emits: a client
@@ -449,6 +466,8 @@ class SocketIOConnection:
         server.adapter.delete_all(name, socket.sid)
         namespace.sockets.pop(socket.sid, None)
         self.sockets.pop(name, None)
+        if server.observer is not None:
+            server.observer.socket_disconnected(socket, reason)
         server.release_namespace(namespace)
         if server.recovery is not None and socket.pid is not None and reason in RECOVERABLE:
             saved = SavedSession(socket.sid, socket.pid, name, rooms, socket.data, socket.offset)

@@ -34,6 +34,7 @@ from .engine import (
     Session,
 )
 from .namespace import Namespace
+from .observe import Observer, ObserverGroup
 from .runner import Handler, Runner, maybe_await
 from .sockets import Socket, ack_value
 
@@ -164,6 +165,10 @@ class Server(SidMethods, Namespace):
         self._stopping = 0  # shutdown() calls under way
         #: Handlers of server-side events from other nodes (:meth:`on_server_event`).
         self.server_handlers: dict[str, Handler] = {}
+        #: What the hook sites call (:mod:`.observe`): None while nobody
+        #: observes, so that each site costs one ``is not None`` check.
+        self.observer: Observer | None = None
+        self._observers: tuple[Observer, ...] = ()
         super().__init__(self, socketio.DEFAULT_NAMESPACE)
         self.namespaces[self.name] = self
         #: What the adapter reaches this server's sockets through.
@@ -353,10 +358,35 @@ class Server(SidMethods, Namespace):
         finally:
             await self.shutdown()
 
+    # -- observers -------------------------------------------------------------------
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        """The observers installed with :meth:`observe`, in order."""
+        return self._observers
+
+    def observe(self, observer: Observer) -> Observer:
+        """Tell ``observer`` (a :class:`~.observe.Observer`) what happens in
+        this server from now on; returns it. Installing one twice does nothing."""
+        if observer not in self._observers:
+            self._set_observers((*self._observers, observer))
+        return observer
+
+    def unobserve(self, observer: Observer) -> None:
+        """Stop telling ``observer`` (installed with :meth:`observe`); no error
+        if it is not installed."""
+        self._set_observers(tuple(o for o in self._observers if o is not observer))
+
+    def _set_observers(self, observers: tuple[Observer, ...]) -> None:
+        self._observers = observers
+        self.observer = ObserverGroup(observers, self.runner) if observers else None
+
     # -- sessions and their clients ------------------------------------------------
 
     def _on_session(self, session: Session) -> None:
         session.listener = SocketIOConnection(self, session)
+        if self.observer is not None:
+            self.observer.session_opened(session)
 
     # -- serving ---------------------------------------------------------------------
 
@@ -401,8 +431,10 @@ class ServerSockets:
         nsp = self.server.namespaces.get(namespace)
         if nsp is None or not sids:
             return
-        outgoing = Outgoing(self.server.parser.encode(packet))
+        messages = self.server.parser.encode(packet)
+        outgoing = Outgoing(messages)
         sockets = nsp.sockets
+        sent = 0
         for sid in sids:
             socket = sockets.get(sid)
             if socket is None or not socket.connected:
@@ -411,6 +443,10 @@ class ServerSockets:
             if opts.volatile and not session.writable:
                 continue
             session.send_outgoing(outgoing)
+            sent += 1
+        observer = self.server.observer
+        if observer is not None and sent:
+            observer.messages_sent(sent, sum(map(len, messages)))
 
     def next_ack_id(self, namespace: str) -> int | None:
         nsp = self.server.namespaces.get(namespace)
@@ -458,13 +494,14 @@ class ServerSockets:
         return infos
 
     def join(self, namespace: str, sid: str, rooms: list[str]) -> None:
-        if self.socket(namespace, sid) is not None:
-            self.server.adapter.add_all(namespace, sid, rooms)
+        socket = self.socket(namespace, sid)
+        if socket is not None:
+            socket.enter(rooms)
 
     def leave(self, namespace: str, sid: str, rooms: list[str]) -> None:
-        if self.socket(namespace, sid) is not None:
-            for room in rooms:
-                self.server.adapter.delete(namespace, sid, room)
+        socket = self.socket(namespace, sid)
+        if socket is not None:
+            socket.exit(rooms)
 
     def disconnect(self, namespace: str, sid: str, close: bool) -> None:
         socket = self.socket(namespace, sid)

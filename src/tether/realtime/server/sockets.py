@@ -119,7 +119,10 @@ class BroadcastOperator:
         # The data as the parser's default= hook makes it: adapters carry it
         # to other nodes in their own format, which knows nothing of the hook.
         packet = socketio.Packet.event(event, *plain(nsp.server.parser, args))
+        observer = nsp.server.observer
         for target in nsp.targets():
+            if observer is not None:
+                observer.event_sent(target.name, event, args, opts=self._opts)
             await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
@@ -129,7 +132,10 @@ class BroadcastOperator:
         nsp = self._namespace
         timeout = self._timeout if self._timeout is not None else nsp.server.ack_timeout
         replies: list[Any] = []
+        observer = nsp.server.observer
         for target in nsp.targets():
+            if observer is not None:
+                observer.event_sent(target.name, event, args, opts=self._opts)
             packet = socketio.Packet.event(
                 event,
                 *plain(nsp.server.parser, args),
@@ -192,6 +198,8 @@ class Socket:
         self.connected = False
         self.offset: str | None = None  # the newest stored offset when it connected
         self._acks: dict[int, asyncio.Future[list[Any]]] = {}
+        # When each ack awaited was asked for (only while observed).
+        self._ack_times: dict[int, float] = {}
         # Set when it disconnects: the rooms it was in then, for the
         # "disconnecting" and "disconnect" handlers (they run in tasks, after
         # the socket has left its rooms).
@@ -224,8 +232,12 @@ class Socket:
 
     def _send(self, packet: socketio.Packet) -> None:
         session = self.session
-        for payload in self.server.parser.encode(packet):
+        messages = self.server.parser.encode(packet)
+        for payload in messages:
             session.send(payload)
+        observer = self.server.observer
+        if observer is not None:
+            observer.messages_sent(1, sum(map(len, messages)))
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
@@ -233,6 +245,9 @@ class Socket:
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
         adapter = self.namespace.adapter
+        observer = self.server.observer
+        if observer is not None:
+            observer.event_sent(self.namespace.name, event, args, sid=self.sid)
         if adapter.recovery is not None:
             args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
         packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
@@ -260,6 +275,9 @@ class Socket:
         check_event(event)
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
+        observer = self.server.observer
+        if observer is not None:
+            observer.event_sent(self.namespace.name, event, args, sid=self.sid)
         ack_id = self.namespace.next_ack_id()
         waiter = self.expect_ack(ack_id)
         self._send(socketio.Packet.event(event, *args, namespace=self.namespace.name, id=ack_id))
@@ -271,13 +289,19 @@ class Socket:
             raise AckTimeout(f"no ack for {event!r} from {self.sid} within {timeout} s") from None
         finally:
             self._acks.pop(ack_id, None)
+            self._ack_times.pop(ack_id, None)
 
     call = emit_with_ack
 
     def expect_ack(self, ack_id: int) -> asyncio.Future[list[Any]]:
         """A future for the client's acknowledgement ``ack_id`` (the server's broadcasts use it)."""
-        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[Any]] = loop.create_future()
         self._acks[ack_id] = waiter
+        if self.server.observer is not None:
+            self._ack_times[ack_id] = loop.time()
+            # Forgotten however the wait ends (a broadcast's timeout cancels it).
+            waiter.add_done_callback(lambda _: self._ack_times.pop(ack_id, None))
         return waiter
 
     def ack_received(self, packet: socketio.Packet) -> None:
@@ -286,6 +310,11 @@ class Socket:
         assert packet.id is not None
         waiter = self._acks.pop(packet.id, None)
         if waiter is not None and not waiter.done():
+            started = self._ack_times.pop(packet.id, None)
+            observer = self.server.observer
+            if observer is not None and started is not None:
+                elapsed = asyncio.get_running_loop().time() - started
+                observer.ack_round_trip(self, elapsed)
             waiter.set_result(list(packet.data))
 
     def detach(self, rooms: set[str], reason: str) -> None:
@@ -300,6 +329,7 @@ class Socket:
                 # cancelled waiter would cancel the handler awaiting it).
                 waiter.set_exception(Disconnected(f"{self!r} disconnected: {reason}"))
         self._acks.clear()
+        self._ack_times.clear()
 
     # -- rooms and selections ---------------------------------------------------
 
@@ -311,14 +341,46 @@ class Socket:
         names = sorted(_names(rooms))
         adapter = self.namespace.adapter
         await adapter.check_remote_rooms(self.namespace.name, self.sid, names)
-        adapter.add_all(self.namespace.name, self.sid, names)
+        self.enter(names)
         await adapter.flush()
 
     async def leave(self, rooms: str | Iterable[str]) -> None:
         """Leave one room or several (presence updated everywhere when it returns)."""
-        for room in _names(rooms):
-            self.namespace.adapter.delete(self.namespace.name, self.sid, room)
+        self.exit(_names(rooms))
         await self.namespace.adapter.flush()
+
+    def enter(self, rooms: Iterable[str]) -> None:
+        """Put this socket in ``rooms`` in the registry, at once (what
+        :meth:`join` and a ``sockets_join`` from any node do; no check across
+        nodes, no flush)."""
+        name = self.namespace.name
+        adapter = self.namespace.adapter
+        observer = self.server.observer
+        if observer is None:
+            adapter.add_all(name, self.sid, rooms)
+            return
+        rooms = list(rooms)
+        before = adapter.rooms_of(name, self.sid)
+        adapter.add_all(name, self.sid, rooms)
+        for room in dict.fromkeys(rooms):
+            if room not in before:
+                observer.room_joined(name, room, self.sid)
+
+    def exit(self, rooms: Iterable[str]) -> None:
+        """Take this socket out of ``rooms`` in the registry, at once (what
+        :meth:`leave` and a ``sockets_leave`` from any node do; no flush)."""
+        name = self.namespace.name
+        adapter = self.namespace.adapter
+        observer = self.server.observer
+        if observer is None:
+            for room in rooms:
+                adapter.delete(name, self.sid, room)
+            return
+        before = adapter.rooms_of(name, self.sid)
+        for room in dict.fromkeys(rooms):
+            adapter.delete(name, self.sid, room)
+            if room in before:
+                observer.room_left(name, room, self.sid)
 
     def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
         """Members of ``rooms`` except this socket."""

@@ -1,0 +1,238 @@
+"""The observer seam (tether.realtime.server.observe): a recording Observer on a
+real server on 127.0.0.1 port 0, driven by tether's realtime Client; each hook
+is checked for its arguments and its order against the handlers. An observer
+that raises is logged and does not break the server; unobserve stops the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import pytest
+
+from helpers import timeout
+from tether import realtime
+from tether.realtime.client import Client
+from tether.realtime.server.observe import HOOKS, Observer
+
+T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], units: float = 3) -> T:
+    return await asyncio.wait_for(awaitable, timeout(units))
+
+
+class Recorder(Observer):
+    """Every call, in order, as (hook name, simple arguments)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.changed = asyncio.Event()
+
+    def _add(self, *call: Any) -> None:
+        self.calls.append(call)
+        self.changed.set()
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [call[1:] for call in self.calls if call[0] == name]
+
+    async def wait_for(self, name: str, count: int = 1) -> list[tuple[Any, ...]]:
+        async def wait() -> None:
+            while len(self.named(name)) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await within(wait())
+        return self.named(name)
+
+    def session_opened(self, session: Any) -> None:
+        self._add("session_opened", session.transport)
+
+    def session_closed(self, session: Any, reason: str) -> None:
+        self._add("session_closed", reason)
+
+    def message_received(self, session: Any, size: int) -> None:
+        self._add("message_received", size)
+
+    def messages_sent(self, count: int, size: int) -> None:
+        self._add("messages_sent", count, size)
+
+    def socket_connected(self, socket: Any, recovered: bool) -> None:
+        self._add("socket_connected", socket.sid, recovered, sorted(socket.rooms))
+
+    def socket_disconnected(self, socket: Any, reason: str) -> None:
+        self._add("socket_disconnected", socket.sid, reason)
+
+    def room_joined(self, nsp: str, room: str, sid: str) -> None:
+        self._add("room_joined", nsp, room, sid)
+
+    def room_left(self, nsp: str, room: str, sid: str) -> None:
+        self._add("room_left", nsp, room, sid)
+
+    def event_received(self, socket: Any, event: str, args: Any) -> None:
+        self._add("event_received", socket.sid, event, list(args))
+
+    def event_sent(
+        self, nsp: str, event: str, args: Any, *, sid: Any = None, opts: Any = None
+    ) -> None:
+        rooms = None if opts is None else sorted(opts.rooms)
+        self._add("event_sent", nsp, event, list(args), sid, rooms)
+
+    def recovery(self, nsp: str, succeeded: bool) -> None:
+        self._add("recovery", nsp, succeeded)
+
+    def ack_round_trip(self, socket: Any, seconds: float) -> None:
+        self._add("ack_round_trip", socket.sid, seconds)
+
+
+@pytest.fixture
+async def observed() -> AsyncIterator[tuple[realtime.Server, Recorder, Client]]:
+    server = realtime.Server()
+    recorder = Recorder()
+    server.observe(recorder)
+
+    @server.on("connect")
+    async def connect(socket: realtime.Socket) -> None:
+        recorder._add("handler connect", socket.sid)
+        await socket.join("lobby")
+
+    @server.on("chat")
+    def chat(socket: realtime.Socket, text: str) -> str:
+        recorder._add("handler chat", text)
+        return text.upper()
+
+    @server.on("ask")
+    async def ask(socket: realtime.Socket) -> Any:
+        return await socket.emit_with_ack("question", 1)
+
+    @server.on("shout")
+    async def shout(socket: realtime.Socket, text: str) -> None:
+        await server.to("lobby").emit("news", text)
+
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(realtime.serve(server, "127.0.0.1", 0))
+        client = Client(reconnection=False, transports=["websocket"])
+        client.on("question", lambda n: n + 1)
+        news: asyncio.Queue[Any] = asyncio.Queue()
+        client.on("news", news.put_nowait)
+        await within(client.connect(f"http://127.0.0.1:{http.port}"))
+        stack.push_async_callback(client.disconnect)
+        client.news = news  # type: ignore[attr-defined]
+        yield server, recorder, client
+
+
+async def test_hook_names_are_stable() -> None:
+    # Helper C's metrics use these names: renaming one breaks them.
+    assert HOOKS == (
+        "session_opened",
+        "session_closed",
+        "message_received",
+        "messages_sent",
+        "socket_connected",
+        "socket_disconnected",
+        "room_joined",
+        "room_left",
+        "event_received",
+        "event_sent",
+        "recovery",
+        "ack_round_trip",
+    )
+
+
+async def test_connect_join_event_ack_broadcast_disconnect(
+    observed: tuple[realtime.Server, Recorder, Client],
+) -> None:
+    server, recorder, client = observed
+    sid = client.sid()
+    assert sid is not None
+    assert await within(client.emit_with_ack("chat", "hi")) == "HI"
+    # Order: connected (in its own room only) before the connect handler,
+    # which joins "lobby"; the event is reported before its handler runs.
+    order = [c[0] for c in recorder.calls if not c[0].startswith("message")]
+    assert order[:5] == [
+        "session_opened",
+        "socket_connected",
+        "handler connect",
+        "room_joined",
+        "event_received",
+    ]
+    assert order[5] == "handler chat"
+    assert recorder.named("session_opened") == [("websocket",)]
+    assert recorder.named("socket_connected") == [(sid, False, [sid])]
+    assert recorder.named("room_joined") == [("/", "lobby", sid)]
+    assert recorder.named("event_received") == [(sid, "chat", ["hi"])]
+    assert recorder.named("message_received")  # at least the CONNECT and the event
+    # The CONNECT reply and the ack, one session each.
+    assert all(count == 1 for count, _ in recorder.named("messages_sent"))
+
+    assert await within(client.emit_with_ack("ask")) == 2
+    assert recorder.named("event_sent") == [("/", "question", [1], sid, None)]
+    ((ack_sid, seconds),) = recorder.named("ack_round_trip")
+    assert ack_sid == sid and 0 <= seconds < timeout(3)
+
+    await client.emit("shout", "hey")
+    assert await within(client.news.get()) == "hey"  # type: ignore[attr-defined]
+    assert recorder.named("event_sent")[-1] == ("/", "news", ["hey"], None, ["lobby"])
+
+    socket = server.sockets[sid]
+    await socket.leave("lobby")
+    await socket.leave("lobby")  # not in it any more: not reported again
+    assert recorder.named("room_left") == [("/", "lobby", sid)]
+
+    await client.disconnect()
+    await recorder.wait_for("session_closed")
+    assert recorder.named("socket_disconnected") == [(sid, "client namespace disconnect")]
+
+
+async def test_a_failing_observer_is_logged_and_others_still_called(
+    observed: tuple[realtime.Server, Recorder, Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, recorder, client = observed
+
+    class Broken(Observer):
+        def event_received(self, socket: Any, event: str, args: Any) -> None:
+            raise RuntimeError("broken observer")
+
+    broken = server.observe(Broken())
+    server.unobserve(recorder)
+    server.observe(recorder)  # after the broken one
+    assert server.observers == (broken, recorder)
+    with caplog.at_level(logging.ERROR, "tether.realtime"):
+        assert await within(client.emit_with_ack("chat", "x")) == "X"
+    assert "an observer's event_received hook failed" in caplog.text
+    assert recorder.named("event_received")[-1][1:] == ("chat", ["x"])
+
+    server.unobserve(broken)
+    server.unobserve(recorder)
+    assert server.observer is None and server.observers == ()
+    before = len(recorder.calls)
+    assert await within(client.emit_with_ack("chat", "y")) == "Y"
+    assert recorder.calls[before:] == [("handler chat", "y")]  # no hook call
+
+
+async def test_recovery_is_reported() -> None:
+    server = realtime.Server(connection_state_recovery=True)
+    recorder = server.observe(Recorder())
+    assert isinstance(recorder, Recorder)
+    sockets: list[realtime.Socket] = []
+    server.on("connect", sockets.append)
+    async with realtime.serve(server, "127.0.0.1", 0) as http:
+        client = Client(reconnection_delay=0.01, transports=["websocket"])
+        try:
+            await within(client.connect(f"http://127.0.0.1:{http.port}"))
+            sid = client.sid()
+            assert sid is not None
+            sockets[0].conn.close()  # a lost connection: the client comes back
+            connected = await recorder.wait_for("socket_connected", 2)
+            assert connected[1][:2] == (sid, True)
+            assert recorder.named("recovery") == [("/", True)]
+            assert recorder.named("socket_disconnected")[0][1] in (
+                "forced close",
+                "transport close",
+            )
+        finally:
+            await client.disconnect()
