@@ -395,6 +395,20 @@ async def test_remote_disconnect(nodes: list[Node]) -> None:
     assert ("a", True) in nodes[0].host.disconnected
 
 
+async def test_save_data_replaces_a_sockets_data_on_its_node(nodes: list[Node]) -> None:
+    here = await nodes[0].connect("a")
+    there = await nodes[-1].connect("b")
+    assert await nodes[0].adapter.save_data(NSP, "b", {"user": "ada"}) is True
+    assert there.data == {"user": "ada"}
+    assert await nodes[-1].adapter.save_data(NSP, "a", {"n": 1}) is True
+    assert here.data == {"n": 1} and there.data == {"user": "ada"}
+    # Every node answered and none has it (no node waits for a timeout).
+    assert await nodes[0].adapter.save_data(NSP, "nobody", {}) is False
+    await nodes[-1].leave_for_good(there)
+    assert await nodes[0].adapter.save_data(NSP, "b", {}) is False
+    assert there.data == {"user": "ada"}
+
+
 async def test_server_side_events_reach_the_other_nodes_only(nodes: list[Node]) -> None:
     await nodes[0].adapter.server_side_emit("ping", [1, "two"])
     if nodes[0].distributed:

@@ -39,6 +39,7 @@ from .interface import (
     RecoveryOptions,
     SavedSession,
     SocketInfo,
+    replace_data,
 )
 
 __all__ = [
@@ -78,9 +79,7 @@ def taken(room: str) -> ValueError:
     return ValueError(f"cannot join {room!r}: it is another socket's own room")
 
 
-def replayable(
-    opts: BroadcastOptions, sid: str, marks: Mapping[str, _Mark], at: _Mark
-) -> bool:
+def replayable(opts: BroadcastOptions, sid: str, marks: Mapping[str, _Mark], at: _Mark) -> bool:
     """Whether an event stored at position ``at`` with ``opts`` reached socket
     ``sid``, whose rooms were joined at the positions ``marks``: only rooms it
     was in before the event count, so a recovering client (whatever offset it
@@ -440,6 +439,22 @@ class Adapter:
             and replayable(stored.opts, session.sid, kept.marks, stored.seq)
         ]
         return session, missed
+
+    # -- a socket's data, by sid --------------------------------------------------
+
+    async def save_data(self, namespace: str, sid: str, data: dict[str, Any]) -> bool | None:
+        """Make ``data`` the ``data`` of socket ``sid`` of ``namespace``, on
+        whichever node it is (``server.save_session`` for a sid of another
+        node), through :func:`~.interface.replace_data` on its node.
+
+        Returns True once its node has replaced it; False when every node
+        answered and none has that socket; None when no node that answered
+        has it but some did not answer within the adapter's request timeout
+        (or the broker could not be reached). A distributed adapter carries
+        ``data`` in its own JSON, so it must be JSON-able; a distributed
+        adapter that saves sessions (recovery, presence) writes the new data
+        there too. Here: the sockets of this process."""
+        return replace_data(self._local(), namespace, sid, data)
 
 
 _K = TypeVar("_K")

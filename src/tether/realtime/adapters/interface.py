@@ -37,6 +37,7 @@ __all__ = [
     "RecoveryOptions",
     "SavedSession",
     "SocketInfo",
+    "replace_data",
 ]
 
 
@@ -129,7 +130,8 @@ class SocketInfo:
 class LocalSocket(Protocol):
     """What an adapter may read of a socket of this process (a
     :class:`~tether.realtime.Socket` is one): a distributed adapter saves it
-    for recovery and publishes its presence."""
+    for recovery and publishes its presence. Its :attr:`data` is the one
+    thing an adapter may replace (:func:`replace_data`)."""
 
     @property
     def sid(self) -> str:
@@ -150,6 +152,10 @@ class LocalSocket(Protocol):
     @property
     def data(self) -> dict[str, Any]:
         """The application's data about it (JSON-able to be saved elsewhere)."""
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        """Replaced by :meth:`~tether.realtime.Adapter.save_data`."""
 
 
 class LocalSockets(Protocol):
@@ -210,3 +216,14 @@ class LocalSockets(Protocol):
     def server_event(self, event: str, args: list[Any]) -> None:
         """Run this server's handler for a server-side event another node sent
         (:meth:`~tether.realtime.Server.on_server_event`)."""
+
+
+def replace_data(sockets: LocalSockets, namespace: str, sid: str, data: dict[str, Any]) -> bool:
+    """Make ``data`` the :attr:`~LocalSocket.data` of socket ``sid`` of
+    ``namespace`` if it is connected in this process (what an adapter does
+    for :meth:`~tether.realtime.Adapter.save_data`); whether it was."""
+    socket = sockets.socket(namespace, sid)
+    if socket is None:
+        return False
+    socket.data = data
+    return True

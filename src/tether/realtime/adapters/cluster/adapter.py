@@ -114,7 +114,9 @@ class ClusterAdapter(Adapter):
         self._last_offset: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._logs = LogLimiter(_log)
-        self._answers = Answers(self._local, self._select, self._send, self._send_dirty)
+        self._answers = Answers(
+            self._local, self._select, self._send, self._send_dirty, self._touch
+        )
         self._dispatch: dict[type[msg.Message], Callable[[Any], None]] = {
             msg.Broadcast: self._on_broadcast,
             msg.ServerEvent: self._on_server_event,
@@ -122,6 +124,7 @@ class ClusterAdapter(Adapter):
             msg.FetchRequest: self._answers.answer,
             msg.RoomsRequest: self._answers.answer,
             msg.DisconnectRequest: self._answers.answer,
+            msg.DataRequest: self._answers.answer,
             msg.Sent: self._on_sent,
             msg.Reply: self._on_reply,
             msg.Restored: self._on_restored,
@@ -387,13 +390,15 @@ class ClusterAdapter(Adapter):
         namespace: str,
         opts: BroadcastOptions,
         timeout: float,
+        pending: Pending | None = None,
         **fields: Any,
     ) -> list[Any]:
-        """What the other workers answer to a request (nothing if the hub is down)."""
+        """What the other workers answer to a request (nothing if the hub is
+        down); ``pending`` tells afterwards whether every worker answered."""
         if not self.link.up:
             return []
         request_id = self._new_id()
-        pending = self._pending[request_id] = Pending()
+        pending = self._pending[request_id] = pending or Pending()
         request = kind(request_id, namespace, opts_to_wire(opts), timeout, **fields)
         try:
             if not self._send(request):
@@ -461,6 +466,18 @@ class ClusterAdapter(Adapter):
             await self._ask(
                 msg.DisconnectRequest, namespace, opts, self.request_timeout, close=close
             )
+
+    async def save_data(self, namespace: str, sid: str, data: dict[str, Any]) -> bool | None:
+        if await super().save_data(namespace, sid, data):
+            self._touch(namespace, sid)
+            return True
+        pending = Pending()
+        opts = BroadcastOptions(sids=frozenset({sid}))
+        if await self._ask(
+            msg.DataRequest, namespace, opts, self.request_timeout, pending, data=data
+        ):
+            return True
+        return False if pending.done.is_set() else None
 
     # -- connection state recovery ---------------------------------------------------------
 

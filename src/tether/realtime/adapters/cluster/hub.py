@@ -118,6 +118,7 @@ class ClusterHub:
             msg.FetchRequest: self._on_request,
             msg.RoomsRequest: self._on_request,
             msg.DisconnectRequest: self._on_request,
+            msg.DataRequest: self._on_request,
             msg.Reply: self._on_reply,
             msg.Live: self._on_live,
             msg.Gone: self._on_gone,

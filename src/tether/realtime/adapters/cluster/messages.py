@@ -9,7 +9,8 @@ message or none (:class:`~tether.exceptions.PacketError`)::
     Hello      who it is, its recovery     Broadcast    an event (off: its offset)
     Broadcast  an event (store: kept?)     ServerEvent  another worker's
     ServerEvent                            Request      another worker's
-    Request    ack/fetch/rooms/disconnect  Sent         to how many workers it went
+    Request    ack/fetch/rooms/disconnect/ Sent         to how many workers it went
+               data (save_session)
     Reply      to another's request        Reply        to one of its requests
     Live, Gone its sockets                 Restored     a saved session and its events
     Persist    a session to keep           Checked      a room that is a sid, or None
@@ -30,6 +31,7 @@ __all__ = [
     "Broadcast",
     "Check",
     "Checked",
+    "DataRequest",
     "DisconnectRequest",
     "FetchRequest",
     "Flush",
@@ -123,6 +125,15 @@ class RoomsRequest(Request):
 class DisconnectRequest(Request):
     kind: ClassVar[str] = "disconnect"
     close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DataRequest(Request):
+    """Replace the ``data`` of the selected socket; replied with the sids
+    whose data was replaced."""
+
+    kind: ClassVar[str] = "data"
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +240,7 @@ _KINDS: dict[str, type[Message]] = {
         FetchRequest,
         RoomsRequest,
         DisconnectRequest,
+        DataRequest,
         Sent,
         Reply,
         Live,

@@ -1,5 +1,6 @@
 """Requests between workers through the hub: a broadcast with acks,
-``fetch_sockets``, ``sockets_join/leave``, ``disconnect_sockets``.
+``fetch_sockets``, ``sockets_join/leave``, ``disconnect_sockets``,
+``save_data``.
 
 The requester is told by the hub how many workers the request went to
 (``sent``); each answers with one receipt (and how many replies follow:
@@ -18,7 +19,7 @@ from typing import Any
 
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
-from ..interface import LocalSockets
+from ..interface import LocalSockets, replace_data
 from . import messages as msg
 from .memory import opts_from_wire
 from .wire import to_wire
@@ -69,17 +70,20 @@ class Answers:
         select: Select,
         send: Send,
         settle: Callable[[], None],
+        touch: Callable[[str, str], None],
     ) -> None:
         self._sockets = sockets
         self._select = select
         self._send = send
         self._settle = settle
+        self._touch = touch
         self._logs = LogLimiter(_log)
         self._handlers: dict[type[msg.Request], Callable[[Any, list[str]], None]] = {
             msg.AckRequest: self._ack,
             msg.FetchRequest: self._fetch,
             msg.RoomsRequest: self._rooms,
             msg.DisconnectRequest: self._disconnect,
+            msg.DataRequest: self._data,
         }
 
     def answer(self, request: msg.Request) -> None:
@@ -137,3 +141,11 @@ class Answers:
             sockets.disconnect(request.nsp, sid, request.close)
         self._settle()
         self._reply(request, msg.Reply(request.id, True))
+
+    def _data(self, request: msg.DataRequest, targets: list[str]) -> None:
+        sockets = self._sockets()
+        saved = [sid for sid in targets if replace_data(sockets, request.nsp, sid, request.data)]
+        for sid in saved:
+            self._touch(request.nsp, sid)  # the hub keeps its data for recovery
+        self._settle()
+        self._reply(request, msg.Reply(request.id, True, items=saved))

@@ -40,10 +40,11 @@ from ....exceptions import PacketError
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..base import Adapter, BroadcastOptions, SavedSession, SocketInfo, taken
-from ..interface import LocalSocket
+from ..interface import LocalSocket, replace_data
 from .messages import (
     AckRequest,
     Broadcast,
+    DataRequest,
     DisconnectRequest,
     FetchRequest,
     Message,
@@ -150,7 +151,12 @@ class RedisAdapter(Adapter):
         self._listened: set[str] = set()
         self._was_up = False
         self._requests = Requests(
-            self, self.client, self.channels, report=self._report, spawn=self._spawn
+            self,
+            self.client,
+            self.channels,
+            report=self._report,
+            spawn=self._spawn,
+            touch=self._touch,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chain: asyncio.Task[None] | None = None
@@ -160,6 +166,7 @@ class RedisAdapter(Adapter):
             FetchRequest: self._answer(self._requests.on_fetch),
             RoomsRequest: self._answer(self._requests.on_rooms),
             DisconnectRequest: self._answer(self._requests.on_disconnect),
+            DataRequest: self._answer(self._requests.on_data),
             Reply: self._requests.on_reply,
             ServerEvent: self._on_server_event,
         }
@@ -463,9 +470,7 @@ class RedisAdapter(Adapter):
 
     # -- requests: acks, fetch, join/leave, disconnect ---------------------------------
 
-    async def _request(
-        self, what: str, request: Request, opts: BroadcastOptions
-    ) -> Pending | None:
+    async def _request(self, what: str, request: Request, opts: BroadcastOptions) -> Pending | None:
         pending = self._requests.pending[request.id] = Pending()
         channels = self._channels_for(request.nsp, opts)
         receivers = await self._publish(what, request.nsp, request, channels)
@@ -550,6 +555,18 @@ class RedisAdapter(Adapter):
             await super().disconnect_sockets(namespace, opts, close)
             return
         await self._requests.wait(request, pending, self.request_timeout)
+
+    async def save_data(self, namespace: str, sid: str, data: dict[str, Any]) -> bool | None:
+        if replace_data(self._local(), namespace, sid, data):
+            self._touch(namespace, sid)
+            return True
+        opts = BroadcastOptions(sids=frozenset({sid}))
+        request = DataRequest(self._new_id(), self.node, namespace, opts_to_wire(opts), data)
+        pending = await self._request("data", request, opts)
+        if pending is None:
+            return None
+        saved = await self._requests.wait(request, pending, self.request_timeout)
+        return True if saved else (False if pending.done.is_set() else None)
 
     # -- server-side events ---------------------------------------------------------------
 

@@ -38,6 +38,7 @@ __all__ = [
     "AckRequest",
     "Broadcast",
     "Channels",
+    "DataRequest",
     "DisconnectRequest",
     "FetchRequest",
     "Message",
@@ -191,6 +192,15 @@ class DisconnectRequest(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class DataRequest(Request):
+    """Replace the ``data`` of the selected socket (``save_session``); the
+    reply's ``items`` are the sids whose data was replaced."""
+
+    kind: ClassVar[str] = "w"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Reply(Message):
     """A node's answer to request ``id``.
 
@@ -225,6 +235,7 @@ _KINDS: dict[str, type[Message]] = {
         FetchRequest,
         RoomsRequest,
         DisconnectRequest,
+        DataRequest,
         Reply,
         ServerEvent,
     )

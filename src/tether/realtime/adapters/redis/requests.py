@@ -1,7 +1,7 @@
 """Requests between nodes, and their replies.
 
 A request (a broadcast with acks, ``fetch_sockets``, ``sockets_join/leave``,
-``disconnect_sockets``) is published where a broadcast would go. ``PUBLISH``
+``disconnect_sockets``, ``save_data``) is published where a broadcast would go. ``PUBLISH``
 tells the requester how many copies reached a node; each copy is answered with
 a receipt (saying how many replies follow), then the replies, on the
 requester's node channel. The requester is done when every receipt and every
@@ -23,9 +23,11 @@ from redis.exceptions import RedisError
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..base import Adapter
+from ..interface import replace_data
 from .messages import (
     AckRequest,
     Channels,
+    DataRequest,
     DisconnectRequest,
     FetchRequest,
     Message,
@@ -74,9 +76,11 @@ class Requests:
         *,
         report: Report,
         spawn: Callable[[Any], None],
+        touch: Callable[[str, str], None],
     ) -> None:
         self._adapter = adapter
         self._spawn = spawn
+        self._touch = touch
         self._client = client
         self._channels = channels
         self._report = report
@@ -175,6 +179,16 @@ class Requests:
         for sid in targets:
             sockets.disconnect(request.nsp, sid, request.close)
         self.reply(request, Reply(request.id, True))
+
+    def on_data(self, request: DataRequest, targets: list[str]) -> None:
+        """Replace the data of ``targets`` (saved with the session); answer
+        with the sids it replaced."""
+        sockets = self._adapter.sockets
+        assert sockets is not None
+        saved = [sid for sid in targets if replace_data(sockets, request.nsp, sid, request.data)]
+        for sid in saved:
+            self._touch(request.nsp, sid)
+        self.reply(request, Reply(request.id, True, items=saved))
 
     # -- the outbox: replies, batched -------------------------------------------------
 

@@ -36,7 +36,7 @@ class Failure:
     """What could not be published: given to ``on_failure``, logged, counted.
 
     ``what`` is ``"broadcast"``, ``"ack"``, ``"fetch_sockets"``, ``"rooms"``,
-    ``"disconnect"``, ``"server_event"`` or ``"reply"``; ``local`` tells
+    ``"disconnect"``, ``"data"``, ``"server_event"`` or ``"reply"``; ``local`` tells
     whether the local part was done anyway (local sockets got the event).
     """
 
