@@ -1,7 +1,8 @@
 """The by-sid methods of :class:`tether.realtime.Server` (python-socketio's
-``emit(to=sid)``, ``enter_room``, ``call``, sessions, ``@server.event``,
-class-based namespaces) with tether's client on one server, and across two
-servers sharing a real Redis."""
+``emit(to=sid)`` with or without ``callback=``, ``enter_room``, ``call``,
+sessions, ``get_environ``, ``transport``, ``@server.event``, class-based
+namespaces) with tether's client and the official socket.io-client on one
+server, and across two servers sharing a real Redis or a cluster hub."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from realtime.sio_helpers import running
 from tether import realtime
 from tether.exceptions import AckTimeout
 from tether.realtime import Socket
+from tether.realtime.client import Client
 
 _prefixes = itertools.count()
 
@@ -199,10 +201,28 @@ async def by_sid_across(servers: list[realtime.Server]) -> None:
                 await there.call("question", to="nobody", timeout=timeout(0.3))
             await here.save_session(sid, {"user": "ada"})
             assert await there.get_session(sid) == {"user": "ada"}  # a copy
+            await there.save_session(sid, {"user": "grace"})  # written on node 1
+            assert here.sockets[sid].data == {"user": "grace"}
+            async with there.session(sid) as session:
+                session["visits"] = 1
+            assert here.sockets[sid].data == {"user": "grace", "visits": 1}
             with pytest.raises(KeyError):
-                await there.save_session(sid, {})
+                await there.save_session("nobody", {})
             with pytest.raises(KeyError):
                 await there.get_session("nobody")
+            # A callback for a socket of the other node: through the adapter.
+            acks: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+            await there.emit("question", to=sid, callback=lambda *a: acks.put_nowait(a))
+            assert await asyncio.wait_for(acks.get(), timeout(3)) == ("alice",)
+            alice.client.on("pair", lambda: ("a", 2))
+
+            async def record(*args: Any) -> None:
+                acks.put_nowait(args)
+
+            await there.emit("pair", to=sid, callback=record)
+            # Several ack arguments cross the broker as one list (documented).
+            assert await asyncio.wait_for(acks.get(), timeout(3)) == (["a", 2],)
+            assert there.get_environ(sid) is None  # local only
             await there.disconnect(sid)
             await alice.wait_for("disconnect")
             assert alice.events["disconnect"] == [("io server disconnect",)]
@@ -260,7 +280,103 @@ async def test_by_sid_with_the_official_client(one: tuple[realtime.Server, int])
         assert await node.line() == {"client": 0, "event": "hi", "args": [1]}
         await server.emit("news", 2, room="r", skip_sid="someone-else")
         assert await node.line() == {"client": 0, "event": "news", "args": [2]}
+        assert server.transport(sid) == "websocket"
+        environ = server.get_environ(sid)
+        assert environ is not None and environ["REMOTE_ADDR"] == "127.0.0.1"
+        assert "transport=websocket" in environ["QUERY_STRING"]
+        acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await server.emit("question", to=sid, callback=acked.set_result)
+        assert await asyncio.wait_for(acked, timeout(5)) == "node-0"
         assert await server.call("question", to=sid, timeout=timeout(3)) == "node-0"
         await server.disconnect(sid)
         await asyncio.wait_for(left.wait(), timeout(5))
         assert sid not in server.sockets
+
+
+async def test_emit_with_a_callback(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+    alice = await peer(port, "alice")
+    alice.client.on("pair", lambda: ("a", 2))
+    alice.client.on("nothing", lambda: None)
+    got: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+
+    async def later(*args: Any) -> None:
+        got.put_nowait(args)
+
+    try:
+        await server.emit("question", to=alice.sid, callback=lambda *a: got.put_nowait(a))
+        assert await asyncio.wait_for(got.get(), timeout(3)) == ("alice",)
+        # The client's ack arguments as it sent them, to an async callback too.
+        await server.emit("pair", to=alice.sid, callback=later)
+        assert await asyncio.wait_for(got.get(), timeout(3)) == ("a", 2)
+        await server.emit("nothing", room=alice.sid, callback=later)
+        assert await asyncio.wait_for(got.get(), timeout(3)) == ()
+        # Sent before emit returns: an emit that follows comes after it.
+        await server.emit("first", to=alice.sid, callback=later)
+        await server.emit("second", to=alice.sid)
+        await alice.wait_for("second")
+        assert alice.events["first"] == [()]
+        for wrong in ({}, {"to": [alice.sid]}, {"to": alice.sid, "room": alice.sid}):
+            with pytest.raises(ValueError):
+                await server.emit("question", callback=later, **wrong)
+        with pytest.raises(ValueError):
+            await server.call("question")
+        assert await server.call("question", sid=alice.sid, timeout=timeout(3)) == "alice"
+    finally:
+        await alice.close()
+
+
+async def test_get_environ_and_transport(one: tuple[realtime.Server, int]) -> None:
+    server, port = one
+    clients = [Client(reconnection=False, transports=[name]) for name in ("polling", "websocket")]
+    try:
+        for client in clients:
+            await asyncio.wait_for(
+                client.connect(f"http://127.0.0.1:{port}", headers={"X-Team": "blue"}), timeout(5)
+            )
+        polling, websocket = (client.sid() for client in clients)
+        assert polling is not None and websocket is not None
+        assert server.transport(polling) == "polling"
+        assert server.transport(websocket) == "websocket"
+        environ = server.get_environ(websocket)
+        assert environ is not None
+        assert environ["REQUEST_METHOD"] == "GET"
+        assert environ["PATH_INFO"] == "/socket.io/"
+        assert "EIO=4" in environ["QUERY_STRING"]
+        assert "transport=websocket" in environ["QUERY_STRING"]
+        assert environ["REMOTE_ADDR"] == "127.0.0.1"
+        assert int(environ["REMOTE_PORT"]) > 0
+        assert environ["HTTP_X_TEAM"] == "blue"
+        assert environ["HTTP_HOST"] == f"127.0.0.1:{port}"
+        assert environ["wsgi.url_scheme"] == "http"
+        assert environ["tether.handshake"] is server.sockets[websocket].handshake
+        assert server.get_environ("nobody") is None
+        with pytest.raises(KeyError):
+            server.transport("nobody")
+    finally:
+        for client in clients:
+            await client.disconnect()
+
+
+async def test_save_session_names_the_sid_when_a_node_does_not_answer() -> None:
+    import redis.asyncio as aioredis
+
+    from tether.realtime.adapters.redis import RedisAdapter
+
+    prefix = f"t-sid-{next(_prefixes)}"
+    with redis_server() as redis:
+        adapter = RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(0.5))
+        server = realtime.Server(adapter=adapter)
+        async with running(server):
+            with pytest.raises(KeyError):
+                await server.save_session("ghost", {})  # no node has it: at once
+            # A node that listens for "ghost" (its room's channel) and never answers.
+            silent = aioredis.from_url(redis.url)
+            listener = silent.pubsub()
+            try:
+                await listener.subscribe(adapter.channels.room("/", "ghost"))
+                with pytest.raises(TimeoutError, match="'ghost'"):
+                    await server.save_session("ghost", {"user": "ada"})
+            finally:
+                await listener.aclose()
+                await silent.aclose()

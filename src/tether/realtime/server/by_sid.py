@@ -5,18 +5,25 @@ from python-socketio: ``emit(..., to=sid)``, ``enter_room(sid, room)``,
 
 A sid is a room of its own, so whatever goes through a room (``emit``,
 ``enter_room``, ``leave_room``, ``disconnect``, ``call``) reaches a socket on
-any node of a distributed adapter. ``rooms(sid)`` and ``save_session`` only
-know the sockets of this node; ``get_session`` reads a copy from another node.
+any node of a distributed adapter. ``get_session`` reads a copy from another
+node and ``save_session`` writes there through the adapter
+(:meth:`~tether.realtime.Adapter.save_data`). ``rooms(sid)``,
+``get_environ(sid)`` and ``transport(sid)`` only know the sockets of this node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
-from ...exceptions import AckTimeout
-from .runner import Handler
+from ...exceptions import AckTimeout, Disconnected
+from ..adapters.interface import BroadcastOptions
+from ..protocol import socketio
+from ..protocol.checks import check_event
+from .runner import Handler, maybe_await
 
 # Namespaces and sockets are typed Any here: importing their modules, even
 # for typing only, would pull this module into the server's import circle.
@@ -30,6 +37,59 @@ def _as_set(names: str | Iterable[str] | None) -> set[str]:
     if names is None:
         return set()
     return {names} if isinstance(names, str) else set(names)
+
+
+def _one_sid(to: str | Iterable[str] | None, other: str | Iterable[str] | None) -> str:
+    """The one sid named by ``to=`` or its other name (``room=``, ``sid=``)."""
+    if (to is None) == (other is None):
+        raise ValueError("name one socket: to=sid (callbacks and calls cannot broadcast)")
+    sid = to if to is not None else other
+    if not isinstance(sid, str):
+        raise ValueError(f"name one socket by its sid, not {sid!r}")
+    return sid
+
+
+async def _when_acked(ack: Any, callback: Callable[..., Any], *, spread: bool) -> None:
+    """Await ``ack`` and call ``callback`` with its arguments: the raw ack
+    list (``spread`` False) or a value as :meth:`SidMethods.call` returns it;
+    nothing if it never comes."""
+    try:
+        value = await ack
+    except (AckTimeout, Disconnected, asyncio.TimeoutError):
+        return
+    if not spread:
+        args = list(value)
+    elif value is None:
+        args = []
+    else:
+        args = list(value) if isinstance(value, tuple) else [value]
+    await maybe_await(callback(*args))
+
+
+def wsgi_environ(handshake: Any) -> dict[str, Any]:
+    """A WSGI-style environ of a :class:`~tether.realtime.Handshake`
+    (:meth:`SidMethods.get_environ`)."""
+    path, _, query = handshake.url.partition("?")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote(path),
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "https" if handshake.secure else "http",
+        "tether.handshake": handshake,
+    }
+    address = handshake.address
+    if isinstance(address, tuple) and len(address) >= 2:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(address[0]), str(address[1])
+    elif address:
+        environ["REMOTE_ADDR"] = str(address)
+    for name, value in handshake.headers.items():
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = f"HTTP_{key}"
+        environ.setdefault(key, value)
+    return environ
 
 
 class SidMethods:
@@ -56,10 +116,30 @@ class SidMethods:
         room: str | Iterable[str] | None = None,
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
     ) -> None:
         """Emit to every socket of ``namespace``, or to the rooms or sids
         ``to`` (``room`` is the same), except the rooms or sids ``skip``
-        (``skip_sid`` is the same); on every node."""
+        (``skip_sid`` is the same); on every node.
+
+        ``callback`` (plain or async), as python-socketio's, is called with
+        the client's acknowledgement arguments when they come; it needs one
+        sid as ``to=`` (or ``room=``): anything else raises
+        :class:`ValueError`, as python-socketio's message-queue managers do.
+        It is not called if no ack comes within the server's
+        ``ack_timeout`` or the socket disconnects first (python-socketio
+        keeps it until then). For a socket of this node the event is sent
+        before this returns and the callback gets the ack's arguments as the
+        client sent them. For a sid of another node the event goes through
+        the adapter's broadcast with acks, from a task: it leaves after this
+        returns (an emit that follows may overtake it: ``await
+        server.call(...)`` keeps the order), and the ack has crossed the
+        broker as one value, so the callback gets no argument for None, the
+        items of a tuple, else the one value (several ack arguments reach it
+        as one list)."""
+        if callback is not None:
+            self._emit_with_callback(event, args, _one_sid(to, room), namespace, callback)
+            return
         rooms = _as_set(to) | _as_set(room)
         skips = _as_set(skip) | _as_set(skip_sid)
         operator = self._target(namespace).except_(skips)
@@ -95,11 +175,41 @@ class SidMethods:
         (its client is told and does not reconnect by itself)."""
         await self._target(namespace).to(sid).disconnect_sockets()
 
+    def _emit_with_callback(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        sid: str,
+        namespace: str | None,
+        callback: Callable[..., Any],
+    ) -> None:
+        check_event(event)
+        nsp = self._target(namespace)
+        server = nsp.server
+        socket = nsp.sockets.get(sid)
+        if socket is None:
+            remote = self.call(event, *args, to=sid, namespace=namespace)
+            server.runner.run(_when_acked(remote, callback, spread=True), "emit callback")
+            return
+        if not socket.connected:
+            raise Disconnected(f"{socket!r} is disconnected")
+        # Sent now, through the server's own delivery (serialised by its
+        # parser); the raw ack list is what python-socketio's callbacks get.
+        ack_id = nsp.next_ack_id()
+        waiter = socket.expect_ack(ack_id)
+        packet = socketio.Packet.event(event, *args, namespace=nsp.name, id=ack_id)
+        nsp.adapter.sockets.deliver(
+            nsp.name, packet, [sid], BroadcastOptions(sids=frozenset({sid}))
+        )
+        acked = asyncio.wait_for(waiter, server.ack_timeout)
+        server.runner.run(_when_acked(acked, callback, spread=False), "emit callback")
+
     async def call(
         self,
         event: str,
         *args: Any,
-        to: str,
+        to: str | None = None,
+        sid: str | None = None,
         namespace: str | None = None,
         timeout: float | None = None,
     ) -> Any:
@@ -109,7 +219,8 @@ class SidMethods:
         ``timeout`` (the server's ``ack_timeout`` by default), and
         :class:`~tether.exceptions.Disconnected` if a socket of this node
         disconnects meanwhile. A socket on another node is reached through
-        the adapter."""
+        the adapter. ``sid=`` is python-socketio's other name for ``to=``."""
+        to = _one_sid(to, sid)
         socket = self._local(to, namespace)
         if socket is not None:
             return await socket.emit_with_ack(event, *args, timeout=timeout)
@@ -139,21 +250,70 @@ class SidMethods:
         self, sid: str, data: dict[str, Any], namespace: str | None = None
     ) -> None:
         """Replace the session (:attr:`~tether.realtime.Socket.data`) of socket
-        ``sid`` of this node; :class:`KeyError` for a sid this node does not have."""
+        ``sid``: ``data`` itself becomes it for a socket of this node; for one
+        on another node, the adapter carries a copy there
+        (:meth:`~tether.realtime.Adapter.save_data`; a distributed adapter
+        needs it JSON-able) and this returns once that node has replaced it.
+        Raises :class:`KeyError` if every node answered and none has the
+        socket (as python-socketio for an unknown sid), :class:`TimeoutError`
+        naming the sid if none that answered has it but a node did not answer
+        within the adapter's request timeout (or its broker is unreachable)."""
         socket = self._local(sid, namespace)
-        if socket is None:
-            raise KeyError(f"no socket {sid!r} in namespace {namespace or '/'!r} on this node")
-        socket.data = data
+        if socket is not None:
+            socket.data = data
+            return
+        nsp = self._target(namespace)
+        saved = await nsp.adapter.save_data(nsp.name, sid, data)
+        if saved is None:
+            raise TimeoutError(
+                f"cannot save the session of socket {sid!r} in namespace {nsp.name!r}:"
+                " not every node answered within the adapter's request timeout"
+            )
+        if not saved:
+            raise KeyError(f"no socket {sid!r} in namespace {nsp.name!r} on any node")
 
     @contextlib.asynccontextmanager
     async def session(
         self, sid: str, namespace: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """``async with server.session(sid) as session:``: the session of a
-        socket of this node, saved on exit."""
+        """``async with server.session(sid) as session:``: the session of socket
+        ``sid`` (:meth:`get_session`), saved on exit (:meth:`save_session`),
+        on whichever node it is; not saved if the block raises. For a socket
+        of another node the block works on a copy: a change made there
+        meanwhile is overwritten."""
         data = await self.get_session(sid, namespace)
         yield data
         await self.save_session(sid, data, namespace)
+
+    # -- what the client connected with (sockets of this node) --------------------------
+
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """A WSGI-style environ of the request socket ``sid`` connected with
+        (None for a sid this node does not have, as python-socketio).
+
+        python-socketio hands its handlers a WSGI environ, under ASGI too
+        (python-engineio translates the scope), so code written for it reads
+        ``REMOTE_ADDR``, ``QUERY_STRING`` and ``HTTP_*`` keys: this builds
+        those from the socket's :class:`~tether.realtime.Handshake`
+        (``REQUEST_METHOD``, ``PATH_INFO``, ``QUERY_STRING``,
+        ``REMOTE_ADDR``/``REMOTE_PORT``, ``HTTP_<HEADER>`` from each header,
+        the first of repeated ones, ``wsgi.url_scheme``), and puts the
+        handshake itself (headers, query, auth...) under
+        ``"tether.handshake"``. It is not a WSGI request: there is no
+        ``wsgi.input``, no ``SERVER_NAME``. New code reads
+        ``socket.handshake`` instead."""
+        socket = self._local(sid, namespace)
+        return None if socket is None else wsgi_environ(socket.handshake)
+
+    def transport(self, sid: str, namespace: str | None = None) -> str:
+        """The transport of socket ``sid`` of this node now: ``"polling"`` or
+        ``"websocket"`` (python-socketio's values); :class:`KeyError` for a
+        sid this node does not have."""
+        socket = self._local(sid, namespace)
+        if socket is None:
+            raise KeyError(f"no socket {sid!r} in namespace {namespace or '/'!r} on this node")
+        transport: str = socket.conn.transport
+        return transport
 
     # -- python-socketio's registration styles -----------------------------------------
 
@@ -204,17 +364,15 @@ class ClassNamespace:
         return self.server
 
     async def emit(self, event: str, *args: Any, **options: Any) -> None:
-        """:meth:`SidMethods.emit` in this namespace."""
+        """:meth:`SidMethods.emit` in this namespace (``callback=`` too)."""
         await self._server().emit(event, *args, namespace=self.namespace, **options)
 
-    async def call(self, event: str, *args: Any, to: str, timeout: float | None = None) -> Any:
-        """:meth:`SidMethods.call` in this namespace."""
-        return await self._server().call(
-            event, *args, to=to, namespace=self.namespace, timeout=timeout
-        )
+    async def call(self, event: str, *args: Any, **options: Any) -> Any:
+        """:meth:`SidMethods.call` in this namespace (``to=`` or ``sid=``, ``timeout=``)."""
+        return await self._server().call(event, *args, namespace=self.namespace, **options)
 
     async def send(self, *args: Any, **options: Any) -> None:
-        """:meth:`SidMethods.send` in this namespace."""
+        """:meth:`SidMethods.send` in this namespace (``callback=`` too)."""
         await self._server().send(*args, namespace=self.namespace, **options)
 
     async def enter_room(self, sid: str, room: str) -> None:
