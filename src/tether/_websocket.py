@@ -62,6 +62,7 @@ from typing import Any, Protocol
 from ._http1 import HTTPStream
 from .exceptions import ConnectionClosed
 from .limits import Limits
+from .metrics.websocket import UNCOUNTED, WebSocketMetrics
 from .protocol import connection as core
 from .protocol.events import Close, Pong
 from .ratelimit import TokenBucket
@@ -104,6 +105,7 @@ class WebSocketStream(HTTPStream):
         "_rate",
         "_recv_waiter",
         "keepalive_at",
+        "metrics",
     )
 
     def __init__(self, limits: Limits) -> None:
@@ -123,6 +125,9 @@ class WebSocketStream(HTTPStream):
         self.keepalive_at: float | None = None
         self._keepalive_payload: bytes | None = None
         self._listener: Listener | None = None
+        #: What this connection counts into: its server's metrics (a sink
+        #: nobody reads for a client connection).
+        self.metrics: WebSocketMetrics = UNCOUNTED
 
     # -- asyncio.Protocol callbacks ----------------------------------------
 
@@ -137,6 +142,7 @@ class WebSocketStream(HTTPStream):
         if protocol is None:
             self._head_received(self._shared.scratch[:nbytes])
             return
+        self.metrics.bytes_received += nbytes
         self._after_receive(protocol, self._feed(protocol, b"", nbytes))
 
     def data_received(self, data: bytes) -> None:
@@ -144,6 +150,7 @@ class WebSocketStream(HTTPStream):
         if protocol is None:
             self._head_received(data)
             return
+        self.metrics.bytes_received += len(data)
         self._after_receive(protocol, self._feed(protocol, data))
 
     def eof_received(self) -> bool:
@@ -158,6 +165,8 @@ class WebSocketStream(HTTPStream):
         closed = protocol is None or protocol.state is core.State.CLOSED
         if protocol is not None and not closed and not protocol.pending_bytes:
             protocol.receive_eof()
+        if protocol is not None:
+            self._count_close(protocol)
         self._cancel_keepalive()
         super().connection_lost(exc)
         self._wake_reader()
@@ -167,6 +176,14 @@ class WebSocketStream(HTTPStream):
                 if not future.done():
                     future.set_exception(self._closed_exception())
             pings.clear()
+
+    def _count_close(self, protocol: core.Connection) -> None:
+        """Count the close code (the peer's, else ours, else 1006), and 1009's limit."""
+        sent, received = protocol.close_sent, protocol.close_rcvd
+        close = received or sent
+        self.metrics.closed(1006 if close is None else close.code)
+        if sent is not None and sent.code == 1009 and protocol.error is not None:
+            self.metrics.limit_hits.inc("max_message_size")
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -232,8 +249,10 @@ class WebSocketStream(HTTPStream):
                 data = b""
             if self._rate is not None and events and not self._rate_allows(events):
                 return got
+            received = 0
             for event in events:
                 if isinstance(event, (str, bytes)):
+                    received += 1
                     if listener is not None and not self._writing_paused and not messages:
                         self._deliver(listener, event)
                     # After our close frame, reading goes on to reach the peer's
@@ -247,6 +266,7 @@ class WebSocketStream(HTTPStream):
                     self._pong_received(event.payload)
                 elif isinstance(event, Close):
                     self.logger.debug("close frame received: %s %s", event.code, event.reason)
+            self.metrics.messages_received += received  # once per read: cheap
             got = got or bool(events)
             # Keep parsing what the room limit held back when nothing else will:
             # while closing, or when messages go straight to a listener.
@@ -263,6 +283,7 @@ class WebSocketStream(HTTPStream):
         if self._rate.take(sum(isinstance(event, (str, bytes)) for event in events)):
             return True
         self.logger.info("message rate limit exceeded; failing the connection")
+        self.metrics.limit_hits.inc("max_messages_per_second")
         self.fail(1008, "message rate limit exceeded")
         return False
 
@@ -444,4 +465,3 @@ class WebSocketStream(HTTPStream):
             timeout = self.limits.close_timeout
             if timeout is not None:
                 self._close_timer = self._loop.call_later(timeout, transport.abort)
-

@@ -35,9 +35,18 @@ def broadcast(
     """
     frame = core.encode_broadcast_frame(message)
     sent = 0
+    last = None
     for connection in connections:
         if send_frame(connection, frame, message, slow=slow):
             sent += 1
+            last = connection
+    if last is not None:
+        # Counted once per broadcast, not per recipient (the fan-out's hot
+        # loop), in the server of the connections (of the last one written to).
+        metrics = last.metrics
+        metrics.broadcast_deliveries += sent
+        metrics.messages_sent += sent
+        metrics.bytes_sent += sent * len(frame)
     return sent
 
 
@@ -66,6 +75,7 @@ def send_frame(
     ):
         return False
     if connection.write_buffer_size() > connection.limits.write_high_water:
+        connection.metrics.slow_clients.inc(slow)
         if slow == "close":
             _log.info("closing slow connection %r", connection)
             connection.fail(1008, "too slow to keep up with broadcast")

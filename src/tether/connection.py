@@ -74,11 +74,19 @@ class Connection(WebSocketStream):
 
         Raises :class:`ConnectionClosed` if the connection is closing or closed.
         """
-        protocol = self._open_protocol()
+        self._send_whole(self._open_protocol(), message)
+
+    def _send_whole(self, protocol: core.Connection, message: Data) -> None:
+        metrics = self.metrics
+        metrics.messages_sent += 1
         if len(message) < VECTORED_AT:
-            self._write(protocol.send(message))
+            frame = protocol.send(message)
+            metrics.bytes_sent += len(frame)
+            self._write(frame)
         else:
-            self._write_parts(*protocol.send_vectored(message))
+            head, payload = protocol.send_vectored(message)
+            metrics.bytes_sent += len(head) + len(payload)
+            self._write_parts(head, payload)
 
     # -- reading -----------------------------------------------------------
 
@@ -177,10 +185,7 @@ class Connection(WebSocketStream):
         """
         protocol = self._open_protocol()
         if isinstance(message, (str, bytes, bytearray, memoryview)):
-            if len(message) < VECTORED_AT:
-                self._write(protocol.send(message))
-            else:
-                self._write_parts(*protocol.send_vectored(message))
+            self._send_whole(protocol, message)
         elif isinstance(message, AsyncIterable):
             await self._send_fragments(message)
         elif isinstance(message, Iterable):

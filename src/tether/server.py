@@ -15,6 +15,7 @@ from ._accept import AcceptFailureFilter
 from .connection import Connection
 from .exceptions import ConnectionClosed, HandshakeError, HandshakeRejected, PayloadTooBig
 from .limits import DEFAULT_LIMITS, Limits
+from .metrics import MetricsEndpoint, WebSocketMetrics
 from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
 from .protocol.forwarded import Address, TrustedProxies, client_address
@@ -60,7 +61,7 @@ class Server:
     """A running WebSocket server; :func:`serve` creates and starts one.
 
     ``connections`` holds every connection whose handshake completed and that
-    is not closed yet, e.g. for :func:`tether.broadcast`.
+    is not closed yet, e.g. for :func:`tether.broadcast`; ``metrics``, what it counts.
     """
 
     def __init__(
@@ -79,8 +80,11 @@ class Server:
         trusted_proxies: Iterable[str] = (),
         limits: Limits = DEFAULT_LIMITS,
         logger: logging.Logger | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.handler = handler
+        self.metrics = WebSocketMetrics(lambda: len(self.connections))
+        self.metrics_endpoint = metrics  # serves self.metrics on its path, if any
         self.process_request = process_request
         self.process_response = process_response
         self.http_handler = http_handler
@@ -136,13 +140,12 @@ class Server:
         raise RuntimeError("the server is not listening on TCP")
 
     def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Stop accepting and start closing every connection (1001 by default).
-
-        Call :meth:`wait_closed` to wait until they are all closed.
-        """
+        """Stop accepting and start closing every connection (1001 by default);
+        :meth:`wait_closed` waits until they are all closed."""
         if self._closing:
             return
         self._closing = True
+        self.metrics.lag.stop()
         if self._server is not None:
             self._server.close()
         self._accept_filter.uninstall()
@@ -176,11 +179,9 @@ class Server:
     async def handle_socket(
         self, sock: socket.socket, *, ssl: ssl_module.SSLContext | None = None, initial: bytes = b""
     ) -> None:
-        """Serve one already connected socket, e.g. an end of :func:`socket.socketpair`
-        or a socket handed over by another process. Returns once the connection is set up;
-        it then runs like any other (see :attr:`connections`, :meth:`wait_closed`).
-        ``initial``: bytes already read from it elsewhere (what
-        :meth:`Connection.detach` returned), served first; at most ``max_header_bytes``."""
+        """Serve one connected socket (a :func:`socket.socketpair` end, one handed over
+        by another process) like any other, once set up. ``initial``: bytes already read
+        from it (:meth:`Connection.detach`'s), served first; at most ``max_header_bytes``."""
         if len(initial) > self.limits.max_header_bytes:
             raise ValueError(f"initial exceeds max_header_bytes ({self.limits.max_header_bytes})")
         factory = functools.partial(_ServerConnection, self, initial)
@@ -229,8 +230,9 @@ class Server:
             await connection.wait_closed(self.limits.close_timeout)
             self.connections.discard(connection)
 
-    def _reply(self, connection: Connection, response: Response) -> None:
-        """Answer with plain HTTP and close the TCP connection."""
+    def _reply(self, connection: Connection, response: Response, refused: str = "") -> None:
+        """Answer with plain HTTP, close the TCP connection, count ``refused`` if any."""
+        self.metrics.refused(refused)
         connection.response = response
         if "Content-Length" not in response.headers:
             response.headers.set("Content-Length", str(len(response.body)))
@@ -252,11 +254,15 @@ class Server:
             if parsed is None:
                 return
             request, used = parsed
+            if (endpoint := self.metrics_endpoint) is not None and endpoint.matches(request.path):
+                answer = endpoint.answer_request(request, connection.remote_address, [self.metrics])
+                self._reply(connection, answer)
+                return
             if self.route is not None:
                 taken = self.route(connection, request)
                 if taken if isinstance(taken, bool) else await taken:
                     return  # handed elsewhere (Connection.detach): not ours any more
-            if self.http_handler is None or _is_upgrade(request):
+            if self.http_handler is None or "upgrade" in request.headers.tokens("Connection"):
                 break
             if not await self._answer_http(connection, request, used):
                 return
@@ -278,12 +284,11 @@ class Server:
         try:
             parsed = await connection.read_head(parse_request, self.limits.open_timeout)
         except PayloadTooBig as exc:
-            self._reply(
-                connection, error_response(431, "Request Header Fields Too Large", str(exc))
-            )
+            response = error_response(431, "Request Header Fields Too Large", str(exc))
+            self._reply(connection, response, "headers_too_large")
             return None
         except HandshakeError as exc:
-            self._reply(connection, error_response(400, "Bad Request", str(exc)))
+            self._reply(connection, error_response(400, "Bad Request", str(exc)), "bad_request")
             return None
         if parsed is None:
             if connection.timed_out:
@@ -293,14 +298,16 @@ class Server:
         if isinstance(connection, _ServerConnection) and connection._behind_proxy:
             connection._forwarded_for(parsed[0])
         if self._closing:
-            self._reply(connection, error_response(503, "Service Unavailable", "shutting down"))
+            response = error_response(503, "Service Unavailable", "shutting down")
+            self._reply(connection, response, "shutting_down")
             return None
         if isinstance(connection, _ServerConnection) and connection._over_cap:
             # Answered once its request is read, so that the client sees the 503
             # rather than a reset; it counts against the cap until it is gone.
             retry = Headers([("Retry-After", "1")])
             message = "too many connections from this address"
-            self._reply(connection, error_response(503, "Service Unavailable", message, retry))
+            response = error_response(503, "Service Unavailable", message, retry)
+            self._reply(connection, response, "max_connections_per_ip")
             return None
         return parsed
 
@@ -365,18 +372,18 @@ class Server:
             if inspect.isawaitable(answer):
                 answer = await answer
             if answer is not None:
-                self._reply(connection, answer)
+                self._reply(connection, answer, "process_request")
                 return
         try:
             response, result = self.handshake.accept(request)
         except HandshakeRejected as exc:
             self.logger.info("handshake rejected: %s", exc)
-            self._reply(connection, exc.response)
+            self._reply(connection, exc.response, "handshake")
             return
         if self.process_response is not None:
             answer = self.process_response(connection, request, response)
             if answer is not None and answer.status != 101:
-                self._reply(connection, answer)  # refused after all: no WebSocket
+                self._reply(connection, answer, "process_response")  # no WebSocket after all
                 return
             response = answer or response
         transport = connection.transport
@@ -390,27 +397,21 @@ class Server:
         connection.response = response
         connection.subprotocol = result.subprotocol
         transport.write(response.encode())
+        self.metrics.handshakes_accepted.value += 1
         connection.start(protocol, used)
 
 
-def _is_upgrade(request: Request) -> bool:
-    """Whether a request asks for a protocol upgrade (RFC 7230 §6.7)."""
-    return "upgrade" in request.headers.tokens("Connection")
-
-
 class _ServerConnection(Connection):
-    """A server connection whose handshake task starts with the transport.
-
-    Not in the factory: after a failed TLS handshake asyncio calls neither
-    ``connection_made`` nor ``connection_lost``, so a task started there would
-    wait for ``open_timeout`` (forever with None) and hold up ``wait_closed``.
-    """
+    """A server connection whose handshake task starts with the transport (not in
+    the factory: after a failed TLS handshake asyncio calls neither ``connection_made``
+    nor ``connection_lost``; a task started there would hold up ``wait_closed``)."""
 
     __slots__ = ("_address", "_behind_proxy", "_client", "_over_cap", "_server")
 
     def __init__(self, server: Server, initial: bytes = b"") -> None:
         super().__init__(core.Side.SERVER, server.limits, server.logger)
         self.preload(initial)
+        self.metrics = server.metrics
         self._server = server
         self._address: str | None = None  # as counted for max_connections_per_ip
         self._over_cap = False
@@ -475,10 +476,6 @@ class serve:
     Use it as an async context manager (the server closes gracefully on exit)
     or await it to get the running :class:`Server`::
 
-        async def echo(connection):
-            async for message in connection:
-                await connection.send(message)
-
         async with tether.serve(echo, "127.0.0.1", 8765) as server:
             await server.serve_forever()
 
@@ -503,8 +500,8 @@ class serve:
     :attr:`Connection.remote_address <tether.Connection.remote_address>` is the
     client's, and so is the address ``max_connections_per_ip`` counts. Off by
     default: these headers are ignored from any other peer (see
-    docs/security.md, "Behind a proxy"). Limits are keyword options, see
-    :class:`tether.Limits`.
+    docs/security.md, "Behind a proxy"). ``metrics``: a :class:`~tether.metrics.MetricsEndpoint`
+    serves ``server.metrics`` (off by default). Limits: see :class:`tether.Limits`.
     """
 
     def __init__(
@@ -529,6 +526,7 @@ class serve:
         server_header: str | None = SERVER_NAME,
         trusted_proxies: Iterable[str] = (),
         logger: logging.Logger | None = None,
+        metrics: MetricsEndpoint | None = None,
         limits: Limits | None = None,
         **options: Unpack[LimitOptions],
     ) -> None:
@@ -546,6 +544,7 @@ class serve:
             trusted_proxies=trusted_proxies,
             limits=(limits or DEFAULT_LIMITS).replace(**options),
             logger=logger,
+            metrics=metrics,
         )
         self._listen: dict[str, Any] = {
             "host": host,
@@ -581,6 +580,7 @@ class serve:
                 ssl_handshake_timeout=self._tls_timeout(),
             )
         self.server._accept_filter.install(loop)
+        self.server.metrics.lag.start()
         return self.server
 
     def _tls_timeout(self) -> float | None:

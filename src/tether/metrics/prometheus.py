@@ -1,0 +1,77 @@
+"""The Prometheus text format, through ``prometheus_client`` (``tether[metrics]``).
+
+:class:`Collector` turns metric sets into ``prometheus_client`` families, for
+its registry (``REGISTRY.register(Collector(server.metrics))``, then any of
+its exporters) or for :func:`render`, which :class:`~.endpoint.MetricsEndpoint`
+serves. ``prometheus_client`` is imported here only: the counting itself
+needs nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .core import Family, HistogramValue, MetricSet
+
+try:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError(
+        "the Prometheus exposition needs prometheus_client: pip install 'tether[metrics]'"
+    ) from exc
+
+__all__ = ["CONTENT_TYPE", "Collector", "render"]
+
+#: The Content-Type of :func:`render`'s text (format 0.0.4).
+CONTENT_TYPE: str = CONTENT_TYPE_LATEST
+
+
+class Collector:
+    """A ``prometheus_client`` collector over tether metric sets, read at each scrape."""
+
+    def __init__(self, *sets: MetricSet) -> None:
+        self.sets = list(sets)
+
+    def collect(self) -> Iterator[Any]:
+        for metric_set in self.sets:
+            for family in metric_set.families():
+                yield _convert(family)
+
+    def describe(self) -> list[Any]:
+        return []  # names are checked at collect(), not at register()
+
+
+def _convert(family: Family) -> Any:
+    labels = [family.label] if family.label is not None else []
+    if family.kind == "histogram":
+        value = family.samples[""]
+        assert isinstance(value, HistogramValue)
+        histogram = HistogramMetricFamily(family.name, family.help)
+        buckets = [(_le(bound), count) for bound, count in value.buckets.items()]
+        histogram.add_metric([], buckets, value.sum)
+        return histogram
+    kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+    result = kind(family.name, family.help, labels=labels)
+    for key, sample in family.samples.items():
+        assert not isinstance(sample, HistogramValue)
+        result.add_metric([key] if labels else [], sample)
+    return result
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def render(sets: Iterable[MetricSet]) -> bytes:
+    """The metrics of ``sets`` in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(*sets))
+    data: bytes = generate_latest(registry)
+    return data
