@@ -7,6 +7,7 @@ server, and across two servers sharing a real Redis or a cluster hub."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import tempfile
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ import pytest
 from helpers import timeout
 from realtime.node_clients import NodeClients
 from realtime.redis_helpers import Peer, redis_server
-from realtime.sio_helpers import running
+from realtime.sio_helpers import eventually, running
 from tether import realtime
 from tether.exceptions import AckTimeout
 from tether.realtime import Socket
@@ -358,7 +359,18 @@ async def test_get_environ_and_transport(one: tuple[realtime.Server, int]) -> No
             await client.disconnect()
 
 
-async def test_save_session_names_the_sid_when_a_node_does_not_answer() -> None:
+async def save_session_times_out(server: realtime.Server, silence: Any) -> None:
+    """KeyError at once while every node answers; TimeoutError naming the sid
+    while ``silence()`` (an async context manager) adds a node that never answers."""
+    async with running(server):
+        with pytest.raises(KeyError):
+            await server.save_session("ghost", {})
+        async with silence():
+            with pytest.raises(TimeoutError, match="'ghost'"):
+                await server.save_session("ghost", {"user": "ada"})
+
+
+async def test_save_session_names_the_sid_when_a_redis_node_does_not_answer() -> None:
     import redis.asyncio as aioredis
 
     from tether.realtime.adapters.redis import RedisAdapter
@@ -366,17 +378,43 @@ async def test_save_session_names_the_sid_when_a_node_does_not_answer() -> None:
     prefix = f"t-sid-{next(_prefixes)}"
     with redis_server() as redis:
         adapter = RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(0.5))
-        server = realtime.Server(adapter=adapter)
-        async with running(server):
-            with pytest.raises(KeyError):
-                await server.save_session("ghost", {})  # no node has it: at once
-            # A node that listens for "ghost" (its room's channel) and never answers.
-            silent = aioredis.from_url(redis.url)
-            listener = silent.pubsub()
+
+        @contextlib.asynccontextmanager
+        async def silence() -> AsyncIterator[None]:
+            # Listens for "ghost" (its room's channel), never answers.
+            client = aioredis.from_url(redis.url)
+            listener = client.pubsub()
             try:
                 await listener.subscribe(adapter.channels.room("/", "ghost"))
-                with pytest.raises(TimeoutError, match="'ghost'"):
-                    await server.save_session("ghost", {"user": "ada"})
+                yield
             finally:
                 await listener.aclose()
-                await silent.aclose()
+                await client.aclose()
+
+        await save_session_times_out(realtime.Server(adapter=adapter), silence)
+
+
+async def test_save_session_names_the_sid_when_a_worker_does_not_answer() -> None:
+    from tether.realtime.adapters.cluster import ClusterAdapter, ClusterHub
+    from tether.realtime.adapters.cluster.wire import encode
+
+    with tempfile.TemporaryDirectory() as private:
+        hub = ClusterHub(str(Path(private) / "cluster.sock"))
+        await hub.start()
+
+        @contextlib.asynccontextmanager
+        async def silence() -> AsyncIterator[None]:
+            # A worker that says hello to the hub and never answers a request.
+            _, writer = await asyncio.open_unix_connection(hub.path)
+            try:
+                writer.write(encode({"t": "hello", "node": "silent"}))
+                await eventually(lambda: "silent" in hub.nodes)
+                yield
+            finally:
+                writer.close()
+
+        try:
+            adapter = ClusterAdapter(hub.path, request_timeout=timeout(0.5))
+            await save_session_times_out(realtime.Server(adapter=adapter), silence)
+        finally:
+            await hub.close()
