@@ -12,9 +12,10 @@ How messages flow (see ``docs/scale-out.md`` for the whole story):
   delivers them when Redis hands them back. Other events are delivered to the
   sender's sockets at once and skipped when they come back.
 * requests (broadcast acks, ``fetch_sockets``, ``sockets_join/leave``,
-  ``disconnect_sockets``) go where a broadcast would go; ``PUBLISH`` tells how
-  many copies reached a node, and each copy is answered on the requester's
-  node channel, so the requester knows when every answer is in.
+  ``disconnect_sockets``, ``save_data``) go where a broadcast would go;
+  ``PUBLISH`` tells how many copies reached a node, and each copy is answered
+  on the requester's node channel, so the requester knows when every answer
+  is in.
 * sessions are saved in Redis at connect, on join/leave and every heartbeat,
   with a TTL: a node killed without a chance to save anything leaves its
   sockets recoverable on any other node.
@@ -85,8 +86,8 @@ class RedisAdapter(Adapter):
     ``prefix`` namespaces keys and channels (servers sharing one must agree).
     ``heartbeat`` (seconds): how often a node says it is alive, refreshes its
     sockets' saved sessions and reaps dead nodes. ``request_timeout``: how
-    long ``fetch_sockets``, ``sockets_join/leave`` and ``disconnect_sockets``
-    wait for other nodes. ``presence`` keeps room memberships and users in
+    long ``fetch_sockets``, ``sockets_join/leave``, ``disconnect_sockets`` and
+    ``save_data`` wait for other nodes. ``presence`` keeps room memberships and users in
     Redis (:attr:`presence`); ``user_key`` names the entry of ``socket.data``
     holding a socket's user id. ``on_failure(failure)`` (may be async) hears
     of every :class:`Failure`. ``client`` replaces the connection made from
@@ -468,7 +469,7 @@ class RedisAdapter(Adapter):
             targets = recovery.divert(nsp, packet, opts, targets, offset, fenced)
         self._local().deliver(nsp, packet, targets, opts)
 
-    # -- requests: acks, fetch, join/leave, disconnect ---------------------------------
+    # -- requests: acks, fetch, join/leave, disconnect, data ---------------------------
 
     async def _request(self, what: str, request: Request, opts: BroadcastOptions) -> Pending | None:
         pending = self._requests.pending[request.id] = Pending()
