@@ -67,7 +67,7 @@ async def _when_acked(ack: Any, callback: Callable[..., Any], *, spread: bool) -
 
 
 def wsgi_environ(handshake: Any) -> dict[str, Any]:
-    """A WSGI-style environ of a :class:`~tether.realtime.Handshake`
+    """A WSGI-style environ of a socket handshake (``Socket.handshake``)
     (:meth:`SidMethods.get_environ`)."""
     path, _, query = handshake.url.partition("?")
     environ: dict[str, Any] = {
@@ -294,7 +294,7 @@ class SidMethods:
         python-socketio hands its handlers a WSGI environ, under ASGI too
         (python-engineio translates the scope), so code written for it reads
         ``REMOTE_ADDR``, ``QUERY_STRING`` and ``HTTP_*`` keys: this builds
-        those from the socket's :class:`~tether.realtime.Handshake`
+        those from the socket's ``handshake``
         (``REQUEST_METHOD``, ``PATH_INFO``, ``QUERY_STRING``,
         ``REMOTE_ADDR``/``REMOTE_PORT``, ``HTTP_<HEADER>`` from each header,
         the first of repeated ones, ``wsgi.url_scheme``), and puts the
