@@ -209,6 +209,9 @@ async def by_sid_across(servers: list[realtime.Server]) -> None:
             assert here.sockets[sid].data == {"user": "grace", "visits": 1}
             with pytest.raises(KeyError):
                 await there.save_session("nobody", {})
+            with pytest.raises(TypeError):  # carried as JSON to the other node
+                await there.save_session(sid, {"when": object()})
+            assert here.sockets[sid].data == {"user": "grace", "visits": 1}
             with pytest.raises(KeyError):
                 await there.get_session("nobody")
             # A callback for a socket of the other node: through the adapter.

@@ -40,7 +40,7 @@ from .link import Link
 from .memory import opts_from_wire, opts_to_wire
 from .peer import MAX_QUEUED
 from .requests import Answers, Pending
-from .wire import MAX_FRAME, from_wire, to_wire
+from .wire import MAX_FRAME, encode, from_wire, to_wire
 
 __all__ = ["ClusterAdapter"]
 
@@ -471,6 +471,7 @@ class ClusterAdapter(Adapter):
         if await super().save_data(namespace, sid, data):
             self._touch(namespace, sid)
             return True
+        encode({"data": data})  # TypeError here, rather than a request never sent
         pending = Pending()
         opts = BroadcastOptions(sids=frozenset({sid}))
         if await self._ask(

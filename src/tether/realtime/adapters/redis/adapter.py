@@ -12,10 +12,9 @@ How messages flow (see ``docs/scale-out.md`` for the whole story):
   delivers them when Redis hands them back. Other events are delivered to the
   sender's sockets at once and skipped when they come back.
 * requests (broadcast acks, ``fetch_sockets``, ``sockets_join/leave``,
-  ``disconnect_sockets``, ``save_data``) go where a broadcast would go;
-  ``PUBLISH`` tells how many copies reached a node, and each copy is answered
-  on the requester's node channel, so the requester knows when every answer
-  is in.
+  ``disconnect_sockets``, ``save_data``) go where a broadcast would go; each
+  copy (``PUBLISH`` tells how many reached a node) is answered on the
+  requester's node channel, so the requester knows when every answer is in.
 * sessions are saved in Redis at connect, on join/leave and every heartbeat,
   with a TTL: a node killed without a chance to save anything leaves its
   sockets recoverable on any other node.
@@ -54,6 +53,7 @@ from .messages import (
     RoomsRequest,
     ServerEvent,
     decode,
+    encode,
     opts_from_wire,
     opts_to_wire,
     socket_info_from_wire,
@@ -563,6 +563,7 @@ class RedisAdapter(Adapter):
             return True
         opts = BroadcastOptions(sids=frozenset({sid}))
         request = DataRequest(self._new_id(), self.node, namespace, opts_to_wire(opts), data)
+        encode(request)  # TypeError here, before a request is left pending
         pending = await self._request("data", request, opts)
         if pending is None:
             return None
