@@ -421,3 +421,31 @@ async def test_save_session_names_the_sid_when_a_worker_does_not_answer() -> Non
             await save_session_times_out(realtime.Server(adapter=adapter), silence)
         finally:
             await hub.close()
+
+
+async def test_another_node_acts_on_an_official_client_through_redis() -> None:
+    from tether.realtime.adapters.redis import RedisAdapter
+
+    prefix = f"t-sid-{next(_prefixes)}"
+    with redis_server() as redis:
+        here, there = (
+            realtime.Server(
+                adapter=RedisAdapter(redis.url, prefix=prefix, request_timeout=timeout(3))
+            )
+            for _ in range(2)
+        )
+
+        @here.event
+        async def join(socket: Socket, room: str) -> None:
+            await socket.join(room)
+
+        async with running(here) as node1, running(there):
+            config = {"urls": [f"http://127.0.0.1:{node1.port}"], "room": "r", "user": "js"}
+            async with NodeClients(config) as node:
+                sid = (await node.line())["sid"]
+                async with there.session(sid) as session:
+                    session["user"] = "js"
+                assert here.sockets[sid].data == {"user": "js"}
+                acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                await there.emit("question", to=sid, callback=acked.set_result)
+                assert await asyncio.wait_for(acked, timeout(5)) == "node-0"
