@@ -143,6 +143,11 @@ class Chat(realtime.ClassNamespace):
         await self.send("to you", to=socket.sid)
         return before, self.rooms(socket.sid), await self.get_session(socket.sid)
 
+    async def on_poll(self, socket: Socket) -> Any:
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self.emit("question", to=socket.sid, callback=answer.set_result)
+        return await asyncio.wait_for(answer, timeout(3))
+
     async def on_leave(self, socket: Socket) -> None:
         await self.disconnect(socket.sid)
 
@@ -161,6 +166,7 @@ async def test_class_namespace(one: tuple[realtime.Server, int]) -> None:
         await bob.wait_for("said")
         assert bob.events["said"] == [("hello",)] and not alice.events["said"]
         assert await alice.call("ask", bob.sid) == "bob"
+        assert await alice.call("poll") == "alice"
         assert sorted(chat.connected) == sorted([alice.sid, bob.sid])
         sid = alice.sid
         before, after, session = await alice.call("tour")
