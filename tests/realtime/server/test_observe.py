@@ -49,6 +49,12 @@ class Recorder(Observer):
         await within(wait())
         return self.named(name)
 
+    def server_started(self) -> None:
+        self._add("server_started")
+
+    def server_stopping(self) -> None:
+        self._add("server_stopping")
+
     def session_opened(self, session: Any) -> None:
         self._add("session_opened", session.transport)
 
@@ -128,6 +134,8 @@ async def observed() -> AsyncIterator[tuple[realtime.Server, Recorder, Client]]:
 async def test_hook_names_are_stable() -> None:
     # Helper C's metrics use these names: renaming one breaks them.
     assert HOOKS == (
+        "server_started",
+        "server_stopping",
         "session_opened",
         "session_closed",
         "message_received",
@@ -153,14 +161,15 @@ async def test_connect_join_event_ack_broadcast_disconnect(
     # Order: connected (in its own room only) before the connect handler,
     # which joins "lobby"; the event is reported before its handler runs.
     order = [c[0] for c in recorder.calls if not c[0].startswith("message")]
-    assert order[:5] == [
+    assert order[:6] == [
+        "server_started",
         "session_opened",
         "socket_connected",
         "handler connect",
         "room_joined",
         "event_received",
     ]
-    assert order[5] == "handler chat"
+    assert order[6] == "handler chat"
     assert recorder.named("session_opened") == [("websocket",)]
     assert recorder.named("socket_connected") == [(sid, False, [sid])]
     assert recorder.named("room_joined") == [("/", "lobby", sid)]
@@ -236,3 +245,4 @@ async def test_recovery_is_reported() -> None:
             )
         finally:
             await client.disconnect()
+    assert recorder.calls[-1] == ("server_stopping",)

@@ -89,6 +89,15 @@ class Observer:
     The timing of each hook is part of its contract (see each docstring).
     """
 
+    def server_started(self) -> None:
+        """The server started (its adapter is up: :meth:`Server.start
+        <tether.realtime.Server.start>` is returning), or was already started
+        when this observer was installed. The event loop is running."""
+
+    def server_stopping(self) -> None:
+        """The server is shutting down: its sessions are closed (each reported)
+        and its handlers drained; its adapter is still up."""
+
     def session_opened(self, session: Session) -> None:
         """An Engine.IO session opened (its handshake answered), before any
         namespace is joined. ``session.transport`` is ``"polling"`` or

@@ -305,6 +305,8 @@ class Server(SidMethods, Namespace):
         try:
             await self.adapter.start()
             self._started = True
+            if self.observer is not None:
+                self.observer.server_started()
         finally:
             self._starting = None
 
@@ -333,6 +335,8 @@ class Server(SidMethods, Namespace):
             if starting is not None:
                 await asyncio.wait({starting})  # a start under way ends first, however it ends
             if self._started:
+                if self.observer is not None:
+                    self.observer.server_stopping()
                 self._started = False
                 await self.adapter.close()
         finally:
@@ -370,6 +374,8 @@ class Server(SidMethods, Namespace):
         this server from now on; returns it. Installing one twice does nothing."""
         if observer not in self._observers:
             self._set_observers((*self._observers, observer))
+            if self._started:
+                observer.server_started()
         return observer
 
     def unobserve(self, observer: Observer) -> None:
