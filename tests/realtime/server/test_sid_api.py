@@ -323,9 +323,12 @@ async def test_emit_with_a_callback(one: tuple[realtime.Server, int]) -> None:
         assert await asyncio.wait_for(got.get(), timeout(3)) == ()
         # Sent before emit returns: an emit that follows comes after it.
         await server.emit("first", to=alice.sid, callback=later)
+        await server.emit("skipped", to=alice.sid, skip_sid=alice.sid, callback=later)
         await server.emit("second", to=alice.sid)
         await alice.wait_for("second")
         assert alice.events["first"] == [()]
+        assert not alice.events["skipped"]  # skip_sid holds with a callback too
+        assert await asyncio.wait_for(got.get(), timeout(3)) == ()  # the ack of "first"
         for wrong in ({}, {"to": [alice.sid]}, {"to": alice.sid, "room": alice.sid}):
             with pytest.raises(ValueError):
                 await server.emit("question", callback=later, **wrong)

@@ -137,11 +137,13 @@ class SidMethods:
         broker as one value, so the callback gets no argument for None, the
         items of a tuple, else the one value (several ack arguments reach it
         as one list)."""
+        skips = _as_set(skip) | _as_set(skip_sid)
         if callback is not None:
-            self._emit_with_callback(event, args, _one_sid(to, room), namespace, callback)
+            sid = _one_sid(to, room)
+            if sid not in skips:
+                self._emit_with_callback(event, args, sid, namespace, callback)
             return
         rooms = _as_set(to) | _as_set(room)
-        skips = _as_set(skip) | _as_set(skip_sid)
         operator = self._target(namespace).except_(skips)
         if rooms:
             operator = operator.to(rooms)
