@@ -71,7 +71,9 @@ def layer(name: str) -> int:
         ["tether", "sync"],
     ):
         return 4
-    if parts[:2] == ["tether", "realtime"]:
+    # tether.metrics.realtime observes the realtime server: the rest of
+    # tether.metrics is counted in by the asyncio layer.
+    if parts[:2] == ["tether", "realtime"] or name == "tether.metrics.realtime":
         return 3
     if parts[:2] == ["tether", "protocol"]:
         return 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Histogram",
     "HistogramValue",
     "MetricSet",
+    "counters",
 ]
 
 Kind = Literal["counter", "gauge", "histogram"]
@@ -187,6 +188,12 @@ class Histogram:
 
 
 Metric = Counter | Histogram
+
+
+def counters(rows: Iterable[tuple[str, str, float]]) -> list[Family]:
+    """Families for counters kept as plain int attributes in the hot path:
+    ``(name, help, value)`` each."""
+    return [Family(name, "counter", text, None, {"": value}) for name, text, value in rows]
 
 
 class MetricSet:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from .core import Counter, Family, Gauge, Histogram, Metric, MetricSet
+from .core import Counter, Family, Gauge, Histogram, Metric, MetricSet, counters
 from .lag import LoopLag
 
 __all__ = ["LIMIT_REASONS", "UNCOUNTED", "WebSocketMetrics"]
@@ -125,8 +125,7 @@ class WebSocketMetrics(MetricSet):
                 self.broadcast_deliveries,
             ),
         ]
-        counted = [Family(name, "counter", text, None, {"": value}) for name, text, value in plain]
-        return counted + super().families()
+        return counters(plain) + super().families()
 
 
 #: What client connections, and server connections not yet handed their

@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...exceptions import PacketError
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+from ...metrics.core import Counter
 from ...protocol.http import Headers, Request, Response
 from ..protocol import engineio
 from .origins import OriginPolicy
@@ -69,6 +70,15 @@ BAD_HANDSHAKE_METHOD = 2
 BAD_REQUEST = 3
 FORBIDDEN = 4
 UNSUPPORTED_PROTOCOL_VERSION = 5
+# The reason label of tether_realtime_requests_refused_total, by error code.
+_ERROR_REASONS = {
+    UNKNOWN_TRANSPORT: "unknown_transport",
+    UNKNOWN_SID: "unknown_sid",
+    BAD_HANDSHAKE_METHOD: "bad_handshake_method",
+    BAD_REQUEST: "bad_request",
+    FORBIDDEN: "forbidden",
+    UNSUPPORTED_PROTOCOL_VERSION: "unsupported_protocol_version",
+}
 _ERROR_MESSAGES = {
     UNKNOWN_TRANSPORT: "Transport unknown",
     UNKNOWN_SID: "Session ID unknown",
@@ -239,6 +249,18 @@ class EngineServer:
         self.sid_prefix = ""
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # What the endpoint counts: tether.metrics.realtime reads them.
+        self.polling_requests = Counter(
+            "tether_realtime_polling_requests_total", "Long-polling requests served", "method"
+        )
+        self.upgrades = Counter(
+            "tether_realtime_upgrades_total", "Polling sessions moved to a WebSocket"
+        )
+        self.refused = Counter(
+            "tether_realtime_requests_refused_total",
+            "Engine.IO requests answered with an error (handshakes included)",
+            "reason",
+        )
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` as a task kept until it ends (a session's close)."""
@@ -300,6 +322,7 @@ class EngineServer:
 
     def error(self, request: Request, code: int, *, status: int = 400) -> Response:
         """The answer to a refused request: §Handshake's JSON error ``code``."""
+        self.refused.inc(_ERROR_REASONS[code])
         body = json.dumps({"code": code, "message": _ERROR_MESSAGES[code]}).encode()
         headers = Headers([("Content-Type", "application/json")])
         self.origins.add_cors_headers(request, headers)
@@ -332,6 +355,7 @@ class EngineServer:
             return problem
         if request.method not in ("GET", "POST"):
             return self.error(request, BAD_REQUEST)
+        self.polling_requests.inc(request.method)
         sid = query.get("sid")
         if sid is None:
             return self._open_polling(peer, request)
@@ -447,6 +471,7 @@ class EngineServer:
             session = found
             if not await session.upgrade(connection):
                 return
+            self.upgrades.value += 1
         try:
             await session.read_websocket(connection)
         finally:

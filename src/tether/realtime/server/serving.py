@@ -11,6 +11,8 @@ from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from ...connection import Connection
+from ...metrics.endpoint import MetricsEndpoint
+from ...metrics.realtime import Observed, RealtimeMetrics
 from ...protocol.http import Request, Response
 from ...server import Compression
 from ...server import Server as WebSocketServer
@@ -43,6 +45,11 @@ class serve(Coroutine[Any, Any, None]):
         async with realtime.serve(server, "127.0.0.1", 0) as http:
             print(http.port)
 
+    ``metrics``: a :class:`tether.metrics.MetricsEndpoint` serves the
+    WebSocket server's metrics and the realtime server's
+    (:class:`~tether.metrics.realtime.RealtimeMetrics`, installed as its
+    observer) on its path; off by default (docs/metrics.md).
+
     ``compression`` is off by default, unlike :func:`tether.serve`'s: as in
     socket.io since v3, a realtime server's messages are mostly small events,
     which deflate barely shrinks, while each compressing connection holds
@@ -62,9 +69,13 @@ class serve(Coroutine[Any, Any, None]):
         port: int | None = None,
         *,
         compression: Compression = None,
+        metrics: MetricsEndpoint | None = None,
         **options: Any,
     ) -> None:
         self.server = server
+        if metrics is not None and isinstance(server, Observed):
+            # The loop's lag is the WebSocket server's metric already.
+            metrics.include(RealtimeMetrics.install(server, loop_lag=False))
         self.static = StaticFiles(server.static_files) if server.static_files else None
         self._websockets = serve_websockets(
             self._websocket,
@@ -74,6 +85,7 @@ class serve(Coroutine[Any, Any, None]):
             process_response=self._accept_upgrade,
             http_handler=self._http,
             compression=compression,
+            metrics=metrics,
             **options,
         )
         self._running: WebSocketServer | None = None

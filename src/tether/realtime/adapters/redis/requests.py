@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ....metrics.core import Counter, Histogram
 from ....ratelimit import LogLimiter
 from ...protocol import socketio
 from ..base import Adapter
@@ -39,7 +42,7 @@ from .messages import (
     socket_info_to_wire,
 )
 
-__all__ = ["Pending", "Requests"]
+__all__ = ["Pending", "Requests", "requests_of"]
 
 _log = logging.getLogger("tether.realtime.adapters.redis")
 
@@ -58,6 +61,7 @@ class Pending:
     receipts: int = 0
     expect: int = 0
     items: list[Any] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)  # for the round-trip time
 
     def check(self) -> None:
         needed = self.receipts_needed
@@ -89,6 +93,15 @@ class Requests:
         self._outbox: list[tuple[str, Message]] = []
         self._wake = asyncio.Event()
         self._logs = LogLimiter(_log)
+        #: From a request's creation to its last reply (tether.metrics.realtime reads it).
+        self.round_trips = Histogram(
+            "tether_redis_request_round_trip_seconds",
+            "Requests to other nodes (acks, fetch_sockets...): time to every reply",
+        )
+        self.timeouts = Counter(
+            "tether_redis_request_timeouts_total", "Requests to other nodes that timed out"
+        )
+        _BY_ADAPTER[adapter] = self
 
     def wake(self) -> None:
         """Send the outbox now (after a reconnection)."""
@@ -97,8 +110,9 @@ class Requests:
     async def wait(self, request: Request, pending: Pending, timeout: float) -> list[Any]:
         try:
             await asyncio.wait_for(pending.done.wait(), timeout)
+            self.round_trips.observe(time.monotonic() - pending.started)
         except asyncio.TimeoutError:
-            pass
+            self.timeouts.value += 1
         finally:
             self.pending.pop(request.id, None)
         return pending.items
@@ -220,3 +234,12 @@ class Requests:
             raise
         except (TypeError, ValueError):
             _log.exception("could not encode a reply (socket data must be JSON-able)")
+
+
+_BY_ADAPTER: weakref.WeakKeyDictionary[Adapter, Requests] = weakref.WeakKeyDictionary()
+
+
+def requests_of(adapter: Adapter) -> Requests | None:
+    """The :class:`Requests` of a Redis ``adapter`` (None for another adapter),
+    for its metrics."""
+    return _BY_ADAPTER.get(adapter)
