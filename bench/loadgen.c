@@ -1,5 +1,7 @@
 /*
  * loadgen: the one WebSocket load generator of tether's benchmark suite.
+ * Its WebSocket client core (frames, output buffers, parser, handshake, epoll
+ * step) is wsclient.h and wsconn.h, shared with sioload.c (Socket.IO).
  *
  * One thread, epoll, non-blocking sockets. It speaks just enough RFC 6455 as a
  * client to drive every server the same way: an HTTP/1.1 upgrade (the status
@@ -37,98 +39,44 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "wsclient.h"
 
 enum mode { M_ECHO, M_REQRESP, M_FANOUT, M_CONNECT, M_IDLE };
 enum state { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSING };
-enum { OP_CONT = 0, OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 
-#define RBUF_SIZE (256 * 1024)
-#define HS_MAX 8192
 #define FANOUT_SIZE 64
 
 struct conn {
-    int fd;
-    int state;
+    WS_CONN_FIELDS;
     int trigger;          /* fanout: the connection that sends triggers */
-    int want_out;         /* EPOLLOUT is registered */
-    char *hs;             /* handshake response accumulator (only while in S_HANDSHAKE) */
-    size_t hs_len;
-    char *out;            /* ad-hoc bytes to send: handshake, pongs, close, reqresp frames */
-    size_t out_len, out_off, out_cap;
-    uint64_t rep_pending; /* echo: copies of the pre-built frame still to send */
-    size_t rep_off;       /* echo: bytes of the current copy already sent */
-    unsigned char hdr[14];
-    int hdr_len, hdr_need, in_payload;
-    uint64_t payload_left, frame_len, msg_len;
-    int opcode, fin, masked;
-    unsigned char ctl[125];
-    int ctl_len;
     uint64_t raw_bytes;   /* --raw: bytes received so far */
     uint64_t t_start;     /* reqresp: send time; connect: connect() time (ns) */
 };
 
 static struct {
-    int mode, raw, conns, inflight, concurrency, open_concurrency;
-    size_t size;
-    double duration, warmup, timeout;
-    const char *host;
-    int port;
+    WS_OPT_FIELDS;
+    int mode, raw, concurrency;
     const char *path;
-} opt = {M_ECHO, 0, 1, 32, 1, 50, 16, 5.0, 1.0, 60.0, "127.0.0.1", 0, "/"};
+} opt = {WS_OPT_DEFAULTS, .mode = M_ECHO, .raw = 0, .concurrency = 1, .path = "/"};
 
-static int ep;
+#include "wsconn.h"
+
+
 static struct conn *conns;
 static int nconns;
-static unsigned char rbuf[RBUF_SIZE];
-static char *repbuf;      /* K contiguous copies of the echo frame */
-static size_t rep_flen, rep_len;
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 
 /* Counters; reset when the measured window starts. */
 static uint64_t n_msgs, n_bytes, n_errors, n_timeouts, n_done;
 static uint64_t *lat;     /* latencies in ns */
 static size_t lat_len, lat_cap;
-static int measuring, finished;
-static uint64_t t_window_start, t_window_end;
-static struct rusage ru_start, ru_end;
+static int measuring;
 static int n_open, n_connecting, n_started;
 static uint64_t round_start, round_got;
 static int round_sent;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static uint32_t rand32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
-
-static void die(const char *what) {
-    printf("{\"error\": \"%s: %s\"}\n", what, strerror(errno));
-    fflush(stdout);
-    exit(1);
-}
 
 static void record_latency(uint64_t ns) {
     if (lat_len == lat_cap) {
@@ -137,62 +85,6 @@ static void record_latency(uint64_t ns) {
         if (!lat) die("realloc");
     }
     lat[lat_len++] = ns;
-}
-
-static void out_append(struct conn *c, const void *p, size_t n) {
-    if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
-    if (c->out_len + n > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 512;
-        while (cap < c->out_len + n) cap *= 2;
-        c->out = realloc(c->out, cap);
-        if (!c->out) die("realloc");
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
-}
-
-/* Writes one masked frame (RFC 6455 section 5.2) into dst; returns its length. */
-static size_t build_frame(unsigned char *dst, int opcode, const void *payload, size_t n) {
-    size_t h = 0;
-    dst[h++] = (unsigned char)(0x80 | opcode);
-    if (n < 126) {
-        dst[h++] = (unsigned char)(0x80 | n);
-    } else if (n < 65536) {
-        dst[h++] = 0x80 | 126;
-        dst[h++] = (unsigned char)(n >> 8);
-        dst[h++] = (unsigned char)n;
-    } else {
-        dst[h++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) dst[h++] = (unsigned char)((uint64_t)n >> (8 * i));
-    }
-    uint32_t key = rand32() | 1;
-    unsigned char k[4] = {(unsigned char)(key >> 24), (unsigned char)(key >> 16),
-                          (unsigned char)(key >> 8), (unsigned char)key};
-    memcpy(dst + h, k, 4);
-    h += 4;
-    const unsigned char *src = payload;
-    for (size_t i = 0; i < n; i++) dst[h + i] = src[i] ^ k[i & 3];
-    return h + n;
-}
-
-static void queue_frame(struct conn *c, int opcode, const void *payload, size_t n) {
-    unsigned char small[14 + 256];
-    if (n <= 256) {
-        out_append(c, small, build_frame(small, opcode, payload, n));
-        return;
-    }
-    unsigned char *big = malloc(n + 14);
-    if (!big) die("malloc");
-    out_append(c, big, build_frame(big, opcode, payload, n));
-    free(big);
-}
-
-static void set_events(struct conn *c, int want_out) {
-    if (c->want_out == want_out) return;
-    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl");
-    c->want_out = want_out;
 }
 
 static void conn_reset(struct conn *c) {
@@ -221,47 +113,6 @@ static void conn_close(struct conn *c) {
 static void conn_fail(struct conn *c) {
     n_errors++;
     conn_close(c);
-}
-
-/* Sends what is queued: first the rest of a partly sent echo frame, then the
- * ad-hoc buffer, then further echo frames. Returns -1 if the connection died. */
-static int conn_flush(struct conn *c) {
-    for (;;) {
-        const char *p;
-        size_t n;
-        int rep;
-        if (c->rep_off > 0 || (c->out_off == c->out_len && c->rep_pending > 0)) {
-            rep = 1;
-            p = repbuf + c->rep_off;
-            uint64_t left = c->rep_pending * rep_flen - c->rep_off;
-            n = rep_len - c->rep_off;
-            if (left < n) n = (size_t)left;
-        } else if (c->out_off < c->out_len) {
-            rep = 0;
-            p = c->out + c->out_off;
-            n = c->out_len - c->out_off;
-        } else {
-            set_events(c, 0);
-            return 0;
-        }
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_events(c, 1);
-                return 0;
-            }
-            if (errno == EINTR) continue;
-            conn_fail(c);
-            return -1;
-        }
-        if (rep) {
-            size_t total = c->rep_off + (size_t)w;
-            c->rep_pending -= total / rep_flen;
-            c->rep_off = total % rep_flen;
-        } else {
-            c->out_off += (size_t)w;
-        }
-    }
 }
 
 static int conn_start(struct conn *c) {
@@ -331,13 +182,11 @@ static void window_start(void) {
     n_msgs = n_bytes = n_errors = n_timeouts = n_done = 0;
     lat_len = 0;
     measuring = 1;
-    getrusage(RUSAGE_SELF, &ru_start);
-    t_window_start = now_ns();
-    printf("start\n");
-    fflush(stdout);
+    begin_window("start");
 }
 
-static void on_message(struct conn *c, uint64_t len) {
+static void on_message(struct conn *c) {
+    uint64_t len = c->msg_len;
     if (opt.mode == M_ECHO) {
         n_msgs++;
         n_bytes += len;
@@ -382,97 +231,14 @@ static void on_control(struct conn *c) {
     }
 }
 
-/* Incremental frame parser (RFC 6455 section 5.2); payloads are only counted. */
-static void feed_frames(struct conn *c, const unsigned char *p, size_t n) {
-    while (n > 0 && c->fd >= 0) {
-        if (!c->in_payload) {
-            size_t take = (size_t)(c->hdr_need - c->hdr_len);
-            if (take > n) take = n;
-            memcpy(c->hdr + c->hdr_len, p, take);
-            c->hdr_len += (int)take;
-            p += take;
-            n -= take;
-            if (c->hdr_len == 2) {
-                int len7 = c->hdr[1] & 0x7f;
-                c->masked = (c->hdr[1] & 0x80) != 0;
-                c->hdr_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (c->masked ? 4 : 0);
-            }
-            if (c->hdr_len < c->hdr_need) continue;
-            int len7 = c->hdr[1] & 0x7f;
-            uint64_t len = (uint64_t)len7;
-            if (len7 == 126) {
-                len = ((uint64_t)c->hdr[2] << 8) | c->hdr[3];
-            } else if (len7 == 127) {
-                len = 0;
-                for (int i = 0; i < 8; i++) len = (len << 8) | c->hdr[2 + i];
-            }
-            c->fin = (c->hdr[0] & 0x80) != 0;
-            c->opcode = c->hdr[0] & 0x0f;
-            c->frame_len = len;
-            c->payload_left = len;
-            c->ctl_len = 0;
-            c->hdr_len = 0;
-            c->hdr_need = 2;
-            if (c->opcode >= 8 && len > 125) {
-                conn_fail(c); /* RFC 6455 section 5.5: control frames carry <= 125 bytes */
-                return;
-            }
-            c->in_payload = len > 0;
-            if (c->in_payload) continue;
-        } else {
-            size_t take = c->payload_left < n ? (size_t)c->payload_left : n;
-            if (c->opcode >= 8) {
-                memcpy(c->ctl + c->ctl_len, p, take);
-                c->ctl_len += (int)take;
-            }
-            c->payload_left -= take;
-            p += take;
-            n -= take;
-            if (c->payload_left > 0) continue;
-            c->in_payload = 0;
-        }
-        /* A whole frame is in. */
-        if (c->opcode >= 8) {
-            on_control(c);
-            continue;
-        }
-        if (c->opcode != OP_CONT) c->msg_len = 0;
-        c->msg_len += c->frame_len;
-        if (c->fin) on_message(c, c->msg_len);
-    }
+static void on_payload(struct conn *c, const unsigned char *p, size_t n) {
+    (void)c, (void)p, (void)n; /* payloads are only counted */
 }
 
-static void feed_handshake(struct conn *c, const unsigned char *p, size_t n) {
-    if (!c->hs) {
-        c->hs = malloc(HS_MAX);
-        if (!c->hs) die("malloc");
-    }
-    size_t room = HS_MAX - 1 - c->hs_len;
-    size_t take = n < room ? n : room;
-    memcpy(c->hs + c->hs_len, p, take);
-    c->hs_len += take;
-    c->hs[c->hs_len] = 0;
-    char *end = strstr(c->hs, "\r\n\r\n");
-    if (!end) {
-        if (c->hs_len == HS_MAX - 1) conn_fail(c);
-        return;
-    }
-    if (strncmp(c->hs, "HTTP/1.1 101", 12) != 0) {
-        conn_fail(c);
-        return;
-    }
-    size_t head = (size_t)(end + 4 - c->hs);
-    /* Bytes after the head (already in c->hs) are the first frames. */
-    size_t extra_len = c->hs_len - head;
-    unsigned char extra[HS_MAX];
-    memcpy(extra, c->hs + head, extra_len);
-    free(c->hs);
-    c->hs = NULL;
-    c->hs_len = 0;
+/* The 101 arrived: the connection can carry messages. */
+static void on_upgraded(struct conn *c) {
     on_open(c);
     start_traffic(c);
-    if (extra_len) feed_frames(c, extra, extra_len);
-    if (take < n) feed_frames(c, p + take, n - take);
 }
 
 static void on_raw_bytes(struct conn *c, size_t n) {
@@ -508,25 +274,13 @@ static void on_readable(struct conn *c) {
 }
 
 static void on_connected(struct conn *c) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err) {
-        conn_fail(c);
-        return;
-    }
+    if (connect_failed(c)) return;
     if (opt.raw) {
         on_open(c);
         start_traffic(c);
         return;
     }
-    char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     opt.path, opt.host, opt.port);
-    out_append(c, req, (size_t)n);
+    queue_upgrade(c, opt.path, opt.host, opt.port);
     c->state = S_HANDSHAKE;
 }
 
@@ -543,8 +297,6 @@ static void handle_event(struct conn *c, uint32_t events) {
 }
 
 static double seconds(uint64_t ns) { return (double)ns / 1e9; }
-
-static double tv(struct timeval t) { return (double)t.tv_sec + (double)t.tv_usec / 1e6; }
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -564,8 +316,7 @@ static const char *mode_name(void) {
 
 static void report(double open_s) {
     double elapsed = seconds(t_window_end - t_window_start);
-    double cpu = tv(ru_end.ru_utime) - tv(ru_start.ru_utime) + tv(ru_end.ru_stime) -
-                 tv(ru_start.ru_stime);
+    double cpu = window_cpu();
     qsort(lat, lat_len, sizeof *lat, cmp_u64);
     uint64_t count = opt.mode == M_CONNECT ? n_done : n_msgs;
     printf("{\"mode\": \"%s\", \"raw\": %s, \"conns\": %d, \"inflight\": %d, \"size\": %zu, "
@@ -587,21 +338,6 @@ static void fill_connections(int target) {
     for (int i = 0; i < nconns && n_started < target; i++) {
         if (n_connecting >= opt.open_concurrency) break;
         if (conns[i].state == S_FREE && conns[i].fd < 0 && !conns[i].t_start) conn_start(&conns[i]);
-    }
-}
-
-static void poll_once(int timeout_ms) {
-    struct epoll_event evs[512];
-    int n = epoll_wait(ep, evs, 512, timeout_ms);
-    if (n < 0 && errno != EINTR) die("epoll_wait");
-    for (int i = 0; i < n; i++) {
-        if (evs[i].data.ptr == NULL) {
-            char b[256];
-            ssize_t r = read(0, b, sizeof b);
-            if (r <= 0) finished = 1;
-            continue;
-        }
-        handle_event(evs[i].data.ptr, evs[i].events);
     }
 }
 
@@ -641,10 +377,7 @@ static void run_connect(void) {
         }
         poll_once(5);
     }
-    t_window_end = now_ns();
-    getrusage(RUSAGE_SELF, &ru_end);
-    printf("stop\n");
-    fflush(stdout);
+    end_window("stop");
     report(0.0);
 }
 
@@ -696,24 +429,13 @@ static void run_timed(void) {
         fflush(stdout);
         exit(1);
     }
-    t_window_end = now_ns();
-    getrusage(RUSAGE_SELF, &ru_end);
-    printf("stop\n");
-    fflush(stdout);
+    end_window("stop");
     report(open_s);
 }
 
 static void run_idle(void) {
     double open_s = open_all();
-    printf("ready\n");
-    fflush(stdout);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev) < 0) die("epoll_ctl stdin");
-    t_window_start = now_ns();
-    getrusage(RUSAGE_SELF, &ru_start);
-    while (!finished) poll_once(100);
-    t_window_end = now_ns();
-    getrusage(RUSAGE_SELF, &ru_end);
+    hold_until_eof();
     report(open_s);
 }
 
@@ -727,15 +449,11 @@ static void usage(void) {
 }
 
 static void parse_args(int argc, char **argv) {
-    static struct option longopts[] = {
-        {"host", required_argument, 0, 'h'},     {"port", required_argument, 0, 'p'},
-        {"path", required_argument, 0, 'P'},     {"conns", required_argument, 0, 'n'},
-        {"inflight", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
-        {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'W'},
-        {"concurrency", required_argument, 0, 'c'},
-        {"open-concurrency", required_argument, 0, 'o'},
-        {"timeout", required_argument, 0, 't'},  {"raw", no_argument, 0, 'r'},
-        {0, 0, 0, 0}};
+    static struct option longopts[] = {WS_LONG_OPTIONS,
+                                       {"path", required_argument, 0, 'P'},
+                                       {"concurrency", required_argument, 0, 'c'},
+                                       {"raw", no_argument, 0, 'r'},
+                                       {0, 0, 0, 0}};
     if (argc < 2) usage();
     const char *m = argv[1];
     if (!strcmp(m, "echo")) opt.mode = M_ECHO;
@@ -747,18 +465,10 @@ static void parse_args(int argc, char **argv) {
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (common_option(ch)) continue;
         switch (ch) {
-        case 'h': opt.host = optarg; break;
-        case 'p': opt.port = atoi(optarg); break;
         case 'P': opt.path = optarg; break;
-        case 'n': opt.conns = atoi(optarg); break;
-        case 'w': opt.inflight = atoi(optarg); break;
-        case 's': opt.size = (size_t)strtoull(optarg, NULL, 10); break;
-        case 'd': opt.duration = atof(optarg); break;
-        case 'W': opt.warmup = atof(optarg); break;
         case 'c': opt.concurrency = atoi(optarg); break;
-        case 'o': opt.open_concurrency = atoi(optarg); break;
-        case 't': opt.timeout = atof(optarg); break;
         case 'r': opt.raw = 1; break;
         default: usage();
         }
@@ -787,21 +497,15 @@ static void build_repbuf(void) {
     if (k < 1) k = 1;
     if (opt.mode == M_ECHO && k > (size_t)opt.inflight) k = (size_t)opt.inflight;
     if (opt.mode != M_ECHO) k = 1;
-    rep_len = k * rep_flen;
-    repbuf = malloc(rep_len);
-    if (!repbuf) die("malloc");
-    for (size_t i = 0; i < k; i++) memcpy(repbuf + i * rep_flen, one, rep_flen);
+    fill_repbuf(one, rep_flen, k);
     free(one);
     free(payload);
 }
 
 int main(int argc, char **argv) {
     parse_args(argc, argv);
-    signal(SIGPIPE, SIG_IGN);
-    rng ^= (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+    ws_init();
     build_repbuf();
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) die("epoll_create1");
     if (opt.mode == M_CONNECT) {
         nconns = opt.concurrency;
     } else {
