@@ -14,6 +14,7 @@ import contextlib
 import http
 import inspect
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -320,6 +321,41 @@ async def test_process_request_answers_plain_http() -> None:
             async with tether.connect(uri, extra_headers=headers) as t:
                 await t.send("in")
                 assert await asyncio.wait_for(t.recv(), timeout(5)) == "in"
+
+
+def test_the_same_option_names() -> None:
+    serve_options = inspect.signature(tether.serve).parameters
+    for name in ("origins", "subprotocols", "select_subprotocol", "compression"):
+        assert name in serve_options and name in inspect.signature(ws_serve).parameters
+    for name in ("process_request", "process_response", "server_header"):
+        assert name in serve_options
+    for name in ("ssl", "sock", "reuse_port"):  # websockets passes these to create_server
+        assert name in serve_options
+    connect_options = inspect.signature(tether.connect).parameters
+    for name in ("origin", "subprotocols", "compression", "proxy"):
+        assert name in connect_options and name in inspect.signature(ws_connect).parameters
+    for name in ("extra_headers", "user_agent", "backoff_min", "backoff_max", "max_attempts"):
+        assert name in connect_options
+
+
+@pytest.mark.parametrize("lib", LIBS)
+async def test_origins_and_process_response(lib: str) -> None:
+    def stamp(connection: Any, request: Any, response: Any) -> Any:
+        if lib == "websockets":
+            response.headers["X-Served-By"] = lib
+        else:
+            response.headers.set("X-Served-By", lib)  # no item assignment
+        return None
+
+    # websockets also takes regular expressions; tether, exact strings.
+    good = re.compile(r"http://good\.example") if lib == "websockets" else "http://good.example"
+    options = {"origins": [good], "process_response": stamp}
+    async with served(lib, echo, **options) as uri:
+        async with tether.connect(uri, origin="http://good.example") as t:
+            assert t.response.headers.get("X-Served-By") == lib
+        with pytest.raises(tether.InvalidStatus) as refused:
+            await tether.connect(uri, origin="http://evil.example")
+        assert refused.value.response.status == 403
 
 
 async def test_select_subprotocol_gets_the_request_in_tether() -> None:
