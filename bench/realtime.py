@@ -106,11 +106,17 @@ def build_sioload() -> Path:
     return SIOLOAD
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of every thread of process ``pid`` (``/proc/<pid>/stat``)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of every thread of process ``pid`` (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # After the command name: state is field 3; utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid``."""
+    return sum(cpu_times(pid))
 
 
 def rss(pid: int) -> int:
@@ -160,17 +166,18 @@ def measure(
     with Child(cmd, s.logs / "sioload.log", nofile=s.receivers + s.echo_conns + 100) as load:
         load.expect("start", deadline)
         on_window(True)
-        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        (user0, sys0), t0 = cpu_times(pid), time.perf_counter()
         load.expect("stop", deadline)
-        cpu1, t1 = cpu_seconds(pid), time.perf_counter()
+        (user1, sys1), t1 = cpu_times(pid), time.perf_counter()
         on_window(False)
         result: dict[str, Any] = json.loads(load.next_line(deadline))
     if "error" in result:
         raise BenchError(result["error"])
     if not result["count"]:
         raise BenchError(f"nothing completed in the window ({result['errors']} errors)")
-    server_cpu = cpu1 - cpu0
+    server_cpu = user1 - user0 + sys1 - sys0
     return {
+        "server_sys_share_pct": 100 * (sys1 - sys0) / server_cpu if server_cpu else None,
         "rate": result["rate"],
         "per_server_cpu_s": result["count"] / server_cpu if server_cpu else None,
         "server_cpu_pct": 100 * server_cpu / (t1 - t0),
@@ -260,12 +267,12 @@ def rate_table(rows: list[dict[str, Any]], workload: str) -> list[str]:
     base = next((r for r in rows if r["server"] == "tether" and r["ok"]), None)
     lines = [
         f"| server | {unit}/s | {unit}/server-CPU-s | tether ÷ this (per CPU-s) "
-        f"| tether ÷ this (rate) | server CPU% | load CPU% | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| tether ÷ this (rate) | server CPU% | of it in the kernel | load CPU% | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if not r["ok"]:
-            lines.append(f"| {LABELS[r['server']]} | failed: {r['error']} |||||||")
+            lines.append(f"| {LABELS[r['server']]} | failed: {r['error']} ||||||||")
             continue
         cells = [
             LABELS[r["server"]],
@@ -274,6 +281,7 @@ def rate_table(rows: list[dict[str, Any]], workload: str) -> list[str]:
             ratio(base and base["per_server_cpu_s"], r["per_server_cpu_s"]),
             ratio(base and base["rate"], r["rate"]),
             f"{r['server_cpu_pct']:.0f}",
+            f"{r['server_sys_share_pct']:.0f} %",
             f"{r['load_cpu_pct']:.0f}" + (" **load-bound?**" if r["load_bound"] else ""),
             f"{r['errors']:.0f}",
         ]

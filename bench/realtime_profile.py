@@ -90,9 +90,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "tether/broadcast",
         ),
     ),
-    ("socket writes (transport write/writelines)", ("write",)),
     ("metrics hooks (tether/metrics)", ("tether/metrics",)),
-    ("event loop (uvloop methods called from Python: call_soon, futures...)", ("uvloop",)),
 ]
 OTHER = "other"
 # Functions whose calls per event say whether the per-event path allocates a task,
@@ -113,6 +111,11 @@ def stage_of(key: Key) -> str:
     return OTHER
 
 
+def unnamed(key: Key) -> bool:
+    """A built-in (``~``) or generated code (``<string>``: a dataclass ``__init__``)."""
+    return key[0] == "~" or key[0].startswith("<")
+
+
 def charge(raw: dict[Key, Entry]) -> dict[str, float]:
     """Own time per stage. A built-in no stage names (``isinstance``, ``len``, a
     list method) is charged to its callers' stages, in proportion to the time it
@@ -120,7 +123,7 @@ def charge(raw: dict[Key, Entry]) -> dict[str, float]:
     stages: dict[str, float] = {}
     for key, (_, _, tottime, _, callers) in raw.items():
         stage = stage_of(key)
-        if stage == OTHER and key[0] == "~" and callers:
+        if stage == OTHER and unnamed(key) and callers:
             for caller, (_, _, tt, _) in callers.items():
                 caller_stage = stage_of(caller)
                 stages[caller_stage] = stages.get(caller_stage, 0.0) + tt
@@ -147,7 +150,9 @@ def analyse(path: Path, events: int) -> dict[str, Any]:
     top = [
         {
             "function": describe(key),
-            "stage": stage_of(key),
+            "stage": "charged to its callers"
+            if stage_of(key) == OTHER and unnamed(key)
+            else stage_of(key),
             "pct": 100 * v[2] / total,
             "calls_per_event": v[1] / events,
             "us_per_event": 1e6 * v[2] / events,
@@ -189,12 +194,14 @@ def profile_one(workload: str, s: Settings, dump: Path) -> dict[str, Any]:
 
 def section(workload: str, r: dict[str, Any]) -> list[str]:
     plain, profiled = r["plain"], r["profiled"]
-    unit = "event" if workload == "echo" else "delivery"
+    unit, units = ("event", "events") if workload == "echo" else ("delivery", "deliveries")
     lines = [
-        f"Without the profiler: {plain['rate']:,.0f} {unit}s/s, "
+        f"Without the profiler: {plain['rate']:,.0f} {units}/s, "
         f"{plain['per_server_cpu_s']:,.0f} per server CPU-second, i.e. "
         f"{1e6 / plain['per_server_cpu_s']:.1f} µs of server CPU per {unit} (load CPU "
-        f"{plain['load_cpu_pct']:.0f} %). With it: {profiled['rate']:,.0f}/s, "
+        f"{plain['load_cpu_pct']:.0f} %), {plain['server_sys_share_pct']:.0f} % of the server's "
+        "CPU in the kernel (system time: reads, writes, epoll). With it: "
+        f"{profiled['rate']:,.0f}/s, "
         f"{r['us_per_event']:.1f} µs of profiled Python time per {unit}.",
         "",
         f"| stage | share of profiled time | µs per {unit} (profiled) |",
@@ -237,9 +244,13 @@ def markdown(env: dict[str, Any], results: dict[str, dict[str, Any]], s: Setting
         "what this file is for.",
         "",
         "cProfile adds a fixed cost to every Python-level call, so stages made of many small "
-        "Python calls look larger than C ones (uvloop, `_json`, the speedups); the "
-        "*event loop* stage is the time cProfile sees inside uvloop's C (epoll, recv, "
-        "callback dispatch), not kernel time in full.",
+        "Python calls look larger than C ones (`_json`, the speedups). uvloop's methods "
+        "(`transport.write`, `get_write_buffer_size`...) are Cython functions cProfile does "
+        "not see as calls: their time, the `send()` system call included, is the own time "
+        "of the Python function that calls them (`_http1.py` `write_frames` and `flush`). "
+        "The loop itself (epoll, `recv()`, calling callbacks) is outside every profiled "
+        "call and not counted; the system-time share of the plain run says how much of the "
+        "server's CPU is the kernel's.",
     ]
     for workload, r in results.items():
         lines += ["", titles[workload], "", *section(workload, r)]
