@@ -2,22 +2,24 @@
 // official socket.io-client 4.8 (tests/examples/migrating/test_chat.py runs it
 // against psio_chat.py and tether_chat.py, each under uvicorn).
 //
-// Usage: node chat_driver.mjs URL LIMIT_MS
+// Usage: node chat_driver.mjs URL LIMIT_MS [TRANSPORTS]
 //
-// Five clients (default transports: long-polling, upgraded to WebSocket) act
+// TRANSPORTS: "polling,websocket" (the client's default: long-polling, then
+// upgraded to WebSocket), "websocket" or "polling". Five clients act
 // one step at a time, each step waiting for its acknowledgement. Every client
 // keeps a log of what it gets: ["ack", event, reply], ["event", event, ...args],
 // ["connect"], ["connect_error", message, data], ["disconnect", reason].
 // Prints {"logs": {name: [...]}} on one line, or {"error": "..."} and exits 1.
 import { io } from 'socket.io-client';
 
-const [url, limitArg] = process.argv.slice(2);
+const [url, limitArg, transportsArg = 'polling,websocket'] = process.argv.slice(2);
+const transports = transportsArg.split(',');
 const limit = Number(limitArg);
 const token = 'letmein';
 
 function client(name, auth) {
   const log = [];
-  const socket = io(url, { forceNew: true, reconnection: false, auth });
+  const socket = io(url, { forceNew: true, reconnection: false, transports, auth });
   socket.onAny((event, ...args) => log.push(['event', event, ...args]));
   socket.on('connect', () => log.push(['connect']));
   socket.on('disconnect', (reason) => log.push(['disconnect', reason]));

@@ -5,9 +5,10 @@ binds to 127.0.0.1 port 0 and hands over (``--fd``), so clients queue until
 uvicorn is ready instead of racing its startup. chat_driver.mjs then drives it
 with five official socket.io-client sockets (npm ``socket.io-client`` 4.8,
 from node_modules) through one scripted conversation, and prints what each
-client received. Both servers must give exactly :data:`EXPECTED`: the same
-acknowledgements, room isolation, nick from the session, presence on
-disconnect, and a refused connection.
+client received; with the client's default transports (long-polling upgraded
+to WebSocket), WebSocket only, and long-polling only. Both servers must give
+exactly :data:`EXPECTED`: the same acknowledgements, room isolation, nick
+from the session, presence on disconnect, and a refused connection.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ EXPECTED: dict[str, list[list[Any]]] = {
 }
 
 
-async def _run_driver(url: str) -> dict[str, Any]:
+async def _run_driver(url: str, transports: str) -> dict[str, Any]:
     executable = node_bin()
     assert executable is not None
     limit_ms = int(timeout(10) * 1000)  # per acknowledgement; the whole run gets 3x
@@ -115,6 +116,7 @@ async def _run_driver(url: str) -> dict[str, Any]:
         str(DRIVER),
         url,
         str(limit_ms),
+        transports,
         cwd=repo_root(),
         stdout=asyncio.subprocess.PIPE,
     )
@@ -128,7 +130,7 @@ async def _run_driver(url: str) -> dict[str, Any]:
     return result
 
 
-async def _conversation(app: str) -> tuple[dict[str, Any], str]:
+async def _conversation(app: str, transports: str) -> tuple[dict[str, Any], str]:
     """Serve ``app`` under uvicorn, run the driver against it; its result and
     uvicorn's stderr."""
     listener = socket.socket()
@@ -145,7 +147,7 @@ async def _conversation(app: str) -> tuple[dict[str, Any], str]:
             text=True,
         )
     try:
-        result = await _run_driver(f"http://127.0.0.1:{port}")
+        result = await _run_driver(f"http://127.0.0.1:{port}", transports)
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
@@ -157,11 +159,12 @@ async def _conversation(app: str) -> tuple[dict[str, Any], str]:
     return result, stderr
 
 
+@pytest.mark.parametrize("transports", ["polling,websocket", "websocket", "polling"])
 @pytest.mark.parametrize("app", APPS)
-async def test_the_official_client_gets_the_same_transcript(app: str) -> None:
+async def test_the_official_client_gets_the_same_transcript(app: str, transports: str) -> None:
     if node_bin() is None:
         pytest.skip("node is not installed")
-    result, stderr = await _conversation(app)
+    result, stderr = await _conversation(app, transports)
     assert "error" not in result, f"{result['error']}\n{stderr}"
     # Per client, so that a failure names the client whose log differs.
     for name, expected in EXPECTED.items():
