@@ -10,6 +10,9 @@ One :func:`tether.serve` answers everything, routing by path:
 ``/vendor/...``        the official browser client of socket.io: the
                        copy the wheel ships (``tether/demo/vendor``),
                        or ``node_modules/socket.io-client/dist``
+``/admin-ui/``         the official Socket.IO Admin UI, from
+                       ``node_modules`` (:mod:`tether.demo.admin`),
+                       watching the chat's realtime server
 anything else          the pages in ``tether/demo/static``
 =====================  ==============================================
 
@@ -35,9 +38,11 @@ from .. import realtime
 from ..connection import Connection
 from ..protocol.http import Headers, Request, Response
 from ..realtime.adapters.base import Adapter
+from ..realtime.admin import instrument
 from ..realtime.server.static import StaticFiles, not_found
 from ..server import Server as WebSocketServer
 from ..server import serve
+from .admin import ADMIN_UI, USERNAME, AdminPages, find_admin_ui, new_admin_password
 from .chat import Chat
 from .game import Game
 from .ticker import Ticker
@@ -83,11 +88,21 @@ def find_client_dist() -> Path | None:
 class DemoApp:
     """The chat, ticker and game behind one set of :func:`tether.serve` hooks."""
 
-    def __init__(self, *, adapter: Adapter | None = None, client_dist: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        adapter: Adapter | None = None,
+        client_dist: Path | None = None,
+        admin_password: str | None = None,
+    ) -> None:
         self.realtime = realtime.Server(
             adapter=adapter,
             connection_state_recovery={"max_disconnection_duration": RECOVERY_SECONDS},
         )
+        #: The Admin UI's password (username :data:`~.admin.USERNAME`).
+        self.admin_password = admin_password or new_admin_password()
+        instrument(self.realtime, auth=(USERNAME, self.admin_password))
+        self.admin_pages = AdminPages(*find_admin_ui())
         self.chat = Chat(self.realtime)
         self.ticker = Ticker()
         self.game = Game()
@@ -132,6 +147,9 @@ class DemoApp:
     async def http(self, connection: Connection, request: Request, body: bytes) -> Response:
         if self.realtime.handles(request.path):
             return await self.realtime.engine.handle_http(connection, request, body)
+        if self.admin_pages.handles(request.path):
+            found = self.admin_pages.serve(request)
+            return found if found is not None else not_found()
         route = urlsplit(request.path).path
         if route in ("/chat", "/ticker", "/game"):
             # Relative URLs in the page resolve against the directory.
@@ -165,6 +183,7 @@ async def running(
     port: int = 8000,
     *,
     redis_url: str | None = None,
+    admin_password: str | None = None,
     **options: Any,
 ) -> AsyncIterator[WebSocketServer]:
     """Run the demos until the block exits; yields the :class:`tether.Server` (its ``port``)."""
@@ -176,7 +195,15 @@ async def running(
             "tether from a wheel built where npm could fetch it",
             CLIENT_BUNDLE,
         )
-    app = DemoApp(adapter=_adapter(redis_url), client_dist=client_dist)
+    app = DemoApp(
+        adapter=_adapter(redis_url), client_dist=client_dist, admin_password=admin_password
+    )
+    if app.admin_pages.dist is None:
+        _log.warning(
+            "the Admin UI's files (%s/) are missing: in a checkout run `npm ci`, or set "
+            "TETHER_ADMIN_UI_DIST to @socket.io/admin-ui's ui/dist",
+            ADMIN_UI,
+        )
     await app.start()
     try:
         async with serve(
@@ -200,7 +227,8 @@ async def running(
 
 async def main(host: str = "127.0.0.1", port: int = 8000, redis_url: str | None = None) -> None:
     """Serve the demos until SIGINT or SIGTERM."""
-    async with running(host, port, redis_url=redis_url) as server:
+    password = new_admin_password()
+    async with running(host, port, redis_url=redis_url, admin_password=password) as server:
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -209,6 +237,12 @@ async def main(host: str = "127.0.0.1", port: int = 8000, redis_url: str | None 
         if host in ("0.0.0.0", "::"):
             shown = "localhost"
         print(f"tether demos on http://{shown}:{server.port}/", file=sys.stderr, flush=True)
+        print(
+            f"Admin UI on http://{shown}:{server.port}{ADMIN_UI}/ "
+            f"(username {USERNAME}, password {password})",
+            file=sys.stderr,
+            flush=True,
+        )
         with contextlib.suppress(asyncio.CancelledError):
             await stop
         print("shutting down", file=sys.stderr, flush=True)
