@@ -17,6 +17,7 @@ from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
 from .protocol.handshake import SERVER_NAME, ClientHandshake
 from .protocol.http import parse_response
+from .protocol.http_types import HeaderItems, header_items
 from .protocol.proxy import (
     Proxy,
     ProxyOption,
@@ -59,6 +60,9 @@ class connect:
     (e.g. one end of :func:`socket.socketpair`); the URI still gives the
     Host header and resource.
 
+    ``extra_headers``: more request headers, a mapping or ``(name, value)``
+    pairs (pairs may repeat a name).
+
     ``compression``: ``"deflate"`` (default) offers permessage-deflate,
     ``None`` turns it off, a :class:`DeflateOptions` or a sequence of them
     makes one offer each, in order of preference. Limits are keyword options,
@@ -80,7 +84,7 @@ class connect:
         *,
         origin: str | None = None,
         subprotocols: Sequence[str] = (),
-        extra_headers: Sequence[tuple[str, str]] = (),
+        extra_headers: HeaderItems = (),
         compression: Compression | Sequence[DeflateOptions] = "deflate",
         ssl: ssl_module.SSLContext | bool | None = None,
         server_hostname: str | None = None,
@@ -99,7 +103,7 @@ class connect:
         self.limits = (limits or DEFAULT_LIMITS).replace(**options)
         self.origin = origin
         self.subprotocols = list(subprotocols)
-        self.extra_headers = list(extra_headers)
+        self.extra_headers = header_items(extra_headers)
         if isinstance(compression, (list, tuple)):
             self.offers: list[DeflateOptions] = list(compression)
         else:

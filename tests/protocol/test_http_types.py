@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tether.protocol.http_types import Headers
+from tether.protocol.http_types import HeaderItems, Headers, header_items
 
 
 def test_headers_are_a_case_insensitive_ordered_multimap() -> None:
@@ -58,3 +58,23 @@ def test_headers_add_refuses_crlf_injection(name: str, value: str) -> None:
     with pytest.raises(ValueError):
         headers.set(name, value)
     assert list(headers) == []
+
+
+def test_headers_item_assignment_replaces_every_value_and_del_removes() -> None:
+    headers = Headers([("X-A", "1"), ("x-a", "2"), ("Host", "h")])
+    headers["X-A"] = "3"
+    assert list(headers) == [("Host", "h"), ("X-A", "3")]
+    del headers["x-a"]
+    assert list(headers) == [("Host", "h")]
+    with pytest.raises(KeyError):
+        del headers["X-A"]
+    with pytest.raises(ValueError):
+        headers["X-B"] = "a\r\nInjected: 1"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"X-A": "1", "X-B": "2"}, [("X-A", "1"), ("X-B", "2")], Headers([("X-A", "1"), ("X-B", "2")])],
+)
+def test_header_items_takes_a_mapping_pairs_or_headers(given: HeaderItems) -> None:
+    assert header_items(given) == [("X-A", "1"), ("X-B", "2")]

@@ -9,10 +9,10 @@ exceptions: the dependency goes one way, http -> exceptions -> http_types.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Headers", "Request", "Response", "comma_tokens"]
+__all__ = ["HeaderItems", "Headers", "Request", "Response", "comma_tokens", "header_items"]
 
 #: RFC 7230 §3.2.6: a token, as in header names.
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -46,6 +46,17 @@ class Headers:
         if value is None:
             raise KeyError(name)
         return value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """``headers[name] = value``: :meth:`set` (as websockets' and
+        http.client's headers allow)."""
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        """``del headers[name]``: :meth:`remove`, :class:`KeyError` if absent."""
+        if name not in self:
+            raise KeyError(name)
+        self.remove(name)
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
@@ -107,6 +118,18 @@ class Headers:
     def encode(self) -> bytes:
         """The header lines as sent: ``Name: value`` and CRLF each, Latin-1 (RFC 7230 §3.2)."""
         return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self)
+
+
+#: Headers as a caller may give them: a mapping, ``(name, value)`` pairs, or
+#: :class:`Headers`.
+HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def header_items(headers: HeaderItems) -> list[tuple[str, str]]:
+    """``headers`` as a list of ``(name, value)`` pairs, in their order."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return [(name, value) for name, value in headers]
 
 
 def comma_tokens(values: Iterable[str]) -> list[str]:
