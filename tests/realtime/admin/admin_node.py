@@ -1,7 +1,8 @@
 """One tether server instrumented for the Admin UI, for the admin tests.
 
-Run as ``python admin_node.py [--redis URL --prefix P] [--server-id ID]``:
-it serves on 127.0.0.1 port 0 (the Redis adapter when ``--redis`` is given),
+Run as ``python admin_node.py [--redis URL --prefix P | --hub PATH] [--server-id ID]``:
+it serves on 127.0.0.1 port 0 (the Redis adapter when ``--redis`` is given,
+the cluster adapter on the hub at ``PATH`` with ``--hub``),
 with ``instrument(auth=("admin", PASSWORD), stats_interval=0.5)``, prints
 ``{"port": N}`` on one line once serving, and exits when its stdin closes.
 
@@ -25,13 +26,20 @@ PASSWORD = "correct horse battery"
 
 
 def build(
-    redis: str | None = None, prefix: str = "admin", server_id: str | None = None
+    redis: str | None = None,
+    prefix: str = "admin",
+    server_id: str | None = None,
+    hub: str | None = None,
 ) -> realtime.Server:
-    adapter = None
+    adapter: realtime.Adapter | None = None
     if redis is not None:
         from tether.realtime.adapters.redis import RedisAdapter
 
         adapter = RedisAdapter(redis, prefix=prefix, request_timeout=3.0)
+    elif hub is not None:
+        from tether.realtime.adapters.cluster import ClusterAdapter
+
+        adapter = ClusterAdapter(hub, request_timeout=3.0)
     server = realtime.Server(adapter=adapter, cors_allowed_origins="*")
 
     @server.on("connect")
@@ -50,7 +58,7 @@ def build(
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = build(args.redis, args.prefix, args.server_id)
+    server = build(args.redis, args.prefix, args.server_id, args.hub)
     async with realtime.serve(server, "127.0.0.1", 0) as http:
         print(json.dumps({"port": http.port}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -61,4 +69,5 @@ if __name__ == "__main__":
     parser.add_argument("--redis")
     parser.add_argument("--prefix", default="admin")
     parser.add_argument("--server-id")
+    parser.add_argument("--hub")
     asyncio.run(main(parser.parse_args()))
