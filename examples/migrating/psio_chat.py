@@ -101,7 +101,7 @@ async def dm(sid, data):
 
 @sio.event
 async def disconnect(sid, reason):
-    # The sid is still in its rooms while this handler runs.
+    # Still in its rooms, with its session, while this handler runs.
     nick = await nick_of(sid)
     if nick is None:
         return

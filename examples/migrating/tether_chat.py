@@ -15,10 +15,7 @@ What differs from psio_chat.py, and why:
 * each handler gets the socket, not its sid (``socket.sid`` is the sid);
 * the token is checked in a middleware (``sio.use``), raising tether's
   ``ConnectionRefused``: a connect handler runs once the client is connected,
-  so refusing there would disconnect it instead;
-* the disconnect handler reads the session and the rooms from the socket
-  (``socket.data``, ``socket.rooms``): it runs once the socket has left its
-  rooms, and ``sio.get_session(sid)`` no longer finds it.
+  so refusing there would disconnect it instead.
 
 tests/examples/migrating/test_chat.py runs both under uvicorn and drives them
 with the official socket.io-client through the same scenario.
@@ -117,13 +114,12 @@ async def dm(socket, data):
 
 @sio.event
 async def disconnect(socket, reason):
-    # The socket has left its rooms and the server's sockets by now: its
-    # session is socket.data, the rooms it was in socket.rooms.
-    nick = socket.data["nick"]
+    # Still in its rooms, with its session, while this handler runs.
+    nick = await nick_of(socket.sid)
     if nick is None:
         return
     del users[nick]
-    for room in socket.rooms:
+    for room in sio.rooms(socket.sid):
         if room != socket.sid:
             presence = {"room": room, "nick": nick, "joined": False}
             await sio.emit("presence", presence, room=room, skip_sid=socket.sid)

@@ -458,3 +458,32 @@ async def test_another_node_acts_on_an_official_client_through_redis() -> None:
                 acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 await there.emit("question", to=sid, callback=acked.set_result)
                 assert await asyncio.wait_for(acked, timeout(5)) == "node-0"
+
+
+async def test_a_disconnect_handler_reads_rooms_and_session_by_sid() -> None:
+    # python-socketio's disconnect handlers call rooms(sid) and get_session(sid):
+    # the socket has left, but while its handler runs it is found by sid.
+    server = realtime.Server()
+    seen: asyncio.Future[tuple[list[str], dict[str, Any]]] = asyncio.Future()
+
+    @server.on("connect")
+    async def connect(socket: Socket) -> None:
+        await server.save_session(socket.sid, {"nick": "alice"})
+        await server.enter_room(socket.sid, "lobby")
+
+    @server.on("disconnect")
+    async def disconnect(socket: Socket) -> None:
+        seen.set_result((server.rooms(socket.sid), await server.get_session(socket.sid)))
+
+    async with running(server) as sio:
+        alice = await peer(sio.port, "alice")
+        sid = alice.sid
+        await eventually(lambda: server.rooms(sid) == sorted([sid, "lobby"]))
+        await alice.close()
+        rooms, session = await asyncio.wait_for(seen, timeout(5))
+        assert rooms == sorted([sid, "lobby"])
+        assert session == {"nick": "alice"}
+        # Once the handler is over, the sid is unknown here.
+        await eventually(lambda: server.rooms(sid) == [])
+        with pytest.raises(KeyError):
+            await server.get_session(sid)

@@ -105,7 +105,9 @@ class SidMethods:
         return self.of(namespace or "/")
 
     def _local(self, sid: str, namespace: str | None) -> Any:
-        return self._target(namespace).sockets.get(sid)
+        """Socket ``sid`` of this node, or one whose disconnect handler runs."""
+        nsp = self._target(namespace)
+        return nsp.sockets.get(sid) or nsp.departing.get(sid)
 
     async def emit(
         self,
@@ -168,9 +170,10 @@ class SidMethods:
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
         """The rooms of socket ``sid`` of this node, its own sid included
         (empty for a sid this node does not have: see
-        :meth:`~tether.realtime.Namespace.fetch_sockets` for other nodes)."""
-        nsp = self._target(namespace)
-        return sorted(nsp.adapter.rooms_of(nsp.name, sid))
+        :meth:`~tether.realtime.Namespace.fetch_sockets` for other nodes). In
+        its ``disconnect`` handler: the rooms it was in, as python-socketio."""
+        socket = self._local(sid, namespace)
+        return sorted(socket.rooms) if socket is not None else []
 
     async def disconnect(self, sid: str, namespace: str | None = None) -> None:
         """Disconnect socket ``sid`` from ``namespace``, on whichever node it is

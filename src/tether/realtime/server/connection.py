@@ -14,6 +14,7 @@ import asyncio
 import collections
 import inspect
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -300,10 +301,17 @@ class SocketIOConnection:
         root = namespace.parent or namespace
         self.server.runner.log_failure(root.name, event, socket)
 
-    def _call(self, handler: Handler, socket: Socket, event: str, *args: Any) -> None:
+    def _call(
+        self,
+        handler: Handler,
+        socket: Socket,
+        event: str,
+        *args: Any,
+        after: Callable[[], object] | None = None,
+    ) -> None:
         """Run the ``event`` handler ``handler(socket, *args)`` in a task, with
         as many of ``args`` as it takes (``disconnect`` handlers may ignore the
-        reason)."""
+        reason); ``after`` runs once it is over, however it ended."""
         count = arity(handler)
         if count >= 1:
             args = args[: count - 1]
@@ -313,6 +321,9 @@ class SocketIOConnection:
                 await maybe_await(handler(socket, *args))
             except Exception:
                 self._log_failure(socket, event)
+            finally:
+                if after is not None:
+                    after()
 
         self.server.runner.spawn(call())
 
@@ -476,4 +487,8 @@ class SocketIOConnection:
             )
         disconnect = handlers.get("disconnect")
         if disconnect is not None:
-            self._call(disconnect, socket, "disconnect", reason)
+            sid, departing = socket.sid, namespace.departing
+            departing[sid] = socket
+            self._call(
+                disconnect, socket, "disconnect", reason, after=lambda: departing.pop(sid, None)
+            )

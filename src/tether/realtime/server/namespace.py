@@ -88,6 +88,11 @@ class Namespace:
         self.name = name
         self.adapter: Adapter = server.adapter
         self.sockets: dict[str, Socket] = {}
+        #: Sockets whose ``disconnect`` handler is running: gone from
+        #: :attr:`sockets` and from their rooms, but still found by sid (the
+        #: by-sid API: python-socketio's disconnect handlers call
+        #: ``get_session(sid)`` and ``rooms(sid)``).
+        self.departing: dict[str, Socket] = {}
         self.parent = parent
         #: Whether this is a dynamic parent (made by :meth:`~tether.realtime.Server.of` with a
         #: pattern or predicate): its children are the namespaces it accepted.
