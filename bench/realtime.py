@@ -24,6 +24,10 @@ the load pinned to the second:
   after the CONNECT: the server's RSS growth per connection (``/proc/PID/status``),
   after the handshake path was warmed by 20 connections opened and closed.
 
+``--servers`` may add ``tether-pure``: tether with ``TETHER_NO_SPEEDUPS=1``.
+With one connection, the echo is a round trip of 32 events at a time, so no
+server keeps its core busy: compare the per-CPU-second figures.
+
 Rates are per second of wall time and per second of server CPU (user + system
 of every thread, from ``/proc/PID/stat``, read when the load prints ``start``
 and ``stop``): the second is the figure to compare on a shared machine. Each
@@ -64,11 +68,15 @@ SERVERS: dict[str, list[str]] = {
     "tether": [PYTHON, str(SERVERS_DIR / "realtime_tether.py")],
     "node": ["node", str(SERVERS_DIR / "realtime_socketio.mjs")],
     "python-socketio": [PYTHON, str(SERVERS_DIR / "realtime_python_socketio.py")],
+    # tether's pure-Python fallback (its C speedups off); not in the default run.
+    "tether-pure": ["env", "TETHER_NO_SPEEDUPS=1", PYTHON, str(SERVERS_DIR / "realtime_tether.py")],
 }
+DEFAULT_SERVERS = ["tether", "node", "python-socketio"]
 LABELS = {
     "tether": "tether (uvloop)",
     "node": "socket.io 4.8 (Node)",
     "python-socketio": "python-socketio (uvicorn, uvloop)",
+    "tether-pure": "tether, pure Python (uvloop)",
 }
 WORKLOADS = ("echo", "fanout", "idle")
 UNITS = {"echo": "events", "fanout": "deliveries"}
@@ -347,7 +355,7 @@ def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=DEFAULT_SERVERS)
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median kept)")
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 5)")
