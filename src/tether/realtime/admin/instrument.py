@@ -275,9 +275,12 @@ class AdminUI(Observer):
             self._stats = asyncio.get_running_loop().create_task(self._report())
 
     def server_stopping(self) -> None:
-        if self._stats is not None:
-            self._stats.cancel()
-            self._stats = None
+        # What was not sent yet is dropped: the UIs are being disconnected.
+        for task in (self._stats, self._sending):
+            if task is not None:
+                task.cancel()
+        self._stats = self._sending = None
+        self._outbox.clear()
 
     def session_opened(self, session: Session) -> None:
         self.events.push("rawConnection")
