@@ -232,3 +232,21 @@ async def test_reconnect_iterator_retries_a_5xx(start_server: StartServer) -> No
 
     assert await asyncio.wait_for(run(), timeout(2)) == "made it"
     assert calls == 3
+
+
+@pytest.mark.parametrize("size", [0, 12, 8192, 8193])
+async def test_a_refusal_body_is_read_up_to_max_header_bytes(
+    start_server: StartServer, size: int
+) -> None:
+    # InvalidStatus carries what the server said, as websockets' does; a body
+    # larger than max_header_bytes (8 KiB here) is not buffered.
+    body = b"x" * size
+
+    def refuse(connection: tether.Connection, request: Request) -> Response:
+        return Response(401, "Unauthorized", body=body)
+
+    server = await start_server(process_request=refuse)
+    with pytest.raises(tether.InvalidStatus) as info:
+        await asyncio.wait_for(tether.connect(ws_uri(server), max_header_bytes=8192), timeout(2))
+    assert info.value.response.status == 401
+    assert info.value.response.body == (body if size <= 8192 else b"")

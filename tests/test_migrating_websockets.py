@@ -306,8 +306,7 @@ async def test_process_request_answers_plain_http() -> None:
             # Only websockets adds a Content-Type for its text.
             assert (b"Content-Type" in answer) == (lib == "websockets")
             assert (b"\r\nConnection: close\r\n" in answer) == (lib == "websockets")
-            # A refused handshake: InvalidStatus in both clients; only websockets'
-            # reads the body.
+            # A refused handshake: InvalidStatus in both clients, with the body.
             with pytest.raises(websockets.exceptions.InvalidStatus) as ws_refused:
                 await ws_connect(uri)
             assert ws_refused.value.response.status_code == 401
@@ -315,7 +314,7 @@ async def test_process_request_answers_plain_http() -> None:
             with pytest.raises(tether.InvalidStatus) as refused:
                 await tether.connect(uri)
             assert refused.value.response.status == 401
-            assert refused.value.response.body == b""
+            assert refused.value.response.body == b"log in first\n"
             headers = [("Authorization", "Bearer s3cret")]
             async with tether.connect(uri, extra_headers=headers) as t:
                 await t.send("in")

@@ -17,7 +17,7 @@ from .protocol import connection as core
 from .protocol.deflate import DeflateOptions, PerMessageDeflate
 from .protocol.handshake import SERVER_NAME, ClientHandshake
 from .protocol.http import parse_response
-from .protocol.http_types import HeaderItems, header_items
+from .protocol.http_types import HeaderItems, Response, header_items
 from .protocol.proxy import (
     Proxy,
     ProxyOption,
@@ -40,6 +40,17 @@ _log = logging.getLogger("tether.client")
 # Errors after which reconnecting may help: the network, a timeout, or a
 # server-side HTTP 5xx. Anything else (bad URI, 4xx, protocol errors) is final.
 _RETRYABLE = (OSError, asyncio.TimeoutError, EOFError)
+
+
+async def _refusal_body(connection: Connection, response: Response, start: int) -> bytes:
+    """The body of a refusal, for :class:`InvalidStatus` (what the server says
+    is wrong): read when its ``Content-Length`` is at most ``max_header_bytes``
+    (the one bound on what a handshake may buffer), else left empty, as is a
+    chunked or unframed body."""
+    length = response.headers.get("Content-Length") or ""
+    if not length.isdigit() or int(length) > connection.limits.max_header_bytes:
+        return b""
+    return await connection.read_body(start, int(length)) or b""
 
 
 class connect:
@@ -189,6 +200,8 @@ class connect:
             raise EOFError("connection closed during the opening handshake")
         response, used = parsed
         connection.response = response
+        if response.status != 101:
+            response.body = await _refusal_body(connection, response, used)
         result = handshake.check(response)
         deflate = None
         if result.deflate is not None:
