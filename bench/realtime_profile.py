@@ -6,7 +6,9 @@
 It runs bench/realtime.py's emit-echo and room fan-out against tether's
 realtime server (bench/servers/realtime_tether.py, uvloop, pinned to the first
 CPU, the C load bench/sioload.c on the second), twice for each: once plain, for
-the server CPU per event without a profiler, then with cProfile enabled in the
+the server CPU per event without a profiler, sampled by ``perf record`` when
+``perf`` is installed (a few percent of overhead) to split it by shared object
+and symbol (interpreter, extensions, kernel); then with cProfile enabled in the
 server for the measured window only (SIGUSR1 on, SIGUSR2 off and dump). Each
 function's own time (``tottime``) goes to one stage of the path an event takes,
 by its module (``STAGES``), and the report gives each stage's share, the
@@ -25,7 +27,9 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -174,10 +178,57 @@ def analyse(path: Path, events: int) -> dict[str, Any]:
     }
 
 
-def profile_one(workload: str, s: Settings, dump: Path) -> dict[str, Any]:
-    """The plain run's figures, then the profiled run's analysis, for one workload."""
+class PerfRecord:
+    """``perf record`` of one process over the measured window (``on_window``), when
+    ``perf`` is installed: where the CPU goes below Python (interpreter, extensions,
+    kernel), which cProfile cannot say."""
+
+    def __init__(self, pid: int, seconds: float, out: Path) -> None:
+        self.pid, self.seconds, self.out = pid, seconds, out
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def on_window(self, start: bool) -> None:
+        if start and shutil.which("perf"):
+            cmd = ["perf", "record", "-q", "-p", str(self.pid), "-o", str(self.out)]
+            self.proc = subprocess.Popen(
+                [*cmd, "--", "sleep", f"{self.seconds:.2f}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        elif not start and self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            finally:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+
+    def report(self, sort: str, count: int) -> list[tuple[float, str]]:
+        """The ``count`` first rows of ``perf report --sort sort``: (percent, what)."""
+        if self.proc is None or self.proc.returncode != 0:
+            return []
+        done = subprocess.run(
+            ["perf", "report", "-i", str(self.out), "--no-children", "--sort", sort, "--stdio"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        rows = []
+        for line in done.stdout.splitlines():
+            if "%" in line and not line.startswith("#"):
+                pct, _, what = line.strip().partition("%")
+                rows.append((float(pct), " ".join(what.split())))
+        return rows[:count]
+
+
+def profile_one(workload: str, s: Settings, tmp: Path) -> dict[str, Any]:
+    """The plain run's figures (and perf's split of them), then the profiled run's
+    analysis, for one workload."""
     with server("tether", s, nofile=s.receivers + 200) as (child, port):
-        plain = measure(timed_load(workload, port, s), child.pid, s, lambda _: None)
+        perf = PerfRecord(child.pid, 0.9 * s.duration, tmp / f"{workload}.perf")
+        plain = measure(timed_load(workload, port, s), child.pid, s, perf.on_window)
+    native = {"dso": perf.report("dso", 8), "symbols": perf.report("dso,sym", 15)}
+    dump = tmp / f"{workload}.pstats"
     with server("tether", s, nofile=s.receivers + 200, extra=("--profile", str(dump))) as (
         child,
         port,
@@ -189,7 +240,23 @@ def profile_one(workload: str, s: Settings, dump: Path) -> dict[str, Any]:
 
         profiled = measure(timed_load(workload, port, s), pid, s, toggle)
         child.expect("profiled", time.monotonic() + 60)
-    return {"plain": plain, "profiled": profiled, **analyse(dump, profiled["count"])}
+    analysis = analyse(dump, profiled["count"])
+    return {"plain": plain, "profiled": profiled, "native": native, **analysis}
+
+
+def native_lines(native: dict[str, list[tuple[float, str]]]) -> list[str]:
+    if not native["dso"]:
+        return ["", "(`perf` missing or not allowed to attach: no split below Python.)"]
+    lines = [
+        "",
+        "Below Python, the plain run's server CPU by shared object (`perf record -p PID` "
+        "over the window, `perf report --sort dso`): "
+        + ", ".join(f"{what} {pct:.1f} %" for pct, what in native["dso"])
+        + ". The costliest symbols (`--sort dso,sym`):",
+        "",
+    ]
+    lines += [f"- {pct:.1f} % `{what}`" for pct, what in native["symbols"]]
+    return lines
 
 
 def section(workload: str, r: dict[str, Any]) -> list[str]:
@@ -203,6 +270,7 @@ def section(workload: str, r: dict[str, Any]) -> list[str]:
         "CPU in the kernel (system time: reads, writes, epoll). With it: "
         f"{profiled['rate']:,.0f}/s, "
         f"{r['us_per_event']:.1f} µs of profiled Python time per {unit}.",
+        *native_lines(r["native"]),
         "",
         f"| stage | share of profiled time | µs per {unit} (profiled) |",
         "|---|---|---|",
@@ -277,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workload in ("echo", "fanout"):
-            results[workload] = profile_one(workload, s, Path(tmp) / f"{workload}.pstats")
+            results[workload] = profile_one(workload, s, Path(tmp))
             top = next(iter(results[workload]["stages"].items()))
             print(f"{workload}: {results[workload]['us_per_event']:.1f} us/event, {top}")
     args.results_dir.mkdir(parents=True, exist_ok=True)
