@@ -249,10 +249,10 @@ class WebSocketStream(HTTPStream):
                 data = b""
             if self._rate is not None and events and not self._rate_allows(events):
                 return got
-            received = 0
+            # Counted once per read: every event but the rare control ones is a message.
+            received = len(events)
             for event in events:
                 if isinstance(event, (str, bytes)):
-                    received += 1
                     if listener is not None and not self._writing_paused and not messages:
                         self._deliver(listener, event)
                     # After our close frame, reading goes on to reach the peer's
@@ -262,11 +262,13 @@ class WebSocketStream(HTTPStream):
                             messages = self._messages = collections.deque()
                         messages.append(event)
                         self._queued_bytes += len(event)
-                elif isinstance(event, Pong):
-                    self._pong_received(event.payload)
-                elif isinstance(event, Close):
-                    self.logger.debug("close frame received: %s %s", event.code, event.reason)
-            self.metrics.messages_received += received  # once per read: cheap
+                else:
+                    received -= 1
+                    if isinstance(event, Pong):
+                        self._pong_received(event.payload)
+                    elif isinstance(event, Close):
+                        self.logger.debug("close frame received: %s %s", event.code, event.reason)
+            self.metrics.messages_received += received
             got = got or bool(events)
             # Keep parsing what the room limit held back when nothing else will:
             # while closing, or when messages go straight to a listener.

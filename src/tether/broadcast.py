@@ -45,8 +45,9 @@ def broadcast(
         # loop), in the server of the connections (of the last one written to).
         metrics = last.metrics
         metrics.broadcast_deliveries += sent
-        metrics.messages_sent += sent
-        metrics.bytes_sent += sent * len(frame)
+        if metrics.count_sends:
+            metrics.messages_sent += sent
+            metrics.bytes_sent += sent * len(frame)
     return sent
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from helpers import node_bin, repo_root, timeout
 from metrics.scrape import scrape, subset
+from realtime.redis_helpers import redis_server
 from realtime.sio_helpers import (
     eio_url,
     eventually,
@@ -150,3 +151,37 @@ def server_counts(server: realtime.Server) -> dict[str, Any]:
         "polling": snapshot["tether_realtime_polling_requests_total"],
         "refused": snapshot["tether_realtime_requests_refused_total"],
     }
+
+
+@pytest.mark.redis
+async def test_the_redis_adapters_figures() -> None:
+    from tether.realtime.adapters.redis import RedisAdapter
+
+    with redis_server() as redis:
+        nodes = [
+            realtime.Server(
+                adapter=RedisAdapter(redis.url, prefix="t-metrics", request_timeout=timeout(2))
+            )
+            for _ in range(2)
+        ]
+        for node in nodes:
+            await node.start()
+        try:
+            metrics = RealtimeMetrics.install(nodes[0])
+            assert metrics.snapshot()["tether_redis_request_round_trip_seconds"]["count"] == 0
+            assert await nodes[0].fetch_sockets() == []  # a request answered by the other node
+            published = metrics.snapshot()["tether_redis_published_total"]
+            await nodes[0].emit("news", 1)
+            snapshot = metrics.snapshot()
+            assert snapshot["tether_redis_request_round_trip_seconds"]["count"] == 1
+            assert snapshot["tether_redis_request_timeouts_total"] == 0
+            assert snapshot["tether_redis_published_total"] == published + 1
+            assert snapshot["tether_redis_publish_failures_total"] == 0
+            redis.stop()
+            await nodes[0].emit("news", 2)  # local sockets only: Redis is gone
+            snapshot = metrics.snapshot()
+            assert snapshot["tether_redis_publish_failures_total"] == 1
+            assert snapshot["tether_redis_published_total"] == published + 1
+        finally:
+            for node in nodes:
+                await asyncio.wait_for(node.shutdown(), timeout(10))

@@ -49,6 +49,7 @@ async def test_a_scripted_scenario_scraped_exactly() -> None:
         close_timeout=timeout(1),
         metrics=MetricsEndpoint(token=TOKEN),
     )
+    server.metrics.count_sends = True  # off by default (its cost: docs/metrics.md)
     clients: list[tether.Connection] = []
     try:
         clients = [await connect(server.port) for _ in range(CLIENTS)]
@@ -182,8 +183,10 @@ async def test_slow_clients_and_the_rate_limit_in_the_snapshot() -> None:
         snapshot = server.metrics.snapshot()
         assert snapshot["tether_slow_clients_total"] == {"close": 1, "skip": 1}
         assert snapshot["tether_broadcast_deliveries_total"] == 0
-        assert snapshot["tether_messages_sent_total"] == sent[0]
-        assert snapshot["tether_bytes_sent_total"] == sent[0] * (65536 + 2 + 8)
+        assert sent[0] > 0
+        # Not counted: count_sends is off by default.
+        assert snapshot["tether_messages_sent_total"] == 0
+        assert snapshot["tether_bytes_sent_total"] == 0
         assert snapshot["tether_limit_hits_total"] == {"max_messages_per_second": 1}
         assert snapshot["tether_closes_total"] == {"1008": 2}
     finally:

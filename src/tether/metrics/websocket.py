@@ -1,10 +1,11 @@
 """What a :class:`tether.Server` counts: :class:`WebSocketMetrics`.
 
 Every server has one, as ``server.metrics``, always counting; reading it
-costs nothing until it is read. The five counters of the message path are
-plain ints added to once per socket read, per message sent and per
-broadcast (not per recipient), which is what keeps them under bench/'s
-3 % (docs/metrics.md, "Cost").
+costs nothing until it is read. The counters of the message path are plain
+ints added to once per socket read and once per broadcast (not per
+recipient), which keeps them under 3 % of a small-message echo
+(docs/metrics.md, "What it costs"); those of each message sent would not,
+and are off unless :attr:`WebSocketMetrics.count_sends` is set.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class WebSocketMetrics(MetricSet):
         "bytes_sent",
         "closes",
         "connections",
+        "count_sends",
         "handshakes_accepted",
         "handshakes_refused",
         "lag",
@@ -43,10 +45,15 @@ class WebSocketMetrics(MetricSet):
         "slow_clients",
     )
 
-    def __init__(self, connections: Callable[[], float] = lambda: 0) -> None:
+    def __init__(
+        self, connections: Callable[[], float] = lambda: 0, *, count_sends: bool = False
+    ) -> None:
+        #: Whether messages_sent and bytes_sent are counted: off by default, as
+        #: two counters per message sent cost ~3 % of a small-message echo.
+        self.count_sends = count_sends
         #: Messages (text or binary, after reassembly) received on open connections.
         self.messages_received = 0
-        #: Messages sent: by send()/send_nowait(), and each broadcast delivery.
+        #: With count_sends: messages sent by send()/send_nowait() and broadcast().
         self.messages_sent = 0
         #: Bytes read from the socket after the opening handshake (frames, on the wire).
         self.bytes_received = 0
@@ -84,6 +91,11 @@ class WebSocketMetrics(MetricSet):
         )
         #: Samples loop_lag while the server runs (started and stopped by it).
         self.lag = LoopLag(self.loop_lag)
+
+    def sent(self, size: int) -> None:
+        """Count one message of ``size`` frame bytes sent (with :attr:`count_sends`)."""
+        self.messages_sent += 1
+        self.bytes_sent += size
 
     def refused(self, reason: str) -> None:
         """Count a handshake refused for ``reason`` (and a limit hit, for a limit);

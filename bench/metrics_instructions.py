@@ -1,0 +1,152 @@
+"""The cost of tether.Server's metrics in instructions per message, counted by
+valgrind: steady on a shared machine, where messages per CPU-second are not.
+
+    .venv/bin/python bench/metrics_instructions.py [--messages 20000] [--base REV]
+
+bench/servers/tether_server.py (uvloop, compression off) runs under
+``valgrind --tool=cachegrind --cache-sim=no``, once from this tree ("on") and
+once from a copy of src/ whose hot-path files are as they were at ``--base``,
+before the counting came in ("off"; built by bench/metrics_overhead.py). A
+tether client in another process (not counted) drives it:
+
+* echo: one connection, ``--messages`` messages of 16 bytes, 32 in flight;
+* fan-out: 100 receivers; a sender asks for ``--messages`` / 100 broadcasts
+  of 64 bytes, each to the 100 others (bench/servers' ``fanout`` message).
+
+Each server is run for N and for 2N messages, so the start-up cancels out:
+the instructions per message are (I(2N) - I(N)) / N. Instructions are not
+time (an allocation or a cache miss costs more than its count says), but they
+compare the two trees without the noise of other processes. Writes
+``bench/results/metrics-instructions-<date>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import metrics_overhead
+import run
+
+import tether
+
+SERVER = run.BENCH / "servers" / "tether_server.py"
+PAYLOAD = b"0123456789abcdef"
+IN_FLIGHT = 32
+RECEIVERS = 100
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def echo(port: int, messages: int) -> None:
+    async with tether.connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
+        for start in range(0, messages, IN_FLIGHT):
+            batch = min(IN_FLIGHT, messages - start)
+            for _ in range(batch):
+                await client.send(PAYLOAD)
+            for _ in range(batch):
+                await client.recv()
+
+
+async def fanout(port: int, messages: int) -> None:
+    uri = f"ws://127.0.0.1:{port}/"
+    receivers = [await tether.connect(uri, compression=None) for _ in range(RECEIVERS)]
+    broadcasts = messages // RECEIVERS
+    async with tether.connect(uri, compression=None) as sender:
+        for _ in range(broadcasts):
+            await sender.send("fanout")
+            for receiver in receivers:  # in step: one broadcast at a time
+                await receiver.recv()
+    for receiver in receivers:
+        await receiver.close()
+
+
+def instructions(pythonpath: Path | None, workload: str, messages: int) -> int:
+    """Run the server under cachegrind for one workload; its instruction count."""
+    port = free_port()
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            f"--cachegrind-out-file={tmp}/out",
+            sys.executable,
+            str(SERVER),
+            str(port),
+            "--uvloop",
+        ]
+        server = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline().strip() == "ready"
+            drive = echo if workload == "echo" else fanout
+            asyncio.run(asyncio.wait_for(drive(port, messages), 600))
+        finally:
+            server.send_signal(signal.SIGINT)
+            _, stderr = server.communicate(timeout=120)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
+    assert found, stderr[-2000:]
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--base", default=metrics_overhead.BASE)
+    parser.add_argument("--only", nargs="+", choices=["echo", "fanout"], default=["echo", "fanout"])
+    parser.add_argument("--results-dir", type=Path, default=run.BENCH / "results")
+    args = parser.parse_args()
+    n = args.messages
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tether-metrics-off-") as tmp:
+        off = metrics_overhead.off_tree(args.base, Path(tmp))
+        for workload in args.only:
+            per_message = {}
+            for name, path in (("on", None), ("off", off)):
+                counts = [instructions(path, workload, m) for m in (n, 2 * n)]
+                per_message[name] = (counts[1] - counts[0]) / n
+                print(
+                    f"{workload} {name}: {counts} -> {per_message[name]:,.0f}/message", flush=True
+                )
+            cost = per_message["on"] / per_message["off"] - 1
+            on, off_count = per_message["on"], per_message["off"]
+            rows.append(f"| {workload} | {on:,.0f} | {off_count:,.0f} | {cost:+.2%} |")
+    stamp = datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    command = "bench/metrics_instructions.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"# Metrics cost in instructions, {stamp}",
+        "",
+        f"`.venv/bin/python {command}` (valgrind cachegrind, {n:,} and {2 * n:,} messages;",
+        f"on: this tree; off: the hot path at `{args.base}`).",
+        "",
+        "| workload | on: instructions/message | off | cost |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"metrics-instructions-{stamp}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
