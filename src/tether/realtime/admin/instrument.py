@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...exceptions import ConnectionRefused
+from ..adapters.base import Adapter
 from ..server.observe import Observer
 from .auth import Sessions, make_auth
 from .wire import ACTIONS, ADMIN_KEY, EventBuffer, Feature, serialize, timestamp
@@ -121,6 +122,9 @@ class AdminUI(Observer):
         # (namespace, sid) -> the data the UI was last told of, per local socket.
         self._told: dict[tuple[str, str], dict[str, Any]] = {}
         self.namespace: Namespace = server.of(namespace)
+        # With the in-memory adapter only this process's UIs can listen: the
+        # live events are not even built while none is connected.
+        self._alone = type(server.adapter) is Adapter
         self.name = self.namespace.name
         self.namespace.use(self._authenticate)
         self.namespace.on("connect", self._connected)
@@ -198,6 +202,11 @@ class AdminUI(Observer):
 
     # -- sending to the UI ---------------------------------------------------------------
 
+    def _live(self) -> bool:
+        """Whether the per-socket events are wanted now: development mode, and
+        a UI may be connected (on this node, or on another one)."""
+        return self.development and (not self._alone or bool(self.namespace.sockets))
+
     def _send(self, event: str, *args: Any) -> None:
         """Emit ``event`` to the admin namespace (every node's UIs), in order,
         from a task: hooks are synchronous."""
@@ -242,7 +251,7 @@ class AdminUI(Observer):
 
     async def _report(self) -> None:
         while True:
-            if self.development:
+            if self._live():
                 self._check_updates()
             self._send("server_stats", self._stats_now())
             await asyncio.sleep(self.stats_interval)
@@ -302,24 +311,26 @@ class AdminUI(Observer):
         session = socket.conn
         self._told[socket.nsp, socket.sid] = dict(socket.data)  # to see changes
         socket.data[ADMIN_KEY] = {"clientId": session.sid[:12], "transport": session.transport}
+        if not self._live():
+            return
         for info in self.server.local_sockets.socket_infos(socket.nsp, [socket.sid]):
             self._send("socket_connected", serialize(info), timestamp())
 
     def socket_disconnected(self, socket: Socket, reason: str) -> None:
         self._told.pop((socket.nsp, socket.sid), None)
-        if self.development:
+        if self._live():
             self._send("socket_disconnected", socket.nsp, socket.sid, reason, timestamp())
 
     def room_joined(self, nsp: str, room: str, sid: str) -> None:
-        if self.development:
+        if self._live():
             self._send("room_joined", nsp, room, sid, timestamp())
 
     def room_left(self, nsp: str, room: str, sid: str) -> None:
-        if self.development:
+        if self._live():
             self._send("room_left", nsp, room, sid, timestamp())
 
     def event_received(self, socket: Socket, event: str, args: Any) -> None:
-        if self.development and socket.nsp != self.name:
+        if socket.nsp != self.name and self._live():
             self._send("event_received", socket.nsp, socket.sid, [event, *args], timestamp())
 
     def event_sent(
@@ -333,5 +344,5 @@ class AdminUI(Observer):
     ) -> None:
         # As the Node server: what is emitted to one socket (a broadcast is
         # not listed per socket).
-        if self.development and sid is not None and nsp != self.name:
+        if sid is not None and nsp != self.name and self._live():
             self._send("event_sent", nsp, sid, [event, *args], timestamp())
