@@ -3,13 +3,17 @@
     .venv/bin/python bench/observer_cost.py --clients 20 --receivers 100 --seconds 2 --rounds 3
 
 Runs bench/realtime_compression.py's echo and fan-out workloads (its wire-level
-clients, compression off) against a server child process in three modes, each
-``--rounds`` times, interleaved (none, noop, count, none, noop...) so that the
+clients, compression off) against a server child process in up to five modes, each
+``--rounds`` times, interleaved (none, noop, count..., none, noop...) so that the
 load of the shared machine spreads over all three:
 
 * ``none``: no observer installed (each hook site is one ``is not None`` check);
 * ``noop``: one :class:`~tether.realtime.server.observe.Observer` whose hooks do nothing;
-* ``count``: one observer counting every hook call in a dict.
+* ``count``: one observer counting every hook call in a dict;
+* ``admin-prod``, ``admin-dev``: ``tether.realtime.admin.instrument(server,
+  auth=False)`` in production mode (aggregated counts and stats only) and in
+  development mode (every socket event also emitted to the admin namespace,
+  which nobody is connected to here).
 
 Prints the median server CPU ms per 1000 acks (echo) or deliveries (fan-out)
 per mode and message size, with the ratio to ``none``. Nothing is written.
@@ -41,10 +45,14 @@ SERVER = rc.SERVER.replace(
                 counter.counts[hook] = counter.counts.get(hook, 0) + 1
             setattr(counter, hook, count)
         server.observe(counter)
+    elif options.startswith("admin-"):
+        from tether.realtime.admin import instrument
+        mode = "development" if options == "admin-dev" else "production"
+        instrument(server, auth=False, mode=mode)
     options = None
 """,
 )
-MODES = ("none", "noop", "count")
+MODES = ("none", "noop", "count", "admin-prod", "admin-dev")
 
 
 def server_process(mode: str, conns: int) -> Any:
@@ -61,11 +69,12 @@ async def main() -> int:
     parser.add_argument("--receivers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     args = parser.parse_args()
     raise_fd_limit(max(args.clients, args.receivers) + 100)
     figures: dict[tuple[str, str, str], list[float]] = {}
     for _ in range(args.rounds):
-        for mode in MODES:
+        for mode in args.modes:
             for workload in ("echo", "fanout"):
                 async with server_process(mode, args.receivers + 1) as (port, pid, _):
                     uri = f"ws://127.0.0.1:{port}{rc.PATH}"
