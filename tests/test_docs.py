@@ -43,6 +43,7 @@ PUBLIC_MODULES = (
     "tether.realtime.adapters.redis",
     "tether.realtime.adapters.cluster",
     "tether.realtime.workers",
+    "tether.realtime.admin",
     "tether.sync",
     "tether.sync.realtime",
 )

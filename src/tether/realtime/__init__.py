@@ -48,6 +48,7 @@ from .adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInf
 from .client import Client
 from .server import BroadcastOperator, Namespace, Server, Socket, serve
 from .server.by_sid import ClassNamespace
+from .server.observe import Observer
 
 # The public API. The codecs stay in their modules (engineio.encode_packet,
 # socketio.decode...): both define a Packet and a PacketType, so their names
@@ -63,6 +64,7 @@ __all__ = [
     "ConnectionRefused",
     "Disconnected",
     "Namespace",
+    "Observer",
     "PacketError",
     "RealtimeLimits",
     "RecoveryOptions",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ...exceptions import ConnectionRefused
 from ..adapters.base import Adapter
 from ..server.observe import Observer
+from ..server.server import Server  # at run time: the API reference resolves it
 from .auth import Sessions, make_auth
 from .wire import ACTIONS, ADMIN_KEY, EventBuffer, Feature, serialize, timestamp
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from ..adapters.base import BroadcastOptions
     from ..server.namespace import Namespace
     from ..server.observe import Session, Socket
-    from ..server.server import Server
     from ..server.sockets import BroadcastOperator
     from ..server.sockets import Socket as ServerSocket
 
