@@ -13,6 +13,9 @@ tether client in another process (not counted) drives it:
 * fan-out: 100 receivers; a sender asks for ``--messages`` / 100 broadcasts
   of 64 bytes, each to the 100 others (bench/servers' ``fanout`` message).
 
+and once more from this tree with ``server.metrics.count_sends`` on (the
+per-message send counters, off by default).
+
 Each server is run for N and for 2N messages, so the start-up cancels out:
 the instructions per message are (I(2N) - I(N)) / N. Instructions are not
 time (an allocation or a cache miss costs more than its count says), but they
@@ -74,12 +77,26 @@ async def fanout(port: int, messages: int) -> None:
         await receiver.close()
 
 
-def instructions(pythonpath: Path | None, workload: str, messages: int) -> int:
+# The server with server.metrics.count_sends on (a tree without it: unchanged).
+COUNTING_SENDS = f"""
+import functools, runpy, sys
+sys.path.insert(0, {str(SERVER.parent)!r})
+import tether.server
+made = getattr(tether.server, "WebSocketMetrics", None)
+if made is not None:
+    tether.server.WebSocketMetrics = functools.partial(made, count_sends=True)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def instructions(pythonpath: Path | None, sends: bool, workload: str, messages: int) -> int:
     """Run the server under cachegrind for one workload; its instruction count."""
     port = free_port()
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
+    script = ["-c", COUNTING_SENDS] if sends else []
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             "valgrind",
@@ -87,6 +104,7 @@ def instructions(pythonpath: Path | None, workload: str, messages: int) -> int:
             "--cache-sim=no",
             f"--cachegrind-out-file={tmp}/out",
             sys.executable,
+            *script,
             str(SERVER),
             str(port),
             "--uvloop",
@@ -100,8 +118,13 @@ def instructions(pythonpath: Path | None, workload: str, messages: int) -> int:
             drive = echo if workload == "echo" else fanout
             asyncio.run(asyncio.wait_for(drive(port, messages), 600))
         finally:
-            server.send_signal(signal.SIGINT)
-            _, stderr = server.communicate(timeout=120)
+            server.send_signal(signal.SIGTERM)  # valgrind still reports on it
+            try:
+                _, stderr = server.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()  # by its PID, ours
+                server.communicate()
+                raise
     found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
     assert found, stderr[-2000:]
     return int(found.group(1).replace(",", ""))
@@ -118,17 +141,16 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="tether-metrics-off-") as tmp:
         off = metrics_overhead.off_tree(args.base, Path(tmp))
+        trees = (("off", off, False), ("on", None, False), ("on, count_sends", None, True))
         for workload in args.only:
-            per_message = {}
-            for name, path in (("on", None), ("off", off)):
-                counts = [instructions(path, workload, m) for m in (n, 2 * n)]
-                per_message[name] = (counts[1] - counts[0]) / n
-                print(
-                    f"{workload} {name}: {counts} -> {per_message[name]:,.0f}/message", flush=True
-                )
-            cost = per_message["on"] / per_message["off"] - 1
-            on, off_count = per_message["on"], per_message["off"]
-            rows.append(f"| {workload} | {on:,.0f} | {off_count:,.0f} | {cost:+.2%} |")
+            per: dict[str, float] = {}
+            for name, path, sends in trees:
+                counts = [instructions(path, sends, workload, m) for m in (n, 2 * n)]
+                per[name] = (counts[1] - counts[0]) / n
+                print(f"{workload} {name}: {counts} -> {per[name]:,.0f}/message", flush=True)
+            base = per["off"]
+            cells = [f"{per[name]:,.0f} ({per[name] / base - 1:+.2%})" for name, _, _ in trees[1:]]
+            rows.append(f"| {workload} | {base:,.0f} | {' | '.join(cells)} |")
     stamp = datetime.now().strftime("%Y-%m-%d-%H%M%S")
     command = "bench/metrics_instructions.py " + " ".join(sys.argv[1:])
     lines = [
@@ -137,7 +159,7 @@ def main() -> int:
         f"`.venv/bin/python {command}` (valgrind cachegrind, {n:,} and {2 * n:,} messages;",
         f"on: this tree; off: the hot path at `{args.base}`).",
         "",
-        "| workload | on: instructions/message | off | cost |",
+        "| workload | off: instructions/message | on (cost) | on, count_sends (cost) |",
         "|---|---:|---:|---:|",
         *rows,
         "",
