@@ -34,8 +34,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import metrics_overhead
 import run
@@ -90,13 +92,15 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def instructions(pythonpath: Path | None, sends: bool, workload: str, messages: int) -> int:
-    """Run the server under cachegrind for one workload; its instruction count."""
-    port = free_port()
-    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    script = ["-c", COUNTING_SENDS] if sends else []
+Drive = Callable[[int, int], Coroutine[Any, Any, None]]
+
+
+def count_instructions(
+    program: list[str], env: dict[str, str], drive: Drive, count: int, port: int = 0
+) -> int:
+    """Run ``python *program`` under cachegrind; once it prints ``ready`` (and
+    its port, or it listens on ``port``), ``drive(port, count)`` from this
+    process (not counted); then stop it and return its instruction count."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             "valgrind",
@@ -104,19 +108,17 @@ def instructions(pythonpath: Path | None, sends: bool, workload: str, messages: 
             "--cache-sim=no",
             f"--cachegrind-out-file={tmp}/out",
             sys.executable,
-            *script,
-            str(SERVER),
-            str(port),
-            "--uvloop",
+            *program,
         ]
         server = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
             assert server.stdout is not None
-            assert server.stdout.readline().strip() == "ready"
-            drive = echo if workload == "echo" else fanout
-            asyncio.run(asyncio.wait_for(drive(port, messages), 600))
+            words = server.stdout.readline().split()
+            assert words[:1] == ["ready"], words
+            port = int(words[1]) if len(words) > 1 else port
+            asyncio.run(asyncio.wait_for(drive(port, count), 900))
         finally:
             server.send_signal(signal.SIGTERM)  # valgrind still reports on it
             try:
@@ -128,6 +130,17 @@ def instructions(pythonpath: Path | None, sends: bool, workload: str, messages: 
     found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
     assert found, stderr[-2000:]
     return int(found.group(1).replace(",", ""))
+
+
+def instructions(pythonpath: Path | None, sends: bool, workload: str, messages: int) -> int:
+    """The server's instruction count for one workload of ``messages``."""
+    port = free_port()
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    script = ["-c", COUNTING_SENDS] if sends else []
+    program = [*script, str(SERVER), str(port), "--uvloop"]
+    return count_instructions(program, env, echo if workload == "echo" else fanout, messages, port)
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ the server's observer) and once without. tether's realtime client, in this
 process and not counted, drives it over a WebSocket:
 
 * echo: ``--events`` events with an ack (the handler returns its argument),
-  32 in flight;
+  one at a time;
 * fan-out: 50 clients in a room; ``--events`` / 50 broadcasts to it.
 
 Each is run for N and 2N events, so that start-up cancels out:
@@ -23,15 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import metrics_instructions
 import run
 
 from tether import realtime
@@ -64,7 +61,7 @@ async def main():
 
 uvloop.run(main())
 """
-IN_FLIGHT = 32
+IN_FLIGHT = 1  # sequential: the same reads every run (32 in flight varied by 15 %)
 ROOM = 50
 DATA = "0123456789abcdef"
 
@@ -98,38 +95,10 @@ async def fanout(port: int, deliveries: int) -> None:
 
 
 def instructions(mode: str, workload: str, count: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            "valgrind",
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            f"--cachegrind-out-file={tmp}/out",
-            sys.executable,
-            "-c",
-            SERVER,
-            mode,
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
-        server = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        try:
-            assert server.stdout is not None
-            ready, port = server.stdout.readline().split()
-            assert ready == "ready"
-            drive = echo if workload == "echo" else fanout
-            asyncio.run(asyncio.wait_for(drive(int(port), count), 900))
-        finally:
-            server.send_signal(signal.SIGTERM)  # valgrind still reports on it
-            try:
-                _, stderr = server.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                server.kill()  # by its PID, ours
-                server.communicate()
-                raise
-    found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
-    assert found, stderr[-2000:]
-    return int(found.group(1).replace(",", ""))
+    """The server's instruction count for one workload, with metrics ``mode`` on or off."""
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
+    drive = echo if workload == "echo" else fanout
+    return metrics_instructions.count_instructions(["-c", SERVER, mode], env, drive, count)
 
 
 def main() -> int:
