@@ -8,6 +8,7 @@ payloads, :mod:`.socketio` to packets and their attachments.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ...exceptions import PacketError
@@ -47,6 +48,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Built once: json.loads(text, parse_constant=...) builds a decoder per call.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)
+_scan: Callable[[str, int], tuple[Any, int]] = _STRICT.scan_once  # type: ignore[attr-defined]
+_decode = _STRICT.decode
+
+
 def strict_json(text: str) -> Any:
     """``json.loads(text)`` that also refuses ``NaN`` and ``Infinity``.
 
@@ -56,6 +63,20 @@ def strict_json(text: str) -> Any:
     >>> strict_json('[1, {"a": null}]')
     [1, {'a': None}]
     """
+    if type(text) is str:
+        # A document from the first character to the last (what peers send)
+        # is one call of the C scanner; anything else (whitespace around it,
+        # a byte order mark, trailing data, any error) is json.loads' to
+        # judge, with its own result or error.
+        try:
+            data, end = _scan(text, 0)
+        except StopIteration:
+            pass
+        else:
+            if end == len(text):
+                return data
+        if not text.startswith("\ufeff"):
+            return _decode(text)
     return json.loads(text, parse_constant=_reject_constant)
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypedDict
 
 from ...exceptions import PacketError
 from . import socketio
 from .checks import strict_json, too_big
-from .socketio import MAX_DEPTH, Decoder, Packet, PacketType, json_dumps
+from .fastpath import FastDecoder, JsonOut, ack_text, event_text
+from .socketio import DEFAULT_NAMESPACE, MAX_DEPTH, Packet, PacketType
 
 __all__ = [
     "JsonModule",
@@ -41,6 +42,8 @@ __all__ = [
     "PacketDecoder",
     "Parser",
     "SerializerOptions",
+    "encode_ack",
+    "encode_event",
     "make_parser",
     "plain",
 ]
@@ -165,23 +168,99 @@ class JsonParser:
     ) -> None:
         self.json = json
         self.default = default
-        self._dumps = _json_dumps(json, default)
+        # The stdlib's encoder and decoder are built once, here and in checks.
+        self._out: JsonOut | None = None
+        self._dumps: Callable[[Any], str]
+        if json is None:
+            self._out = JsonOut(default)
+            self._dumps = self._out.dumps
+        else:
+            self._dumps = _json_dumps(json, default)
         self._loads: Callable[[str], Any] = strict_json if json is None else json.loads
 
     def encode(self, packet: Packet) -> list[str | bytes]:
+        kind = packet.type
+        if kind is PacketType.EVENT or kind is PacketType.ACK:
+            # A Packet is valid once built, and these carry no bytes: the
+            # text form is the head and the JSON list (socketio.encode).
+            head = "2" if kind is PacketType.EVENT else "3"
+            if packet.namespace != DEFAULT_NAMESPACE:
+                head += packet.namespace + ","
+            if packet.id is not None:
+                head += str(packet.id)
+            return [head + self._dumps(packet.data)]
         text, attachments = socketio.encode(packet, dumps=self._dumps)
         return [text, *attachments]
 
+    def encode_event(
+        self,
+        name: str,
+        args: Sequence[Any],
+        namespace: str = DEFAULT_NAMESPACE,
+        id: int | None = None,
+    ) -> list[str | bytes]:
+        """``encode(Packet.event(name, *args, namespace=namespace, id=id))``, the
+        same messages or the same error, without building the packet when the
+        event is plain JSON (:func:`.fastpath.event_text`). Encode once, then
+        send the messages to every recipient.
+
+        >>> JsonParser().encode_event("chat", ["hi"], "/room")
+        ['2/room,["chat","hi"]']
+        """
+        if self._out is not None:
+            text = event_text(name, args, namespace, id, self._out)
+            if text is not None:
+                return [text]
+        return self.encode(Packet.event(name, *args, namespace=namespace, id=id))
+
+    def encode_ack(
+        self, id: int, args: Sequence[Any], namespace: str = DEFAULT_NAMESPACE
+    ) -> list[str | bytes]:
+        """``encode(Packet.ack(id, *args, namespace=namespace))``, as :meth:`encode_event`."""
+        if self._out is not None:
+            text = ack_text(id, args, namespace, self._out)
+            if text is not None:
+                return [text]
+        return self.encode(Packet.ack(id, *args, namespace=namespace))
+
     def decoder(self, *, max_payload: int, max_attachments: int) -> PacketDecoder:
-        return Decoder(max_payload=max_payload, max_attachments=max_attachments, loads=self._loads)
+        return FastDecoder(
+            max_payload=max_payload, max_attachments=max_attachments, loads=self._loads
+        )
 
 
-def _json_dumps(
-    module: JsonModule | None, default: Callable[[Any], Any] | None
-) -> Callable[[Any], str] | None:
-    if module is None:
-        return None if default is None else functools.partial(json_dumps, default=default)
+def encode_event(
+    parser: Parser,
+    name: str,
+    args: Sequence[Any],
+    namespace: str = DEFAULT_NAMESPACE,
+    id: int | None = None,
+) -> list[str | bytes]:
+    """The messages of ``Packet.event(name, *args, namespace=, id=)`` by any
+    parser: its ``encode_event`` if it has one (:meth:`JsonParser.encode_event`),
+    else its ``encode``. What a server calls once per event, whatever its parser.
 
+    >>> encode_event(JsonParser(), "hello", (1,))
+    ['2["hello",1]']
+    """
+    fast = getattr(parser, "encode_event", None)
+    if fast is not None:
+        return fast(name, args, namespace, id)  # type: ignore[no-any-return]
+    return parser.encode(Packet.event(name, *args, namespace=namespace, id=id))
+
+
+def encode_ack(
+    parser: Parser, id: int, args: Sequence[Any], namespace: str = DEFAULT_NAMESPACE
+) -> list[str | bytes]:
+    """The messages of ``Packet.ack(id, *args, namespace=)`` by any parser,
+    as :func:`encode_event`."""
+    fast = getattr(parser, "encode_ack", None)
+    if fast is not None:
+        return fast(id, args, namespace)  # type: ignore[no-any-return]
+    return parser.encode(Packet.ack(id, *args, namespace=namespace))
+
+
+def _json_dumps(module: JsonModule, default: Callable[[Any], Any] | None) -> Callable[[Any], str]:
     def dumps(data: Any) -> str:
         out = module.dumps(data) if default is None else module.dumps(data, default=default)
         # orjson writes UTF-8 bytes; the text form is a str.
