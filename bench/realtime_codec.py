@@ -41,7 +41,8 @@ CASES = BENCH / "realtime_codec_cases.py"
 
 
 def child(src: Path, *args: str, valgrind: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(src.resolve())}
+    # A fixed hash seed: dict and set layouts, so instruction counts, repeat.
+    env = {**os.environ, "PYTHONPATH": str(src.resolve()), "PYTHONHASHSEED": "0"}
     command = [sys.executable, str(CASES), *args]
     if valgrind:
         command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
