@@ -179,16 +179,6 @@ class JsonParser:
         self._loads: Callable[[str], Any] = strict_json if json is None else json.loads
 
     def encode(self, packet: Packet) -> list[str | bytes]:
-        kind = packet.type
-        if kind is PacketType.EVENT or kind is PacketType.ACK:
-            # A Packet is valid once built, and these carry no bytes: the
-            # text form is the head and the JSON list (socketio.encode).
-            head = "2" if kind is PacketType.EVENT else "3"
-            if packet.namespace != DEFAULT_NAMESPACE:
-                head += packet.namespace + ","
-            if packet.id is not None:
-                head += str(packet.id)
-            return [head + self._dumps(packet.data)]
         text, attachments = socketio.encode(packet, dumps=self._dumps)
         return [text, *attachments]
 

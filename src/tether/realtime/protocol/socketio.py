@@ -106,6 +106,7 @@ class PacketType(enum.IntEnum):
 
 
 _CHAR_TYPES = {str(t.value): t for t in PacketType}
+_TYPE_CHARS = {t: c for c, t in _CHAR_TYPES.items()}
 _EVENTS = (PacketType.EVENT, PacketType.BINARY_EVENT)
 _ACKS = (PacketType.ACK, PacketType.BINARY_ACK)
 
@@ -367,21 +368,20 @@ def encode(packet: Packet, *, dumps: Dumps | None = None) -> tuple[str, list[byt
     >>> encode(Packet(PacketType.DISCONNECT, "/admin"))
     ('1/admin,', [])
     """
-    data, attachments = packet.data, list[bytes]()
-    if packet.type.is_binary:
+    kind, data, attachments = packet.type, packet.data, list[bytes]()
+    head = _TYPE_CHARS[kind]
+    if kind is PacketType.BINARY_EVENT or kind is PacketType.BINARY_ACK:
         data, attachments = deconstruct(data)
-    parts = [str(packet.type.value)]
-    if packet.type.is_binary:
-        parts.append(f"{len(attachments)}-")
+        head += f"{len(attachments)}-"
     # §Format: "the namespace is only included if it is different from the
     # main namespace".
     if packet.namespace != DEFAULT_NAMESPACE:
-        parts.append(packet.namespace + ",")
+        head += packet.namespace + ","
     if packet.id is not None:
-        parts.append(str(packet.id))
+        head += str(packet.id)
     if data is not None:
-        parts.append((dumps or json_dumps)(data))
-    return "".join(parts), attachments
+        return head + (dumps or json_dumps)(data), attachments
+    return head, attachments
 
 
 def json_dumps(data: Any, default: Callable[[Any], Any] | None = None) -> str:
