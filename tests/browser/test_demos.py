@@ -209,6 +209,11 @@ def test_game_players_move_and_late_joiner_gets_state(demo: DemoServer) -> None:
     assert (OUTPUT / "game.png").is_file()
 
 
+def test_the_index_panel_shows_each_demos_connections_and_rate(demo: DemoServer) -> None:
+    drive("stats.mjs", demo)
+    assert (OUTPUT / "index-stats.png").is_file()
+
+
 def test_every_page_loads_with_a_clean_console_and_a_favicon(demo: DemoServer) -> None:
     drive("pages.mjs", demo)
 

@@ -10,6 +10,7 @@ One :func:`tether.serve` answers everything, routing by path:
 ``/vendor/...``        the official browser client of socket.io: the
                        copy the wheel ships (``tether/demo/vendor``),
                        or ``node_modules/socket.io-client/dist``
+``/stats.json``        the index page's live figures (:mod:`tether.demo.stats`)
 ``/admin-ui/``         the official Socket.IO Admin UI, from
                        ``node_modules`` (:mod:`tether.demo.admin`),
                        watching the chat's realtime server
@@ -45,6 +46,8 @@ from ..server import serve
 from .admin import ADMIN_UI, USERNAME, AdminPages, find_admin_ui, new_admin_password
 from .chat import Chat
 from .game import Game
+from .stats import PATH as STATS_PATH
+from .stats import DemoStats
 from .ticker import Ticker
 
 __all__ = ["CLIENT_BUNDLE", "STATIC", "VENDORED", "DemoApp", "find_client_dist", "main", "running"]
@@ -106,10 +109,11 @@ class DemoApp:
         self.chat = Chat(self.realtime)
         self.ticker = Ticker()
         self.game = Game()
-        self.websockets: dict[str, Callable[[Connection], Awaitable[None]]] = {
-            "/ticker/ws": self.ticker.handle,
-            "/game/ws": self.game.handle,
+        self.websockets: dict[str, tuple[str, Callable[[Connection], Awaitable[None]]]] = {
+            "/ticker/ws": ("ticker", self.ticker.handle),
+            "/game/ws": ("game", self.game.handle),
         }
+        self.stats = DemoStats(self.realtime, tuple(name for name, _ in self.websockets.values()))
         mapping = {"/": str(STATIC)}
         if client_dist is not None:
             mapping["/vendor"] = str(client_dist)
@@ -142,7 +146,12 @@ class DemoApp:
             query, _ = self.realtime.engine.check(request)
             await self.realtime.engine.handle_websocket(connection, query)
             return
-        await self.websockets[urlsplit(request.path).path](connection)
+        name, handle = self.websockets[urlsplit(request.path).path]
+        self.stats.adopt(name, connection)
+        try:
+            await handle(connection)
+        finally:
+            self.stats.release(name)
 
     async def http(self, connection: Connection, request: Request, body: bytes) -> Response:
         if self.realtime.handles(request.path):
@@ -151,6 +160,8 @@ class DemoApp:
             found = self.admin_pages.serve(request)
             return found if found is not None else not_found()
         route = urlsplit(request.path).path
+        if route == STATS_PATH:
+            return self.stats.response()
         if route in ("/chat", "/ticker", "/game"):
             # Relative URLs in the page resolve against the directory.
             return _redirect(route + "/")
