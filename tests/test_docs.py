@@ -44,6 +44,8 @@ PUBLIC_MODULES = (
     "tether.realtime.adapters.cluster",
     "tether.realtime.workers",
     "tether.realtime.admin",
+    "tether.metrics",
+    "tether.metrics.realtime",
     "tether.sync",
     "tether.sync.realtime",
 )
