@@ -61,6 +61,18 @@ def test_wheel_holds_the_licences_metadata_and_package_data() -> None:
     assert "MIT License" in bundle_licence
     for name in ("py.typed", "demo/static/chat/chat.js", "demo/static/favicon.ico"):
         assert "tether/" + name in names
+    # The Admin UI's built files (no source maps) and icon font, each with its licence.
+    vendor = "tether/demo/vendor/"
+    for name in (
+        "admin-ui/dist/index.html",
+        "admin-ui/LICENSE",
+        "mdi-font/css/materialdesignicons.min.css",
+        "mdi-font/fonts/materialdesignicons-webfont.woff2",
+        "mdi-font/LICENSE",
+    ):
+        assert vendor + name in names
+    assert any(n.startswith(vendor + "admin-ui/dist/js/") for n in names)
+    assert not [n for n in names if n.startswith(vendor) and n.endswith(".map")]
 
 
 def test_sdist_carries_the_bundle_so_a_wheel_needs_no_npm() -> None:
@@ -69,6 +81,7 @@ def test_sdist_carries_the_bundle_so_a_wheel_needs_no_npm() -> None:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", "CHANGELOG.md", "README.md", "setup.py"} <= names
     assert "src/" + BUNDLE + "socket.io.esm.min.js" in names
+    assert "src/tether/demo/vendor/admin-ui/dist/index.html" in names
 
 
 def test_installed_wheel_imports_from_the_venv_and_reports_speedups() -> None:

@@ -1,9 +1,10 @@
 """The official Socket.IO Admin UI in the demo, at ``/admin-ui/``.
 
 The UI's built files come from npm (``@socket.io/admin-ui``'s ``ui/dist``,
-MIT) and its icon font from ``@mdi/font`` (Apache-2.0), both in
-``node_modules`` of the checkout or the current directory (the wheel does not
-ship them); ``TETHER_ADMIN_UI_DIST`` names another ``ui/dist``. The UI's
+MIT) and its icon font from ``@mdi/font`` (Apache-2.0): the copies a wheel
+ships (``tether/demo/vendor``, made by setup.py), else ``node_modules`` of the
+checkout or the current directory; ``TETHER_ADMIN_UI_DIST`` names another
+``ui/dist``. The UI's
 ``index.html`` loads its icons and the Roboto font from CDNs: it is served
 with the icons taken from ``@mdi/font`` instead and without Roboto (the
 browser's sans-serif), so nothing is fetched from elsewhere.
@@ -45,6 +46,10 @@ or set <code>TETHER_ADMIN_UI_DIST</code> to its <code>ui/dist</code> directory.<
 """
 
 
+#: The copies a built tether ships (package data; absent in a fresh checkout).
+VENDOR = Path(__file__).resolve().parent / "vendor"
+
+
 def _roots() -> list[Path]:
     return [Path.cwd(), Path(__file__).resolve().parents[3]]
 
@@ -55,10 +60,11 @@ def find_admin_ui() -> tuple[Path | None, Path | None]:
     dists = (
         [Path(override)]
         if override
-        else [r / "node_modules/@socket.io/admin-ui/ui/dist" for r in _roots()]
+        else [VENDOR / "admin-ui/dist"]
+        + [r / "node_modules/@socket.io/admin-ui/ui/dist" for r in _roots()]
     )
     dist = next((d for d in dists if (d / "index.html").is_file()), None)
-    fonts = [r / "node_modules/@mdi/font" for r in _roots()]
+    fonts = [VENDOR / "mdi-font"] + [r / "node_modules/@mdi/font" for r in _roots()]
     font = next((f for f in fonts if (f / "css/materialdesignicons.min.css").is_file()), None)
     return dist, font
 
