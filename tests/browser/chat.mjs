@@ -17,7 +17,12 @@ async function join(browser, nick, room, { slowClient = false } = {}) {
     });
     await page.goto(`${base}/chat/`, { waitUntil: "domcontentloaded" });
     check(await page.isDisabled("#join-button"), "the join button is enabled before the client is loaded");
+    // Typed meanwhile, as a quick user would: it must still be there once the
+    // page is ready (the fill below then finds it and types it again).
+    await page.fill("#nick", nick);
     release();
+    await page.waitForSelector("#join-button:enabled");
+    check((await page.inputValue("#nick")) === nick, "what was typed before the client loaded is lost");
   } else {
     await page.goto(`${base}/chat/`);
   }

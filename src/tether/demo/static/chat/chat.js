@@ -321,7 +321,11 @@ function setup() {
   const params = new URLSearchParams(location.search);
   const savedRoom = params.get("room") || localStorage.getItem("tether-chat-room");
   for (const room of DEFAULT_ROOMS) select.add(new Option(`# ${room}`, room, false, room === savedRoom));
-  $("#nick").value = params.get("nick") || localStorage.getItem("tether-chat-nick") || "";
+  // What was typed while the client was loading stays (the form is there
+  // before this script has run); otherwise the link's or last visit's nick.
+  if (!$("#nick").value) {
+    $("#nick").value = params.get("nick") || localStorage.getItem("tether-chat-nick") || "";
+  }
   $("#nick").focus();
   renderRooms();
   if (io === null) {
