@@ -13,7 +13,7 @@ import pytest
 
 import tether
 from conftest import OP_BINARY, OP_TEXT, OpenRaw, StartServer, ws_uri
-from helpers import timeout
+from helpers import send_past_a_1009, timeout
 from tether import Headers, Request, Response
 
 
@@ -55,6 +55,20 @@ async def test_message_over_max_message_size_fails_with_1009_and_others_are_serv
     assert await echo_once(ws_uri(server), compression=compression) == "ping"
 
 
+async def test_a_failed_connection_lingers_so_its_close_frame_survives_the_rest_of_the_frame(
+    start_server: StartServer,
+) -> None:
+    """The server fails a connection on a frame header over max_message_size
+    (1009), while that frame's payload is still on its way. It sends FIN and
+    reads and drops what comes until the client closes: closing with unread
+    bytes would answer them with a reset, which can destroy the close frame
+    before the client reads it (a client then sees ECONNRESET, not 1009)."""
+    server = await start_server(max_message_size=1000)
+    received = await asyncio.to_thread(send_past_a_1009, server.port)
+    assert received[0] == 0x88  # a close frame, then the server's FIN
+    assert int.from_bytes(received[2:4], "big") == 1009
+
+
 @pytest.mark.parametrize(
     ("frame", "mask"),
     [
@@ -74,6 +88,11 @@ async def test_malformed_frame_closes_only_that_connection_with_1002(
         assert await asyncio.wait_for(raw.at_eof(), timeout())
         await bystander.send("fine")
         assert await asyncio.wait_for(bystander.recv(), timeout()) == "fine"
+        # The server lingers (reading and dropping) until the client closes too.
+        raw.writer.close()
+        for connection in list(echo_server.connections):
+            if not connection.open:
+                await asyncio.wait_for(connection.wait_closed(), timeout())
     assert not echo_server.connections or all(c.open for c in echo_server.connections)
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import tether
-from helpers import echo_in_flight, timeout
+from helpers import echo_in_flight, send_past_a_1009, timeout
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -58,3 +58,15 @@ def test_echo_with_32_large_messages_in_flight_never_stalls_on_uvloop(
     # uvloop's buffered reads, pause/resume and vectored writes differ from
     # asyncio's: the benchmark's echo workload on both (see test_connection.py).
     uvloop.run(echo_in_flight_scenario(size, count))
+
+
+async def linger_scenario() -> bytes:
+    async with tether.serve(echo, "127.0.0.1", 0, max_message_size=1000) as server:
+        return await asyncio.to_thread(send_past_a_1009, server.port)
+
+
+def test_a_failed_connection_lingers_on_uvloop() -> None:
+    # Lingering swaps the transport's protocol (set_protocol), which uvloop
+    # implements on its own; see test_server.py.
+    received = uvloop.run(linger_scenario())
+    assert (received[0], int.from_bytes(received[2:4], "big")) == (0x88, 1009)

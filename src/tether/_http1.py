@@ -59,7 +59,6 @@ class HTTPStream(asyncio.BufferedProtocol):
         "_head_limit",
         "_head_waiter",
         "_is_closed",
-        "_lingering",
         "_loop",
         "_lost_exc",
         "_out",
@@ -84,9 +83,6 @@ class HTTPStream(asyncio.BufferedProtocol):
         # How many bytes _head may hold before reading pauses: max_header_bytes,
         # or the end of the body being read (see read_body).
         self._head_limit = limits.max_header_bytes
-        # Whether an HTTP answer that ends the connection was sent and what
-        # still arrives is read and dropped (see close_transport).
-        self._lingering = False
         self._head_waiter: asyncio.Future[None] | None = loop.create_future()
         self._reading_paused = False
         self._writing_paused = False
@@ -193,8 +189,6 @@ class HTTPStream(asyncio.BufferedProtocol):
 
     def _head_received(self, data: bytes | memoryview) -> None:
         """Handshake bytes: kept for read_head (server.py and client.py parse them)."""
-        if self._lingering:
-            return
         self._head += data
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
@@ -323,16 +317,17 @@ class HTTPStream(asyncio.BufferedProtocol):
     def close_transport(self, transport: asyncio.Transport, *, linger: bool = False) -> None:
         """Close TCP once what is buffered is written, or abort after ``close_timeout``.
 
-        ``linger``: after a plain HTTP answer, send FIN but read (and drop)
-        what the client still sends until it closes too: closing a socket
-        with unread bytes sends a reset, which may destroy the answer before
-        the client reads it (RFC 7230 §6.6), e.g. a 431 for a head that was
-        not read to its end.
+        ``linger``: send FIN but read (and drop) what the peer still sends
+        until it closes too. Closing a socket with unread bytes sends a
+        reset, which may destroy what we sent last before the peer reads it
+        (RFC 7230 §6.6): a 431 for a head that was not read to its end, or
+        the close frame that fails a WebSocket connection (a 1009 for a frame
+        whose payload is still on its way, RFC 6455 §7.1.7).
         """
-        if linger and self.protocol is None and transport.can_write_eof():
-            self._lingering = True
-            self._head = bytearray()
-            self._head_limit = len(self._shared.scratch)
+        if linger and transport.can_write_eof():
+            # From here on what arrives goes nowhere: no parsing, no buffering.
+            transport.set_protocol(_Discard(self))
+            self._head = bytearray()  # and what was read of a head is let go
             try:
                 transport.write_eof()
             except OSError:  # the peer reset it already (ENOTCONN)
@@ -476,3 +471,23 @@ class HTTPStream(asyncio.BufferedProtocol):
             exc = ConnectionClosedError(rcvd, sent)
         exc.__cause__ = error or self._lost_exc
         return exc
+
+
+class _Discard(asyncio.Protocol):
+    """A lingering connection's protocol (:meth:`HTTPStream.close_transport`):
+    it drops what the peer still sends, closes on its FIN, and tells the
+    stream when TCP is gone."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: HTTPStream) -> None:
+        self._stream = stream
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream.connection_lost(exc)

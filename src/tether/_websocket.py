@@ -436,6 +436,8 @@ class WebSocketStream(HTTPStream):
         ):
             self._write(protocol.send_close(code, reason))
         self.flush()
+        # No lingering here: this peer stopped answering or reading, or
+        # floods us (see _closing_done for a peer that broke the protocol).
         self.close_transport(transport)
 
     def start_closing(self, code: int, reason: str) -> None:
@@ -461,7 +463,9 @@ class WebSocketStream(HTTPStream):
         assert transport is not None
         if protocol.close_transport:
             self.flush()
-            transport.close()  # flushes what is buffered first
+            # After a failure the peer may still be sending: linger, so that
+            # our close frame is not lost to a reset (see close_transport).
+            self.close_transport(transport, linger=protocol.error is not None)
         elif self._close_timer is None:
             # A client waits for the server to close TCP, but not forever.
             timeout = self.limits.close_timeout
