@@ -68,8 +68,9 @@ ECHO = textwrap.dedent(
 )
 
 
-def instructions(src: Path, messages: int, size: int, pure: bool) -> int:
-    """Instructions callgrind counted for one whole run of ECHO."""
+def callgrind(src: Path, pure: bool, script: str, *argv: str) -> int:
+    """Instructions callgrind counted for one whole run of ``python -c script
+    *argv`` with the tether of ``src`` (``pure``: its pure-Python fallback)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     env.pop("TETHER_NO_SPEEDUPS", None)
     if pure:
@@ -80,17 +81,21 @@ def instructions(src: Path, messages: int, size: int, pure: bool) -> int:
         "--callgrind-out-file=/dev/null",
         sys.executable,
         "-c",
-        ECHO,
-        str(messages),
-        str(size),
+        script,
+        *argv,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[-2:])} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{src} {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"no callgrind total in:\n{done.stderr[-2000:]}")
     return int(found.group(1))
+
+
+def instructions(src: Path, messages: int, size: int, pure: bool) -> int:
+    """Instructions callgrind counted for one whole run of ECHO."""
+    return callgrind(src, pure, ECHO, str(messages), str(size))
 
 
 def main() -> int:

@@ -1,0 +1,165 @@
+"""Instructions per Socket.IO event through tether's realtime server,
+counted by callgrind: a before/after comparison a noisy machine cannot blur.
+
+The server is ``bench/servers/realtime_tether.py``'s app (the one
+``bench/realtime.py`` measures) on uvloop; the clients are lean Socket.IO
+clients written on ``tether.connect`` in the same process (their cost is the
+same in every tree: they use no realtime code). Two workloads:
+
+* **echo**: one connection, 32 events of 16 characters in flight, each
+  emitted back by the server's ``echo`` handler;
+* **fanout**: ``--members`` connections in the room ``room``, one of them
+  sending ``fanout`` events (4 in flight), each one emitted to the room.
+
+Each workload runs under ``valgrind --tool=callgrind`` with N and with 2N
+events; the difference divided by N (echo) or by N x members (fanout,
+per delivery) is the cost of one event or delivery, start-up cancelled out.
+
+    .venv/bin/python bench/realtime_instructions.py SRC_DIR [SRC_DIR ...]
+        [--workloads echo fanout] [--events 1000] [--members 100] [--pure]
+
+Each SRC_DIR is a tether ``src/`` directory (a ``git worktree`` of another
+commit, with the C extension copied or built in); the first is the baseline
+of the ratios. ``--pure`` runs the pure-Python fallback
+(``TETHER_NO_SPEEDUPS=1``). Results go to
+``bench/results/realtime_instructions-<date>.md``. A diagnostic, not a
+benchmark: instructions are not time (system calls count as one instruction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from echo_instructions import callgrind
+
+BENCH = Path(__file__).resolve().parent
+
+# Run under callgrind with one SRC_DIR first on sys.path:
+# argv = workload, events, members, path of bench/servers.
+RUN = textwrap.dedent(
+    """
+    import asyncio, sys
+    import uvloop
+    import tether
+    from tether import realtime
+
+    WORKLOAD, N, MEMBERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sys.path.insert(0, sys.argv[4])
+    from realtime_tether import app
+
+    async def member(port):
+        url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        client = await tether.connect(url, compression=None)
+        assert (await client.recv()).startswith("0{")
+        await client.send("40")
+        assert (await client.recv()).startswith("40{")
+        return client
+
+    async def recv_events(client, count):
+        got = 0
+        while got < count:
+            message = await client.recv()
+            if message == "2":
+                await client.send("3")
+            elif message.startswith("42"):
+                got += 1
+
+    async def echo(port):
+        client = await member(port)
+        event = '42["echo","0123456789abcdef"]'
+        for _ in range(min(32, N)):
+            await client.send(event)
+        sent = min(32, N)
+        received = 0
+        while received < N:
+            message = await client.recv()
+            if message == "2":
+                await client.send("3")
+                continue
+            received += 1
+            if sent < N:
+                await client.send(event)
+                sent += 1
+        await client.close()
+
+    async def fanout(port):
+        clients = [await member(port) for _ in range(MEMBERS)]
+        for client in clients:
+            await client.send('42["join"]')
+            await recv_events(client, 1)
+        sender, others = clients[0], clients[1:]
+        readers = [asyncio.create_task(recv_events(c, N)) for c in others]
+        event = '42["fanout","0123456789abcdef"]'
+        for _ in range(min(4, N)):
+            await sender.send(event)
+        sent = min(4, N)
+        for _ in range(N):
+            await recv_events(sender, 1)
+            if sent < N:
+                await sender.send(event)
+                sent += 1
+        await asyncio.gather(*readers)
+        for client in clients:
+            await client.close()
+
+    async def main():
+        async with realtime.serve(app(), "127.0.0.1", 0) as http:
+            await (echo if WORKLOAD == "echo" else fanout)(http.port)
+
+    uvloop.run(main())
+    """
+)
+
+
+def instructions(src: Path, workload: str, events: int, members: int, pure: bool) -> int:
+    """Instructions callgrind counted for one whole run of RUN."""
+    return callgrind(src, pure, RUN, workload, str(events), str(members), str(BENCH / "servers"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sources", nargs="+", type=Path, help="tether src/ directories")
+    parser.add_argument(
+        "--workloads", nargs="+", choices=["echo", "fanout"], default=["echo", "fanout"]
+    )
+    parser.add_argument("--events", type=int, default=1000, help="N (default 1000)")
+    parser.add_argument("--members", type=int, default=100, help="fan-out room size (default 100)")
+    parser.add_argument("--pure", action="store_true", help="the pure-Python fallback")
+    parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    args = parser.parse_args()
+    n, members = args.events, args.members
+    mode = "pure-Python fallback" if args.pure else "C speedups"
+    lines = [
+        f"# Instructions per Socket.IO event through the realtime server ({mode})",
+        "",
+        f"`{' '.join(sys.argv)}`: callgrind, (instructions with {2 * n} events"
+        f" - with {n}) / {n} (echo: per event, both sides) or / ({n} x {members})"
+        " (fanout: per delivery, both sides); server and clients in one process.",
+        "",
+        "| workload | " + " | ".join(f"`{src}`" for src in args.sources) + " |",
+        "|---|" + "---|" * len(args.sources),
+    ]
+    for workload in args.workloads:
+        per = n if workload == "echo" else n * members
+        costs = []
+        for src in args.sources:
+            once = instructions(src, workload, n, members, args.pure)
+            twice = instructions(src, workload, 2 * n, members, args.pure)
+            costs.append((twice - once) / per)
+        cells = [f"{cost:,.0f} ({cost / costs[0]:.3f}x)" for cost in costs]
+        lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    path = args.results_dir / f"realtime_instructions-{stamp}.md"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
