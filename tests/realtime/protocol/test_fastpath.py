@@ -321,6 +321,39 @@ def test_encode_helpers_take_any_parser() -> None:
     assert parsers.encode_ack(_Custom(), 4, [1]) == ["34[1]"]
 
 
+@given(names, arguments, spaces, ids, st.sampled_from([None, str]))
+def test_encode_packet_matches_encode(
+    name: Any, args: list[Any], namespace: Any, id: Any, default: Any
+) -> None:
+    try:
+        event = Packet.event(name, *args, namespace=namespace, id=id)
+        ack = Packet.ack(id, *args, namespace=namespace)
+    except ValueError:
+        return
+    parser = parsers.JsonParser(default=default)
+    for packet in (event, ack):
+        general = encoded(lambda: parser.encode(packet))  # noqa: B023 (called at once)
+        assert encoded(lambda: parsers.encode_packet(parser, packet)) == general  # noqa: B023
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        Packet(PacketType.CONNECT, "/", {"sid": "s"}),
+        Packet(PacketType.DISCONNECT, "/chat"),
+        Packet(PacketType.CONNECT_ERROR, "/", {"message": "no"}),
+        Packet.event("e", b"\x01", id=3),
+        Packet.ack(4, b"\x01", namespace="/n"),
+        Packet.event("e", 1, namespace="/n", id=2),
+        Packet.ack(4, "ok"),
+    ],
+    ids=["connect", "disconnect", "error", "binary-event", "binary-ack", "event", "ack"],
+)
+@pytest.mark.parametrize("parser", [parsers.JsonParser(), _Custom()], ids=["json", "custom"])
+def test_encode_packet_of_every_type(packet: Packet, parser: parsers.Parser) -> None:
+    assert parsers.encode_packet(parser, packet) == parser.encode(packet)
+
+
 # -- random streams -----------------------------------------------------------------------------
 
 TOKENS = [*'0123456-/,[]{}":. ', "2", "3", "/chat,", "12", "true", "null", "NaN", '"connect"']

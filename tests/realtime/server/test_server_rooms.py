@@ -31,6 +31,7 @@ from tether.protocol.connection import encode_broadcast_frame
 from tether.realtime import Socket
 from tether.realtime.adapters.base import BroadcastOptions
 from tether.realtime.protocol import socketio
+from tether.realtime.protocol.parsers import JsonParser
 from tether.realtime.server import session as engine_session
 
 
@@ -403,7 +404,11 @@ async def test_broadcast_to_many_sockets(
 
     encodes: list[int] = []
     frames: list[int] = []
+    # Every way the parser encodes: its fast path for events and the general one.
+    parser = server.parser
+    assert isinstance(parser, JsonParser)
     monkeypatch.setattr(socketio, "encode", counting(socketio.encode, encodes))
+    monkeypatch.setattr(parser, "encode_event", counting(parser.encode_event, encodes))
     # Patched where the sessions look it up.
     monkeypatch.setattr(
         engine_session, "encode_broadcast_frame", counting(encode_broadcast_frame, frames)
@@ -418,6 +423,43 @@ async def test_broadcast_to_many_sockets(
         await member.ws.nothing(0.01)
     for sid in polling_sids:
         assert await poll(sio.port, sid) == [f'42["tick",{i}]' for i in range(3)]
+
+
+async def test_emit_and_ack_take_the_fast_paths(
+    start_sio: StartSio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = realtime.Server()
+
+    @server.on("ask")
+    async def ask(socket: Socket, text: str) -> Any:
+        await socket.emit("told", text)
+        return await socket.emit_with_ack("q", text)
+
+    sio = await start_sio(server)
+    [member] = await members(sio.port, 1)
+    parser = server.parser
+    assert isinstance(parser, JsonParser)
+    calls: dict[str, int] = dict.fromkeys(["event", "ack", "general"], 0)
+
+    def counting(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[key] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(parser, "encode_event", counting("event", parser.encode_event))
+    monkeypatch.setattr(parser, "encode_ack", counting("ack", parser.encode_ack))
+    monkeypatch.setattr(parser, "encode", counting("general", parser.encode))
+    await member.ws.send('425["ask","hi"]')
+    assert await member.ws.recv() == '42["told","hi"]'
+    question = await member.ws.recv_text()
+    assert question.startswith("42") and question.endswith('["q","hi"]')
+    ack_id = question[2 : question.index("[")]
+    await member.ws.send(f'43{ack_id}["yes"]')
+    assert await member.ws.recv() == '435["yes"]'
+    # Each packet encoded once, by the fast paths: no general encode.
+    assert calls == {"event": 2, "ack": 1, "general": 0}
 
 
 async def test_broadcast_with_acks_skips_a_socket_that_leaves(

@@ -44,6 +44,7 @@ __all__ = [
     "SerializerOptions",
     "encode_ack",
     "encode_event",
+    "encode_packet",
     "make_parser",
     "plain",
 ]
@@ -248,6 +249,26 @@ def encode_ack(
     if fast is not None:
         return fast(id, args, namespace)  # type: ignore[no-any-return]
     return parser.encode(Packet.ack(id, *args, namespace=namespace))
+
+
+def encode_packet(parser: Parser, packet: Packet) -> list[str | bytes]:
+    """``parser.encode(packet)``, through :func:`encode_event` or
+    :func:`encode_ack` when ``packet`` is an ``EVENT`` or an ``ACK`` (their
+    fast paths where the parser has them): the same messages or the same error.
+
+    >>> encode_packet(JsonParser(), Packet.event("hi", namespace="/chat", id=4))
+    ['2/chat,4["hi"]']
+    """
+    kind, data = packet.type, packet.data
+    if kind is PacketType.EVENT:
+        fast = getattr(parser, "encode_event", None)
+        if fast is not None:
+            return fast(data[0], data[1:], packet.namespace, packet.id)  # type: ignore[no-any-return]
+    elif kind is PacketType.ACK:
+        fast = getattr(parser, "encode_ack", None)
+        if fast is not None:
+            return fast(packet.id, data, packet.namespace)  # type: ignore[no-any-return]
+    return parser.encode(packet)
 
 
 def _json_dumps(module: JsonModule, default: Callable[[Any], Any] | None) -> Callable[[Any], str]:

@@ -21,10 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 from ...exceptions import ConnectionRefused, PacketError
 from ..adapters.base import SavedSession
 from ..protocol import socketio
+from ..protocol.parsers import encode_ack, encode_packet
 from .engine import POLICY_VIOLATION, Session
 from .namespace import Event, Namespace
 from .runner import Handler, arity, maybe_await
-from .sockets import Handshake, Socket
+from .sockets import Handshake, Socket, send_messages
 
 if TYPE_CHECKING:
     from .server import Server
@@ -279,9 +280,10 @@ class SocketIOConnection:
 
     def _reply(self, socket: Socket, ack_id: int | None, result: Any) -> None:
         if ack_id is not None and socket.connected:
-            self._send(
-                socketio.Packet.ack(ack_id, *socketio.ack_args(result), namespace=socket.nsp)
-            )
+            server = self.server
+            args = socketio.ack_args(result)
+            messages = encode_ack(server.parser, ack_id, args, socket.namespace.name)
+            send_messages(self.session, messages, server.observer)
 
     async def _handle_event(self, socket: Socket, event: Event, started: Any = _UNSET) -> None:
         """Run an event's handler in a task (or finish the awaitable it ``started``)."""
@@ -328,12 +330,8 @@ class SocketIOConnection:
         self.server.runner.spawn(call())
 
     def _send(self, packet: socketio.Packet) -> None:
-        messages = self.server.parser.encode(packet)
-        for payload in messages:
-            self.session.send(payload)
-        observer = self.server.observer
-        if observer is not None:
-            observer.messages_sent(1, sum(map(len, messages)))
+        server = self.server
+        send_messages(self.session, encode_packet(server.parser, packet), server.observer)
 
     async def _connect(self, name: str, auth: dict[str, Any], size: int) -> None:
         socket = None

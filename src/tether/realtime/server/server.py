@@ -22,7 +22,7 @@ from ...exceptions import InvalidState
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLimits
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
-from ..protocol.parsers import Parser, SerializerOptions, make_parser
+from ..protocol.parsers import Parser, SerializerOptions, encode_packet, make_parser
 from .by_sid import ClassNamespace, SidMethods
 from .connection import SocketIOConnection
 from .engine import (
@@ -437,7 +437,7 @@ class ServerSockets:
         nsp = self.server.namespaces.get(namespace)
         if nsp is None or not sids:
             return
-        messages = self.server.parser.encode(packet)
+        messages = encode_packet(self.server.parser, packet)
         outgoing = Outgoing(messages)
         sockets = nsp.sockets
         sent = 0

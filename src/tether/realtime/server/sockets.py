@@ -13,7 +13,7 @@ from ...exceptions import AckTimeout, Disconnected
 from ..adapters.base import BroadcastOptions, SocketInfo
 from ..protocol import socketio
 from ..protocol.checks import check_event
-from ..protocol.parsers import plain
+from ..protocol.parsers import encode_event, plain
 
 if TYPE_CHECKING:
     from .engine import Session
@@ -176,6 +176,15 @@ def _renamed(packet: socketio.Packet, namespace: str) -> socketio.Packet:
     return socketio.Packet(packet.type, namespace, packet.data, packet.id)
 
 
+def send_messages(session: Session, messages: list[str | bytes], observer: Any) -> None:
+    """Send the Engine.IO messages of one Socket.IO packet to ``session``
+    (and tell the server's observer, if any)."""
+    for payload in messages:
+        session.send(payload)
+    if observer is not None:
+        observer.messages_sent(1, sum(map(len, messages)))
+
+
 class Socket:
     """One client connected to one namespace; what event handlers receive."""
 
@@ -230,14 +239,11 @@ class Socket:
 
     # -- emitting ----------------------------------------------------------------
 
-    def _send(self, packet: socketio.Packet) -> None:
-        session = self.session
-        messages = self.server.parser.encode(packet)
-        for payload in messages:
-            session.send(payload)
-        observer = self.server.observer
-        if observer is not None:
-            observer.messages_sent(1, sum(map(len, messages)))
+    def _send_event(self, event: str, args: Any, ack_id: int | None = None) -> None:
+        # Encoded by the parser's fast path when it has one (plain JSON).
+        server = self.server
+        messages = encode_event(server.parser, event, args, self.namespace.name, ack_id)
+        send_messages(self.session, messages, server.observer)
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
@@ -250,8 +256,8 @@ class Socket:
             observer.event_sent(self.namespace.name, event, args, sid=self.sid)
         if adapter.recovery is not None:
             args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
-        packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
         if adapter.recovery is not None:
+            packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
             # Kept (with its offset) for the client in case it comes back: sent
             # like a broadcast to its sid, so that a distributed adapter
             # delivers it in the same order as it stores it. By identity
@@ -259,7 +265,7 @@ class Socket:
             opts = BroadcastOptions(sids=_names(self.sid))
             await adapter.broadcast(self.namespace.name, packet, opts)
             return
-        self._send(packet)
+        self._send_event(event, args)
 
     async def send(self, *args: Any) -> None:
         """Emit the ``message`` event."""
@@ -280,7 +286,7 @@ class Socket:
             observer.event_sent(self.namespace.name, event, args, sid=self.sid)
         ack_id = self.namespace.next_ack_id()
         waiter = self.expect_ack(ack_id)
-        self._send(socketio.Packet.event(event, *args, namespace=self.namespace.name, id=ack_id))
+        self._send_event(event, args, ack_id)
         if timeout is None:
             timeout = self.server.ack_timeout
         try:
