@@ -30,7 +30,7 @@ from tether import realtime
 from tether.protocol.connection import encode_broadcast_frame
 from tether.realtime import Socket
 from tether.realtime.adapters.base import BroadcastOptions
-from tether.realtime.protocol import socketio
+from tether.realtime.protocol import engineio, socketio
 from tether.realtime.protocol.parsers import JsonParser
 from tether.realtime.server import session as engine_session
 
@@ -409,6 +409,11 @@ async def test_broadcast_to_many_sockets(
     assert isinstance(parser, JsonParser)
     monkeypatch.setattr(socketio, "encode", counting(socketio.encode, encodes))
     monkeypatch.setattr(parser, "encode_event", counting(parser.encode_event, encodes))
+    # Each Engine.IO message encoded once too: no packet encoded per recipient.
+    messages: list[int] = []
+    packets: list[int] = []
+    monkeypatch.setattr(engineio, "encode_message", counting(engineio.encode_message, messages))
+    monkeypatch.setattr(engineio, "encode_packet", counting(engineio.encode_packet, packets))
     # Patched where the sessions look it up.
     monkeypatch.setattr(
         engine_session, "encode_broadcast_frame", counting(encode_broadcast_frame, frames)
@@ -417,6 +422,7 @@ async def test_broadcast_to_many_sockets(
         await server.emit("tick", i)
     # Serialised once and framed once per broadcast, whatever the audience.
     assert (len(encodes), len(frames)) == (3, 3)
+    assert (len(messages), len(packets)) == (3, 0)
     for member in ws_members:
         assert await member.ws.recv_many(3) == [f'42["tick",{i}]' for i in range(3)]
     for member in ws_members:
@@ -439,7 +445,7 @@ async def test_emit_and_ack_take_the_fast_paths(
     [member] = await members(sio.port, 1)
     parser = server.parser
     assert isinstance(parser, JsonParser)
-    calls: dict[str, int] = dict.fromkeys(["event", "ack", "general"], 0)
+    calls: dict[str, int] = dict.fromkeys(["event", "ack", "general", "message", "packet"], 0)
 
     def counting(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -451,6 +457,8 @@ async def test_emit_and_ack_take_the_fast_paths(
     monkeypatch.setattr(parser, "encode_event", counting("event", parser.encode_event))
     monkeypatch.setattr(parser, "encode_ack", counting("ack", parser.encode_ack))
     monkeypatch.setattr(parser, "encode", counting("general", parser.encode))
+    monkeypatch.setattr(engineio, "encode_message", counting("message", engineio.encode_message))
+    monkeypatch.setattr(engineio, "encode_packet", counting("packet", engineio.encode_packet))
     await member.ws.send('425["ask","hi"]')
     assert await member.ws.recv() == '42["told","hi"]'
     question = await member.ws.recv_text()
@@ -458,8 +466,9 @@ async def test_emit_and_ack_take_the_fast_paths(
     ack_id = question[2 : question.index("[")]
     await member.ws.send(f'43{ack_id}["yes"]')
     assert await member.ws.recv() == '435["yes"]'
-    # Each packet encoded once, by the fast paths: no general encode.
-    assert calls == {"event": 2, "ack": 1, "general": 0}
+    # Each packet encoded once, by the fast paths: no general encode, no
+    # Engine.IO packet built to be encoded.
+    assert calls == {"event": 2, "ack": 1, "general": 0, "message": 3, "packet": 0}
 
 
 async def test_broadcast_with_acks_skips_a_socket_that_leaves(

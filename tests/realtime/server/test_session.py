@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from tether.limits import RealtimeLimits
+from tether.protocol.connection import encode_broadcast_frame
 from tether.protocol.http import Request
 from tether.realtime.protocol.engineio import Packet, PacketType
 from tether.realtime.server.session import SLOW_CLIENT, Outgoing, Session, queued_size
@@ -61,6 +62,18 @@ def test_queued_size_counts_the_payload_bytes() -> None:
     ) == 8
     outgoing = Outgoing(["a", b"b"])
     assert outgoing.size == sum(queued_size(packet) for packet in outgoing.packets)
+
+
+def test_outgoing_encodes_each_message_once() -> None:
+    outgoing = Outgoing(['2["a"]', b"\x01"])
+    # What a WebSocket is sent, encoded at once; the polling packets when asked.
+    assert outgoing.texts == ['42["a"]', b"\x01"]
+    assert outgoing.frames == encode_broadcast_frame('42["a"]') + encode_broadcast_frame(b"\x01")
+    assert outgoing.packets == [
+        Packet(PacketType.MESSAGE, '2["a"]'),
+        Packet(PacketType.MESSAGE, b"\x01"),
+    ]
+    assert outgoing.packets is outgoing.packets
 
 
 async def test_polling_queue_is_taken_once() -> None:

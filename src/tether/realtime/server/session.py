@@ -125,18 +125,29 @@ class SessionHost(Protocol):
 
 
 class Outgoing:
-    """Engine.IO message packets encoded once for any number of sessions.
+    """Engine.IO messages encoded once for any number of sessions.
 
-    Polling sessions queue the packets; WebSocket sessions write the frames,
-    encoded on first use and shared (one frame per packet, §WebSocket).
+    Each message is encoded once (:attr:`texts`, §WebSocket: one frame per
+    packet); WebSocket sessions write the frames built from them, shared;
+    polling sessions queue the packets, made on first use.
     """
 
-    __slots__ = ("_frames", "_size", "packets")
+    __slots__ = ("_frames", "_packets", "_size", "messages", "texts")
 
     def __init__(self, messages: Sequence[str | bytes]) -> None:
-        self.packets = [Packet(PacketType.MESSAGE, data) for data in messages]
+        self.messages = messages
+        #: What each message is on a WebSocket (``"4" + text``, or the bytes).
+        self.texts = [engineio.encode_message(data) for data in messages]
+        self._packets: list[Packet] | None = None
         self._frames: bytes | None = None
         self._size = -1
+
+    @property
+    def packets(self) -> list[Packet]:
+        """The ``message`` packets, for polling queues (made once)."""
+        if self._packets is None:
+            self._packets = [Packet(PacketType.MESSAGE, data) for data in self.messages]
+        return self._packets
 
     @property
     def size(self) -> int:
@@ -147,11 +158,9 @@ class Outgoing:
 
     @property
     def frames(self) -> bytes:
-        """The packets as WebSocket frames, unmasked and uncompressed (RFC 6455 §5.2)."""
+        """The messages as WebSocket frames, unmasked and uncompressed (RFC 6455 §5.2)."""
         if self._frames is None:
-            self._frames = b"".join(
-                encode_broadcast_frame(engineio.encode_packet(packet)) for packet in self.packets
-            )
+            self._frames = b"".join(encode_broadcast_frame(text) for text in self.texts)
         return self._frames
 
 
@@ -230,7 +239,15 @@ class Session:
 
     def send(self, data: str | bytes) -> None:
         """Send one Engine.IO ``message`` packet."""
-        self.send_packet(Packet(PacketType.MESSAGE, data))
+        if self.closed or self._overflowed:
+            return
+        ws = self._ws
+        if ws is not None:
+            # Encoded straight to its frame's text: no packet on a WebSocket.
+            self._write(ws, engineio.encode_message(data))
+            return
+        packet = Packet(PacketType.MESSAGE, data)
+        self._enqueue((packet,), queued_size(packet))
 
     def send_outgoing(self, outgoing: Outgoing) -> bool:
         """Send packets encoded once for many sessions; whether they were sent.
@@ -246,15 +263,17 @@ class Session:
             # Shared frames need a tether Connection; another WebSocket (the
             # ASGI adapter), or one above write_high_water (which send_frame
             # would skip), gets the packets one by one.
+            texts = outgoing.texts
             if (
-                len(outgoing.packets) == 1
+                len(texts) == 1
                 and isinstance(ws, Connection)
                 and ws.write_buffer_size() <= ws.limits.write_high_water
             ):
-                packet = outgoing.packets[0]
-                return send_frame(ws, outgoing.frames, engineio.encode_packet(packet))
-            for packet in outgoing.packets:
-                self.send_packet(packet)
+                return send_frame(ws, outgoing.frames, texts[0])
+            for text in texts:
+                if self._overflowed:
+                    break
+                self._write(ws, text)
             return True
         self._enqueue(outgoing.packets, outgoing.size)
         return True
@@ -265,14 +284,18 @@ class Session:
             return
         ws = self._ws
         if ws is not None:
-            try:
-                ws.send_nowait(engineio.encode_packet(packet))
-            except ConnectionClosed:
-                return  # the WebSocket's end closes the session
-            if ws.write_buffer_size() > self.host.limits.max_outgoing_bytes:
-                self._overflow()
+            self._write(ws, engineio.encode_packet(packet))
             return
         self._enqueue((packet,), queued_size(packet))
+
+    def _write(self, ws: WebSocket, frame: str | bytes) -> None:
+        """Write one encoded packet to the session's WebSocket."""
+        try:
+            ws.send_nowait(frame)
+        except ConnectionClosed:
+            return  # the WebSocket's end closes the session
+        if ws.write_buffer_size() > self.host.limits.max_outgoing_bytes:
+            self._overflow()
 
     def _enqueue(self, packets: Iterable[Packet], size: int) -> None:
         """Queue packets for the next polling GET (§HTTP long-polling)."""
