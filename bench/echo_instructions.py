@@ -71,7 +71,8 @@ ECHO = textwrap.dedent(
 def callgrind(src: Path, pure: bool, script: str, *argv: str) -> int:
     """Instructions callgrind counted for one whole run of ``python -c script
     *argv`` with the tether of ``src`` (``pure``: its pure-Python fallback)."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    # A fixed hash seed: the same dict and set layouts in every run.
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}
     env.pop("TETHER_NO_SPEEDUPS", None)
     if pure:
         env["TETHER_NO_SPEEDUPS"] = "1"

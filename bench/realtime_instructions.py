@@ -16,7 +16,8 @@ events; the difference divided by N (echo) or by N x members (fanout,
 per delivery) is the cost of one event or delivery, start-up cancelled out.
 
     .venv/bin/python bench/realtime_instructions.py SRC_DIR [SRC_DIR ...]
-        [--workloads echo fanout] [--events 1000] [--members 100] [--pure]
+        [--workloads echo fanout] [--events 500] [--fanout-events 50]
+        [--members 100] [--pure]
 
 Each SRC_DIR is a tether ``src/`` directory (a ``git worktree`` of another
 commit, with the C extension copied or built in); the first is the baseline
@@ -126,24 +127,28 @@ def main() -> int:
     parser.add_argument(
         "--workloads", nargs="+", choices=["echo", "fanout"], default=["echo", "fanout"]
     )
-    parser.add_argument("--events", type=int, default=1000, help="N (default 1000)")
+    parser.add_argument("--events", type=int, default=500, help="echo's N (default 500)")
+    parser.add_argument("--fanout-events", type=int, default=50, help="fanout's N (default 50)")
     parser.add_argument("--members", type=int, default=100, help="fan-out room size (default 100)")
     parser.add_argument("--pure", action="store_true", help="the pure-Python fallback")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     args = parser.parse_args()
-    n, members = args.events, args.members
+    members = args.members
     mode = "pure-Python fallback" if args.pure else "C speedups"
+    echo_n, fan_n = args.events, args.fanout_events
     lines = [
         f"# Instructions per Socket.IO event through the realtime server ({mode})",
         "",
-        f"`{' '.join(sys.argv)}`: callgrind, (instructions with {2 * n} events"
-        f" - with {n}) / {n} (echo: per event, both sides) or / ({n} x {members})"
-        " (fanout: per delivery, both sides); server and clients in one process.",
+        f"`{' '.join(sys.argv)}`: callgrind, (instructions with 2N events - with N) / N;"
+        f" echo: N = {echo_n}, per event; fanout: N = {fan_n} emits to a room of {members},"
+        " per delivery (/ N x members). Both sides counted (server and clients in one"
+        " process), PYTHONHASHSEED=0.",
         "",
         "| workload | " + " | ".join(f"`{src}`" for src in args.sources) + " |",
         "|---|" + "---|" * len(args.sources),
     ]
     for workload in args.workloads:
+        n = echo_n if workload == "echo" else fan_n
         per = n if workload == "echo" else n * members
         costs = []
         for src in args.sources:
