@@ -23,7 +23,8 @@ from tether.realtime import Disconnected, Socket
 
 
 def mixed_server(**options: Any) -> tuple[realtime.Server, asyncio.Event, list[Any]]:
-    """Handlers of every kind, each recording ``(kind, n)`` when it starts."""
+    """Handlers of every kind, each recording ``(kind, n)`` when it starts
+    and whether it runs in a task of the server's runner."""
     server = realtime.Server(**options)
     gate = asyncio.Event()
     started: list[Any] = []
@@ -44,6 +45,14 @@ def mixed_server(**options: Any) -> tuple[realtime.Server, asyncio.Event, list[A
     def plain(socket: Socket, n: int) -> int:
         started.append(("plain", n))
         return n
+
+    @server.on("in_task")
+    async def in_task(socket: Socket, wait: bool) -> list[bool]:
+        seen = [asyncio.current_task() in server.runner.tasks]
+        if wait:
+            await asyncio.sleep(0)
+            seen.append(asyncio.current_task() in server.runner.tasks)
+        return seen
 
     return server, gate, started
 
@@ -80,6 +89,17 @@ async def test_events_start_in_the_order_they_came(start_sio: StartSio) -> None:
     ]
     gate.set()
     assert sorted(await ws.recv_many(2)) == ["431[1]", "434[4]"]
+    await ws.close()
+
+
+async def test_a_task_only_for_a_handler_that_waits(start_sio: StartSio) -> None:
+    server, _, _ = mixed_server()
+    sio = await start_sio(server)
+    ws, _ = await sio_connect(sio.port)
+    await ws.send('421["in_task",false]', '422["in_task",true]')
+    # A coroutine that finishes at once has no task of the runner; one that
+    # waits goes on in one.
+    assert await ws.recv_many(2) == ["431[[false]]", "432[[false,true]]"]
     await ws.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from typing import Any
@@ -69,3 +70,138 @@ async def test_drain_cancels_what_outlives_it() -> None:
     await runner.drain(timeout(0.05))
     await asyncio.sleep(0)
     assert task.cancelled()
+
+
+# -- start: a coroutine run at once, in a task only if it suspends ----------------------
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+def runner() -> Runner:
+    return Runner(logging.getLogger("test.runner"))
+
+
+async def test_start_finishes_at_once_without_a_task() -> None:
+    tasks = runner()
+    outer = asyncio.current_task()
+    seen: list[Any] = []
+
+    async def quick() -> None:
+        VAR.set("quick")
+        seen.append(asyncio.current_task())
+
+    assert tasks.start(quick()) is None
+    # Ran to its end before start() returned, in a task of its own as far as
+    # it could tell (not the caller's), in a context of its own.
+    assert len(seen) == 1 and seen[0] is not outer
+    assert asyncio.current_task() is outer
+    assert VAR.get() == "unset"
+    assert not tasks.tasks
+
+
+async def test_start_continues_in_the_task_it_ran_in() -> None:
+    tasks = runner()
+    gate = asyncio.Event()
+    seen: list[Any] = []
+
+    async def slow() -> None:
+        VAR.set("slow")
+        seen.append(asyncio.current_task())
+        await gate.wait()
+        seen.append((asyncio.current_task(), VAR.get()))
+
+    task = tasks.start(slow())
+    assert task is not None and task in tasks.tasks
+    assert seen == [task]  # its first step ran already, as this very task
+    assert VAR.get() == "unset"
+    gate.set()
+    await asyncio.wait_for(task, timeout(1))
+    assert seen == [task, (task, "slow")]
+    assert not tasks.tasks
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "timeout"), reason="asyncio.timeout is 3.11+")
+async def test_a_timeout_entered_at_once_cancels_the_coroutine_only() -> None:
+    tasks = runner()
+    outer = asyncio.current_task()
+    assert outer is not None
+    results: list[str] = []
+
+    async def bounded() -> None:
+        try:
+            async with asyncio.timeout(0):  # type: ignore[attr-defined]
+                await asyncio.Event().wait()
+        except TimeoutError:
+            results.append("timed out")
+
+    task = tasks.start(bounded())
+    assert task is not None
+    await asyncio.wait_for(task, timeout(1))
+    assert results == ["timed out"]
+    assert outer.cancelling() == 0  # type: ignore[attr-defined]
+
+
+async def test_start_logs_what_fails_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    tasks = runner()
+
+    async def fail() -> None:
+        raise RuntimeError("boom")
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with caplog.at_level(logging.ERROR, "test.runner"):
+        assert tasks.start(fail()) is None
+        assert tasks.start(cancelled()) is None
+    assert caplog.text.count("RuntimeError: boom") == 1
+    assert "CancelledError" not in caplog.text
+
+
+async def test_a_started_task_can_be_cancelled_and_drained() -> None:
+    tasks = runner()
+    ends: list[str] = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ends.append(f"{name} cancelled")
+            raise
+        finally:
+            ends.append(f"{name} finally")
+
+    # Cancelled before its task took a step: the coroutine, started already,
+    # is cancelled where it waits all the same, not left hanging.
+    early = tasks.start(forever("early"))
+    assert early is not None
+    early.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(early, timeout(1))
+    assert ends == ["early cancelled", "early finally"]
+    # Cancelled while it waits, as drain() does: it sees CancelledError.
+    late = tasks.start(forever("late"))
+    assert late is not None
+    await asyncio.sleep(0)  # its task's first step: now waiting on the event
+    await tasks.drain(0)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(late, timeout(1))
+    assert ends == ["early cancelled", "early finally", "late cancelled", "late finally"]
+    assert not tasks.tasks
+
+
+async def test_the_task_of_a_first_step_can_be_looked_at() -> None:
+    # Before the coroutine waits, its task is not set up yet (on 3.11): what
+    # a library may ask of the current task must not crash or lie.
+    tasks = runner()
+    seen: list[Any] = []
+
+    async def probe() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append((task.done(), task.cancelled(), task.cancelling()))  # type: ignore[attr-defined]
+        task.get_coro()
+        repr(task)
+        task.get_name()
+
+    assert tasks.start(probe()) is None
+    assert seen == [(False, False, 0)]

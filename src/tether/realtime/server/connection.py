@@ -247,10 +247,12 @@ class SocketIOConnection:
         return running < self._max_tasks and self._running_bytes + size <= self._max_pending
 
     def _run_event(self, socket: Socket, event: Event, size: int) -> None:
-        """Run the handler in a task counted until done; or, when nothing of this
-        connection is running, a plain function at once, with no task (the
-        common case: events are handled in the order they came either way)."""
-        if self._running or event.is_async:
+        """Start the handler now: a plain function is called, a coroutine runs
+        up to where it first waits (:meth:`.Runner.start`). Only one that
+        waits gets a task, counted (``max_handler_tasks``) until it is done.
+        Handlers start in the order their events came either way: this runs
+        for an event only when none is waiting before it."""
+        if event.is_async:
             coroutine = self._handle_event(socket, event)
         else:
             try:
@@ -262,9 +264,17 @@ class SocketIOConnection:
                 self._log_failure(socket, event.event)
                 return
             coroutine = self._handle_event(socket, event, result)
+        # Counted from its start: whatever it does in its first step sees it running.
         self._running += 1
         self._running_bytes += size
-        task = self.server.runner.spawn(coroutine)
+        task = self.server.runner.start(coroutine)
+        if task is None:
+            # Done already. Not _handler_done: the caller is the one loop
+            # that starts waiting events (on_message starts this one only
+            # when none waits; _handler_done goes on with the next).
+            self._running -= 1
+            self._running_bytes -= size
+            return
         task.add_done_callback(lambda _: self._handler_done(size))
 
     def _handler_done(self, size: int) -> None:

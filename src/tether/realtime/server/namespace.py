@@ -30,7 +30,7 @@ class Event(NamedTuple):
     args: list[Any]
     ack_id: int | None
     event: str  # the name the handler is registered under ("*": the catch-all)
-    is_async: bool  # runs in a task (and needs one of max_handler_tasks)
+    is_async: bool  # a coroutine function (Runner.start: a task only if it waits)
 
 
 class Handlers:
