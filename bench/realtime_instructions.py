@@ -9,7 +9,9 @@ same in every tree: they use no realtime code). Two workloads:
 * **echo**: one connection, 32 events of 16 characters in flight, each
   emitted back by the server's ``echo`` handler;
 * **fanout**: ``--members`` connections in the room ``room``, one of them
-  sending ``fanout`` events (4 in flight), each one emitted to the room.
+  sending ``fanout`` events, each one emitted to the room, the next once
+  every member has the last (lock-step: each read gets one message, so the
+  count does not depend on how the loop batched).
 
 Each workload runs under ``valgrind --tool=callgrind`` with N and with 2N
 events; the difference divided by N (echo) or by N x members (fanout,
@@ -88,21 +90,30 @@ RUN = textwrap.dedent(
         await client.close()
 
     async def fanout(port):
+        # In lock-step (the next emit once every member has the last one), so
+        # that each read gets one message whatever the timing: the counts
+        # of a run do not depend on how the loop happened to batch.
         clients = [await member(port) for _ in range(MEMBERS)]
         for client in clients:
             await client.send('42["join"]')
             await recv_events(client, 1)
-        sender, others = clients[0], clients[1:]
-        readers = [asyncio.create_task(recv_events(c, N)) for c in others]
+        got = [0]
+        round_done = asyncio.Event()
+
+        async def reader(client):
+            for _ in range(N):
+                await recv_events(client, 1)
+                got[0] += 1
+                if got[0] == MEMBERS:
+                    got[0] = 0
+                    round_done.set()
+
+        readers = [asyncio.create_task(reader(c)) for c in clients]
         event = '42["fanout","0123456789abcdef"]'
-        for _ in range(min(4, N)):
-            await sender.send(event)
-        sent = min(4, N)
         for _ in range(N):
-            await recv_events(sender, 1)
-            if sent < N:
-                await sender.send(event)
-                sent += 1
+            await clients[0].send(event)
+            await round_done.wait()
+            round_done.clear()
         await asyncio.gather(*readers)
         for client in clients:
             await client.close()
