@@ -366,8 +366,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="0.3 s runs, 50 receivers, 200 idle connections"
     )
+    parser.add_argument(
+        "--base-src",
+        type=Path,
+        metavar="DIR",
+        help="another tether src/ tree (a git worktree): adds the server tether-base,"
+        " realtime_tether.py on it, to compare two trees in one run",
+    )
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.base_src is not None:
+        base = args.base_src.resolve()
+        SERVERS["tether-base"] = ["env", f"PYTHONPATH={base}", *SERVERS["tether"]]
+        LABELS["tether-base"] = f"tether at {base} (uvloop)"
+        if "tether-base" not in args.servers:
+            args.servers = [*args.servers, "tether-base"]
+    return args
 
 
 def settings(args: argparse.Namespace) -> Settings:
