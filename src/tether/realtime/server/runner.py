@@ -24,13 +24,13 @@ __all__ = ["Handler", "Runner", "arity", "is_async", "maybe_await"]
 Handler = Callable[..., Any]
 
 # How Runner.start runs a coroutine's first step as its own task would: on
-# 3.12+ an eager task (Task(eager_start=True)); on 3.11 by hand, with
+# 3.12+ an eager task (Task(eager_start=True)); on 3.10-3.11 by hand, with
 # the C Task allocated first (not yet initialised, so not yet scheduled) and
 # made the current task for that step, then initialised on the rest of the
-# coroutine only if it waits. Elsewhere (3.10, no C tasks): a task each.
+# coroutine only if it waits. Elsewhere (no C tasks): a task each.
 _EAGER_START = sys.version_info >= (3, 12)
 _c_tasks = getattr(asyncio.tasks, "_CTask", None)
-_BY_HAND = sys.version_info >= (3, 11) and not _EAGER_START and asyncio.Task is _c_tasks
+_BY_HAND = not _EAGER_START and asyncio.Task is _c_tasks
 _current_task = asyncio.tasks.current_task
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
@@ -42,7 +42,7 @@ class _EagerTask(asyncio.Task):  # type: ignore[type-arg]
     waits. Until then its C fields are empty: what would read them is answered
     here instead (``get_coro()`` would crash).
 
-    Used on Python 3.11 only (3.12 has eager tasks), which has no
+    Used before Python 3.12 only (3.12 has eager tasks), which has no
     ``Task.get_context()``."""
 
     __slots__ = ()
@@ -155,7 +155,7 @@ class Runner:
             if task.done():
                 return None
             return self._keep(task)
-        if not _BY_HAND:  # pragma: no cover - 3.10, or no C tasks
+        if not _BY_HAND:  # pragma: no cover - CPython has C tasks
             return self.spawn(coroutine)
         task = _EagerTask.__new__(_EagerTask)
         context = contextvars.copy_context()
@@ -180,7 +180,8 @@ class Runner:
         # the current one in the first step (asyncio.timeout) now has it.
         rest = _rest(coroutine, waiting)
         rest.send(None)  # primed (see _resume)
-        asyncio.Task.__init__(task, rest, loop=loop, context=context)  # type: ignore[call-arg]
+        # In the context of the first step: the task runs the rest in a copy of it.
+        context.run(asyncio.Task.__init__, task, rest, loop=loop)
         return self._keep(task)
 
     def _keep(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
