@@ -24,7 +24,7 @@ from ..protocol import socketio
 from ..protocol.parsers import encode_ack, encode_packet
 from .engine import POLICY_VIOLATION, Session
 from .namespace import Event, Namespace
-from .runner import Handler, arity, maybe_await
+from .runner import EAGER_START, Handler, arity, maybe_await
 from .sockets import Handshake, Socket, send_messages
 
 if TYPE_CHECKING:
@@ -251,8 +251,10 @@ class SocketIOConnection:
         up to where it first waits (:meth:`.Runner.start`). Only one that
         waits gets a task, counted (``max_handler_tasks``) until it is done.
         Handlers start in the order their events came either way: this runs
-        for an event only when none is waiting before it."""
-        if event.is_async:
+        for an event only when none is waiting before it. Before Python 3.12
+        (no eager tasks) a coroutine starts in a task, so while one has not
+        finished a plain function goes in a task too, behind it."""
+        if event.is_async or (self._running and not EAGER_START):
             coroutine = self._handle_event(socket, event)
         else:
             try:
