@@ -80,9 +80,10 @@ async def serve(static_dir: str) -> None:
     async def never_reads(connection: tether.Connection) -> None:
         await connection.wait_closed()
 
-    async with realtime.serve(server, "127.0.0.1", 0) as http, tether.serve(
-        never_reads, "127.0.0.1", 0, compression="deflate"
-    ) as raw:
+    async with (
+        realtime.serve(server, "127.0.0.1", 0) as http,
+        tether.serve(never_reads, "127.0.0.1", 0, compression="deflate") as raw,
+    ):
         print(http.port, raw.port, flush=True)
         await asyncio.get_running_loop().create_future()
 

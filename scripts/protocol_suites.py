@@ -203,9 +203,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compression", choices=["off", "deflate"], default="off")
     parser.add_argument("--reference", action="store_true", help="also run socket.io's server")
-    parser.add_argument(
-        "--netns", action="store_true", help="a network namespace per run"
-    )
+    parser.add_argument("--netns", action="store_true", help="a network namespace per run")
     args = parser.parse_args()
     if args.engineio is None and args.socketio is None:
         parser.error("give --engineio and/or --socketio")

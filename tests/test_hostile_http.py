@@ -65,9 +65,7 @@ def record_buffers(http: tether.Server) -> list[tuple[tether.Connection, int, in
     handler = http.http_handler
     assert handler is not None
 
-    async def recording(
-        connection: tether.Connection, request: Request, body: bytes
-    ) -> Response:
+    async def recording(connection: tether.Connection, request: Request, body: bytes) -> Response:
         seen.append((connection, len(connection._head), connection.write_buffer_size()))
         return await handler(connection, request, body)
 

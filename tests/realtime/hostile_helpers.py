@@ -176,6 +176,5 @@ def measured(memory: MemoryWatch, watcher: Bystander, extra: str = "") -> None:
     """Print what docs/security.md quotes (``pytest -s`` shows it)."""
     worst = max(watcher.latencies, default=float("nan"))
     print(
-        f"\n  growth {memory.growth() / MiB:.1f} MiB, "
-        f"bystander worst {worst * 1000:.0f} ms {extra}"
+        f"\n  growth {memory.growth() / MiB:.1f} MiB, bystander worst {worst * 1000:.0f} ms {extra}"
     )

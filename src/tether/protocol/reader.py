@@ -74,9 +74,7 @@ class Reader:
         "controls",
     )
 
-    def __init__(
-        self, *, masked: bool, limits: Limits, deflate: PerMessageDeflate | None
-    ) -> None:
+    def __init__(self, *, masked: bool, limits: Limits, deflate: PerMessageDeflate | None) -> None:
         self._masked = masked
         self._deflate = deflate
         self._max_frame = limits.max_frame_size

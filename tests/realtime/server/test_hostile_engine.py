@@ -337,9 +337,7 @@ async def test_cross_origin_refused_by_default() -> None:
             with pytest.raises(tether.InvalidStatus) as caught:
                 await open_websocket(rt.port, origin=EVIL)
             assert caught.value.response.status == 403
-            response = await http_request(
-                rt.port, "GET", eio_url(), headers=[("Origin", EVIL)]
-            )
+            response = await http_request(rt.port, "GET", eio_url(), headers=[("Origin", EVIL)])
             assert response.status == 403
             assert response.json() == {"code": 4, "message": "Forbidden"}
             assert "access-control-allow-origin" not in response.headers

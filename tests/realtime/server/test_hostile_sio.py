@@ -51,9 +51,7 @@ LATENCY = 0.5
 ATTACK = 1.5  # seconds of attack (scaled)
 
 
-async def flood(
-    ws: EioSocket, make: Callable[[int], str], seconds: float, batch: int = 50
-) -> int:
+async def flood(ws: EioSocket, make: Callable[[int], str], seconds: float, batch: int = 50) -> int:
     """Send ``make(n)`` as fast as the connection takes it, for ``seconds``
     (scaled) or until the server closes it; how many were sent."""
     deadline = time.monotonic() + timeout(seconds)

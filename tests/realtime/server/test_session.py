@@ -57,9 +57,11 @@ def test_queued_size_counts_the_payload_bytes() -> None:
     text = queued_size(Packet(PacketType.MESSAGE, "héllo"))
     assert text == queued_size(Packet(PacketType.MESSAGE, "hello")) + 1  # é is 2 bytes
     # Binary: "b" + base64 (4 characters per 3 bytes, padded).
-    assert queued_size(Packet(PacketType.MESSAGE, b"\x00" * 4)) - queued_size(
-        Packet(PacketType.MESSAGE, "")
-    ) == 8
+    assert (
+        queued_size(Packet(PacketType.MESSAGE, b"\x00" * 4))
+        - queued_size(Packet(PacketType.MESSAGE, ""))
+        == 8
+    )
     outgoing = Outgoing(["a", b"b"])
     assert outgoing.size == sum(queued_size(packet) for packet in outgoing.packets)
 
