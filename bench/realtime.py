@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -52,13 +51,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from run import ROOT, BenchError, Child, environment, pinning
+from run import ROOT, BenchError, Child, build_c, environment, pinning
 from run import summary as run_summary
 
 BENCH = Path(__file__).resolve().parent
 BUILD = BENCH / ".build"
 SIOLOAD_SRC = BENCH / "sioload.c"
-SIOLOAD_DEPS = (SIOLOAD_SRC, BENCH / "wsclient.h", BENCH / "wsconn.h")
 SIOLOAD = BUILD / "sioload"
 SERVERS_DIR = BENCH / "servers"
 PYTHON = sys.executable
@@ -102,16 +100,9 @@ class Settings:
 
 
 def build_sioload() -> Path:
-    """Compile bench/sioload.c into bench/.build/ unless it is newer than its sources."""
-    newest = max(path.stat().st_mtime for path in SIOLOAD_DEPS)
-    if SIOLOAD.exists() and SIOLOAD.stat().st_mtime >= newest:
-        return SIOLOAD
-    if shutil.which("gcc") is None:
-        sys.exit("error: gcc is needed to build bench/sioload.c (apt-get install gcc)")
-    BUILD.mkdir(parents=True, exist_ok=True)
-    cmd = ["gcc", "-O2", "-Wall", "-o", str(SIOLOAD), str(SIOLOAD_SRC)]
-    subprocess.run(cmd, check=True, timeout=120)
-    return SIOLOAD
+    """Compile bench/sioload.c into bench/.build/ unless the binary is newer
+    than it and the headers it includes."""
+    return build_c(SIOLOAD_SRC, SIOLOAD)
 
 
 def cpu_times(pid: int) -> tuple[float, float]:

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import queue
+import re
 import resource
 import shutil
 import socket
@@ -515,14 +516,34 @@ def check_peers(names: list[str], explicit: bool) -> list[Peer]:
     return peers
 
 
-def build_loadgen() -> None:
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
-        return
+def _c_sources(source: Path) -> list[Path]:
+    """``source`` and every local header it includes (``#include "name"``),
+    transitively, from the same folder."""
+    found = [source]
+    for path in found:
+        for name in re.findall(r'^#include "([^"]+)"', path.read_text(), re.M):
+            header = path.parent / name
+            if header not in found:
+                found.append(header)
+    return found
+
+
+def build_c(source: Path, binary: Path) -> Path:
+    """Compile ``source`` into ``binary`` unless the binary is newer than
+    the source and every header it includes."""
+    newest = max(path.stat().st_mtime for path in _c_sources(source))
+    if binary.exists() and binary.stat().st_mtime >= newest:
+        return binary
     if shutil.which("gcc") is None:
-        sys.exit("error: gcc is needed to build bench/loadgen.c (apt-get install gcc)")
-    BUILD.mkdir(parents=True, exist_ok=True)
-    cmd = ["gcc", "-O2", "-Wall", "-o", str(LOADGEN), str(LOADGEN_SRC)]
+        sys.exit(f"error: gcc is needed to build bench/{source.name} (apt-get install gcc)")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["gcc", "-O2", "-Wall", "-o", str(binary), str(source)]
     subprocess.run(cmd, check=True, timeout=120)
+    return binary
+
+
+def build_loadgen() -> None:
+    build_c(LOADGEN_SRC, LOADGEN)
 
 
 def pinning() -> tuple[list[str], list[str], str]:
