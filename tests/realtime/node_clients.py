@@ -1,12 +1,16 @@
-"""The official socket.io-client sockets of ``redis_sio_clients.mjs`` as an
-async context manager: ``async with NodeClients(config) as node:`` then
-``await node.line()`` for each JSON line it prints. Import with
-``from realtime.node_clients import NodeClients``."""
+"""Node scripts of official socket.io-client sockets, run by the tests.
+
+``redis_sio_clients.mjs`` as an async context manager: ``async with
+NodeClients(config) as node:`` then ``await node.line()`` for each JSON line
+it prints; and :func:`run_script`, for a script that runs to its end and
+prints one JSON summary. Import with
+``from realtime.node_clients import NodeClients, run_script``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +19,29 @@ import pytest
 from helpers import node_bin, repo_root, timeout
 
 SCRIPT = repo_root() / "tests" / "realtime" / "redis_sio_clients.mjs"
+
+
+async def run_script(script: Path, *args: str, wait: float) -> tuple[int, dict[str, Any]]:
+    """Run ``node script *args`` from the repository root, for at most
+    ``wait`` units (then killed by its PID); its exit status and the JSON
+    object on the last line it printed. Skips the test when node is absent."""
+    executable = node_bin()
+    if executable is None:
+        pytest.skip("node is not installed")
+    process = await asyncio.create_subprocess_exec(
+        executable, str(script), *args, cwd=repo_root(), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout(wait))
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    lines = out.decode().splitlines()
+    assert lines, f"{script.name} printed nothing (exit status {process.returncode})"
+    parsed: dict[str, Any] = json.loads(lines[-1])
+    assert process.returncode is not None
+    return process.returncode, parsed
 
 
 class NodeClients:

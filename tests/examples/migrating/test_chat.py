@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import json
 import re
 import signal
 import socket
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from helpers import node_bin, repo_root, timeout
+from realtime.node_clients import run_script
 from tether import realtime
 
 pytestmark = pytest.mark.interop
@@ -108,26 +108,9 @@ EXPECTED: dict[str, list[list[Any]]] = {
 
 
 async def _run_driver(url: str, transports: str) -> dict[str, Any]:
-    executable = node_bin()
-    assert executable is not None
     limit_ms = int(timeout(10) * 1000)  # per acknowledgement; the whole run gets 3x
-    driver = await asyncio.create_subprocess_exec(
-        executable,
-        str(DRIVER),
-        url,
-        str(limit_ms),
-        transports,
-        cwd=repo_root(),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, _ = await asyncio.wait_for(driver.communicate(), timeout(40))
-    finally:
-        if driver.returncode is None:
-            driver.kill()
-            await driver.wait()
-    result: dict[str, Any] = json.loads(out)
-    return result
+    _, result = await run_script(DRIVER, url, str(limit_ms), transports, wait=40)
+    return result  # on failure (exit status 1) it says why: result["error"]
 
 
 async def _conversation(app: str, transports: str) -> tuple[dict[str, Any], str]:

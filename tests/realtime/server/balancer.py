@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from helpers import node_bin, repo_root, timeout
+from realtime.node_clients import run_script
 from realtime.server.deployment_doc import LoggedProcess, doc_block
 
 __all__ = [
@@ -102,21 +103,8 @@ async def run_clients(url: str) -> dict[str, Any]:
         "localAddress": CLIENT_ADDRESS,
         "timeout": round(timeout(15) * 1000),
     }
-    process = await asyncio.create_subprocess_exec(
-        node_bin() or "node",
-        str(SCRIPT),
-        json.dumps(config),
-        cwd=repo_root(),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout(30))
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0
-    summary: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    status, summary = await run_script(SCRIPT, json.dumps(config), wait=30)
+    assert status == 0, summary
     return summary
 
 
