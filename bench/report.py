@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
@@ -170,6 +171,12 @@ def table(workload: str, rows: list[Row], baselines: Sequence[str]) -> list[str]
     return lines
 
 
+def load(path: Path) -> dict[str, Any]:
+    """A results file of bench/run.py or bench/realtime.py: ``environment`` and its rows."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
 def markdown(env: dict[str, Any], rows: list[Row], baselines: Sequence[str]) -> str:
     v = env["versions"]
     kind = "quick smoke run (figures are not meaningful)" if env["quick"] else "full run"
@@ -205,7 +212,5 @@ def markdown(env: dict[str, Any], rows: list[Row], baselines: Sequence[str]) -> 
 
 
 if __name__ == "__main__":
-    from pathlib import Path
-
-    data = json.loads(Path(sys.argv[1]).read_text())
+    data = load(Path(sys.argv[1]))
     sys.stdout.write(markdown(data["environment"], data["runs"], BASELINES))

@@ -1,0 +1,217 @@
+"""bench/performance.py: docs/performance.md's generated part, from result files only.
+
+No benchmark runs here: the doc is checked against the committed JSON files it
+names, and met/gap/"not measured" against tiny synthetic results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+DOC = ROOT / "docs" / "performance.md"
+
+
+@pytest.fixture(scope="module")
+def perf() -> Iterator[ModuleType]:
+    """bench/performance.py, imported with bench/ on sys.path for its report and run
+    modules, which are dropped again afterwards (other tests import their own names)."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_performance", BENCH / "performance.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+        for name in set(sys.modules) - before:
+            if name in ("report", "run", "bench_performance"):
+                del sys.modules[name]
+
+
+def test_doc_is_what_the_committed_results_give(perf: ModuleType) -> None:
+    doc = DOC.read_text()
+    sources = perf.named_sources(doc)
+    assert [p.name.split("-")[0] for p in sources] == ["results", "realtime"]
+    assert all(p.is_file() for p in sources)
+    # A hand edit between the markers, or a script change not regenerated, fails here.
+    assert perf.generated(*sources) == perf.between(doc)
+
+
+def test_check_fails_on_a_hand_edit_and_rewrite_keeps_the_rest(
+    perf: ModuleType, tmp_path: Path
+) -> None:
+    doc = DOC.read_text()
+    sources = [str(p) for p in perf.named_sources(doc)]
+    copy = tmp_path / "performance.md"
+    copy.write_text(doc)
+    assert perf.main(["--from", *sources, "--check", "--doc", str(copy)]) == 0
+    inside = doc.index(perf.BEGIN) + len(perf.BEGIN) + 1
+    edited = doc[:inside] + "A hand edit.\n" + doc[inside:]
+    copy.write_text(edited)
+    assert perf.main(["--from", *sources, "--check", "--doc", str(copy)]) == 1
+    assert copy.read_text() == edited  # --check writes nothing
+    outside = "Hand-written, kept.\n" + doc + "\nAlso kept.\n"
+    copy.write_text(outside.replace(perf.between(doc), "stale"))
+    assert perf.main(["--from", *sources, "--doc", str(copy)]) == 0
+    assert copy.read_text() == outside
+
+
+# -- synthetic results --------------------------------------------------------------------
+
+
+def run_json(rows: list[tuple[str, str, str, float]], **env: Any) -> dict[str, Any]:
+    """bench/run.py's shape: (workload, variant, subject, per-CPU-s or KiB) rows."""
+    runs = []
+    for workload, variant, subject, value in rows:
+        row: dict[str, Any] = {"workload": workload, "variant": variant, "subject": subject}
+        if workload == "idle":
+            row.update(ok=True, kib_per_conn=value)
+        else:
+            row.update(ok=True, per_server_cpu_s=value, rate=value / 2, load_cpu_pct=10)
+        runs.append(row)
+    environment = {
+        "date": "2026-01-01T00:00:00",
+        "quick": False,
+        "duration": 5.0,
+        "warmup": 1.0,
+        "repeat": 3,
+        "connections": {"reqresp": 100, "fanout": 1000, "idle": 10000},
+        "tether_commit": "abc1234",
+        "pinning": "pinned",
+        **env,
+    }
+    return {"environment": environment, "runs": runs}
+
+
+def realtime_json(rows: list[tuple[str, str, float, bool]]) -> dict[str, Any]:
+    """bench/realtime.py's shape: (server, workload, per-CPU-s or KiB, load-bound) rows."""
+    out = []
+    for server, workload, value, bound in rows:
+        row: dict[str, Any] = {"server": server, "workload": workload, "ok": True}
+        if workload == "idle":
+            row["kib_per_conn"] = value
+        else:
+            row.update(per_server_cpu_s=value, rate=value / 2, load_bound=bound)
+        out.append(row)
+    settings = {
+        "duration": 5.0,
+        "warmup": 1.0,
+        "repeat": 3,
+        "echo_conns": 1,
+        "inflight": 32,
+        "size": 16,
+        "receivers": 1000,
+        "rounds": 4,
+        "idle_conns": 5000,
+    }
+    environment = {
+        "date": "2026-01-01 00:00:00 UTC",
+        "command": ".venv/bin/python bench/realtime.py --repeat 3",
+        "tether_commit": "abc1234",
+        "socketio_version": "4.8.4",
+        "pinning": "pinned",
+        "settings": settings,
+    }
+    return {"environment": environment, "rows": out}
+
+
+def statuses(perf: ModuleType, run: dict[str, Any], rt: dict[str, Any]) -> dict[str, str]:
+    rows = perf.realtime_rows(rt["environment"], rt["rows"])
+    rows += perf.run_rows(run["environment"], run["runs"])
+    return {r.workload.split(" (")[0]: r.status for r in rows}
+
+
+def test_met_and_gap_follow_the_numbers(perf: ModuleType) -> None:
+    run = run_json(
+        [
+            ("reqresp", "128 B", "tether", 120.0),  # 1.2x the best peer: met
+            ("reqresp", "128 B", "websockets", 50.0),
+            ("reqresp", "128 B", "picows", 100.0),
+            ("echo", "64 KiB", "tether", 119.0),  # 1.19x: gap
+            ("echo", "64 KiB", "picows", 100.0),
+            ("echo", "1 MiB", "tether", 80.0),  # 0.8x raw TCP: met; 1.6x picows: met
+            ("echo", "1 MiB", "picows", 50.0),
+            ("echo", "1 MiB", "raw", 100.0),
+        ]
+    )
+    rt = realtime_json(
+        [
+            ("tether", "echo", 130.0, False),  # 1.3x Node: met
+            ("node", "echo", 100.0, False),
+            ("python-socketio", "echo", 10.0, False),
+            ("tether", "fanout", 130.0, True),  # 1.3x, but the load client was the limit
+            ("node", "fanout", 100.0, False),
+            ("tether", "idle", 10.0, False),  # more memory than Node: gap
+            ("node", "idle", 9.0, False),
+        ]
+    )
+    got = statuses(perf, run, rt)
+    assert got["raw request/response, 100 connections, 128 B"] == "met"
+    assert got["raw echo 64 KiB"] == "gap"
+    assert got["raw echo 1 MiB"] == "met"
+    assert got["raw echo 1 MiB against raw TCP"] == "met"
+    assert got["Socket.IO emit-echo, 16 chars, 1 connection, 32 in flight each"] == "met"
+    assert got["Socket.IO room fan-out to 1,000, 4 rounds in flight"].startswith("gap")
+    assert got["idle Socket.IO connection, WebSocket transport"] == "gap"
+
+    rt["rows"][-2]["kib_per_conn"] = 8.0  # now less than Node's 9
+    rt["rows"][3]["load_bound"] = False
+    run["runs"][3]["per_server_cpu_s"] = 121.0
+    got = statuses(perf, run, rt)
+    assert got["idle Socket.IO connection, WebSocket transport"] == "met"
+    assert got["Socket.IO room fan-out to 1,000, 4 rounds in flight"] == "met"
+    assert got["raw echo 64 KiB"] == "met"
+
+
+def test_missing_data_says_not_measured(perf: ModuleType, tmp_path: Path) -> None:
+    run = run_json([("echo", "64 KiB", "tether", 100.0)], repeat=1)  # no peer at all
+    rt = realtime_json([("tether", "echo", 100.0, False)])  # no Node row, no fan-out, no idle
+    got = statuses(perf, run, rt)
+    assert set(got.values()) == {perf.NOT_MEASURED}
+    run_path, rt_path = tmp_path / "results-x.json", tmp_path / "realtime-x.json"
+    run_path.write_text(json.dumps(run))
+    rt_path.write_text(json.dumps(rt))
+    text = perf.generated(run_path, rt_path)
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert len(table) == 9  # issue 18's rows, 1 MiB twice (picows and raw TCP)
+    assert all(line.endswith(f"| {perf.NOT_MEASURED} |") for line in table)
+    assert f"no `tether-pure` rows: {perf.NOT_MEASURED}" in text
+    # A failed run is no figure either.
+    run["runs"].append({**run["runs"][0], "subject": "picows", "ok": False, "error": "boom"})
+    assert statuses(perf, run, rt)["raw echo 64 KiB"] == perf.NOT_MEASURED
+
+
+def test_pure_python_ratios_and_the_rebuilt_command(perf: ModuleType) -> None:
+    run = run_json(
+        [
+            ("echo", "16 B", "tether-pure", 150.0),
+            ("echo", "16 B", "websockets", 100.0),
+            ("idle", "idle", "tether-pure", 4.0),  # websockets uses 1.5x the memory: met
+            ("idle", "idle", "websockets", 6.0),
+            ("connect", "sequential", "tether-pure", 149.0),
+            ("connect", "sequential", "websockets", 100.0),
+        ]
+    )
+    rows = {r.workload: r for r in perf.pure_rows(run["runs"])}
+    assert rows["echo 16 B"].status == "met"
+    assert rows["idle memory"].ratio == pytest.approx(1.5)
+    assert rows["idle memory"].status == "met"
+    assert rows["connect sequential"].status == "gap"
+    command = perf.run_command(run["environment"], run["runs"])
+    assert command == (
+        ".venv/bin/python bench/run.py --only echo idle connect "
+        "--peers tether-pure websockets --repeat 3"
+    )
