@@ -86,6 +86,7 @@ class Row:
     extra: str = ""  # a second comparison, told after the ratio
     unbound: bool = False  # the target holds only if the load was the limit of neither row
     inverse: bool = False  # less is better (memory): the ratio is the peer's over tether's
+    tether_failed: bool = False  # the JSON has tether's row, but its run failed
 
     @property
     def ratio(self) -> float | None:
@@ -98,7 +99,7 @@ class Row:
     def status(self) -> str:
         ratio = self.ratio
         if ratio is None or self.tether is None or self.peer is None:
-            return NOT_MEASURED
+            return NOT_MEASURED + (" (tether's run failed)" if self.tether_failed else "")
         if not self.target.met(ratio):
             return "gap"
         if self.unbound and (self.tether.load_bound or self.peer.load_bound):
@@ -144,6 +145,13 @@ def run_row(rows: list[Json], workload: str, variant: str, subject: str) -> Json
     )
 
 
+def run_failed(rows: list[Json], workload: str, variant: str) -> bool:
+    return any(
+        not r["ok"] and (r["workload"], r["variant"], r["subject"]) == (workload, variant, "tether")
+        for r in rows
+    )
+
+
 def run_figure(row: Json | None) -> Figure | None:
     if row is None:
         return None
@@ -173,7 +181,8 @@ def run_rows(env: Json, rows: list[Json]) -> list[Row]:
     def against_best(label: str, workload: str, variant: str) -> Row:
         name, peer = best_peer(rows, workload, variant)
         tether = run_figure(run_row(rows, workload, variant, "tether"))
-        return Row(label, tether, name, peer, Target(1.2))
+        failed = run_failed(rows, workload, variant)
+        return Row(label, tether, name, peer, Target(1.2), tether_failed=failed)
 
     raw = run_figure(run_row(rows, "echo", "1 MiB", "raw"))
     tether_1m = run_figure(run_row(rows, "echo", "1 MiB", "tether"))
@@ -185,7 +194,14 @@ def run_rows(env: Json, rows: list[Json]) -> list[Row]:
         ),
         against_best("raw echo 64 KiB (messages)", "echo", "64 KiB"),
         against_best("raw echo 1 MiB (messages)", "echo", "1 MiB"),
-        Row("raw echo 1 MiB against raw TCP (messages)", tether_1m, "raw", raw, Target(0.8)),
+        Row(
+            "raw echo 1 MiB against raw TCP (messages)",
+            tether_1m,
+            "raw",
+            raw,
+            Target(0.8),
+            tether_failed=run_failed(rows, "echo", "1 MiB"),
+        ),
         against_best(f"raw fan-out to {conns['fanout']:,} (deliveries)", "fanout", "64 B"),
         against_best("connect + close, 50 concurrent (connections)", "connect", "50 concurrent"),
     ]
@@ -219,7 +235,10 @@ def run_command(env: Json, rows: list[Json]) -> str:
     if set(workloads) != set(run_py.WORKLOADS):
         args += ["--only", *workloads]
     peers = {r["subject"] for r in rows if r["workload"] != "client"}
-    if peers != set(run_py.QUICK_PEERS if env["quick"] else run_py.PEERS):
+    expected = set(run_py.QUICK_PEERS if env["quick"] else run_py.PEERS)
+    if not {"echo", "reqresp"} & set(workloads):  # only these two run the raw TCP peer
+        expected -= {p.name for p in run_py.PEERS.values() if p.raw}
+    if peers and peers != expected:
         args += ["--peers", *sorted(peers)]
     if env["duration"] != (0.5 if env["quick"] else 5.0):
         args += ["--duration", f"{env['duration']:g}"]
@@ -259,7 +278,11 @@ def realtime_rows(env: Json, rows: list[Json]) -> list[Row]:
     def row(label: str, workload: str, target: Target, **kw: Any) -> Row:
         tether = realtime_figure(rows, "tether", workload)
         peer = realtime_figure(rows, "node", workload)
-        return Row(label, tether, node, peer, target, extra=extra(workload), **kw)
+        failed = any(
+            not r["ok"] and (r["server"], r["workload"]) == ("tether", workload) for r in rows
+        )
+        kw.update(extra=extra(workload), tether_failed=failed)
+        return Row(label, tether, node, peer, target, **kw)
 
     conns = f"{s['echo_conns']} connection" + ("s" if s["echo_conns"] != 1 else "")
     echo = (
@@ -293,7 +316,8 @@ def table(rows: list[Row], tether: str, peer: str) -> list[str]:
             ratio += f" ({r.extra})"
         peer_cell = f"{r.peer_name} {cell(r.peer, r.unit)}" if r.peer else f"{r.peer_name} —"
         status = f"**{r.status}**" if r.status == "met" else r.status
-        cells = [r.workload, cell(r.tether, r.unit), peer_cell, ratio, r.target.text(), status]
+        mine = "failed" if r.tether_failed and r.tether is None else cell(r.tether, r.unit)
+        cells = [r.workload, mine, peer_cell, ratio, r.target.text(), status]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -306,13 +330,12 @@ def sources(run_path: Path, run: Json, rt_path: Path, realtime: Json) -> list[st
         "",
         f"- `{shown(run_path)}`: run of {env['date']}, "
         f"`{run_command(env, run['runs'])}` (command rebuilt from the JSON's settings "
-        f"unless it records one), tether at commit {env['tether_commit']} (as the JSON "
-        "records it); "
+        f"unless it records one), tether as the JSON records it: {env['tether_commit']}; "
         f"{env['duration']:g} s per run after {env['warmup']:g} s of warm-up; "
         f"{env['pinning']}. Its full tables: "
         f"`.venv/bin/python bench/report.py {shown(run_path)}`.",
-        f"- `{shown(rt_path)}`: run of {rt['date']}, `{rt['command']}`, tether at "
-        f"commit {rt['tether_commit']}; {s['duration']:g} s per run after "
+        f"- `{shown(rt_path)}`: run of {rt['date']}, `{rt['command']}`, tether as "
+        f"the JSON records it: {rt['tether_commit']}; {s['duration']:g} s per run after "
         f"{s['warmup']:g} s of warm-up; {rt['pinning']}. Its full tables: "
         f"`{shown(rt_path.with_suffix('.md'))}`.",
     ]

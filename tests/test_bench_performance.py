@@ -189,9 +189,14 @@ def test_missing_data_says_not_measured(perf: ModuleType, tmp_path: Path) -> Non
     assert len(table) == 9  # issue 18's rows, 1 MiB twice (picows and raw TCP)
     assert all(line.endswith(f"| {perf.NOT_MEASURED} |") for line in table)
     assert f"no `tether-pure` rows: {perf.NOT_MEASURED}" in text
-    # A failed run is no figure either.
+    # A failed run is no figure either; tether's failure is told.
     run["runs"].append({**run["runs"][0], "subject": "picows", "ok": False, "error": "boom"})
     assert statuses(perf, run, rt)["raw echo 64 KiB"] == perf.NOT_MEASURED
+    rt["rows"] = [{"server": "tether", "workload": "echo", "ok": False, "error": "boom"}]
+    rt["rows"].append({**rt["rows"][0], "server": "node", "ok": True, "per_server_cpu_s": 1.0})
+    rt["rows"][-1]["rate"] = 1.0
+    echo = statuses(perf, run, rt)["Socket.IO emit-echo, 16 chars, 1 connection, 32 in flight each"]
+    assert echo == f"{perf.NOT_MEASURED} (tether's run failed)"
 
 
 def test_pure_python_ratios_and_the_rebuilt_command(perf: ModuleType) -> None:
