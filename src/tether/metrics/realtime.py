@@ -23,7 +23,7 @@ from .core import Counter, Family, Gauge, Histogram, Metric, MetricSet, counters
 from .lag import LoopLag
 
 if TYPE_CHECKING:
-    from ..realtime.adapters.base import Adapter
+    from ..realtime.adapters.base import Adapter, BroadcastOptions
     from ..realtime.server.engine import EngineServer
 
 __all__ = ["Observed", "RealtimeMetrics"]
@@ -229,10 +229,21 @@ class RealtimeMetrics(Observer, MetricSet):
 
     def event_received(self, socket: ObservedSocket, event: str, args: Sequence[Any]) -> None:
         counts = self.events_received.values
-        nsp = socket.nsp
+        # The server's Socket holds its namespace: its name read there, not
+        # through the nsp property (a function call per event on Python 3.11).
+        nsp = socket.namespace.name  # type: ignore[attr-defined]
         counts[nsp] = counts.get(nsp, 0) + 1
 
-    def event_sent(self, nsp: str, *details: Any, **options: Any) -> None:
+    def event_sent(
+        self,
+        nsp: str,
+        event: str,
+        args: Sequence[Any],
+        *,
+        sid: str | None = None,
+        opts: BroadcastOptions | None = None,
+    ) -> None:
+        # The hook's own signature: no tuple and dict built for *args, **kwargs.
         counts = self.events_sent.values
         counts[nsp] = counts.get(nsp, 0) + 1
 

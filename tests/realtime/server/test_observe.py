@@ -217,7 +217,8 @@ async def test_a_failing_observer_is_logged_and_others_still_called(
 
     server.unobserve(broken)
     server.unobserve(recorder)
-    assert server.observer is None and server.observers == ()
+    assert server.observers == ()
+    assert all(getattr(server.hooks, name) is None for name in HOOKS)
     before = len(recorder.calls)
     assert await within(client.emit_with_ack("chat", "y")) == "Y"
     assert recorder.calls[before:] == [("handler chat", "y")]  # no hook call
@@ -246,3 +247,112 @@ async def test_recovery_is_reported() -> None:
         finally:
             await client.disconnect()
     assert recorder.calls[-1] == ("server_stopping",)
+
+
+@pytest.fixture
+def unobserved(
+    observed: tuple[realtime.Server, Recorder, Client],
+) -> tuple[realtime.Server, Client]:
+    """The observed server and client, with the recorder uninstalled."""
+    server, recorder, client = observed
+    server.unobserve(recorder)
+    return server, client
+
+
+class Partial(Observer):
+    """Overrides two hooks only, and logs each call with its own name."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]]) -> None:
+        self.name = name
+        self.log = log
+
+    def event_received(self, socket: Any, event: str, args: Any) -> None:
+        self.log.append((self.name, f"event_received {event}"))
+
+    def messages_sent(self, count: int, size: int) -> None:
+        self.log.append((self.name, "messages_sent"))
+
+
+async def test_only_the_hooks_an_observer_overrides_are_called(
+    unobserved: tuple[realtime.Server, Client],
+) -> None:
+    server, client = unobserved
+    log: list[tuple[str, str]] = []
+    partial = server.observe(Partial("a", log))
+    # Decided when installed: the rest are None at the sites, not no-ops called.
+    called = {name for name in HOOKS if getattr(server.hooks, name) is not None}
+    assert called == {"event_received", "messages_sent"}
+    # One observer: its own bound method, called with no layer in between.
+    assert server.hooks.event_received == partial.event_received  # type: ignore[attr-defined]
+    assert await within(client.emit_with_ack("chat", "x")) == "X"
+    assert log == [("a", "event_received chat"), ("a", "messages_sent")]  # the event, its ack
+
+
+async def test_two_observers_get_each_call_in_install_order(
+    observed: tuple[realtime.Server, Recorder, Client],
+) -> None:
+    server, recorder, client = observed
+    server.unobserve(recorder)
+    log: list[tuple[str, str]] = []
+    server.observe(Partial("a", log))
+    server.observe(Partial("b", log))
+    server.observe(recorder)  # overrides every hook
+    assert await within(client.emit_with_ack("chat", "x")) == "X"
+    assert log == [
+        ("a", "event_received chat"),
+        ("b", "event_received chat"),
+        ("a", "messages_sent"),
+        ("b", "messages_sent"),
+    ]
+    assert recorder.named("event_received") == [(client.sid(), "chat", ["x"])]
+    assert [c for c in recorder.calls if c[0] == "message_received"]
+
+
+async def test_observers_installed_and_removed_while_running(
+    observed: tuple[realtime.Server, Recorder, Client],
+) -> None:
+    server, recorder, client = observed
+    log: list[tuple[str, str]] = []
+    late = server.observe(Partial("late", log))
+    assert server.observers == (recorder, late)
+    assert await within(client.emit_with_ack("chat", "x")) == "X"
+    assert log == [("late", "event_received chat"), ("late", "messages_sent")]
+    server.unobserve(late)
+    assert await within(client.emit_with_ack("chat", "y")) == "Y"
+    assert len(log) == 2  # no call after it left
+    assert [c[1] for c in recorder.named("event_received")] == ["chat", "chat"]
+
+
+async def test_a_hook_set_on_the_instance_counts_as_overridden(
+    unobserved: tuple[realtime.Server, Client],
+) -> None:
+    server, client = unobserved
+    seen: list[str] = []
+    observer = Observer()
+    observer.event_received = lambda socket, event, args: seen.append(event)  # type: ignore[method-assign]
+    server.observe(observer)
+    assert server.hooks.event_received is not None and server.hooks.messages_sent is None
+    assert await within(client.emit_with_ack("chat", "x")) == "X"
+    assert seen == ["chat"]
+
+
+async def test_a_failing_lone_observer_is_logged_and_the_server_goes_on(
+    unobserved: tuple[realtime.Server, Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, client = unobserved
+
+    class Broken(Observer):
+        def message_received(self, session: Any, size: int) -> None:
+            raise RuntimeError("broken observer")
+
+        def event_received(self, socket: Any, event: str, args: Any) -> None:
+            raise RuntimeError("broken observer")
+
+        def messages_sent(self, count: int, size: int) -> None:
+            raise RuntimeError("broken observer")
+
+    server.observe(Broken())
+    with caplog.at_level(logging.ERROR, "tether.realtime"):
+        assert await within(client.emit_with_ack("chat", "x")) == "X"
+    for hook in ("message_received", "event_received", "messages_sent"):
+        assert f"an observer's {hook} hook failed" in caplog.text

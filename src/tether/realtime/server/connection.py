@@ -119,9 +119,12 @@ class SocketIOConnection:
         # decoding: a packet that would decode to more than one packet may
         # hold is refused without spending the CPU (a megabyte of brackets
         # takes json.loads about 0.2 s, every other client waiting).
-        observer = self.server.observer
-        if observer is not None:
-            observer.message_received(session, len(data))
+        hook = self.server.hooks.message_received
+        if hook is not None:
+            try:
+                hook(session, len(data))
+            except Exception:
+                self.server.hooks.failed("message_received")
         size = self._partial + len(data)
         if isinstance(data, str):
             size += _CONTAINER_SIZE * (data.count("[") + data.count("{"))
@@ -162,9 +165,9 @@ class SocketIOConnection:
         self._connecting.clear()
         self._waiting.clear()
         self._pending = 0
-        observer = self.server.observer
-        if observer is not None:
-            observer.session_closed(session, reason)
+        hooks = self.server.hooks
+        if hooks.session_closed is not None:
+            hooks.call("session_closed", session, reason)
 
     # -- packets ---------------------------------------------------------------------
 
@@ -201,9 +204,12 @@ class SocketIOConnection:
         if kind is socketio.PacketType.DISCONNECT:
             self.disconnect_socket(socket, "client namespace disconnect", notify=False)
             return
-        observer = self.server.observer
-        if observer is not None and packet.data:
-            observer.event_received(socket, packet.data[0], packet.data[1:])
+        hook = self.server.hooks.event_received
+        if hook is not None and packet.data:
+            try:
+                hook(socket, packet.data[0], packet.data[1:])
+            except Exception:
+                self.server.hooks.failed("event_received")
         event = socket.namespace.handlers.match(packet)
         if event is None:
             return
@@ -295,7 +301,7 @@ class SocketIOConnection:
             server = self.server
             args = socketio.ack_args(result)
             messages = encode_ack(server.parser, ack_id, args, socket.namespace.name)
-            send_messages(self.session, messages, server.observer)
+            send_messages(self.session, messages, server.hooks)
 
     async def _handle_event(self, socket: Socket, event: Event, started: Any = _UNSET) -> None:
         """Run an event's handler in a task (or finish the awaitable it ``started``)."""
@@ -343,7 +349,7 @@ class SocketIOConnection:
 
     def _send(self, packet: socketio.Packet) -> None:
         server = self.server
-        send_messages(self.session, encode_packet(server.parser, packet), server.observer)
+        send_messages(self.session, encode_packet(server.parser, packet), server.hooks)
 
     async def _connect(self, name: str, auth: dict[str, Any], size: int) -> None:
         socket = None
@@ -402,8 +408,8 @@ class SocketIOConnection:
             restored = await server.adapter.restore_session(
                 name, pid, offset if isinstance(offset, str) else None
             )
-            if server.observer is not None:
-                server.observer.recovery(name, restored is not None)
+            if server.hooks.recovery is not None:
+                server.hooks.call("recovery", name, restored is not None)
         if restored is not None:
             saved, missed = restored
             socket = Socket(namespace, self.session, saved.sid, saved.pid, handshake)
@@ -441,8 +447,8 @@ class SocketIOConnection:
         self._send(socketio.Packet(socketio.PacketType.CONNECT, name, reply))
         for data in missed:
             self._send(socketio.Packet.event(*data, namespace=name))
-        if server.observer is not None:
-            server.observer.socket_connected(socket, restored is not None)
+        if server.hooks.socket_connected is not None:
+            server.hooks.call("socket_connected", socket, restored is not None)
         if connect is not None:
             # The CONNECT reply leaves in a write of its own, as socket.io's
             # server sends it, before whatever the handler emits: a client
@@ -487,8 +493,8 @@ class SocketIOConnection:
         server.adapter.delete_all(name, socket.sid)
         namespace.sockets.pop(socket.sid, None)
         self.sockets.pop(name, None)
-        if server.observer is not None:
-            server.observer.socket_disconnected(socket, reason)
+        if server.hooks.socket_disconnected is not None:
+            server.hooks.call("socket_disconnected", socket, reason)
         server.release_namespace(namespace)
         if server.recovery is not None and socket.pid is not None and reason in RECOVERABLE:
             saved = SavedSession(socket.sid, socket.pid, name, rooms, socket.data, socket.offset)

@@ -14,7 +14,10 @@ override the hooks you want (every one is a no-op here) and install it::
 
     server.observe(Count())
 
-With no observer installed a hook site costs one ``is not None`` check.
+The server calls only the hooks its observers override, decided when they
+are installed: a hook nobody overrides costs its site one ``is None`` test,
+and with one observer the server calls its method directly (see
+:class:`Hooks`).
 
 Hooks are plain functions called synchronously, in the event loop, from the
 middle of the server's work: they must be quick and must not block. One that
@@ -31,14 +34,14 @@ by the nodes that deliver it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ...ratelimit import LogLimiter
     from ..adapters.base import BroadcastOptions
-    from .runner import Runner
 
-__all__ = ["HOOKS", "Observer", "ObserverGroup", "Session", "Socket"]
+__all__ = ["HOOKS", "Hooks", "Observer", "Session", "Socket"]
 
 
 # What the hooks are given, as protocols: the server's Session and Socket
@@ -182,39 +185,84 @@ def _hook_names() -> tuple[str, ...]:
 #: The names of every hook, in definition order.
 HOOKS = _hook_names()
 
+Hook = Callable[..., None]
 
-class ObserverGroup(Observer):
-    """Several observers as one: each hook calls every observer in turn, and
-    logs (rate-limited, by ``runner``) one that raises instead of letting the
-    error reach the server's code. A server holds one group, or None."""
 
-    def __init__(self, observers: Sequence[Observer], runner: Runner) -> None:
+def overrides(observer: Observer, name: str) -> bool:
+    """Whether ``observer`` does something on hook ``name``: its class (or
+    the instance itself) defines it, rather than inheriting the no-op."""
+    hook = getattr(observer, name)
+    return getattr(hook, "__func__", None) is not getattr(Observer, name)
+
+
+class Hooks:
+    """What a server's hook sites call, decided once whenever its observers
+    change: for each hook in :data:`HOOKS` an attribute that is
+
+    * None when no installed observer overrides it (the site's whole cost is
+      that test: the server does not call no-ops);
+    * the observer's own bound method when exactly one does (called directly:
+      no layer in between);
+    * a function calling each overriding observer in install order, and
+      logging one that raises, when several do.
+
+    A site calls a hook within ``try``/``except Exception`` and calls
+    :meth:`failed` in the ``except``: so an observer that raises is logged
+    (rate-limited, once per hook per interval) and the server goes on. A
+    server holds one, replaced by :meth:`Server.observe
+    <tether.realtime.Server.observe>` and ``unobserve``.
+    """
+
+    server_started: Callable[[], None] | None
+    server_stopping: Callable[[], None] | None
+    session_opened: Callable[[Session], None] | None
+    session_closed: Callable[[Session, str], None] | None
+    message_received: Callable[[Session, int], None] | None
+    messages_sent: Callable[[int, int], None] | None
+    socket_connected: Callable[[Socket, bool], None] | None
+    socket_disconnected: Callable[[Socket, str], None] | None
+    room_joined: Callable[[str, str, str], None] | None
+    room_left: Callable[[str, str, str], None] | None
+    event_received: Callable[[Socket, str, Sequence[Any]], None] | None
+    event_sent: Hook | None  # keyword arguments: sid= or opts=
+    recovery: Callable[[str, bool], None] | None
+    ack_round_trip: Callable[[Socket, float], None] | None
+
+    def __init__(self, observers: Sequence[Observer], limiter: LogLimiter) -> None:
         self.observers = tuple(observers)
-        self._runner = runner
+        self._limiter = limiter
         for name in HOOKS:
-            setattr(self, name, self._fan_out(name))
+            hooks = [getattr(o, name) for o in self.observers if overrides(o, name)]
+            if not hooks:
+                setattr(self, name, None)
+            elif len(hooks) == 1:
+                setattr(self, name, hooks[0])
+            else:
+                setattr(self, name, self._fan_out(name, hooks))
 
-    def _fan_out(self, name: str) -> Any:
-        hooks = [getattr(observer, name) for observer in self.observers]
-        limiter = self._runner.limiter
-        key = f"observer {name}"
+    def failed(self, name: str) -> None:
+        """Log that an observer's hook ``name`` raised (call it in the ``except``)."""
+        self._limiter.exception(f"observer {name}", "an observer's %s hook failed", name)
 
-        if len(hooks) == 1:
-            (only,) = hooks
+    def call(self, name: str, *args: Any) -> None:
+        """Call hook ``name``, which is not None, logging a failure: what the
+        sites that run once per session or socket do after their ``is not
+        None`` test (the per-event sites call the hook inline, saving this
+        call)."""
+        try:
+            getattr(self, name)(*args)
+        except Exception:
+            self.failed(name)
 
-            def call_one(*args: Any, **kwargs: Any) -> None:
-                try:
-                    only(*args, **kwargs)
-                except Exception:
-                    limiter.exception(key, "an observer's %s hook failed", name)
-
-            return call_one
+    def _fan_out(self, name: str, hooks: list[Hook]) -> Hook:
+        failed = self.failed
 
         def call_all(*args: Any, **kwargs: Any) -> None:
+            # One failing observer does not keep the next from its call.
             for hook in hooks:
                 try:
                     hook(*args, **kwargs)
                 except Exception:
-                    limiter.exception(key, "an observer's %s hook failed", name)
+                    failed(name)
 
         return call_all

@@ -34,7 +34,7 @@ from .engine import (
     Session,
 )
 from .namespace import Namespace
-from .observe import Observer, ObserverGroup
+from .observe import Hooks, Observer
 from .runner import Handler, Runner, maybe_await
 from .sockets import Socket, ack_value
 
@@ -165,9 +165,9 @@ class Server(SidMethods, Namespace):
         self._stopping = 0  # shutdown() calls under way
         #: Handlers of server-side events from other nodes (:meth:`on_server_event`).
         self.server_handlers: dict[str, Handler] = {}
-        #: What the hook sites call (:mod:`.observe`): None while nobody
-        #: observes, so that each site costs one ``is not None`` check.
-        self.observer: Observer | None = None
+        #: What the hook sites call (:class:`.observe.Hooks`): a hook nobody
+        #: overrides is None there, so that its sites cost one ``is None`` test.
+        self.hooks = Hooks((), self.runner.limiter)
         self._observers: tuple[Observer, ...] = ()
         super().__init__(self, socketio.DEFAULT_NAMESPACE)
         self.namespaces[self.name] = self
@@ -305,8 +305,8 @@ class Server(SidMethods, Namespace):
         try:
             await self.adapter.start()
             self._started = True
-            if self.observer is not None:
-                self.observer.server_started()
+            if self.hooks.server_started is not None:
+                self.hooks.call("server_started")
         finally:
             self._starting = None
 
@@ -335,8 +335,8 @@ class Server(SidMethods, Namespace):
             if starting is not None:
                 await asyncio.wait({starting})  # a start under way ends first, however it ends
             if self._started:
-                if self.observer is not None:
-                    self.observer.server_stopping()
+                if self.hooks.server_stopping is not None:
+                    self.hooks.call("server_stopping")
                 self._started = False
                 await self.adapter.close()
         finally:
@@ -371,7 +371,8 @@ class Server(SidMethods, Namespace):
 
     def observe(self, observer: Observer) -> Observer:
         """Tell ``observer`` (a :class:`~.observe.Observer`) what happens in
-        this server from now on; returns it. Installing one twice does nothing."""
+        this server from now on; returns it. Installing one twice does nothing.
+        Which hooks it overrides is read now: the server calls only those."""
         if observer not in self._observers:
             self._set_observers((*self._observers, observer))
             if self._started:
@@ -385,14 +386,14 @@ class Server(SidMethods, Namespace):
 
     def _set_observers(self, observers: tuple[Observer, ...]) -> None:
         self._observers = observers
-        self.observer = ObserverGroup(observers, self.runner) if observers else None
+        self.hooks = Hooks(observers, self.runner.limiter)
 
     # -- sessions and their clients ------------------------------------------------
 
     def _on_session(self, session: Session) -> None:
         session.listener = SocketIOConnection(self, session)
-        if self.observer is not None:
-            self.observer.session_opened(session)
+        if self.hooks.session_opened is not None:
+            self.hooks.call("session_opened", session)
 
     # -- serving ---------------------------------------------------------------------
 
@@ -450,9 +451,12 @@ class ServerSockets:
                 continue
             session.send_outgoing(outgoing)
             sent += 1
-        observer = self.server.observer
-        if observer is not None and sent:
-            observer.messages_sent(sent, sum(map(len, messages)))
+        hook = self.server.hooks.messages_sent
+        if hook is not None and sent:
+            try:
+                hook(sent, sum(map(len, messages)))
+            except Exception:
+                self.server.hooks.failed("messages_sent")
 
     def next_ack_id(self, namespace: str) -> int | None:
         nsp = self.server.namespaces.get(namespace)

@@ -18,6 +18,7 @@ from ..protocol.parsers import encode_event, plain
 if TYPE_CHECKING:
     from .engine import Session
     from .namespace import Namespace
+    from .observe import Hooks
 
 __all__ = ["BroadcastOperator", "Handshake", "Socket"]
 
@@ -119,10 +120,13 @@ class BroadcastOperator:
         # The data as the parser's default= hook makes it: adapters carry it
         # to other nodes in their own format, which knows nothing of the hook.
         packet = socketio.Packet.event(event, *plain(nsp.server.parser, args))
-        observer = nsp.server.observer
+        hooks = nsp.server.hooks
         for target in nsp.targets():
-            if observer is not None:
-                observer.event_sent(target.name, event, args, opts=self._opts)
+            if hooks.event_sent is not None:
+                try:
+                    hooks.event_sent(target.name, event, args, opts=self._opts)
+                except Exception:
+                    hooks.failed("event_sent")
             await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
@@ -132,10 +136,13 @@ class BroadcastOperator:
         nsp = self._namespace
         timeout = self._timeout if self._timeout is not None else nsp.server.ack_timeout
         replies: list[Any] = []
-        observer = nsp.server.observer
+        hooks = nsp.server.hooks
         for target in nsp.targets():
-            if observer is not None:
-                observer.event_sent(target.name, event, args, opts=self._opts)
+            if hooks.event_sent is not None:
+                try:
+                    hooks.event_sent(target.name, event, args, opts=self._opts)
+                except Exception:
+                    hooks.failed("event_sent")
             packet = socketio.Packet.event(
                 event,
                 *plain(nsp.server.parser, args),
@@ -176,13 +183,19 @@ def _renamed(packet: socketio.Packet, namespace: str) -> socketio.Packet:
     return socketio.Packet(packet.type, namespace, packet.data, packet.id)
 
 
-def send_messages(session: Session, messages: list[str | bytes], observer: Any) -> None:
+def send_messages(session: Session, messages: list[str | bytes], hooks: Hooks) -> None:
     """Send the Engine.IO messages of one Socket.IO packet to ``session``
-    (and tell the server's observer, if any)."""
+    (and tell the server's observers, if one overrides ``messages_sent``)."""
     for payload in messages:
         session.send(payload)
-    if observer is not None:
-        observer.messages_sent(1, sum(map(len, messages)))
+    hook = hooks.messages_sent
+    if hook is not None:
+        # Most packets are one message: its length without a map and a sum.
+        size = len(messages[0]) if len(messages) == 1 else sum(map(len, messages))
+        try:
+            hook(1, size)
+        except Exception:
+            hooks.failed("messages_sent")
 
 
 class Socket:
@@ -243,7 +256,18 @@ class Socket:
         # Encoded by the parser's fast path when it has one (plain JSON).
         server = self.server
         messages = encode_event(server.parser, event, args, self.namespace.name, ack_id)
-        send_messages(self.session, messages, server.observer)
+        send_messages(self.session, messages, server.hooks)
+
+    def _event_sent(self, event: str, args: Any) -> None:
+        # What emit and emit_with_ack tell the observers (when one overrides
+        # event_sent: they test that first); a failure is logged.
+        hooks = self.server.hooks
+        hook = hooks.event_sent
+        if hook is not None:
+            try:
+                hook(self.namespace.name, event, args, sid=self.sid)
+            except Exception:
+                hooks.failed("event_sent")
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
@@ -251,9 +275,8 @@ class Socket:
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
         adapter = self.namespace.adapter
-        observer = self.server.observer
-        if observer is not None:
-            observer.event_sent(self.namespace.name, event, args, sid=self.sid)
+        if self.server.hooks.event_sent is not None:
+            self._event_sent(event, args)
         if adapter.recovery is not None:
             args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
         if adapter.recovery is not None:
@@ -281,9 +304,8 @@ class Socket:
         check_event(event)
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
-        observer = self.server.observer
-        if observer is not None:
-            observer.event_sent(self.namespace.name, event, args, sid=self.sid)
+        if self.server.hooks.event_sent is not None:
+            self._event_sent(event, args)
         ack_id = self.namespace.next_ack_id()
         waiter = self.expect_ack(ack_id)
         self._send_event(event, args, ack_id)
@@ -304,7 +326,7 @@ class Socket:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[Any]] = loop.create_future()
         self._acks[ack_id] = waiter
-        if self.server.observer is not None:
+        if self.server.hooks.ack_round_trip is not None:
             self._ack_times[ack_id] = loop.time()
             # Forgotten however the wait ends (a broadcast's timeout cancels it).
             waiter.add_done_callback(lambda _: self._ack_times.pop(ack_id, None))
@@ -317,10 +339,13 @@ class Socket:
         waiter = self._acks.pop(packet.id, None)
         if waiter is not None and not waiter.done():
             started = self._ack_times.pop(packet.id, None)
-            observer = self.server.observer
-            if observer is not None and started is not None:
+            hook = self.server.hooks.ack_round_trip
+            if hook is not None and started is not None:
                 elapsed = asyncio.get_running_loop().time() - started
-                observer.ack_round_trip(self, elapsed)
+                try:
+                    hook(self, elapsed)
+                except Exception:
+                    self.server.hooks.failed("ack_round_trip")
             waiter.set_result(list(packet.data))
 
     def detach(self, rooms: set[str], reason: str) -> None:
@@ -361,8 +386,8 @@ class Socket:
         nodes, no flush)."""
         name = self.namespace.name
         adapter = self.namespace.adapter
-        observer = self.server.observer
-        if observer is None:
+        hooks = self.server.hooks
+        if hooks.room_joined is None:
             adapter.add_all(name, self.sid, rooms)
             return
         rooms = list(rooms)
@@ -370,15 +395,15 @@ class Socket:
         adapter.add_all(name, self.sid, rooms)
         for room in dict.fromkeys(rooms):
             if room not in before:
-                observer.room_joined(name, room, self.sid)
+                hooks.call("room_joined", name, room, self.sid)
 
     def exit(self, rooms: Iterable[str]) -> None:
         """Take this socket out of ``rooms`` in the registry, at once (what
         :meth:`leave` and a ``sockets_leave`` from any node do; no flush)."""
         name = self.namespace.name
         adapter = self.namespace.adapter
-        observer = self.server.observer
-        if observer is None:
+        hooks = self.server.hooks
+        if hooks.room_left is None:
             for room in rooms:
                 adapter.delete(name, self.sid, room)
             return
@@ -386,7 +411,7 @@ class Socket:
         for room in dict.fromkeys(rooms):
             adapter.delete(name, self.sid, room)
             if room in before:
-                observer.room_left(name, room, self.sid)
+                hooks.call("room_left", name, room, self.sid)
 
     def to(self, rooms: str | Iterable[str]) -> BroadcastOperator:
         """Members of ``rooms`` except this socket."""
