@@ -1,5 +1,6 @@
 """One Engine.IO session (:mod:`tether.realtime.server.session`) on its own:
-its polling queue, what it costs, the slow-client bound and the close.
+its polling queue, what it costs, the slow-client bound and the close
+(on long-polling, and on a real WebSocket for broadcasts).
 
 The host is a plain object with the :class:`SessionHost` interface; the
 sessions on the wire (heartbeat, upgrade, long-polling) are in test_engine.py.
@@ -11,6 +12,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+import tether
+from helpers import timeout
+from realtime.sio_helpers import eventually
 from tether.limits import RealtimeLimits
 from tether.protocol.connection import encode_broadcast_frame
 from tether.protocol.http import Request
@@ -120,3 +124,54 @@ async def test_close_by_the_client_answers_the_held_get_with_noop() -> None:
     await waiting
     assert session.close_reason == "forced close"
     assert [p.type for p in session.take_queued()] == [PacketType.NOOP]
+
+
+async def test_broadcasts_to_a_slow_websocket_wait_then_close_it() -> None:
+    # send_outgoing on a WebSocket whose client stops reading: below
+    # write_high_water the shared frames; above it, not skipped as
+    # tether.broadcast would skip it (nor counted as a skip), each message
+    # written on its own; past max_outgoing_bytes, closed as a slow client.
+    opened: asyncio.Queue[Session] = asyncio.Queue()
+    host = Host(max_outgoing_bytes=256 * 1024)
+
+    async def handler(connection: tether.Connection) -> None:
+        assert connection.request is not None
+        opened.put_nowait(Session(host, connection.request, None, connection))
+        await connection.wait_closed()
+
+    server = await tether.serve(
+        handler, "127.0.0.1", 0, compression=None, ping_interval=None, close_timeout=timeout(1)
+    )
+    client = await tether.connect(f"ws://127.0.0.1:{server.port}/", compression=None)
+    try:
+        assert client.transport is not None
+        client.transport.pause_reading()
+        session = await asyncio.wait_for(opened.get(), timeout(5))
+        websocket = session.websocket
+        assert isinstance(websocket, tether.Connection)
+        outgoing = Outgoing(['2["n","' + "x" * 8192 + '"]'])
+        frame = len(outgoing.frames)
+        high_water = websocket.limits.write_high_water
+        for _ in range(10_000):  # until the socket buffers are full
+            if websocket.write_buffer_size() > high_water:
+                break
+            assert session.send_outgoing(outgoing)
+        assert high_water < websocket.write_buffer_size() < host.limits.max_outgoing_bytes
+        before = websocket.write_buffer_size()
+        assert session.send_outgoing(outgoing)
+        assert websocket.write_buffer_size() == before + frame  # written, not skipped
+        assert server.metrics.snapshot()["tether_slow_clients_total"] == {}
+        sent = 0
+        while session.send_outgoing(outgoing):
+            sent += 1
+            assert sent * frame <= host.limits.max_outgoing_bytes
+        assert host.limits.max_outgoing_bytes < websocket.write_buffer_size()
+        assert websocket.write_buffer_size() <= host.limits.max_outgoing_bytes + frame
+        await eventually(lambda: session.closed, wait=5)
+        assert session.close_reason == SLOW_CLIENT and host.discarded == [session]
+        assert server.metrics.snapshot()["tether_slow_clients_total"] == {}
+    finally:
+        if client.transport is not None:
+            client.transport.abort()
+        server.close()
+        await server.wait_closed(timeout(5))
