@@ -8,7 +8,8 @@ clients, compression off) against a server child process in up to five modes, ea
 load of the shared machine spreads over all three:
 
 * ``none``: no observer installed (each hook site is one ``is not None`` check);
-* ``noop``: one :class:`~tether.realtime.server.observe.Observer` whose hooks do nothing;
+* ``noop``: one :class:`~tether.realtime.server.observe.Observer` that overrides no
+  hook (the server skips every hook it does not override: as ``none`` since 86d0ec9);
 * ``count``: one observer counting every hook call in a dict;
 * ``admin-prod``, ``admin-dev``: ``tether.realtime.admin.instrument(server,
   auth=False)`` in production mode (aggregated counts and stats only) and in
