@@ -279,27 +279,6 @@ def test_placeholder_may_repeat_an_index() -> None:
     assert decode(text, [b"x"]).data == ["a", b"x", [b"x"]]
 
 
-def test_a_binary_packet_is_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # At its text, placeholders in place: the attachments cannot make it
-    # invalid (see the refusals below), so the whole packet is not checked again.
-    checked: list[Packet] = []
-    problem = socketio._packet_problem
-
-    def counting(packet: Packet) -> str | None:
-        checked.append(packet)
-        return problem(packet)
-
-    monkeypatch.setattr(socketio, "_packet_problem", counting)
-    decoder = Decoder()
-    assert decoder.feed('51-/n,7["a",{"_placeholder":true,"num":0}]') is None
-    packet = decoder.feed(b"x")
-    assert packet == Packet(T.BINARY_EVENT, "/n", ["a", b"x"], 7)
-    assert len(checked) == 2  # the decoded packet's one check, and the one just above
-    assert decoder.feed('61-3[{"_placeholder":true,"num":0}]') is None
-    assert decoder.feed(b"y") == Packet(T.BINARY_ACK, data=[b"y"], id=3)
-    assert len(checked) == 4
-
-
 # -- refusals ---------------------------------------------------------------------------------
 
 PH0 = '{"_placeholder":true,"num":0}'
@@ -370,10 +349,6 @@ PH0 = '{"_placeholder":true,"num":0}'
         ('52-["a",' + PH0 + "]", [b"x", b"y"], "declares 2 attachment\\(s\\) but refers to 1"),
         ('51-["a"]', [], "declares 1 attachment\\(s\\) but refers to 0"),
         # placeholder indexes out of range
-        # a placeholder where the packet's type wants something else
-        ("51-[" + PH0 + "]", [b"x"], "event name must be a string, got dict"),
-        ("61-1" + PH0, [b"x"], "BINARY_ACK data must be a list, got dict"),
-        ("51-" + PH0, [b"x"], "BINARY_EVENT data must be a non-empty list, got dict"),
         ('51-["a",{"_placeholder":true,"num":1}]', [b"x"], "refers to attachment 1"),
         ('51-["a",{"_placeholder":true,"num":-1}]', [b"x"], "refers to attachment -1"),
         ('51-["a",{"_placeholder":true,"num":true}]', [b"x"], "refers to attachment True"),

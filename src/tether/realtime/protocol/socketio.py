@@ -163,21 +163,6 @@ class Packet:
         return cls(kind, namespace, list(args), id)
 
 
-_new_object = object.__new__
-_set_field = object.__setattr__
-
-
-def _checked_packet(kind: PacketType, namespace: str, data: Any, id: int | None) -> Packet:
-    """``Packet(kind, namespace, data, id)`` without :func:`_packet_problem`:
-    only for fields already found valid together in another packet."""
-    packet: Packet = _new_object(Packet)
-    _set_field(packet, "type", kind)
-    _set_field(packet, "namespace", namespace)
-    _set_field(packet, "data", data)
-    _set_field(packet, "id", id)
-    return packet
-
-
 def _packet_problem(packet: Packet) -> str | None:
     """What makes ``packet`` invalid (§Exchange protocol), or ``None``."""
     kind, data, ack_id = packet.type, packet.data, packet.id
@@ -525,10 +510,7 @@ class Decoder:
             return None
         data = reconstruct(pending.data, self._attachments)
         self._reset()
-        # Validated once, as ``pending``: putting bytes in place of
-        # placeholders keeps a list a list, and the event name (a
-        # placeholder there made ``pending`` invalid) as it was.
-        return _checked_packet(pending.type, pending.namespace, data, pending.id)
+        return Packet(pending.type, pending.namespace, data, pending.id)
 
     def _reset(self) -> None:
         self._pending, self._expected, self._attachments, self._size = None, 0, [], 0
