@@ -223,10 +223,18 @@ class Adapter:
         own in its store)."""
         assert self.recovery is not None
         now = time.monotonic()
-        self._departed.pop((namespace, sid), None)  # kept in time order
-        self._departed[namespace, sid] = (now, marks)
+        key = (namespace, sid)
+        self._departed.pop(key, None)  # kept in time order
+        self._departed[key] = (now, marks)
         _expire(self._departed, now - self.recovery.max_disconnection_duration, _first_of)
         _cap(self._departed, self.recovery.max_saved_sessions)
+        # The server calls persist_session right after this when the socket
+        # may come back, and its first step takes the marks; two loop turns
+        # later they are dropped otherwise (a client's own DISCONNECT), not
+        # kept until they expire: ~600 B per departure, which a client
+        # joining and leaving namespaces in a loop could pile up.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self._departed.pop, key, None)
 
     def remove_namespace(self, namespace: str) -> None:
         """Forget the room registry of a namespace that has no sockets left
