@@ -234,7 +234,10 @@ class Adapter:
         # kept until they expire: ~600 B per departure, which a client
         # joining and leaving namespaces in a loop could pile up.
         loop = asyncio.get_running_loop()
-        loop.call_soon(loop.call_soon, self._departed.pop, key, None)
+        loop.call_soon(loop.call_soon, self._drop_departed, key)
+
+    def _drop_departed(self, key: tuple[str, str]) -> None:
+        self._departed.pop(key, None)
 
     def remove_namespace(self, namespace: str) -> None:
         """Forget the room registry of a namespace that has no sockets left
