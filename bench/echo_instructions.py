@@ -94,6 +94,15 @@ def callgrind(src: Path, pure: bool, script: str, *argv: str) -> int:
     return int(found.group(1))
 
 
+def write_table(results_dir: Path, name: str, lines: list[str]) -> Path:
+    """Write ``lines`` to ``results_dir/<name>-<date>.md`` and say so."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}-{time.strftime('%Y-%m-%d-%H%M%S')}.md"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def instructions(src: Path, messages: int, size: int, pure: bool) -> int:
     """Instructions callgrind counted for one whole run of ECHO."""
     return callgrind(src, pure, ECHO, str(messages), str(size))
@@ -126,11 +135,7 @@ def main() -> int:
         cells = [f"{cost:,.0f} ({cost / costs[0]:.3f}x)" for cost in costs]
         lines.append(f"| {size} B | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    path = args.results_dir / f"echo_instructions-{stamp}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {path}")
+    write_table(args.results_dir, "echo_instructions", lines)
     return 0
 
 

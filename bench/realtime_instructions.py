@@ -34,10 +34,9 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-from echo_instructions import callgrind
+from echo_instructions import callgrind, write_table
 
 BENCH = Path(__file__).resolve().parent
 
@@ -169,11 +168,7 @@ def main() -> int:
         cells = [f"{cost:,.0f} ({cost / costs[0]:.3f}x)" for cost in costs]
         lines.append(f"| {workload} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    path = args.results_dir / f"realtime_instructions-{stamp}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {path}")
+    write_table(args.results_dir, "realtime_instructions", lines)
     return 0
 
 
