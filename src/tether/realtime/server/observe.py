@@ -244,13 +244,13 @@ class Hooks:
         """Log that an observer's hook ``name`` raised (call it in the ``except``)."""
         self._limiter.exception(f"observer {name}", "an observer's %s hook failed", name)
 
-    def call(self, name: str, *args: Any) -> None:
+    def call(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Call hook ``name``, which is not None, logging a failure: what the
-        sites that run once per session or socket do after their ``is not
-        None`` test (the per-event sites call the hook inline, saving this
-        call)."""
+        sites that run once per session, socket, emit or broadcast do after
+        their ``is not None`` test (the per-event and per-message sites call
+        the hook inline, saving this call)."""
         try:
-            getattr(self, name)(*args)
+            getattr(self, name)(*args, **kwargs)
         except Exception:
             self.failed(name)
 

@@ -123,10 +123,7 @@ class BroadcastOperator:
         hooks = nsp.server.hooks
         for target in nsp.targets():
             if hooks.event_sent is not None:
-                try:
-                    hooks.event_sent(target.name, event, args, opts=self._opts)
-                except Exception:
-                    hooks.failed("event_sent")
+                hooks.call("event_sent", target.name, event, args, opts=self._opts)
             await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
@@ -139,10 +136,7 @@ class BroadcastOperator:
         hooks = nsp.server.hooks
         for target in nsp.targets():
             if hooks.event_sent is not None:
-                try:
-                    hooks.event_sent(target.name, event, args, opts=self._opts)
-                except Exception:
-                    hooks.failed("event_sent")
+                hooks.call("event_sent", target.name, event, args, opts=self._opts)
             packet = socketio.Packet.event(
                 event,
                 *plain(nsp.server.parser, args),
@@ -258,25 +252,15 @@ class Socket:
         messages = encode_event(server.parser, event, args, self.namespace.name, ack_id)
         send_messages(self.session, messages, server.hooks)
 
-    def _event_sent(self, event: str, args: Any) -> None:
-        # What emit and emit_with_ack tell the observers (when one overrides
-        # event_sent: they test that first); a failure is logged.
-        hooks = self.server.hooks
-        hook = hooks.event_sent
-        if hook is not None:
-            try:
-                hook(self.namespace.name, event, args, sid=self.sid)
-            except Exception:
-                hooks.failed("event_sent")
-
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
         check_event(event)
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
         adapter = self.namespace.adapter
-        if self.server.hooks.event_sent is not None:
-            self._event_sent(event, args)
+        hooks = self.server.hooks
+        if hooks.event_sent is not None:
+            hooks.call("event_sent", self.namespace.name, event, args, sid=self.sid)
         if adapter.recovery is not None:
             args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
         if adapter.recovery is not None:
@@ -304,8 +288,9 @@ class Socket:
         check_event(event)
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
-        if self.server.hooks.event_sent is not None:
-            self._event_sent(event, args)
+        hooks = self.server.hooks
+        if hooks.event_sent is not None:
+            hooks.call("event_sent", self.namespace.name, event, args, sid=self.sid)
         ack_id = self.namespace.next_ack_id()
         waiter = self.expect_ack(ack_id)
         self._send_event(event, args, ack_id)
