@@ -7,7 +7,11 @@
 Three servers speak the same small Socket.IO protocol (bench/servers/
 realtime_tether.py's docstring): tether's ``realtime.serve`` on uvloop
 (compression off, its default), socket.io 4.8 on Node (node_modules/socket.io,
-its defaults) and python-socketio's ``AsyncServer`` under uvicorn on uvloop.
+its defaults) and python-socketio's ``AsyncServer`` under uvicorn on uvloop. A
+fourth, ``floor`` (bench/servers/realtime_floor.py), is no server but a
+ceiling: the JSON and the frame per event that any Python Socket.IO server
+must pay, on tether's callback API, and nothing else; it runs the echo and
+fan-out only.
 The load is bench/sioload.c, a C Socket.IO client over Engine.IO's WebSocket
 transport (built into bench/.build/), so that the load costs far less per event
 than any server; its CPU share is in every row, and a row where it used more
@@ -68,13 +72,17 @@ SERVERS: dict[str, list[str]] = {
     "python-socketio": [PYTHON, str(SERVERS_DIR / "realtime_python_socketio.py")],
     # tether's pure-Python fallback (its C speedups off); not in the default run.
     "tether-pure": ["env", "TETHER_NO_SPEEDUPS=1", PYTHON, str(SERVERS_DIR / "realtime_tether.py")],
+    # The least per event a Python server can do (realtime_floor.py): a ceiling, not a peer.
+    "floor": [PYTHON, str(SERVERS_DIR / "realtime_floor.py")],
 }
-DEFAULT_SERVERS = ["tether", "node", "python-socketio"]
+DEFAULT_SERVERS = ["tether", "node", "python-socketio", "floor"]
+RATE_ONLY = {"floor"}  # no idle-memory run: it keeps no session state to weigh
 LABELS = {
     "tether": "tether (uvloop)",
     "node": "socket.io 4.8 (Node)",
     "python-socketio": "python-socketio (uvicorn, uvloop)",
     "tether-pure": "tether, pure Python (uvloop)",
+    "floor": "Python floor: JSON + frame per event, nothing else (uvloop)",
 }
 WORKLOADS = ("echo", "fanout", "idle")
 UNITS = {"echo": "events", "fanout": "deliveries"}
@@ -421,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for workload in args.workloads:
         for name in args.servers:
+            if workload == "idle" and name in RATE_ONLY:
+                continue
             row = run_case(name, workload, s)
             print(f"{workload} {name}: {summary(row)}", flush=True)
             rows.append(row)

@@ -257,6 +257,11 @@ class Server:
         times = self.process.cpu_times()
         return float(times.user + times.system)
 
+    def cpu_split(self) -> tuple[float, float]:
+        """Its CPU seconds in all and in the kernel (what its system calls cost)."""
+        times = self.process.cpu_times()
+        return float(times.user + times.system), float(times.system)
+
     def rss(self) -> int:
         return int(self.process.memory_info().rss)
 
@@ -289,15 +294,16 @@ def measure(cmd: list[str], srv: Server, log: Path, nofile: int = 4096) -> dict[
     deadline = time.monotonic() + 120
     with Child(cmd, log, nofile=nofile) as load:
         load.expect("start", deadline)
-        cpu0, t0 = srv.cpu(), time.perf_counter()
+        (cpu0, sys0), t0 = srv.cpu_split(), time.perf_counter()
         load.expect("stop", deadline)
-        cpu1, t1 = srv.cpu(), time.perf_counter()
+        (cpu1, sys1), t1 = srv.cpu_split(), time.perf_counter()
         result: dict[str, Any] = json.loads(load.next_line(deadline))
     if "error" in result:
         raise BenchError(result["error"])
     if not result["count"]:
         raise BenchError(f"nothing completed in the window ({result.get('errors')} errors)")
     result["server_cpu_s"] = cpu1 - cpu0
+    result["server_system_cpu_s"] = sys1 - sys0
     result["server_cpu_pct"] = 100 * (cpu1 - cpu0) / (t1 - t0)
     result["load_cpu_pct"] = result.pop("cpu_pct")
     result["per_server_cpu_s"] = result["count"] / (cpu1 - cpu0) if cpu1 > cpu0 else None
@@ -682,6 +688,7 @@ def settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
     names = args.peers or list(QUICK_PEERS if args.quick else PEERS)
     peers = check_peers(names, explicit=args.peers is not None)
     workloads = args.only or list(WORKLOADS)
@@ -692,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     s = settings(args)
     env = environment(pinning()[2])
     env.update(
+        command=" ".join([".venv/bin/python bench/run.py", *given]),
         duration=s.duration,
         warmup=s.warmup,
         repeat=s.repeat,
