@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import limits
 import report
 import run as run_py
 
@@ -159,7 +160,7 @@ def run_figure(row: Json | None) -> Figure | None:
         return Figure(row["kib_per_conn"])
     if not row.get("per_server_cpu_s"):
         return None
-    bound = row.get("load_cpu_pct", 0) >= report.LOAD_BOUND
+    bound = report.load_bound(row.get("load_cpu_pct", 0), row.get("server_cpu_pct", 0))
     return Figure(row["per_server_cpu_s"], row["rate"], bound)
 
 
@@ -260,7 +261,15 @@ def realtime_figure(rows: list[Json], server: str, workload: str) -> Figure | No
         return Figure(row["kib_per_conn"])
     if not row.get("per_server_cpu_s"):
         return None
-    return Figure(row["per_server_cpu_s"], row["rate"], bool(row.get("load_bound")))
+    runs = row.get("runs")
+    if runs:  # from each run's figures, so that the rule is today's whatever made the JSON
+        bound = any(
+            report.load_bound(r["load_cpu_pct"], r["server_cpu_pct"], REALTIME_LOAD_BOUND)
+            for r in runs
+        )
+    else:
+        bound = bool(row.get("load_bound"))
+    return Figure(row["per_server_cpu_s"], row["rate"], bound)
 
 
 def realtime_rows(env: Json, rows: list[Json]) -> list[Row]:
@@ -358,10 +367,11 @@ def generated(run_path: Path, rt_path: Path) -> str:
         "is less). The best peer is the best of websockets, aiohttp, picows and ws "
         "(Node) in that run. Status is computed from the figures by "
         "bench/performance.py. *(load-bound)*: the load client used "
-        f"{report.LOAD_BOUND} % of its core or more (bench/run.py), more than "
-        f"{REALTIME_LOAD_BOUND:.0f} % in a run (bench/realtime.py): that rate is a lower "
+        f"{report.LOAD_BOUND} % of its core or more (bench/run.py), "
+        f"{REALTIME_LOAD_BOUND:.0f} % or more in a run (bench/realtime.py), while the "
+        f"server used less than {report.SATURATED} % of its own: that rate is a lower "
         "bound; a fan-out target that asks for a load client not at its limit is a gap "
-        "then.",
+        "then. A server that used its whole core was the limit itself.",
         "",
         *table(rows, "tether", "peer"),
         "",
@@ -374,6 +384,28 @@ def generated(run_path: Path, rt_path: Path) -> str:
         lines += table(pure, "tether-pure", "peer")
     else:
         lines.append(f"The run has no `tether-pure` rows: {NOT_MEASURED}.")
+    best = {}
+    for w, v, *_ in limits.RUN_ROWS:
+        name, fig = best_peer(run["runs"], w, v)
+        if fig is not None:
+            best[(w, v)] = name
+    lines += [
+        "",
+        "### Where the server's CPU goes (generated)",
+        "",
+        "Server CPU per unit of work in the same runs, in µs, split into the kernel "
+        "(the process's system time: its reads, writes, epoll and accept calls) and user "
+        "space; the budget is what tether may spend in user space per unit and still "
+        "meet the row's target, given its own kernel time (bench/limits.py says how). "
+        "`raw` is a WebSocket-unaware asyncio TCP echo on uvloop; the Python floor "
+        "(bench/servers/realtime_floor.py) does the JSON and the frame of each event "
+        "and nothing else, on tether's callback API. A run made before these figures "
+        "were recorded shows — for the kernel.",
+        "",
+        *limits.table(run["runs"], best, realtime["rows"]),
+        "",
+        *limits.ceilings(realtime["rows"]),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -104,6 +104,17 @@ TAIL: dict[str, list[Column]] = {
 }
 BASELINES = ("tether", "tether-asyncio")  # ratios are against the first that succeeded
 LOAD_BOUND = 85  # loadgen CPU% from which a row is flagged as possibly limited by the load
+# ... unless the server was busy this much of the window: then the server, not the load, is
+# the limit (its core was full), whatever the load used of its own.
+SATURATED = 95
+
+
+def load_bound(load_cpu_pct: float, server_cpu_pct: float, limit: float = LOAD_BOUND) -> bool:
+    """Whether the load may have limited a run: it used ``limit`` % of its core or more
+    while the server had time to spare."""
+    return load_cpu_pct >= limit and server_cpu_pct < SATURATED
+
+
 DEFAULT_TAIL = [
     Column("server CPU%", "server_cpu_pct", _pct),
     Column("loadgen CPU%", "load_cpu_pct", _pct),
@@ -154,14 +165,17 @@ def table(workload: str, rows: list[Row], baselines: Sequence[str]) -> list[str]
             cells = [r["subject"], r["loop"], "failed: " + r["error"].replace("|", "/")[:120]]
             cells += [""] * (len(head) - len(cells))
         else:
-            flagged = r.get("load_cpu_pct", 0) >= LOAD_BOUND and workload != "client"
+            flagged = workload != "client" and load_bound(
+                r.get("load_cpu_pct", 0), r.get("server_cpu_pct", 0)
+            )
             bound = bound or flagged
             name = r["subject"] + (" (load-bound)" if flagged else "")
             cells = [name, r["loop"], *_cells(r, base, cols, ratios, tail)]
         lines.append("| " + " | ".join(cells) + " |")
     if bound:
         lines.append(
-            f"\n(load-bound): the load generator used {LOAD_BOUND}% of its core or more, so it "
+            f"\n(load-bound): the load generator used {LOAD_BOUND}% of its core or more while "
+            f"the server used less than {SATURATED}% of its own, so it "
             "may be what limits this row: its rate is a lower bound, per CPU-s still holds."
         )
     if base is None:

@@ -37,7 +37,7 @@ def perf() -> Iterator[ModuleType]:
     finally:
         sys.path.remove(str(BENCH))
         for name in set(sys.modules) - before:
-            if name in ("report", "run", "bench_performance"):
+            if name in ("report", "run", "limits", "bench_performance"):
                 del sys.modules[name]
 
 
@@ -185,7 +185,8 @@ def test_missing_data_says_not_measured(perf: ModuleType, tmp_path: Path) -> Non
     run_path.write_text(json.dumps(run))
     rt_path.write_text(json.dumps(rt))
     text = perf.generated(run_path, rt_path)
-    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    first = text[text.index("| workload") :].split("\n\n")[0]  # the main table
+    table = [line for line in first.splitlines() if line.startswith("| ")][1:]
     assert len(table) == 9  # issue 18's rows, 1 MiB twice (picows and raw TCP)
     assert all(line.endswith(f"| {perf.NOT_MEASURED} |") for line in table)
     assert f"no `tether-pure` rows: {perf.NOT_MEASURED}" in text
@@ -220,3 +221,66 @@ def test_pure_python_ratios_and_the_rebuilt_command(perf: ModuleType) -> None:
         ".venv/bin/python bench/run.py --only echo idle connect "
         "--peers tether-pure websockets --repeat 3"
     )
+
+
+def test_the_cpu_split_and_the_budget_it_leaves(perf: ModuleType, tmp_path: Path) -> None:
+    run = run_json(
+        [
+            ("reqresp", "128 B", "tether", 100_000.0),  # 10 µs a message
+            ("reqresp", "128 B", "picows", 120_000.0),  # 8.33 µs: 1.2x it is 6.94 µs
+            ("fanout", "64 B", "tether", 80_000.0),
+            ("fanout", "64 B", "picows", 200_000.0),
+        ]
+    )
+    for row, system in zip(run["runs"], (0.3, 0.4, 0.5, 0.6), strict=True):
+        row.update(count=1000, server_system_cpu_s=system * 1000 / row["per_server_cpu_s"])
+    rt = realtime_json(
+        [
+            ("tether", "echo", 50_000.0, False),  # 20 µs an event
+            ("node", "echo", 100_000.0, False),  # 10 µs: 1.2x it is 8.33 µs
+            ("floor", "echo", 110_000.0, False),
+        ]
+    )
+    for row, share in zip(rt["rows"], (5.0, 40.0, 10.0), strict=True):
+        row["server_sys_share_pct"] = share
+    lines = perf.limits.table(run["runs"], {("reqresp", "128 B"): "picows"}, rt["rows"])
+    split = [[x.strip() for x in line.split("|")] for line in lines[2:]]
+    cells = {(c[2], c[3]): c for c in split}  # (server, µs per unit)
+    # tether's kernel: 30 % of 10 µs = 3 µs; the budget 6.94 - 3 = 3.94 µs, against 7 used.
+    assert cells[("tether", "10.00")][4:7] == ["3.00", "7.00", "3.94 (uses 7.00)"]
+    assert cells[("picows", "8.33")][4:6] == ["3.33", "5.00"]
+    # Fan-out has no best peer named here: no budget, and the rows are still split.
+    fanout = cells[("tether", "12.50")]
+    assert fanout[1:7] == ["raw fan-out (per delivery)", "tether", "12.50", "6.25", "6.25", ""]
+    # The Socket.IO echo: 5 % of 20 µs in the kernel = 1 µs; 8.33 - 1 = 7.33 µs left.
+    assert cells[("tether", "20.00")][4:7] == ["1.00", "19.00", "7.33 (uses 19.00)"]
+    assert cells[("Python floor", "9.09")][6] == ""
+    # Kernel time alone over the target: nothing left to spend.
+    rt["rows"][0]["server_sys_share_pct"] = 50.0
+    lines = perf.limits.table([], {}, rt["rows"])
+    assert "none (its kernel time alone is 1.20x it)" in lines[2]
+    assert perf.limits.ceilings(rt["rows"]) == [
+        "- Socket.IO emit-echo: the Python floor is 1.10x socket.io on Node per server "
+        "CPU-second; tether is 0.45x the floor."
+    ]
+    # An older run without kernel figures shows dashes, not a wrong budget.
+    del run["runs"][0]["server_system_cpu_s"]
+    lines = perf.limits.table(run["runs"], {("reqresp", "128 B"): "picows"}, [])
+    assert "| tether | 10.00 | — | — | — |" in lines[2]
+
+
+def test_a_load_client_is_the_limit_only_while_the_server_has_time_to_spare(
+    perf: ModuleType,
+) -> None:
+    rt = realtime_json([("tether", "fanout", 130.0, True), ("node", "fanout", 100.0, False)])
+    label = "Socket.IO room fan-out to 1,000, 4 rounds in flight"
+    # Each run's figures decide, not the flag the JSON was written with.
+    rt["rows"][0]["runs"] = [
+        {"load_cpu_pct": 90.0, "server_cpu_pct": 100.0},  # the server's core was full
+        {"load_cpu_pct": 70.0, "server_cpu_pct": 80.0},
+    ]
+    assert statuses(perf, run_json([]), rt)[label] == "met"
+    rt["rows"][0]["runs"][1]["load_cpu_pct"] = 85.0  # now the load was busy, the server not
+    assert statuses(perf, run_json([]), rt)[label] == "gap (the load client was the limit)"
+    assert not perf.report.load_bound(99.0, 96.0)
+    assert perf.report.load_bound(85.0, 50.0) and not perf.report.load_bound(84.0, 50.0)
