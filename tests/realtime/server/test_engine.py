@@ -496,6 +496,12 @@ async def test_websocket_message_over_max_payload_closes_the_session(
     sid = json.loads((await ws.recv_text())[1:])["sid"]
     await ws.send("4" + "x" * 99)
     assert await ws.recv() == "4" + "x" * 99
+    # 25 characters are within 100 bytes however encoded: the message fast
+    # path, not counted. 34 are not: counted, and 100 bytes of UTF-8 pass.
+    await ws.send("4" + "é" * 24)
+    assert await ws.recv() == "4" + "é" * 24
+    await ws.send("4" + "€" * 33)
+    assert await ws.recv() == "4" + "€" * 33
     await ws.send(b"\x00" * 100)
     assert await ws.recv() == b"\x00" * 100
     await ws.send("4" + "x" * 100)

@@ -227,3 +227,36 @@ async def test_start_makes_a_task_before_3_12() -> None:
     assert task is not None and task in tasks.tasks and seen == []
     await asyncio.wait_for(task, timeout(1))
     assert seen == [task] and not tasks.tasks
+
+
+async def test_done_is_called_once_when_a_started_task_ends_cancelled_or_not() -> None:
+    tasks = runner()
+    called: list[str] = []
+    release = asyncio.Event()
+
+    async def waits() -> None:
+        await release.wait()
+
+    finished = tasks.start(waits(), lambda: called.append("finished"))
+    cancelled = tasks.start(waits(), lambda: called.append("cancelled"))
+    assert finished is not None and cancelled is not None  # both wait: tasks on every Python
+    assert set(tasks.tasks) == {finished, cancelled}
+    cancelled.cancel()
+    release.set()
+    # Registered before asyncio.wait's own: run by the time it returns.
+    await asyncio.wait([finished, cancelled], timeout=timeout(1))
+    assert sorted(called) == ["cancelled", "finished"]
+    assert not tasks.tasks  # each was forgotten by the same callback
+
+
+@eager
+async def test_done_is_not_called_for_a_coroutine_that_ends_at_once() -> None:
+    tasks = runner()
+    called: list[str] = []
+
+    async def quick() -> None:
+        pass
+
+    assert tasks.start(quick(), lambda: called.append("done")) is None
+    await asyncio.sleep(0)  # one loop turn: a callback scheduled at its end would have run
+    assert called == [] and not tasks.tasks

@@ -15,6 +15,7 @@ import collections
 import inspect
 import logging
 from collections.abc import Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -265,7 +266,7 @@ class SocketIOConnection:
         else:
             try:
                 result = event.handler(socket, *event.args)
-                if not inspect.isawaitable(result):
+                if result is None or not inspect.isawaitable(result):
                     self._reply(socket, event.ack_id, result)
                     return
             except Exception:
@@ -275,15 +276,12 @@ class SocketIOConnection:
         # Counted from its start: whatever it does in its first step sees it running.
         self._running += 1
         self._running_bytes += size
-        task = self.server.runner.start(coroutine)
-        if task is None:
+        if self.server.runner.start(coroutine, lambda: self._handler_done(size)) is None:
             # Done already. Not _handler_done: the caller is the one loop
             # that starts waiting events (on_message starts this one only
             # when none waits; _handler_done goes on with the next).
             self._running -= 1
             self._running_bytes -= size
-            return
-        task.add_done_callback(lambda _: self._handler_done(size))
 
     def _handler_done(self, size: int) -> None:
         # A done callback rather than a finally: it runs even for a task
@@ -307,7 +305,7 @@ class SocketIOConnection:
         """Run an event's handler in a task (or finish the awaitable it ``started``)."""
         try:
             result = event.handler(socket, *event.args) if started is _UNSET else started
-            if inspect.isawaitable(result):
+            if type(result) is CoroutineType or inspect.isawaitable(result):
                 result = await result
             self._reply(socket, event.ack_id, result)
         except asyncio.CancelledError:

@@ -73,17 +73,20 @@ class Runner:
         """A task that :meth:`drain` waits for."""
         return self._keep(asyncio.get_running_loop().create_task(coroutine))
 
-    def start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    def start(
+        self, coroutine: Coroutine[Any, Any, None], done: Callable[[], object] | None = None
+    ) -> asyncio.Task[None] | None:
         """Python 3.12+: run ``coroutine`` at once up to where it first waits,
         as an eager task; ``None`` if it finished there (no task kept), else
         the task that runs the rest, which :meth:`drain` waits for. Before
-        3.12: :meth:`spawn`.
+        3.12: a task, as :meth:`spawn` makes. ``done`` is called when a task
+        returned here ends (cancelled too), not when ``None`` is returned.
 
         ``coroutine`` should catch its own failures, as a task's would go
         unseen; what it raises in its first step is logged.
         """
         if not EAGER_START:
-            return self.spawn(coroutine)
+            return self._keep(asyncio.get_running_loop().create_task(coroutine), done)
         task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
             coroutine, loop=asyncio.get_running_loop(), eager_start=True
         )
@@ -93,11 +96,22 @@ class Runner:
             if not task.cancelled() and (exc := task.exception()) is not None:
                 self.logger.error("a task failed", exc_info=exc)
             return None
-        return self._keep(task)
+        return self._keep(task, done)
 
-    def _keep(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def _keep(
+        self, task: asyncio.Task[None], done: Callable[[], object] | None = None
+    ) -> asyncio.Task[None]:
+        tasks = self.tasks
+        tasks.add(task)
+        if done is None:
+            task.add_done_callback(tasks.discard)
+        else:
+            # One callback for both (one a task, per event): each is a loop callback.
+            def finished(task: asyncio.Task[None]) -> None:
+                tasks.discard(task)
+                done()
+
+            task.add_done_callback(finished)
         return task
 
     def run(self, coroutine: Awaitable[Any], what: str = "task") -> None:

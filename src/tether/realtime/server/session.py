@@ -244,7 +244,7 @@ class Session:
         ws = self._ws
         if ws is not None:
             # Encoded straight to its frame's text: no packet on a WebSocket.
-            self._write(ws, engineio.encode_message(data))
+            self._write(ws, "4" + data if type(data) is str else engineio.encode_message(data))
             return
         packet = Packet(PacketType.MESSAGE, data)
         self._enqueue((packet,), queued_size(packet))
@@ -387,12 +387,7 @@ class Session:
         """
         kind = packet.type
         if kind is PacketType.MESSAGE:
-            events = self._events
-            if events is not None and not events.take():
-                _log.info("closing session %s: over max_events_per_second", self.sid)
-                self.close(POLICY_VIOLATION, code=1008)
-            elif self.listener is not None:
-                self.listener.on_message(self, packet.data)
+            self._message(packet.data)
         elif kind is PacketType.PONG:
             self._pong()
         elif kind is PacketType.CLOSE:
@@ -402,6 +397,15 @@ class Session:
         else:
             # OPEN, PING (other than the probe) and UPGRADE outside an upgrade.
             raise PacketError(f"unexpected {kind.name.lower()} packet from the client")
+
+    def _message(self, data: str | bytes) -> None:
+        """A ``message`` packet's data arrived: to the listener, within the rate limit."""
+        events = self._events
+        if events is not None and not events.take():
+            _log.info("closing session %s: over max_events_per_second", self.sid)
+            self.close(POLICY_VIOLATION, code=1008)
+        elif self.listener is not None:
+            self.listener.on_message(self, data)
 
     # -- WebSocket (§WebSocket, §Upgrade) ----------------------------------------
 
@@ -418,11 +422,19 @@ class Session:
         coroutine's frame, and a frame more per client is ~0.6 KiB.)
         """
         max_payload = self.host.max_payload
+        # A text this long is within max_payload however it is encoded (4 bytes
+        # a character at most), as decode_packet reckons.
+        within = max_payload // 4
         try:
             async for message in connection:
                 if self.closed:
                     return
-                self.receive(engineio.decode_packet(message, max_payload=max_payload))
+                if type(message) is str and message[:1] == "4" and len(message) <= within:
+                    # Nearly every frame: a "message" packet. What receive()
+                    # would do with decode_packet's packet, without the packet.
+                    self._message(message[1:])
+                else:
+                    self.receive(engineio.decode_packet(message, max_payload=max_payload))
                 # Backpressure, as on tether's own connections: while this
                 # client's write buffer is above write_high_water (it does not
                 # read what it asked for), read nothing more from it.
