@@ -437,3 +437,32 @@ async def test_a_clean_shutdown_logs_no_outage(
         assert adapter.connected  # it was up, so going down would be logged
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == []
+
+
+async def test_close_ends_a_worker_that_swallowed_a_cancellation(redis: RedisServer) -> None:
+    """A cancellation that lands inside a redis command may come out as a
+    connection error, which a worker's loop takes for a broker failure: it
+    goes on. close() cancels again until its workers end (it hung before)."""
+    adapter = RedisAdapter(redis.url, prefix=unique("t-close"), request_timeout=timeout(3))
+    server = realtime.Server(adapter=adapter)
+    cancelled = 0
+
+    async def stubborn() -> None:
+        nonlocal cancelled
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled += 1
+                if cancelled == 2:
+                    raise
+                # As a redis command would: the cancellation turned into a failure.
+
+    async def serve() -> None:
+        async with realtime.serve(server, "127.0.0.1", 0):
+            adapter._spawn(stubborn())
+
+    # serve() closes the adapter on the way out; it returns, the worker done.
+    await asyncio.wait_for(serve(), timeout(10))
+    assert cancelled == 2
+    assert not adapter._tasks

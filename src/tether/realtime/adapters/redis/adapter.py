@@ -66,6 +66,7 @@ from .requests import Pending, Requests
 from .stats import Failure, RedisStats, report
 from .store import Store
 from .subscriber import Subscriptions
+from .workers import cancel_until_done
 
 __all__ = ["Failure", "RedisAdapter", "RedisStats"]
 
@@ -205,9 +206,7 @@ class RedisAdapter(Adapter):
         if self.presence is not None:
             with contextlib.suppress(*_FAILURES, asyncio.TimeoutError):
                 await asyncio.wait_for(self.presence.reap(self.node, self.run_in_order), 1.0)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_until_done(self._tasks)
         await self._subs.close()
         with contextlib.suppress(*_FAILURES):
             await self.client.aclose()
