@@ -52,8 +52,8 @@ SRC = "/src/tether/"
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("Engine.IO decode/encode (realtime/protocol/engineio.py)", ("realtime/protocol/engineio",)),
     (
-        "Socket.IO decode/encode (realtime/protocol/socketio.py, parsers.py)",
-        ("realtime/protocol/socketio", "realtime/protocol/parsers"),
+        "Socket.IO decode/encode (realtime/protocol/socketio.py, parsers.py, fastpath.py)",
+        ("realtime/protocol/socketio", "realtime/protocol/parsers", "realtime/protocol/fastpath"),
     ),
     ("JSON (json module and _json)", ("json",)),
     (
