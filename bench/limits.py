@@ -77,13 +77,18 @@ def realtime_cost(row: Json | None) -> Cost | None:
     return Cost(REALTIME_NAMES.get(row["server"], row["server"]), total, kernel)
 
 
-def find_run(rows: list[Json], workload: str, variant: str, subject: str) -> Json | None:
+def run_row(rows: list[Json], workload: str, variant: str, subject: str) -> Json | None:
+    """The bench/run.py row of ``subject`` in one workload, if its run succeeded."""
     key = (workload, variant, subject)
-    return next((r for r in rows if (r["workload"], r["variant"], r["subject"]) == key), None)
+    return next(
+        (r for r in rows if r["ok"] and (r["workload"], r["variant"], r["subject"]) == key), None
+    )
 
 
-def find_realtime(rows: list[Json], server: str, workload: str) -> Json | None:
-    return next((r for r in rows if (r["server"], r["workload"]) == (server, workload)), None)
+def realtime_row(rows: list[Json], server: str, workload: str) -> Json | None:
+    """The bench/realtime.py row of ``server`` in one workload, if its run succeeded."""
+    key = (server, workload)
+    return next((r for r in rows if r["ok"] and (r["server"], r["workload"]) == key), None)
 
 
 def budget(tether: Cost, peer: Cost, target: float) -> str:
@@ -103,7 +108,7 @@ def us(value: float | None) -> str:
 def lines_for(label: str, costs: list[Cost], peer: Cost | None, target: float) -> list[str]:
     out = []
     for cost in costs:
-        mine = cost.server.startswith("tether") and peer is not None
+        mine = cost.server.startswith("tether")
         room = budget(cost, peer, target) if mine and peer is not None else ""
         cells = [label, cost.server, us(cost.total), us(cost.kernel), us(cost.user), room]
         out.append("| " + " | ".join(cells) + " |")
@@ -125,14 +130,14 @@ def table(
     ]
     for workload, variant, label, unit in RUN_ROWS:
         peer_name = best.get((workload, variant))
-        peer = run_cost(find_run(run_rows, workload, variant, peer_name)) if peer_name else None
+        peer = run_cost(run_row(run_rows, workload, variant, peer_name)) if peer_name else None
         names = [*RUN_OWN, *([peer_name] if peer_name and peer else []), RUN_CEILING]
-        costs = [c for n in names if (c := run_cost(find_run(run_rows, workload, variant, n)))]
+        costs = [c for n in names if (c := run_cost(run_row(run_rows, workload, variant, n)))]
         if costs:
             lines += lines_for(f"{label} (per {unit})", costs, peer, target)
     for workload, label, unit in REALTIME_ROWS:
-        found = [realtime_cost(find_realtime(realtime_rows, n, workload)) for n in REALTIME_NAMES]
-        node = realtime_cost(find_realtime(realtime_rows, "node", workload))
+        found = [realtime_cost(realtime_row(realtime_rows, n, workload)) for n in REALTIME_NAMES]
+        node = realtime_cost(realtime_row(realtime_rows, "node", workload))
         costs = [c for c in found if c is not None]
         if costs:
             lines += lines_for(f"{label} (per {unit})", costs, node, target)

@@ -134,18 +134,6 @@ def cell(fig: Figure | None, unit: str = "") -> str:
 # -- bench/run.py's results ------------------------------------------------------------------
 
 
-def run_row(rows: list[Json], workload: str, variant: str, subject: str) -> Json | None:
-    return next(
-        (
-            r
-            for r in rows
-            if r["ok"]
-            and (r["workload"], r["variant"], r["subject"]) == (workload, variant, subject)
-        ),
-        None,
-    )
-
-
 def run_failed(rows: list[Json], workload: str, variant: str) -> bool:
     return any(
         not r["ok"] and (r["workload"], r["variant"], r["subject"]) == (workload, variant, "tether")
@@ -168,7 +156,7 @@ def best_peer(rows: list[Json], workload: str, variant: str) -> tuple[str, Figur
     figures = [
         (name, fig)
         for name in WS_PEERS
-        if (fig := run_figure(run_row(rows, workload, variant, name))) is not None
+        if (fig := run_figure(limits.run_row(rows, workload, variant, name))) is not None
     ]
     if not figures:
         return "best peer", None
@@ -181,12 +169,12 @@ def run_rows(env: Json, rows: list[Json]) -> list[Row]:
 
     def against_best(label: str, workload: str, variant: str) -> Row:
         name, peer = best_peer(rows, workload, variant)
-        tether = run_figure(run_row(rows, workload, variant, "tether"))
+        tether = run_figure(limits.run_row(rows, workload, variant, "tether"))
         failed = run_failed(rows, workload, variant)
         return Row(label, tether, name, peer, Target(1.2), tether_failed=failed)
 
-    raw = run_figure(run_row(rows, "echo", "1 MiB", "raw"))
-    tether_1m = run_figure(run_row(rows, "echo", "1 MiB", "tether"))
+    raw = run_figure(limits.run_row(rows, "echo", "1 MiB", "raw"))
+    tether_1m = run_figure(limits.run_row(rows, "echo", "1 MiB", "tether"))
     return [
         against_best(
             f"raw request/response, {conns['reqresp']:,} connections, 128 B (messages)",
@@ -216,8 +204,8 @@ def pure_rows(rows: list[Json]) -> list[Row]:
             variants.append((r["workload"], r["variant"]))
     out = []
     for workload, variant in variants:
-        pure = run_figure(run_row(rows, workload, variant, "tether-pure"))
-        ws = run_figure(run_row(rows, workload, variant, "websockets"))
+        pure = run_figure(limits.run_row(rows, workload, variant, "tether-pure"))
+        ws = run_figure(limits.run_row(rows, workload, variant, "websockets"))
         label = "idle memory" if workload == "idle" else f"{workload} {variant}"
         idle = workload == "idle"  # less is better: websockets' memory over tether's
         unit = "KiB" if idle else ""
@@ -252,9 +240,7 @@ def run_command(env: Json, rows: list[Json]) -> str:
 
 
 def realtime_figure(rows: list[Json], server: str, workload: str) -> Figure | None:
-    row = next(
-        (r for r in rows if r["ok"] and (r["server"], r["workload"]) == (server, workload)), None
-    )
+    row = limits.realtime_row(rows, server, workload)
     if row is None:
         return None
     if workload == "idle":

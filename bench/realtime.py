@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import load_bound
+from report import SATURATED, load_bound
 from run import ROOT, BenchError, Child, build_c, environment, pinning
 from run import summary as run_summary
 
@@ -344,7 +344,7 @@ def markdown(env: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"min) {env['loadavg_before']} before, {env['loadavg_after']} after. Compare the "
         "per-server-CPU-second columns, and the spread of the runs in the JSON. A row marked "
         f"*load-bound?* had the load client at {LOAD_BOUND_PCT:.0f} % of its core or more in a "
-        "run where the server had time to spare (below 95 % of its own).",
+        f"run where the server had time to spare (below {SATURATED} % of its own).",
     ]
     for workload in env["workloads"]:
         chosen = [r for r in rows if r["workload"] == workload]

@@ -254,8 +254,7 @@ class Server:
         self.process = psutil.Process(child.pid)
 
     def cpu(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        return self.cpu_split()[0]
 
     def cpu_split(self) -> tuple[float, float]:
         """Its CPU seconds in all and in the kernel (what its system calls cost)."""

@@ -69,9 +69,11 @@ class Runner:
         #: The tasks running now (:meth:`drain` waits for them).
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task that :meth:`drain` waits for."""
-        return self._keep(asyncio.get_running_loop().create_task(coroutine))
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, None], done: Callable[[], object] | None = None
+    ) -> asyncio.Task[None]:
+        """A task that :meth:`drain` waits for; ``done`` is called when it ends."""
+        return self._keep(asyncio.get_running_loop().create_task(coroutine), done)
 
     def start(
         self, coroutine: Coroutine[Any, Any, None], done: Callable[[], object] | None = None
@@ -79,14 +81,14 @@ class Runner:
         """Python 3.12+: run ``coroutine`` at once up to where it first waits,
         as an eager task; ``None`` if it finished there (no task kept), else
         the task that runs the rest, which :meth:`drain` waits for. Before
-        3.12: a task, as :meth:`spawn` makes. ``done`` is called when a task
+        3.12: :meth:`spawn`. ``done`` is called when a task
         returned here ends (cancelled too), not when ``None`` is returned.
 
         ``coroutine`` should catch its own failures, as a task's would go
         unseen; what it raises in its first step is logged.
         """
         if not EAGER_START:
-            return self._keep(asyncio.get_running_loop().create_task(coroutine), done)
+            return self.spawn(coroutine, done)
         task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
             coroutine, loop=asyncio.get_running_loop(), eager_start=True
         )
