@@ -508,3 +508,10 @@ async def test_websocket_message_over_max_payload_closes_the_session(
     await ws.closed()
     assert sid not in engine.engine.sessions
     assert await engine.closed(sid) == "parse error"
+    # 35 characters of which 34 are 3 bytes in UTF-8: 103 bytes, over the
+    # limit though far fewer characters than 100, so not for the fast path.
+    ws = await open_websocket(engine.port, path=PATH)
+    sid = json.loads((await ws.recv_text())[1:])["sid"]
+    await ws.send("4" + "€" * 34)
+    await ws.closed()
+    assert await engine.closed(sid) == "parse error"
