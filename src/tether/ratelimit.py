@@ -139,9 +139,17 @@ class LogLimiter:
         entry[0], entry[1] = now, 0
         return suppressed
 
-    def log(self, level: int, key: str, message: str, *args: Any, exc_info: bool = False) -> bool:
+    def log(
+        self,
+        level: int,
+        key: str,
+        message: str,
+        *args: Any,
+        exc_info: bool | BaseException = False,
+    ) -> bool:
         """Log ``message % args`` at ``level`` unless ``key`` was logged within the
-        interval; whether it was logged."""
+        interval; whether it was logged. ``exc_info`` as :meth:`logging.Logger.log`
+        takes it (an exception: its traceback)."""
         suppressed = self._admit(key)
         if suppressed is None:
             return False

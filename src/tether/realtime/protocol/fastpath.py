@@ -219,9 +219,16 @@ def ack_text(ack_id: int, args: Sequence[Any], namespace: str, out: JsonOut) -> 
 
 
 def _body(head: str, data: list[Any], out: JsonOut) -> str | None:
-    text = out.attempt(data)
-    # Bytes and cycles were refused by attempt(); data that might nest deeper
-    # than MAX_DEPTH is by this count (a list or dict writes a bracket).
-    if text is None or text.count("[") + text.count("{") > MAX_DEPTH:
+    # JsonOut.attempt, inlined: this runs once per event sent.
+    encode = out._encode
+    if encode is None:  # pragma: no cover - CPython always has _json
+        return None
+    try:
+        text = "".join(encode(data, 0))
+    except Exception:  # the general path judges (bytes, a cycle...)
+        return None
+    # Data that might nest deeper than MAX_DEPTH goes to the general path too
+    # (a list or dict writes a bracket).
+    if text.count("[") + text.count("{") > MAX_DEPTH:
         return None
     return head + text

@@ -45,6 +45,7 @@ __all__ = [
     "encode_ack",
     "encode_event",
     "encode_packet",
+    "json_out",
     "make_parser",
     "plain",
 ]
@@ -218,6 +219,13 @@ class JsonParser:
         return FastDecoder(
             max_payload=max_payload, max_attachments=max_attachments, loads=self._loads
         )
+
+
+def json_out(parser: Parser) -> JsonOut | None:
+    """The fast JSON encoder of ``parser`` when it is the default
+    :class:`JsonParser` (stdlib JSON; not a subclass, which may encode
+    otherwise): what :func:`.fastpath.event_text` takes. Else ``None``."""
+    return parser._out if type(parser) is JsonParser else None
 
 
 def encode_event(

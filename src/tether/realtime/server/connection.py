@@ -255,39 +255,61 @@ class SocketIOConnection:
 
     def _run_event(self, socket: Socket, event: Event, size: int) -> None:
         """Start the handler now: a plain function is called, a coroutine runs
-        up to where it first waits (:meth:`.Runner.start`). Only one that
-        waits gets a task, counted (``max_handler_tasks``) until it is done.
-        Handlers start in the order their events came either way: this runs
-        for an event only when none is waiting before it. Before Python 3.12
-        (no eager tasks) a coroutine starts in a task, so while one has not
-        finished a plain function goes in a task too, behind it."""
-        if event.is_async or (self._running and not EAGER_START):
-            coroutine = self._handle_event(socket, event)
-        else:
-            try:
+        in a task (Python 3.12+: up to where it first waits at once, and
+        only one that waits gets a task), counted (``max_handler_tasks``)
+        until it is done. Handlers start in the order their events came
+        either way: this runs for an event only when none is waiting before
+        it. Before Python 3.12 (no eager tasks) a coroutine starts in a task,
+        so while one has not finished a plain function goes in a task too,
+        behind it."""
+        try:
+            if event.is_async and event.ack_id is None:
+                # Nothing to answer: the task runs the handler's own
+                # coroutine, with no coroutine of ours around it.
+                coroutine = event.handler(socket, *event.args)
+                if type(coroutine) is not CoroutineType:
+                    coroutine = self._handle_event(socket, event, coroutine)
+            elif event.is_async or (self._running and not EAGER_START):
+                coroutine = self._handle_event(socket, event)
+            else:
                 result = event.handler(socket, *event.args)
                 if result is None or not inspect.isawaitable(result):
-                    self._reply(socket, event.ack_id, result)
+                    if event.ack_id is not None:
+                        self._reply(socket, event.ack_id, result)
                     return
-            except Exception:
-                self._log_failure(socket, event.event)
-                return
-            coroutine = self._handle_event(socket, event, result)
+                coroutine = self._handle_event(socket, event, result)
+        except Exception:
+            self._log_failure(socket, event.event)
+            return
         # Counted from its start: whatever it does in its first step sees it running.
         self._running += 1
         self._running_bytes += size
-        if self.server.runner.start(coroutine, lambda: self._handler_done(size)) is None:
-            # Done already. Not _handler_done: the caller is the one loop
-            # that starts waiting events (on_message starts this one only
-            # when none waits; _handler_done goes on with the next).
+        runner = self.server.runner
+
+        def done(task: asyncio.Task[Any]) -> None:
+            # One callback per event, rather than a finally: it runs even for
+            # a task cancelled before it started.
+            runner.forget(task)
             self._running -= 1
             self._running_bytes -= size
+            if not task.cancelled() and task.exception() is not None:
+                self._log_failure(socket, event.event, task.exception())
+            if self._waiting:
+                self._start_waiting()
 
-    def _handler_done(self, size: int) -> None:
-        # A done callback rather than a finally: it runs even for a task
-        # cancelled before it started.
-        self._running -= 1
-        self._running_bytes -= size
+        task = runner.start(coroutine, done)
+        if task.done():
+            # Finished in its first step (3.12+: never kept, done not called).
+            # Not _start_waiting: the caller is the one loop that starts
+            # waiting events (on_message starts this one only when none
+            # waits; done goes on with the next).
+            self._running -= 1
+            self._running_bytes -= size
+            if not task.cancelled() and task.exception() is not None:
+                self._log_failure(socket, event.event, task.exception())
+
+    def _start_waiting(self) -> None:
+        """Start the events waiting for a handler slot, as far as slots allow."""
         waiting = self._waiting
         while waiting and self._may_start(waiting[0][2]):
             socket, event, size = waiting.popleft()
@@ -302,22 +324,21 @@ class SocketIOConnection:
             send_messages(self.session, messages, server.hooks)
 
     async def _handle_event(self, socket: Socket, event: Event, started: Any = _UNSET) -> None:
-        """Run an event's handler in a task (or finish the awaitable it ``started``)."""
-        try:
-            result = event.handler(socket, *event.args) if started is _UNSET else started
-            if type(result) is CoroutineType or inspect.isawaitable(result):
-                result = await result
-            self._reply(socket, event.ack_id, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._log_failure(socket, event.event)
+        """Run an event's handler in a task (or finish the awaitable it
+        ``started``) and answer its ack in the same step, in the order the
+        handlers finish; what it raises is logged by the task's done callback."""
+        result = event.handler(socket, *event.args) if started is _UNSET else started
+        if type(result) is CoroutineType or inspect.isawaitable(result):
+            result = await result
+        self._reply(socket, event.ack_id, result)
 
-    def _log_failure(self, socket: Socket, event: str) -> None:
+    def _log_failure(
+        self, socket: Socket, event: str, failure: BaseException | None = None
+    ) -> None:
         # Keyed by the handler, not the child namespace a client named.
         namespace = socket.namespace
         root = namespace.parent or namespace
-        self.server.runner.log_failure(root.name, event, socket)
+        self.server.runner.log_failure(root.name, event, socket, failure)
 
     def _call(
         self,

@@ -22,7 +22,7 @@ __all__ = ["EAGER_START", "Handler", "Runner", "arity", "is_async", "maybe_await
 Handler = Callable[..., Any]
 
 # Runner.start runs a coroutine's first step at once, as an eager task
-# (Python 3.12+); before 3.12 a task is made for each coroutine, as before.
+# (Python 3.12+); before 3.12 a task is made for each coroutine.
 # (Doing by hand what eager tasks do would mean relying on the C Task's
 # internals, which crash when a half-made task is inspected.)
 EAGER_START = sys.version_info >= (3, 12)
@@ -67,54 +67,55 @@ class Runner:
         #: interval, then counts.
         self.limiter = LogLimiter(logger)
         #: The tasks running now (:meth:`drain` waits for them).
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, None], done: Callable[[], object] | None = None
     ) -> asyncio.Task[None]:
         """A task that :meth:`drain` waits for; ``done`` is called when it ends."""
-        return self._keep(asyncio.get_running_loop().create_task(coroutine), done)
-
-    def start(
-        self, coroutine: Coroutine[Any, Any, None], done: Callable[[], object] | None = None
-    ) -> asyncio.Task[None] | None:
-        """Python 3.12+: run ``coroutine`` at once up to where it first waits,
-        as an eager task; ``None`` if it finished there (no task kept), else
-        the task that runs the rest, which :meth:`drain` waits for. Before
-        3.12: :meth:`spawn`. ``done`` is called when a task
-        returned here ends (cancelled too), not when ``None`` is returned.
-
-        ``coroutine`` should catch its own failures, as a task's would go
-        unseen; what it raises in its first step is logged.
-        """
-        if not EAGER_START:
-            return self.spawn(coroutine, done)
-        task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
-            coroutine, loop=asyncio.get_running_loop(), eager_start=True
-        )
-        if task.done():
-            # The coroutines run here catch their own failures (handlers log
-            # through log_failure); this one is retrieved and logged anyway.
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                self.logger.error("a task failed", exc_info=exc)
-            return None
-        return self._keep(task, done)
-
-    def _keep(
-        self, task: asyncio.Task[None], done: Callable[[], object] | None = None
-    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
         tasks = self.tasks
         tasks.add(task)
         if done is None:
             task.add_done_callback(tasks.discard)
         else:
-            # One callback for both (one a task, per event): each is a loop callback.
+
             def finished(task: asyncio.Task[None]) -> None:
                 tasks.discard(task)
                 done()
 
             task.add_done_callback(finished)
         return task
+
+    def start(
+        self,
+        coroutine: Coroutine[Any, Any, Any],
+        finished: Callable[[asyncio.Task[Any]], object],
+    ) -> asyncio.Task[Any]:
+        """A task for ``coroutine``, with one done callback, ``finished``,
+        that must itself :meth:`forget` the task (one callback per task
+        rather than two: each is a loop callback, and this runs per event).
+
+        Python 3.12+: the coroutine runs at once up to where it first waits,
+        as an eager task. A task returned done has finished there: it was
+        never kept, and ``finished`` is not called; the caller takes its
+        result. Before 3.12 a task is made and kept, its first step to come.
+        """
+        if EAGER_START:
+            task: asyncio.Task[Any] = asyncio.Task(  # type: ignore[call-arg]
+                coroutine, loop=asyncio.get_running_loop(), eager_start=True
+            )
+            if task.done():
+                return task
+        else:
+            task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(finished)
+        return task
+
+    def forget(self, task: asyncio.Task[Any]) -> None:
+        """Stop keeping ``task`` (for the ``finished`` callback of :meth:`start`)."""
+        self.tasks.discard(task)
 
     def run(self, coroutine: Awaitable[Any], what: str = "task") -> None:
         """Run ``coroutine`` in a task; a failure is logged under ``what`` (a
@@ -130,13 +131,24 @@ class Runner:
 
         self.spawn(guarded())
 
-    def log_failure(self, namespace: str, event: str, socket: object) -> None:
+    def log_failure(
+        self, namespace: str, event: str, socket: object, failure: BaseException | None = None
+    ) -> None:
         """Log that handler ``event`` of ``namespace`` failed on ``socket``
-        (from an ``except`` block: the traceback is logged). ``namespace`` is
-        the one the handler is registered on (a dynamic parent, not the child
-        a client named), so that clients cannot multiply the keys."""
+        with ``failure`` (by default the exception being handled), and its
+        traceback. ``namespace`` is the one the handler is registered on (a
+        dynamic parent, not the child a client named), so that clients cannot
+        multiply the keys."""
         key = f"{namespace} {event}"
-        self.limiter.exception(key, "handler %r of %s failed on %r", event, namespace, socket)
+        self.limiter.log(
+            logging.ERROR,
+            key,
+            "handler %r of %s failed on %r",
+            event,
+            namespace,
+            socket,
+            exc_info=True if failure is None else failure,
+        )
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` for the running tasks, then cancel the rest and

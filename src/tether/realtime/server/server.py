@@ -22,7 +22,13 @@ from ...exceptions import InvalidState
 from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimitOptions, RealtimeLimits
 from ..adapters.base import Adapter, BroadcastOptions, RecoveryOptions, SocketInfo
 from ..protocol import socketio
-from ..protocol.parsers import Parser, SerializerOptions, encode_packet, make_parser
+from ..protocol.parsers import (
+    Parser,
+    SerializerOptions,
+    encode_packet,
+    json_out,
+    make_parser,
+)
 from .by_sid import ClassNamespace, SidMethods
 from .connection import SocketIOConnection
 from .engine import (
@@ -128,6 +134,8 @@ class Server(SidMethods, Namespace):
         #: How packets are encoded and decoded
         #: (:class:`~tether.realtime.protocol.parsers.Parser`).
         self.parser: Parser = make_parser(**serializer)
+        #: The default JSON parser's fast encoder (None with another parser).
+        self.json_out = json_out(self.parser)
         #: Every bound of this server (:class:`~tether.limits.RealtimeLimits`):
         #: ``limits=`` with any of its fields given as keyword options
         #: (``max_payload=``, ``max_handler_tasks=``...) on top.

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ...exceptions import AckTimeout, Disconnected
 from ..adapters.base import BroadcastOptions, SocketInfo
 from ..protocol import socketio
-from ..protocol.checks import check_event
+from ..protocol.checks import RESERVED_EVENTS, check_event
+from ..protocol.fastpath import event_text
 from ..protocol.parsers import encode_event, plain
 
 if TYPE_CHECKING:
@@ -247,14 +248,28 @@ class Socket:
     # -- emitting ----------------------------------------------------------------
 
     def _send_event(self, event: str, args: Any, ack_id: int | None = None) -> None:
-        # Encoded by the parser's fast path when it has one (plain JSON).
         server = self.server
+        out = server.json_out
+        if out is not None:
+            # The default JSON parser's fast path, called here rather than
+            # through encode_event: once per event sent, and the commonest.
+            text = event_text(event, args, self.namespace.name, ack_id, out)
+            if text is not None:
+                self.session.send(text)
+                hook = server.hooks.messages_sent
+                if hook is not None:
+                    try:
+                        hook(1, len(text))
+                    except Exception:
+                        server.hooks.failed("messages_sent")
+                return
         messages = encode_event(server.parser, event, args, self.namespace.name, ack_id)
         send_messages(self.session, messages, server.hooks)
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
-        check_event(event)
+        if type(event) is not str or not event or event in RESERVED_EVENTS:
+            check_event(event)  # raises, unless a str subclass passes
         if not self.connected:
             raise Disconnected(f"{self!r} is disconnected")
         adapter = self.namespace.adapter
