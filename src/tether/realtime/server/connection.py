@@ -214,7 +214,7 @@ class SocketIOConnection:
         event = socket.namespace.handlers.match(packet)
         if event is None:
             return
-        if not self._waiting and self._may_start(size):
+        if not self._waiting and (not self._running or self._may_start(size)):
             self._run_event(socket, event, size)
         elif self._hold(size):
             self._waiting.append((socket, event, size))

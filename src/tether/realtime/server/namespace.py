@@ -33,6 +33,9 @@ class Event(NamedTuple):
     is_async: bool  # a coroutine function (Runner.start: a task only if it waits)
 
 
+_new_event = tuple.__new__
+
+
 class Handlers:
     """The handlers and middleware of a namespace (a dynamic parent shares
     its own with every child)."""
@@ -54,8 +57,8 @@ class Handlers:
 
     def match(self, packet: socketio.Packet) -> Event | None:
         """What handles an EVENT packet (None: nothing does)."""
-        args = list(packet.data)
-        event = args.pop(0)
+        data = packet.data
+        event = data[0]
         if event in _RESERVED:
             return None  # reserved: a client cannot trigger these
         handler = self.events.get(event)
@@ -63,9 +66,14 @@ class Handlers:
             handler = self.events.get("*")
             if handler is None:
                 return None
-            args.insert(0, event)
+            args = list(data)
             event = "*"
-        return Event(handler, args, packet.id, event, self.coroutines.get(event, True))
+        else:
+            args = data[1:]
+        # tuple.__new__ rather than Event(...), whose __new__ is Python code:
+        # this runs once per event.
+        is_async = self.coroutines.get(event, True)
+        return _new_event(Event, (handler, args, packet.id, event, is_async))
 
 
 class Namespace:
