@@ -13,7 +13,14 @@ from typing import Any
 
 from ...exceptions import PacketError
 
-__all__ = ["RESERVED_EVENTS", "check_event", "check_text_size", "strict_json", "too_big"]
+__all__ = [
+    "RESERVED_EVENTS",
+    "check_event",
+    "check_text_size",
+    "scan_json",
+    "strict_json",
+    "too_big",
+]
 
 RESERVED_EVENTS = frozenset(
     # Names the reference implementation gives a meaning of its own, so
@@ -52,6 +59,11 @@ def _reject_constant(name: str) -> Any:
 _STRICT = json.JSONDecoder(parse_constant=_reject_constant)
 _scan: Callable[[str, int], tuple[Any, int]] = _STRICT.scan_once  # type: ignore[attr-defined]
 _decode = _STRICT.decode
+#: The C scanner under :func:`strict_json`: ``scan_json(text, i)`` is the
+#: value that starts at ``text[i]`` and the index after it; it raises
+#: StopIteration or ValueError on what is not JSON there (and RecursionError
+#: when nested deeper than the stack allows: bound the depth first).
+scan_json = _scan
 
 
 def strict_json(text: str) -> Any:

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .checks import RESERVED_EVENTS
+from .checks import RESERVED_EVENTS, scan_json, strict_json
 from .socketio import (
     DEFAULT_NAMESPACE,
     MAX_ACK_ID,
@@ -152,8 +152,15 @@ class FastDecoder(Decoder):
         if text.count("[") + text.count("{") > MAX_DEPTH:
             return None
         try:
-            data = self.loads(text[start:] if start else text)
-        except ValueError:
+            if self.loads is strict_json:
+                # strict_json's own scanner, from the data's first character:
+                # no slice, no call around it. The data must end the text.
+                data, end = scan_json(text, start)
+                if end != len(text):
+                    return None
+            else:
+                data = self.loads(text[start:] if start else text)
+        except (ValueError, StopIteration):
             return None
         if type(data) is not list:
             return None

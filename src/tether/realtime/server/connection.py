@@ -58,6 +58,7 @@ _CONTAINER_SIZE = 64
 
 
 _UNSET: Any = object()
+_EVENT = socketio.PacketType.EVENT
 
 # An event waiting for a handler slot: its socket, and the bytes it counts.
 _Waiting = tuple[Socket, Event, int]
@@ -175,6 +176,13 @@ class SocketIOConnection:
     def _on_packet(self, packet: socketio.Packet, size: int) -> None:
         kind = packet.type
         name = packet.namespace
+        if kind is _EVENT and not self._connecting:
+            # Nearly every packet: an event for a connected namespace (or for
+            # none: dropped). What the general path below does with it.
+            socket = self.sockets.get(name)
+            if socket is not None:
+                self._on_event(socket, packet, size)
+            return
         if kind is socketio.PacketType.CONNECT:
             if name in self.sockets or name in self._connecting:
                 return  # already connected: a duplicate CONNECT is ignored
@@ -205,6 +213,11 @@ class SocketIOConnection:
         if kind is socketio.PacketType.DISCONNECT:
             self.disconnect_socket(socket, "client namespace disconnect", notify=False)
             return
+        self._on_event(socket, packet, size)
+
+    def _on_event(self, socket: Socket, packet: socketio.Packet, size: int) -> None:
+        """An EVENT (or BINARY_EVENT) for ``socket``: its handler starts, or
+        waits for a slot (counted in ``max_pending_bytes``)."""
         hook = self.server.hooks.event_received
         if hook is not None and packet.data:
             try:
@@ -311,7 +324,13 @@ class SocketIOConnection:
     def _start_waiting(self) -> None:
         """Start the events waiting for a handler slot, as far as slots allow."""
         waiting = self._waiting
-        while waiting and self._may_start(waiting[0][2]):
+        max_tasks, max_pending = self._max_tasks, self._max_pending
+        # _may_start, inlined: with more events in flight than
+        # max_handler_tasks, half of them come through here.
+        while waiting and (
+            not self._running
+            or (self._running < max_tasks and self._running_bytes + waiting[0][2] <= max_pending)
+        ):
             socket, event, size = waiting.popleft()
             self._pending -= size
             self._run_event(socket, event, size)
