@@ -301,8 +301,8 @@ class SocketIOConnection:
 
         def done(task: asyncio.Task[Any]) -> None:
             # One callback per event, rather than a finally: it runs even for
-            # a task cancelled before it started.
-            runner.forget(task)
+            # a task cancelled before it started. (Runner.forget, inlined.)
+            runner.tasks.discard(task)
             self._running -= 1
             self._running_bytes -= size
             if not task.cancelled() and task.exception() is not None:
