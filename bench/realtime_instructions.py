@@ -32,6 +32,7 @@ benchmark: instructions are not time (system calls count as one instruction).
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
 import textwrap
 from pathlib import Path
@@ -152,7 +153,8 @@ def main() -> int:
         f"`{' '.join(sys.argv)}`: callgrind, (instructions with 2N events - with N) / N;"
         f" echo: N = {echo_n}, per event; fanout: N = {fan_n} emits to a room of {members},"
         " per delivery (/ N x members). Both sides counted (server and clients in one"
-        " process), PYTHONHASHSEED=0.",
+        " process), PYTHONHASHSEED=0."
+        f" Python {platform.python_version()} ({sys.executable}).",
         "",
         "| workload | " + " | ".join(f"`{src}`" for src in args.sources) + " |",
         "|---|" + "---|" * len(args.sources),
