@@ -148,8 +148,9 @@ class FastDecoder(Decoder):
             return None
         # Fewer brackets than MAX_DEPTH cannot nest deeper (the general
         # path's own test, on the data alone); this also keeps the JSON
-        # decoder far from Python's recursion limit.
-        if text.count("[") + text.count("{") > MAX_DEPTH:
+        # decoder far from Python's recursion limit. A text no longer than
+        # MAX_DEPTH cannot hold more (most events: not counted).
+        if len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH:
             return None
         try:
             if self.loads is strict_json:
@@ -235,7 +236,8 @@ def _body(head: str, data: list[Any], out: JsonOut) -> str | None:
     except Exception:  # the general path judges (bytes, a cycle...)
         return None
     # Data that might nest deeper than MAX_DEPTH goes to the general path too
-    # (a list or dict writes a bracket).
-    if text.count("[") + text.count("{") > MAX_DEPTH:
+    # (a list or dict writes a bracket; a text no longer than MAX_DEPTH
+    # cannot hold more).
+    if len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH:
         return None
     return head + text
