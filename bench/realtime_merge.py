@@ -27,16 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from limits import realtime_row
 from report import load_bound
 
 from realtime import BENCH, LABELS, LOAD_BOUND_PCT, markdown, medians
 
 Json = dict[str, Any]
-
-
-def row_of(rows: list[Json], server: str, workload: str) -> Json | None:
-    """The row of ``server`` in ``workload``, failed or not."""
-    return next((r for r in rows if (r["server"], r["workload"]) == (server, workload)), None)
 
 
 def merge(runs: list[Json], sources: list[str], command: str) -> Json:
@@ -55,14 +51,10 @@ def merge(runs: list[Json], sources: list[str], command: str) -> Json:
     keys = [(r["server"], r["workload"]) for r in runs[0]["rows"]]
     rows = []
     for server, workload in keys:
-        found = [
-            next(
-                (r for r in run["rows"] if (r["server"], r["workload"]) == (server, workload)), None
-            )
-            for run in runs
-        ]
+        # realtime_row finds only rows that succeeded: a failed one is missing.
+        found = [realtime_row(run["rows"], server, workload) for run in runs]
         row: Json = {"server": server, "workload": workload}
-        if any(r is None or not r["ok"] for r in found):
+        if any(r is None for r in found):
             rows.append({**row, "ok": False, "error": "not in every merged run, or failed in one"})
             continue
         pooled = [repeat for r in found if r is not None for repeat in r["runs"]]

@@ -301,12 +301,12 @@ class SocketIOConnection:
 
         def done(task: asyncio.Task[Any]) -> None:
             # One callback per event, rather than a finally: it runs even for
-            # a task cancelled before it started. (Runner.forget, inlined.)
-            runner.tasks.discard(task)
+            # a task cancelled before it started.
+            runner.forget(task)
             self._running -= 1
             self._running_bytes -= size
-            if not task.cancelled() and task.exception() is not None:
-                self._log_failure(socket, event.event, task.exception())
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                self._log_failure(socket, event.event, failure)
             if self._waiting:
                 self._start_waiting()
 
@@ -318,8 +318,8 @@ class SocketIOConnection:
             # waits; done goes on with the next).
             self._running -= 1
             self._running_bytes -= size
-            if not task.cancelled() and task.exception() is not None:
-                self._log_failure(socket, event.event, task.exception())
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                self._log_failure(socket, event.event, failure)
 
     def _start_waiting(self) -> None:
         """Start the events waiting for a handler slot, as far as slots allow."""

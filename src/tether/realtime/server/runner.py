@@ -79,7 +79,7 @@ class Runner:
         if done is None:
             task.add_done_callback(tasks.discard)
         else:
-
+            # One callback for both: each is a loop callback.
             def finished(task: asyncio.Task[None]) -> None:
                 tasks.discard(task)
                 done()

@@ -183,10 +183,17 @@ def send_messages(session: Session, messages: list[str | bytes], hooks: Hooks) -
     (and tell the server's observers, if one overrides ``messages_sent``)."""
     for payload in messages:
         session.send(payload)
+    if hooks.messages_sent is not None:
+        # Most packets are one message: its length without a map and a sum.
+        report_sent(hooks, len(messages[0]) if len(messages) == 1 else sum(map(len, messages)))
+
+
+def report_sent(hooks: Hooks, size: int) -> None:
+    """Tell the observers that override ``messages_sent`` that a packet of
+    ``size`` characters or bytes went out (per-packet callers test
+    ``hooks.messages_sent`` first, to save this call when none does)."""
     hook = hooks.messages_sent
     if hook is not None:
-        # Most packets are one message: its length without a map and a sum.
-        size = len(messages[0]) if len(messages) == 1 else sum(map(len, messages))
         try:
             hook(1, size)
         except Exception:
@@ -256,12 +263,8 @@ class Socket:
             text = event_text(event, args, self.namespace.name, ack_id, out)
             if text is not None:
                 self.session.send(text)
-                hook = server.hooks.messages_sent
-                if hook is not None:
-                    try:
-                        hook(1, len(text))
-                    except Exception:
-                        server.hooks.failed("messages_sent")
+                if server.hooks.messages_sent is not None:
+                    report_sent(server.hooks, len(text))
                 return
         messages = encode_event(server.parser, event, args, self.namespace.name, ack_id)
         send_messages(self.session, messages, server.hooks)
