@@ -244,13 +244,7 @@ class Session:
         ws = self._ws
         if ws is not None:
             # Encoded straight to its frame's text: no packet on a WebSocket.
-            # What _write does, inlined: once per packet sent.
-            try:
-                ws.send_nowait("4" + data if type(data) is str else engineio.encode_message(data))
-            except ConnectionClosed:
-                return  # the WebSocket's end closes the session
-            if ws.write_buffer_size() > self.host.limits.max_outgoing_bytes:
-                self._overflow()
+            self._write(ws, "4" + data if type(data) is str else engineio.encode_message(data))
             return
         packet = Packet(PacketType.MESSAGE, data)
         self._enqueue((packet,), queued_size(packet))
@@ -408,13 +402,10 @@ class Session:
         """A ``message`` packet's data arrived: to the listener, within the rate limit."""
         events = self._events
         if events is not None and not events.take():
-            self._over_rate()
+            _log.info("closing session %s: over max_events_per_second", self.sid)
+            self.close(POLICY_VIOLATION, code=1008)
         elif self.listener is not None:
             self.listener.on_message(self, data)
-
-    def _over_rate(self) -> None:
-        _log.info("closing session %s: over max_events_per_second", self.sid)
-        self.close(POLICY_VIOLATION, code=1008)
 
     # -- WebSocket (§WebSocket, §Upgrade) ----------------------------------------
 
@@ -434,19 +425,14 @@ class Session:
         # A text this long is within max_payload however it is encoded (4 bytes
         # a character at most), as decode_packet reckons.
         within = max_payload // 4
-        events = self._events
         try:
             async for message in connection:
                 if self.closed:
                     return
                 if type(message) is str and message[:1] == "4" and len(message) <= within:
                     # Nearly every frame: a "message" packet. What receive()
-                    # would do with decode_packet's packet, without the
-                    # packet: _message, inlined.
-                    if events is not None and not events.take():
-                        self._over_rate()
-                    elif self.listener is not None:
-                        self.listener.on_message(self, message[1:])
+                    # would do with decode_packet's packet, without the packet.
+                    self._message(message[1:])
                 else:
                     self.receive(engineio.decode_packet(message, max_payload=max_payload))
                 # Backpressure, as on tether's own connections: while this
