@@ -42,7 +42,12 @@ REALTIME_ROWS = [
     ("echo", "Socket.IO emit-echo", "event"),
     ("fanout", "Socket.IO fan-out", "delivery"),
 ]
-REALTIME_NAMES = {"tether": "tether", "node": "socket.io (Node)", "floor": "Python floor"}
+REALTIME_NAMES = {
+    "tether": "tether",
+    "tether-coroutine": "tether, async def handler",
+    "node": "socket.io (Node)",
+    "floor": "Python floor",
+}
 
 
 @dataclass(frozen=True)

@@ -38,4 +38,4 @@ done
 recorder=$!
 taskset -c 1 bench/.build/loadgen "${args[0]}" --port "$port" --duration 5 --warmup 1 "${args[@]:1}" | tail -1
 wait "$recorder"
-perf report -i "$out/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -8
+perf report -i "$out/perf.data" --no-children --sort "${PERF_SORT:-dso}" --stdio 2>/dev/null | grep "%" | grep -v "^#" | head -"${PERF_TOP:-8}"

@@ -265,10 +265,16 @@ def realtime_rows(env: Json, rows: list[Json]) -> list[Row]:
 
     def extra(workload: str) -> str:
         tether = realtime_figure(rows, "tether", workload)
+        told = []
         other = realtime_figure(rows, "python-socketio", workload)
-        if tether is None or other is None or not other.value:
-            return ""
-        return f"python-socketio: {tether.value / other.value:.2f}x"
+        if tether is not None and other is not None and other.value:
+            told.append(f"python-socketio: {tether.value / other.value:.2f}x")
+        # The same echo by an async def awaiting emit, against Node.
+        coroutine = realtime_figure(rows, "tether-coroutine", workload)
+        node = realtime_figure(rows, "node", workload)
+        if workload == "echo" and coroutine is not None and node is not None and node.value:
+            told.append(f"async def handler: {coroutine.value / node.value:.2f}x")
+        return "; ".join(told)
 
     def row(label: str, workload: str, target: Target, **kw: Any) -> Row:
         tether = realtime_figure(rows, "tether", workload)

@@ -11,7 +11,10 @@ its defaults) and python-socketio's ``AsyncServer`` under uvicorn on uvloop. A
 fourth, ``floor`` (bench/servers/realtime_floor.py), is no server but a
 ceiling: the JSON and the frame per event that any Python Socket.IO server
 must pay, on tether's callback API, and nothing else; it runs the echo and
-fan-out only.
+fan-out only. tether runs twice: ``tether``'s echo handler is a plain
+function calling ``socket.emit_nowait``, as socket.io's is a plain function
+calling ``socket.emit``; ``tether-coroutine``'s is an ``async def`` awaiting
+``socket.emit``, which before Python 3.12 costs a task per event.
 The load is bench/sioload.c, a C Socket.IO client over Engine.IO's WebSocket
 transport (built into bench/.build/), so that the load costs far less per event
 than any server; its CPU share is in every row, and a row where it used more
@@ -71,15 +74,21 @@ SERVERS: dict[str, list[str]] = {
     "tether": [PYTHON, str(SERVERS_DIR / "realtime_tether.py")],
     "node": ["node", str(SERVERS_DIR / "realtime_socketio.mjs")],
     "python-socketio": [PYTHON, str(SERVERS_DIR / "realtime_python_socketio.py")],
+    # The echo handler as an async def awaiting socket.emit: a task per event
+    # before Python 3.12 (the default tether server's is a plain function).
+    "tether-coroutine": [PYTHON, str(SERVERS_DIR / "realtime_tether.py"), "--coroutine"],
     # tether's pure-Python fallback (its C speedups off); not in the default run.
     "tether-pure": ["env", "TETHER_NO_SPEEDUPS=1", PYTHON, str(SERVERS_DIR / "realtime_tether.py")],
     # The least per event a Python server can do (realtime_floor.py): a ceiling, not a peer.
     "floor": [PYTHON, str(SERVERS_DIR / "realtime_floor.py")],
 }
-DEFAULT_SERVERS = ["tether", "node", "python-socketio", "floor"]
-RATE_ONLY = {"floor"}  # no idle-memory run: it keeps no session state to weigh
+DEFAULT_SERVERS = ["tether", "tether-coroutine", "node", "python-socketio", "floor"]
+# No idle-memory run: the floor keeps no session state to weigh, and
+# tether-coroutine's connections are tether's.
+RATE_ONLY = {"floor", "tether-coroutine"}
 LABELS = {
     "tether": "tether (uvloop)",
+    "tether-coroutine": "tether, echo by an async def awaiting emit (uvloop)",
     "node": "socket.io 4.8 (Node)",
     "python-socketio": "python-socketio (uvicorn, uvloop)",
     "tether-pure": "tether, pure Python (uvloop)",

@@ -7,7 +7,9 @@ clients written on ``tether.connect`` in the same process (their cost is the
 same in every tree: they use no realtime code). Two workloads:
 
 * **echo**: one connection, 32 events of 16 characters in flight, each
-  emitted back by the server's ``echo`` handler;
+  emitted back by the server's ``echo`` handler: a plain function calling
+  ``socket.emit_nowait``, or with ``--coroutine`` an ``async def`` awaiting
+  ``socket.emit`` (a tree without ``emit_nowait`` runs that one either way);
 * **fanout**: ``--members`` connections in the room ``room``, one of them
   sending ``fanout`` events, each one emitted to the room, the next once
   every member has the last (lock-step: each read gets one message, so the
@@ -19,7 +21,7 @@ per delivery) is the cost of one event or delivery, start-up cancelled out.
 
     .venv/bin/python bench/realtime_instructions.py SRC_DIR [SRC_DIR ...]
         [--workloads echo fanout] [--events 500] [--fanout-events 50]
-        [--members 100] [--pure]
+        [--members 100] [--pure] [--coroutine]
 
 Each SRC_DIR is a tether ``src/`` directory (a ``git worktree`` of another
 commit, with the C extension copied or built in); the first is the baseline
@@ -42,7 +44,7 @@ from echo_instructions import callgrind, write_table
 BENCH = Path(__file__).resolve().parent
 
 # Run under callgrind with one SRC_DIR first on sys.path:
-# argv = workload, events, members, path of bench/servers.
+# argv = workload, events, members, path of bench/servers, "coroutine" or "plain".
 RUN = textwrap.dedent(
     """
     import asyncio, sys
@@ -52,6 +54,8 @@ RUN = textwrap.dedent(
 
     WORKLOAD, N, MEMBERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     sys.path.insert(0, sys.argv[4])
+    # A tree from before emit_nowait echoes the only way it can.
+    COROUTINE = sys.argv[5] == "coroutine" or not hasattr(realtime.Socket, "emit_nowait")
     from realtime_tether import app
 
     async def member(port):
@@ -119,7 +123,7 @@ RUN = textwrap.dedent(
             await client.close()
 
     async def main():
-        async with realtime.serve(app(), "127.0.0.1", 0) as http:
+        async with realtime.serve(app(COROUTINE), "127.0.0.1", 0) as http:
             await (echo if WORKLOAD == "echo" else fanout)(http.port)
 
     uvloop.run(main())
@@ -127,9 +131,13 @@ RUN = textwrap.dedent(
 )
 
 
-def instructions(src: Path, workload: str, events: int, members: int, pure: bool) -> int:
+def instructions(
+    src: Path, workload: str, events: int, members: int, pure: bool, coroutine: bool
+) -> int:
     """Instructions callgrind counted for one whole run of RUN."""
-    return callgrind(src, pure, RUN, workload, str(events), str(members), str(BENCH / "servers"))
+    handler = "coroutine" if coroutine else "plain"
+    servers = str(BENCH / "servers")
+    return callgrind(src, pure, RUN, workload, str(events), str(members), servers, handler)
 
 
 def main() -> int:
@@ -142,6 +150,12 @@ def main() -> int:
     parser.add_argument("--fanout-events", type=int, default=50, help="fanout's N (default 50)")
     parser.add_argument("--members", type=int, default=100, help="fan-out room size (default 100)")
     parser.add_argument("--pure", action="store_true", help="the pure-Python fallback")
+    parser.add_argument(
+        "--coroutine",
+        action="store_true",
+        help="echo with an async def awaiting socket.emit (default: a plain function"
+        " calling socket.emit_nowait, which a tree without it cannot)",
+    )
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     args = parser.parse_args()
     members = args.members
@@ -164,8 +178,8 @@ def main() -> int:
         per = n if workload == "echo" else n * members
         costs = []
         for src in args.sources:
-            once = instructions(src, workload, n, members, args.pure)
-            twice = instructions(src, workload, 2 * n, members, args.pure)
+            once = instructions(src, workload, n, members, args.pure, args.coroutine)
+            twice = instructions(src, workload, 2 * n, members, args.pure, args.coroutine)
             costs.append((twice - once) / per)
         cells = [f"{cost:,.0f} ({cost / costs[0]:.3f}x)" for cost in costs]
         lines.append(f"| {workload} | " + " | ".join(cells) + " |")

@@ -1,10 +1,15 @@
-"""tether's realtime server for bench/realtime.py: ``python realtime_tether.py [--profile PATH]``.
+"""tether's realtime server for bench/realtime.py.
+
+``python realtime_tether.py [--coroutine] [--profile PATH]``.
 
 The Socket.IO benchmark protocol, the same for every server (realtime_socketio.mjs
 and realtime_python_socketio.py): listen on 127.0.0.1, an ephemeral port, and
 print ``ready <port>``; the default namespace has three events:
 
-* ``echo``: emit ``echo`` back to the sender with the same argument;
+* ``echo``: emit ``echo`` back to the sender with the same argument (here a
+  plain function calling ``socket.emit_nowait``, as socket.io's handler is a
+  plain function calling ``socket.emit``; ``--coroutine``: an ``async def``
+  awaiting ``socket.emit``, which before Python 3.12 runs in a task per event);
 * ``join``: join the room ``room``, then emit ``joined`` to the sender;
 * ``fanout``: emit ``msg`` with the same argument to the room ``room``.
 
@@ -29,12 +34,20 @@ import uvloop
 from tether import realtime
 
 
-def app() -> realtime.Server:
+def app(coroutine: bool = False) -> realtime.Server:
     server = realtime.Server()
 
-    @server.on("echo")
-    async def echo(socket: realtime.Socket, data: Any) -> None:
-        await socket.emit("echo", data)
+    if coroutine:
+
+        @server.on("echo")
+        async def echo_awaited(socket: realtime.Socket, data: Any) -> None:
+            await socket.emit("echo", data)
+
+    else:
+
+        @server.on("echo")
+        def echo(socket: realtime.Socket, data: Any) -> None:
+            socket.emit_nowait("echo", data)
 
     @server.on("join")
     async def join(socket: realtime.Socket) -> None:
@@ -62,10 +75,10 @@ def profile_on_signals(path: str) -> None:
     loop.add_signal_handler(signal.SIGUSR2, stop)
 
 
-async def main(profile: str | None) -> None:
+async def main(profile: str | None, coroutine: bool) -> None:
     if profile:
         profile_on_signals(profile)
-    async with realtime.serve(app(), "127.0.0.1", 0) as http:
+    async with realtime.serve(app(coroutine), "127.0.0.1", 0) as http:
         print("ready", http.port, flush=True)
         await asyncio.get_running_loop().create_future()
 
@@ -73,4 +86,11 @@ async def main(profile: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="tether's realtime server for bench/realtime.py")
     parser.add_argument("--profile", metavar="PATH")
-    uvloop.run(main(parser.parse_args().profile))
+    parser.add_argument(
+        "--coroutine", action="store_true", help="echo with an async def awaiting socket.emit"
+    )
+    args = parser.parse_args()
+    # A tree from before emit_nowait (bench/realtime.py --base-src) echoes
+    # the only way it can.
+    coroutine = args.coroutine or not hasattr(realtime.Socket, "emit_nowait")
+    uvloop.run(main(args.profile, coroutine))

@@ -20,6 +20,7 @@ from realtime.conftest import StartSio
 from realtime.sio_helpers import EioSocket, eventually, open_websocket, sio_connect
 from tether import realtime
 from tether.realtime import Socket
+from tether.realtime.adapters.base import Adapter, BroadcastOptions
 
 
 class Recovering:
@@ -310,3 +311,62 @@ async def test_closing_the_session_disconnects_every_namespace(start_sio: StartS
     await ws.close()
     assert await asyncio.wait_for(other_gone.get(), timeout(1)) == "transport close"
     assert (await asyncio.wait_for(seen.get(), timeout(1)))[1] == "transport close"
+
+
+class GatedAdapter(Adapter):
+    """The in-memory adapter, made to wait (as a distributed one waits for its
+    broker) on the events named in ``gates`` until their gate opens; an event
+    named ``boom`` fails there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[str, asyncio.Event] = {}
+
+    async def broadcast(self, namespace: str, packet: Any, opts: BroadcastOptions) -> None:
+        name = packet.data[0]
+        if name == "boom":
+            raise RuntimeError("the broker is gone")
+        gate = self.gates.get(name)
+        if gate is not None:
+            await gate.wait()
+        await super().broadcast(namespace, packet, opts)
+
+
+async def test_emit_nowait_with_recovery_keeps_order_and_offsets(
+    start_sio: StartSio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With recovery on an emit goes through the adapter, which may wait:
+    emit_nowait's events still arrive in the order they were sent, behind
+    one the adapter holds back, and each gets its offset; one the adapter
+    fails is logged and the next ones go on."""
+    adapter = GatedAdapter()
+    server = realtime.Server(
+        adapter=adapter, connection_state_recovery={"max_disconnection_duration": 60}
+    )
+    connected: asyncio.Queue[Socket] = asyncio.Queue()
+    server.on("connect")(connected.put_nowait)
+    server.on("echo")(lambda socket: None)
+    sio = await start_sio(server)
+    ws = await open_websocket(sio.port)
+    await ws.recv()
+    await ws.send("40")
+    assert (await ws.recv_text()).startswith("40{")
+    socket = await asyncio.wait_for(connected.get(), timeout(1))
+    gate = adapter.gates["held"] = asyncio.Event()
+    socket.emit_nowait("held", 1)
+    socket.emit_nowait("boom", 2)
+    socket.emit_nowait("after", 3)
+    awaited = asyncio.ensure_future(socket.emit("awaited", 4))
+    # Nothing overtakes the held event (the server acks an event meanwhile).
+    await ws.send('420["echo"]')
+    assert await ws.recv_text() == "430[]"
+    assert not awaited.done()
+    gate.set()
+    await asyncio.wait_for(awaited, timeout(1))
+    got = [event_with_offset(packet) for packet in await ws.recv_many(3)]
+    assert [data for data, _ in got] == [["held", 1], ["after", 3], ["awaited", 4]]
+    assert len({offset for _, offset in got}) == 3
+    assert "emit to" in caplog.text and "the broker is gone" in caplog.text
+    with pytest.raises(RuntimeError, match="broker"):
+        await socket.emit("boom")
+    await ws.close()

@@ -190,3 +190,51 @@ async def test_disconnect(room: Room) -> None:
         await b.emit("news", "too late")
     with pytest.raises(Disconnected):
         await b.emit_with_ack("question", "too late")
+
+
+async def test_a_plain_handler_emits_with_emit_nowait() -> None:
+    """emit_nowait is what a plain-function handler calls (no task, no
+    await): its events reach the client at once and in order."""
+    server = realtime.Server()
+    calls: list[str] = []
+
+    @server.on("count")
+    def count(socket: realtime.Socket, n: int) -> None:
+        calls.append("count")
+        for i in range(n):
+            socket.emit_nowait("news", i)
+
+    async with realtime.serve(server, "127.0.0.1", 0) as http:
+        client = Client(reconnection=False)
+        received: list[Any] = []
+        done = asyncio.Event()
+
+        def news(i: int) -> None:
+            received.append(i)
+            if len(received) == 5:
+                done.set()
+
+        client.on("news", news)
+        await within(client.connect(f"http://127.0.0.1:{http.port}"))
+        try:
+            await client.emit("count", 5)
+            await within(done.wait())
+            assert received == [0, 1, 2, 3, 4]
+            assert calls == ["count"]
+        finally:
+            await client.disconnect()
+
+
+async def test_emit_nowait_refuses_what_emit_refuses(room: Room) -> None:
+    a = room.sockets["a"]
+    with pytest.raises(ValueError, match="reserved"):
+        a.emit_nowait("disconnect")
+    with pytest.raises(TypeError):
+        a.emit_nowait("")
+    a.emit_nowait("news", "first")
+    await room.settle()
+    assert room.news["a"] == ["first"]
+    await a.disconnect()
+    await within(room.clients["a"].wait())
+    with pytest.raises(Disconnected):
+        a.emit_nowait("news", "too late")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -228,6 +229,9 @@ class Socket:
         # "disconnecting" and "disconnect" handlers (they run in tasks, after
         # the socket has left its rooms).
         self._rooms_at_exit: set[str] | None = None
+        # With recovery on, the task of the last event sent through the
+        # adapter: the next one starts after it (_keep).
+        self._kept: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Socket {self.sid} {self.namespace.name}>"
@@ -271,6 +275,25 @@ class Socket:
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this socket's client."""
+        kept = self._emit(event, args, False)
+        if kept is not None:
+            await kept  # what failed in the adapter is raised here
+
+    def emit_nowait(self, event: str, *args: Any) -> None:
+        """Send an event to this socket's client without waiting: what a
+        plain-function handler calls (Node's ``socket.emit``).
+
+        Written at once, like :meth:`emit`; it raises what :meth:`emit`
+        raises before sending. With connection-state recovery on, the event
+        goes through the adapter (which keeps it, and may publish it) in a
+        server task, in order with this socket's other emits; a failure
+        there is logged.
+        """
+        self._emit(event, args, True)
+
+    def _emit(self, event: str, args: tuple[Any, ...], log: bool) -> asyncio.Task[None] | None:
+        """Send an event: at once, or (recovery on) in the task returned
+        (``log``: whether that task logs its failure, nobody awaiting it)."""
         if type(event) is not str or not event or event in RESERVED_EVENTS:
             check_event(event)  # raises, unless a str subclass passes
         if not self.connected:
@@ -279,18 +302,45 @@ class Socket:
         hooks = self.server.hooks
         if hooks.event_sent is not None:
             hooks.call("event_sent", self.namespace.name, event, args, sid=self.sid)
-        if adapter.recovery is not None:
-            args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
-        if adapter.recovery is not None:
-            packet = socketio.Packet.event(event, *args, namespace=self.namespace.name)
-            # Kept (with its offset) for the client in case it comes back: sent
-            # like a broadcast to its sid, so that a distributed adapter
-            # delivers it in the same order as it stores it. By identity
-            # (sids), not through its room: only this socket may get it.
+        if adapter.recovery is None:
+            self._send_event(event, args)
+            return None
+        return self._keep(event, args, log)
+
+    def _keep(self, event: str, args: tuple[Any, ...], log: bool) -> asyncio.Task[None]:
+        """Send an event through the adapter, which keeps it (with its offset)
+        for the client in case it comes back: like a broadcast to its sid, so
+        that a distributed adapter delivers it in the same order as it stores
+        it; by identity (sids), not through its room, since only this socket
+        may get it. In a task that starts after this socket's previous one
+        has ended (emit_nowait cannot wait for the adapter, and its events
+        must not overtake each other)."""
+        plain_args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
+        packet = socketio.Packet.event(event, *plain_args, namespace=self.namespace.name)
+        previous = self._kept
+
+        async def send() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))  # its failure is its own
             opts = BroadcastOptions(sids=_names(self.sid))
-            await adapter.broadcast(self.namespace.name, packet, opts)
-            return
-        self._send_event(event, args)
+            await self.namespace.adapter.broadcast(self.namespace.name, packet, opts)
+
+        runner = self.server.runner
+        task = self._kept = runner.spawn(send())
+
+        def done(task: asyncio.Task[None]) -> None:
+            if self._kept is task:
+                self._kept = None
+            # Taken even when logged by nobody: an emit cancelled while
+            # awaiting this task leaves its failure unread otherwise.
+            failure = None if task.cancelled() else task.exception()
+            if log and failure is not None:
+                runner.limiter.log(
+                    logging.ERROR, "emit", "emit to %r failed", self, exc_info=failure
+                )
+
+        task.add_done_callback(done)
+        return task
 
     async def send(self, *args: Any) -> None:
         """Emit the ``message`` event."""
