@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -149,3 +150,39 @@ async def test_a_slow_connection_closed_with_1008_is_dropped_if_it_never_reads(
     assert tether.broadcast([slow], "news", slow="close") == 0
     await asyncio.wait_for(slow.wait_closed(), timeout(1 + 1))  # close_timeout is 1 unit
     assert slow.closed
+
+
+async def test_skips_a_connection_in_the_middle_of_a_fragmented_message(
+    start_server: StartServer,
+) -> None:
+    """§5.4: no frame of another message between the fragments of one; the
+    broadcast skips that connection and reaches the others."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def fragments() -> AsyncIterator[str]:
+        yield "frag"
+        yield "ment"
+        started.set()
+        await release.wait()
+        yield "ed"
+
+    async def handler(connection: tether.Connection) -> None:
+        if await connection.recv() == "fragments":
+            await connection.send(fragments())
+        await connection.wait_closed()
+
+    server = await start_server(handler)
+    fragmented, other = await connect_all(server, 2)
+    try:
+        await fragmented.send("fragments")
+        await asyncio.wait_for(started.wait(), timeout())
+        assert tether.broadcast(server.connections, "news") == 1
+        release.set()
+        assert await asyncio.wait_for(fragmented.recv(), timeout()) == "fragmented"
+        assert await asyncio.wait_for(other.recv(), timeout()) == "news"
+        assert tether.broadcast(server.connections, "later") == 2
+        assert await asyncio.wait_for(fragmented.recv(), timeout()) == "later"
+    finally:
+        for client in (fragmented, other):
+            await asyncio.wait_for(client.close(), timeout())

@@ -64,6 +64,9 @@ def send_frame(
     The rules of :func:`broadcast` apply. ``message`` is what the frames
     carry, for a client connection, which must mask its own copy.
     """
+    if connection.write_shared(frame):
+        return True  # the common case, in one call
+    # Not written: closed, mid-fragment, slow, or a client connection.
     protocol = connection.protocol
     transport = connection.transport
     if (

@@ -234,6 +234,33 @@ class Connection(WebSocketStream):
         """Bytes written but not yet sent: queued here and in the transport's buffer."""
         return self._unsent()
 
+    def write_shared(self, frame: bytes) -> bool:
+        """Write ``frame`` (from :func:`~tether.protocol.connection.encode_broadcast_frame`)
+        if this server connection takes it now: open, no fragmented message of
+        its own unfinished, not above ``write_high_water``; whether it was
+        written. The internal interface of a fan-out (broadcast.py, the
+        realtime sessions): one call per delivery instead of send_frame's
+        checks, a call each. A client connection masks its own frames: never
+        written here."""
+        protocol = self.protocol
+        transport = self.transport
+        if (
+            protocol is None
+            or transport is None
+            or self.is_client
+            or protocol.state is not core.State.OPEN
+            or protocol.close_sent is not None
+            or protocol.sending_fragmented
+            or transport.is_closing()
+            or self._out_size + transport.get_write_buffer_size() > self.limits.write_high_water
+        ):
+            return False
+        if self._out:
+            self._write(frame)  # behind what is queued
+        else:
+            transport.write(frame)  # at once: no flush to schedule per connection
+        return True
+
     # -- ping / keepalive --------------------------------------------------
 
     async def ping(self, data: bytes | None = None) -> float:

@@ -264,12 +264,11 @@ class Session:
             # ASGI adapter), or one above write_high_water (which send_frame
             # would skip), gets the packets one by one.
             texts = outgoing.texts
-            if (
-                len(texts) == 1
-                and isinstance(ws, Connection)
-                and ws.write_buffer_size() <= ws.limits.write_high_water
-            ):
-                return send_frame(ws, outgoing.frames, texts[0])
+            if len(texts) == 1 and isinstance(ws, Connection):
+                if ws.write_shared(outgoing.frames):
+                    return True  # the fan-out's common case, in one call
+                if ws.write_buffer_size() <= ws.limits.write_high_water:
+                    return send_frame(ws, outgoing.frames, texts[0])
             for text in texts:
                 if self._overflowed:
                     break
