@@ -141,7 +141,9 @@ def table(
         if costs:
             lines += lines_for(f"{label} (per {unit})", costs, peer, target)
     for workload, label, unit in REALTIME_ROWS:
-        found = [realtime_cost(realtime_row(realtime_rows, n, workload)) for n in REALTIME_NAMES]
+        # tether-coroutine differs from tether in its echo handler only.
+        names = [n for n in REALTIME_NAMES if workload == "echo" or n != "tether-coroutine"]
+        found = [realtime_cost(realtime_row(realtime_rows, n, workload)) for n in names]
         node = realtime_cost(realtime_row(realtime_rows, "node", workload))
         costs = [c for c in found if c is not None]
         if costs:

@@ -1,6 +1,6 @@
 """The realtime layer against socket.io on Node and python-socketio, driven from C.
 
-    .venv/bin/python bench/realtime.py --repeat 3     # the full run: about 4 minutes
+    .venv/bin/python bench/realtime.py --repeat 3     # the full run: about 6 minutes
     .venv/bin/python bench/realtime.py --quick        # smoke run: figures not meaningful
     .venv/bin/python bench/realtime.py --servers tether node --workloads echo
 
