@@ -54,8 +54,7 @@ RUN = textwrap.dedent(
 
     WORKLOAD, N, MEMBERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     sys.path.insert(0, sys.argv[4])
-    # A tree from before emit_nowait echoes the only way it can.
-    COROUTINE = sys.argv[5] == "coroutine" or not hasattr(realtime.Socket, "emit_nowait")
+    COROUTINE = sys.argv[5] == "coroutine"
     from realtime_tether import app
 
     async def member(port):

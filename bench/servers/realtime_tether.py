@@ -35,9 +35,11 @@ from tether import realtime
 
 
 def app(coroutine: bool = False) -> realtime.Server:
+    """The benchmark's app; ``coroutine``: echo with an ``async def``, as a
+    tree from before ``emit_nowait`` (``--base-src``) does either way."""
     server = realtime.Server()
 
-    if coroutine:
+    if coroutine or not hasattr(realtime.Socket, "emit_nowait"):
 
         @server.on("echo")
         async def echo_awaited(socket: realtime.Socket, data: Any) -> None:
@@ -90,7 +92,4 @@ if __name__ == "__main__":
         "--coroutine", action="store_true", help="echo with an async def awaiting socket.emit"
     )
     args = parser.parse_args()
-    # A tree from before emit_nowait (bench/realtime.py --base-src) echoes
-    # the only way it can.
-    coroutine = args.coroutine or not hasattr(realtime.Socket, "emit_nowait")
-    uvloop.run(main(args.profile, coroutine))
+    uvloop.run(main(args.profile, args.coroutine))

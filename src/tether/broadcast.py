@@ -84,5 +84,7 @@ def send_frame(
             _log.info("closing slow connection %r", connection)
             connection.fail(1008, "too slow to keep up with broadcast")
         return False
-    connection.write_frames(protocol.send(message) if protocol.is_client else frame)
+    # Open, not slow, and still not written: a client connection, which
+    # masks its own copy (write_shared takes every server one it can).
+    connection.write_frames(protocol.send(message))
     return True

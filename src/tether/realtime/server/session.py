@@ -27,7 +27,6 @@ import logging
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
-from ...broadcast import send_frame
 from ...connection import Connection
 from ...exceptions import ConnectionClosed, PacketError
 from ...limits import RealtimeLimits
@@ -261,14 +260,14 @@ class Session:
         ws = self._ws
         if ws is not None:
             # Shared frames need a tether Connection; another WebSocket (the
-            # ASGI adapter), or one above write_high_water (which send_frame
+            # ASGI adapter), or one above write_high_water (which a broadcast
             # would skip), gets the packets one by one.
             texts = outgoing.texts
             if len(texts) == 1 and isinstance(ws, Connection):
                 if ws.write_shared(outgoing.frames):
                     return True  # the fan-out's common case, in one call
                 if ws.write_buffer_size() <= ws.limits.write_high_water:
-                    return send_frame(ws, outgoing.frames, texts[0])
+                    return False  # closing, or mid-fragment (RFC 6455 §5.4): skipped
             for text in texts:
                 if self._overflowed:
                     break

@@ -326,9 +326,8 @@ class Socket:
             await self.namespace.adapter.broadcast(self.namespace.name, packet, opts)
 
         runner = self.server.runner
-        task = self._kept = runner.spawn(send())
 
-        def done(task: asyncio.Task[None]) -> None:
+        def done() -> None:
             if self._kept is task:
                 self._kept = None
             # Taken even when logged by nobody: an emit cancelled while
@@ -339,7 +338,7 @@ class Socket:
                     logging.ERROR, "emit", "emit to %r failed", self, exc_info=failure
                 )
 
-        task.add_done_callback(done)
+        task = self._kept = runner.spawn(send(), done)
         return task
 
     async def send(self, *args: Any) -> None:
