@@ -208,7 +208,12 @@ setup(
             "tether.protocol._speedups",
             sources=[os.path.join("src", "tether", "protocol", "_speedups.c")],
             optional=True,
-        )
+        ),
+        Extension(
+            "tether._sendnow",
+            sources=[os.path.join("src", "tether", "_sendnow.c")],
+            optional=True,
+        ),
     ],
     cmdclass={
         "build_ext": OptionalBuildExt,

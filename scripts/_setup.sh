@@ -31,10 +31,10 @@ _tether_setup_python() {
     fi
     # The stamp records where the editable install points, so a moved checkout
     # reinstalls, and which extras it has: the demo's install lacks the test's.
-    # setup.py and _speedups.c count too: the editable install compiles the C
+    # setup.py, _speedups.c and _sendnow.c count too: the editable install compiles the C
     # speedups in place, so a changed C source needs a rebuild.
     if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt setup.py
-          && "$stamp" -nt src/tether/protocol/_speedups.c
+          && "$stamp" -nt src/tether/protocol/_speedups.c && "$stamp" -nt src/tether/_sendnow.c
           && "$(sed -n 1p "$stamp")" == "$PWD" ]] && _tether_has_extras "$(sed -n 2p "$stamp")" "$extras"; then
         return 0
     fi

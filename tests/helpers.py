@@ -70,6 +70,21 @@ async def echo_in_flight(uri: str, size: int, in_flight: int, count: int) -> Non
                 await client.send(payload)
 
 
+def raw_upgrade(sock: socket.socket) -> None:
+    """The client's opening handshake on a blocking socket, by hand (RFC 6455
+    §4.1), read up to the end of the server's 101 and not a byte more."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+
+
 def send_past_a_1009(port: int) -> bytes:
     """A blocking raw client against a server with ``max_message_size=1000``:
     it sends the header of a 100,000-byte text frame, waits until the
@@ -77,16 +92,7 @@ def send_past_a_1009(port: int) -> bytes:
     and its FIN, then returns everything the server sent until its FIN (a
     reset raises). The server must linger for the close frame to survive."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout()) as sock:
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
+        raw_upgrade(sock)
         # A masked text frame announcing 100,000 bytes (RFC 6455 §5.2), by hand.
         sock.sendall(struct.pack("!BBQ", 0x81, 0x80 | 127, 100_000) + os.urandom(4))
         assert select.select([sock], [], [], timeout())[0], "no close frame"

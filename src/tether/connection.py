@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
 from typing import Any
 
+from . import _direct
 from ._http1 import VECTORED_AT
 from ._websocket import Message, WebSocketStream
 from .exceptions import ConnectionClosedOK, InvalidState
@@ -248,17 +249,21 @@ class Connection(WebSocketStream):
             protocol is None
             or transport is None
             or self.is_client
+            # OPEN means no close frame sent yet either (the core sets both).
             or protocol.state is not core.State.OPEN
-            or protocol.close_sent is not None
             or protocol.sending_fragmented
             or transport.is_closing()
-            or self._out_size + transport.get_write_buffer_size() > self.limits.write_high_water
         ):
+            return False
+        buffered = transport.get_write_buffer_size()
+        if self._out_size + buffered > self.limits.write_high_water:
             return False
         if self._out:
             self._write(frame)  # behind what is queued
-        else:
+        elif buffered or self._fd < 0:
             transport.write(frame)  # at once: no flush to schedule per connection
+        else:
+            _direct.send_now(self._fd, transport, frame)  # straight to the socket
         return True
 
     # -- ping / keepalive --------------------------------------------------

@@ -93,6 +93,7 @@ class Connection:
         "error",
         "is_client",
         "limits",
+        "sending_fragmented",
         "side",
         "state",
     )
@@ -123,6 +124,10 @@ class Connection:
         # The fragmented message being sent, if any (its opcode, 0 when none).
         self._tx_opcode = 0
         self._tx_compressed = False
+        #: Whether a message sent with :meth:`send_fragment` is unfinished: no
+        #: other data frame may be sent before its last fragment (§5.4). An
+        #: attribute, not a property: a fan-out reads it once per delivery.
+        self.sending_fragmented = False
 
     # -- receiving ---------------------------------------------------------
 
@@ -255,12 +260,6 @@ class Connection:
         """
         return self.state is State.CLOSED and (not self.is_client or self.error is not None)
 
-    @property
-    def sending_fragmented(self) -> bool:
-        """Whether a message sent with :meth:`send_fragment` is unfinished:
-        no other data frame may be sent before its last fragment (§5.4)."""
-        return bool(self._tx_opcode)
-
     # -- sending -----------------------------------------------------------
 
     def _frame(
@@ -366,12 +365,14 @@ class Connection:
             frame_opcode: int = _CONT
         else:
             frame_opcode = self._tx_opcode = opcode
+            self.sending_fragmented = True
             self._tx_compressed = rsv1 = self.deflate is not None
         if self._tx_compressed:
             assert self.deflate is not None
             payload = self.deflate.compress(payload, final=fin)
         if fin:
             self._tx_opcode = 0
+            self.sending_fragmented = False
         return self._frame(frame_opcode, payload, fin=fin, rsv1=rsv1)
 
     def send_ping(self, payload: bytes = b"") -> bytes:

@@ -23,6 +23,7 @@ random inputs).  :data:`HAVE_SPEEDUPS` tells which one is in use.
 from __future__ import annotations
 
 import codecs
+import importlib
 import os
 from collections.abc import Callable
 from types import ModuleType
@@ -40,6 +41,7 @@ __all__ = [
     "ParseResult",
     "apply_mask",
     "apply_mask_py",
+    "load_extension",
     "parse_frames",
     "parse_frames_py",
     "utf8_valid_prefix",
@@ -230,18 +232,18 @@ class AssemblerPy:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _load() -> ModuleType | None:
+def load_extension(name: str) -> ModuleType | None:
+    """The optional C module ``name`` (absolute), or None when it did not
+    build or ``TETHER_NO_SPEEDUPS`` turns every C module off."""
     if os.environ.get("TETHER_NO_SPEEDUPS", "") not in ("", "0"):
         return None
     try:
-        # Absolute, to name the C module itself rather than this package.
-        import tether.protocol._speedups as c_module
+        return importlib.import_module(name)
     except ImportError:
         return None
-    return c_module
 
 
-_c = _load()
+_c = load_extension("tether.protocol._speedups")
 
 #: Whether the C extension is in use.
 HAVE_SPEEDUPS = _c is not None

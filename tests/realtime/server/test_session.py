@@ -149,6 +149,7 @@ async def test_broadcasts_to_a_slow_websocket_wait_then_close_it() -> None:
         session = await asyncio.wait_for(opened.get(), timeout(5))
         websocket = session.websocket
         assert isinstance(websocket, tether.Connection)
+        assert session.shared is websocket  # what a fan-out writes shared frames to
         outgoing = Outgoing(['2["n","' + "x" * 8192 + '"]'])
         frame = len(outgoing.frames)
         high_water = websocket.limits.write_high_water
@@ -167,6 +168,7 @@ async def test_broadcasts_to_a_slow_websocket_wait_then_close_it() -> None:
             assert sent * frame <= host.limits.max_outgoing_bytes
         assert host.limits.max_outgoing_bytes < websocket.write_buffer_size()
         assert websocket.write_buffer_size() <= host.limits.max_outgoing_bytes + frame
+        assert session.shared is None  # overflowed: a fan-out writes it nothing more
         await eventually(lambda: session.closed, wait=5)
         assert session.close_reason == SLOW_CLIENT and host.discarded == [session]
         assert server.metrics.snapshot()["tether_slow_clients_total"] == {}

@@ -448,17 +448,25 @@ class ServerSockets:
             return
         messages = encode_packet(self.server.parser, packet)
         outgoing = Outgoing(messages)
-        sockets = nsp.sockets
+        # One frame for every WebSocket session (a packet without attachments,
+        # the common case): written by Connection.write_shared straight from
+        # this loop. A session on polling, or one write_shared refuses (slow,
+        # closing), goes through send_outgoing, which knows those cases.
+        frame = outgoing.frames if len(outgoing.texts) == 1 else None
+        volatile = opts.volatile
+        get = nsp.sockets.get
         sent = 0
         for sid in sids:
-            socket = sockets.get(sid)
+            socket = get(sid)
             if socket is None or not socket.connected:
                 continue
             session = socket.session
-            if opts.volatile and not session.writable:
+            if volatile and not session.writable:
                 continue
-            session.send_outgoing(outgoing)
             sent += 1
+            shared = session.shared
+            if shared is None or frame is None or not shared.write_shared(frame):
+                session.send_outgoing(outgoing)
         hook = self.server.hooks.messages_sent
         if hook is not None and sent:
             try:

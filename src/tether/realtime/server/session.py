@@ -163,6 +163,13 @@ class Outgoing:
         return self._frames
 
 
+def _shared(websocket: WebSocket | None) -> Connection | None:
+    """The connection that takes shared frames: a tether server Connection."""
+    if isinstance(websocket, Connection) and not websocket.is_client:
+        return websocket
+    return None
+
+
 class Session:
     """One Engine.IO session: a sid, a transport, and the packets in flight.
 
@@ -197,6 +204,11 @@ class Session:
         self._events = TokenBucket(rate) if rate is not None else None
         self._poll: asyncio.Future[None] | None = None
         self._ws = websocket
+        #: The tether Connection a fan-out writes shared frames to
+        #: (Connection.write_shared) while the session is open on it; None on
+        #: polling, on another WebSocket (the ASGI adapter), once closed or
+        #: overflowed. Every other case goes through :meth:`send_outgoing`.
+        self.shared: Connection | None = _shared(websocket)
         self._upgrading: WebSocket | None = None
         self._ws_close = (1000, "")  # the WebSocket close code and reason, once closed
         self._probed = False  # the upgrading WebSocket sent its probe
@@ -309,6 +321,7 @@ class Session:
         if self._overflowed:
             return
         self._overflowed = True
+        self.shared = None
         _log.info("closing session %s: a slow client (over max_outgoing_bytes)", self.sid)
         # Not at once: this runs inside whatever is sending (a broadcast going
         # through a room), which the Socket.IO layer's on_close would change.
@@ -483,6 +496,7 @@ class Session:
         self._queued = 0
         self.transport = "websocket"
         self._ws = connection
+        self.shared = _shared(connection)
         self._release_poll()
         for packet in queued:
             self.send_packet(packet)
@@ -520,6 +534,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.shared = None
         self.close_reason = reason
         for timer in (self._ping_timer, self._pong_timer):
             if timer is not None:

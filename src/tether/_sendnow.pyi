@@ -1,0 +1,3 @@
+"""Type stub for the optional C extension; see :mod:`tether._direct`."""
+
+def send(fd: int, data: bytes | bytearray | memoryview, /) -> int: ...
