@@ -370,3 +370,37 @@ async def test_emit_nowait_with_recovery_keeps_order_and_offsets(
     with pytest.raises(RuntimeError, match="broker"):
         await socket.emit("boom")
     await ws.close()
+
+
+async def test_broadcast_emit_nowait_through_an_adapter_that_waits_keeps_order(
+    start_sio: StartSio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BroadcastOperator.emit_nowait through an adapter whose broadcast waits
+    (a broker): finished in server tasks, one after another, so nothing
+    overtakes a broadcast the adapter holds back, an awaited emit included;
+    one the adapter fails is logged and the next ones go on."""
+    adapter = GatedAdapter()
+    server = realtime.Server(adapter=adapter)
+    server.on("echo")(lambda socket: None)
+    sio = await start_sio(server)
+    ws = await open_websocket(sio.port)
+    await ws.recv()
+    await ws.send("40")
+    assert (await ws.recv_text()).startswith("40{")
+    gate = adapter.gates["held"] = asyncio.Event()
+    server.emit_nowait("held", 1)
+    server.emit_nowait("boom", 2)
+    server.to("nobody").emit_nowait("skipped", 0)  # no member: not delivered
+    server.emit_nowait("after", 3)
+    awaited = asyncio.ensure_future(server.emit("awaited", 4))
+    # Nothing overtakes the held broadcast (the server acks an event meanwhile).
+    await ws.send('420["echo"]')
+    assert await ws.recv_text() == "430[]"
+    assert not awaited.done() and server.broadcasting is not None
+    gate.set()
+    await asyncio.wait_for(awaited, timeout(1))
+    got = [json.loads(packet[2:]) for packet in await ws.recv_many(3)]  # type: ignore[arg-type]
+    assert got == [["held", 1], ["after", 3], ["awaited", 4]]
+    assert "broadcast in" in caplog.text and "the broker is gone" in caplog.text
+    await eventually(lambda: server.broadcasting is None)
+    await ws.close()

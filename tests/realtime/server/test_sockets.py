@@ -238,3 +238,23 @@ async def test_emit_nowait_refuses_what_emit_refuses(room: Room) -> None:
     await within(room.clients["a"].wait())
     with pytest.raises(Disconnected):
         a.emit_nowait("news", "too late")
+
+
+async def test_a_plain_handler_broadcasts_with_emit_nowait(room: Room) -> None:
+    """BroadcastOperator.emit_nowait (Node's ``io.to(room).emit``): with the
+    in-memory adapter it is written at once, to the selected sockets only, in
+    order with emit; it refuses what emit refuses."""
+    a, b = room.sockets["a"], room.sockets["b"]
+    await a.join("r1")
+    await b.join("r1")
+    room.server.to("r1").emit_nowait("news", 1)
+    await room.server.to("r1").emit("news", 2)
+    a.to("r1").emit_nowait("news", 3)  # b only: a is the sender
+    room.server.except_("r1").emit_nowait("news", 4)  # c only
+    assert room.server.of("/").broadcasting is None  # no task: all done at once
+    await room.settle()
+    assert room.news == {"a": [1, 2], "b": [1, 2, 3], "c": [4]}
+    with pytest.raises(ValueError, match="reserved"):
+        room.server.emit_nowait("connect")
+    with pytest.raises(TypeError):
+        room.server.to("r1").emit_nowait("")

@@ -27,7 +27,7 @@ import asyncio
 import collections
 import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -274,6 +274,29 @@ class Adapter:
         once the packet is handed to the local sockets and (distributed) to
         the broker; a broker failure is the adapter's to report, not raised.
         """
+        self._broadcast_here(namespace, packet, opts)
+
+    def broadcast_nowait(
+        self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
+    ) -> Coroutine[Any, Any, None] | None:
+        """:meth:`broadcast` for a caller that cannot wait
+        (``BroadcastOperator.emit_nowait``): None once it is done, or the
+        coroutine that finishes it, which the server runs in a task after the
+        namespace's earlier ones (so that they keep their order).
+
+        Here it is all done at once. A subclass that overrides
+        :meth:`broadcast` alone (it may wait for a broker) gets its
+        :meth:`broadcast` back; one whose broadcast never waits overrides
+        this too, to do it at once (the cluster adapter).
+        """
+        if type(self).broadcast is not Adapter.broadcast:
+            return self.broadcast(namespace, packet, opts)
+        self._broadcast_here(namespace, packet, opts)
+        return None
+
+    def _broadcast_here(
+        self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
+    ) -> None:
         packet = self.store(namespace, packet, opts)
         self._local().deliver(namespace, packet, self.local_sids(namespace, opts), opts)
 

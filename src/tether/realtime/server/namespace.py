@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..adapters.base import Adapter, SocketInfo
@@ -109,6 +111,9 @@ class Namespace:
         #: Its handlers and middleware, shared with its dynamic parent's.
         self.handlers: Handlers = parent.handlers if parent else Handlers()
         self._ack_ids = itertools.count(1)
+        #: The newest broadcast emit_nowait left to a task (an adapter that
+        #: waits for its broker), until it ends: the next waits for it.
+        self.broadcasting: asyncio.Task[None] | None = None
         #: Sockets being admitted (middleware, connect handler): a dynamic child
         #: is only removed when it has neither these nor sockets.
         self.admitting = 0
@@ -119,6 +124,33 @@ class Namespace:
     def next_ack_id(self) -> int:
         """A new ack id for an event this server sends in this namespace."""
         return next(self._ack_ids)
+
+    def broadcast_later(self, broadcast: Coroutine[Any, Any, None]) -> None:
+        """Finish an adapter's broadcast in a server task, after this
+        namespace's earlier ones (emit_nowait cannot wait for the adapter, and
+        its events must not overtake each other); a failure is logged."""
+        previous = self.broadcasting
+        runner = self.server.runner
+
+        async def send() -> None:
+            try:
+                if previous is not None and not previous.done():
+                    await asyncio.wait((previous,))  # its failure is its own
+            except BaseException:
+                broadcast.close()
+                raise
+            await broadcast
+
+        def done() -> None:
+            if self.broadcasting is task:
+                self.broadcasting = None
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                runner.limiter.log(
+                    logging.ERROR, "broadcast", "broadcast in %r failed", self, exc_info=failure
+                )
+
+        task = self.broadcasting = runner.spawn(send(), done)
 
     def targets(self) -> list[Namespace]:
         """The namespaces an emit on this one reaches: itself, or a dynamic
@@ -201,12 +233,28 @@ class Namespace:
         skip: str | Iterable[str] | None = None,
     ) -> None:
         """Emit to every socket, or to the rooms/sids ``to``, except ``skip``."""
+        await self._select(to, skip).emit(event, *args)
+
+    def emit_nowait(
+        self,
+        event: str,
+        *args: Any,
+        to: str | Iterable[str] | None = None,
+        skip: str | Iterable[str] | None = None,
+    ) -> None:
+        """:meth:`emit` without waiting, for plain-function handlers
+        (:meth:`BroadcastOperator.emit_nowait`)."""
+        self._select(to, skip).emit_nowait(event, *args)
+
+    def _select(
+        self, to: str | Iterable[str] | None, skip: str | Iterable[str] | None
+    ) -> BroadcastOperator:
         operator = self._all
         if to is not None:
             operator = operator.to(to)
         if skip is not None:
             operator = operator.except_(skip)
-        await operator.emit(event, *args)
+        return operator
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send an event to every socket; the replies that arrive in time, one per socket."""

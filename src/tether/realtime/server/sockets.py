@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -113,8 +113,10 @@ class BroadcastOperator:
         """How long :meth:`emit_with_ack` waits for replies."""
         return BroadcastOperator(self._namespace, self._opts, seconds)
 
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send an event to every selected socket (serialised and framed once)."""
+    def _events(
+        self, event: str, args: tuple[Any, ...]
+    ) -> Iterator[tuple[Namespace, socketio.Packet]]:
+        """The event's packet for each namespace it goes to (hooks told)."""
         check_event(event)
         nsp = self._namespace
         # Built for "/" and renamed per target: a dynamic parent's own name is
@@ -126,7 +128,34 @@ class BroadcastOperator:
         for target in nsp.targets():
             if hooks.event_sent is not None:
                 hooks.call("event_sent", target.name, event, args, opts=self._opts)
-            await target.adapter.broadcast(target.name, _renamed(packet, target.name), self._opts)
+            yield target, _renamed(packet, target.name)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every selected socket (serialised and framed once)."""
+        for target, packet in self._events(event, args):
+            pending = target.broadcasting
+            if pending is not None and not pending.done():
+                await asyncio.wait((pending,))  # behind emit_nowait's, in order
+            await target.adapter.broadcast(target.name, packet, self._opts)
+
+    def emit_nowait(self, event: str, *args: Any) -> None:
+        """Send an event to every selected socket without waiting: what a
+        plain-function handler calls (Node's ``io.to(room).emit``).
+
+        With the in-memory adapter (and the cluster adapter) it is written at
+        once, like :meth:`emit`. An adapter that waits for its broker (Redis)
+        finishes it in a server task, after this namespace's earlier ones, so
+        that no event overtakes another; a failure there is logged.
+        """
+        for target, packet in self._events(event, args):
+            pending = target.broadcasting
+            if pending is not None and not pending.done():
+                # Behind a broadcast still in a task: this one goes there too.
+                target.broadcast_later(target.adapter.broadcast(target.name, packet, self._opts))
+                continue
+            later = target.adapter.broadcast_nowait(target.name, packet, self._opts)
+            if later is not None:
+                target.broadcast_later(later)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send an event to every selected socket and return the replies that

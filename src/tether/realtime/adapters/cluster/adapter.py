@@ -356,6 +356,15 @@ class ClusterAdapter(Adapter):
     async def broadcast(
         self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
     ) -> None:
+        self._broadcast(namespace, packet, opts)
+
+    def broadcast_nowait(
+        self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions
+    ) -> None:
+        # Nothing here waits: the hub gets it through the connection's buffer.
+        self._broadcast(namespace, packet, opts)
+
+    def _broadcast(self, namespace: str, packet: socketio.Packet, opts: BroadcastOptions) -> None:
         wire = opts_to_wire(opts)
         if self._storable(packet, opts):
             # Kept: the hub gives it its offset and sends it back to us too.
