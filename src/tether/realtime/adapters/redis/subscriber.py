@@ -153,7 +153,8 @@ class Subscriptions:
                     _log.warning("cannot subscribe to redis: %s", exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    # redis-py types aclose from 8.2 on; before, it is untyped.
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 self._requested.clear()
                 self.active.clear()
                 self._tried = True
