@@ -115,7 +115,7 @@ def test_the_c_send_is_in_use_unless_turned_off() -> None:
         assert _direct.HAVE_SENDNOW, "tether._sendnow did not import; is a compiler installed?"
 
 
-async def _server_fds(tls: ssl.SSLContext | None = None) -> list[int]:
+async def _server_fds() -> list[int]:
     """The direct-write descriptor of a server connection on this loop."""
     accepted: asyncio.Queue[tether.Connection] = asyncio.Queue()
 
@@ -128,7 +128,8 @@ async def _server_fds(tls: ssl.SSLContext | None = None) -> list[int]:
         tether.connect(f"ws://127.0.0.1:{server.port}") as client,
     ):
         connection = await asyncio.wait_for(accepted.get(), timeout())
-        return [connection._fd, client._fd]
+        assert connection.transport is not None and client.transport is not None
+        return [_direct.direct_fd(connection.transport), _direct.direct_fd(client.transport)]
 
 
 def test_uvloop_tcp_transports_are_written_past_and_others_are_not() -> None:

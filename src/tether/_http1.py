@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable
 from typing import TypeVar, cast
 
-from . import _direct, _shared
+from . import _shared
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .limits import Limits
 from .protocol import connection as core
@@ -54,7 +54,6 @@ class HTTPStream(asyncio.BufferedProtocol):
         "_close_timer",
         "_closed",
         "_drain_waiter",
-        "_fd",
         "_flush_scheduled",
         "_head",
         "_head_limit",
@@ -99,9 +98,6 @@ class HTTPStream(asyncio.BufferedProtocol):
         # there are some (an idle connection holds none).
         self._out: list[bytes] | tuple[()] = ()
         self._out_size = 0
-        # The socket a shared broadcast frame is written to past the
-        # transport when it has nothing buffered (_direct.py), or -1.
-        self._fd = -1
         self._flush_scheduled = False
         self._lost_exc: BaseException | None = None
 
@@ -113,7 +109,6 @@ class HTTPStream(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(
             high=self.limits.write_high_water, low=self.limits.write_low_water
         )
-        self._fd = _direct.direct_fd(transport)
         if len(self._head) >= self._head_limit:
             self._pause_reading()  # preloaded up to the limit: nothing more yet
 

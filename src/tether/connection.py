@@ -28,6 +28,8 @@ from .limits import Limits
 from .protocol import connection as core
 from .protocol.http import Request, Response
 
+_UNKNOWN = -2  # Connection._fd before its first broadcast frame
+
 __all__ = ["Connection", "Message"]
 
 Data = str | bytes | bytearray | memoryview
@@ -47,7 +49,7 @@ class Connection(WebSocketStream):
 
     # The private state, ``transport`` and ``protocol`` are in the base
     # classes' slots.
-    __slots__ = ("is_client", "limits", "logger", "request", "response", "subprotocol")
+    __slots__ = ("_fd", "is_client", "limits", "logger", "request", "response", "subprotocol")
 
     transport: asyncio.Transport | None
     """The asyncio transport, once the TCP (or TLS) connection is made."""
@@ -68,6 +70,11 @@ class Connection(WebSocketStream):
         self.request = None
         self.response = None
         self.subprotocol = None
+        # The socket a shared broadcast frame is written to past the transport
+        # when it has nothing buffered (_direct.py); -1: never; _UNKNOWN until
+        # the first such write looks it up (no work, and no socket object of
+        # uvloop's, for a connection that never gets a broadcast).
+        self._fd = _UNKNOWN
         super().__init__(limits)
 
     def send_nowait(self, message: Data) -> None:
@@ -260,10 +267,14 @@ class Connection(WebSocketStream):
             return False
         if self._out:
             self._write(frame)  # behind what is queued
-        elif buffered or self._fd < 0:
+            return True
+        fd = self._fd
+        if fd == _UNKNOWN:
+            fd = self._fd = _direct.direct_fd(transport)
+        if buffered or fd < 0:
             transport.write(frame)  # at once: no flush to schedule per connection
         else:
-            _direct.send_now(self._fd, transport, frame)  # straight to the socket
+            _direct.send_now(fd, transport, frame)  # straight to the socket
         return True
 
     # -- ping / keepalive --------------------------------------------------

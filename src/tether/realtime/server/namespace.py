@@ -129,17 +129,7 @@ class Namespace:
         """Finish an adapter's broadcast in a server task, after this
         namespace's earlier ones (emit_nowait cannot wait for the adapter, and
         its events must not overtake each other); a failure is logged."""
-        previous = self.broadcasting
         runner = self.server.runner
-
-        async def send() -> None:
-            try:
-                if previous is not None and not previous.done():
-                    await asyncio.wait((previous,))  # its failure is its own
-            except BaseException:
-                broadcast.close()
-                raise
-            await broadcast
 
         def done() -> None:
             if self.broadcasting is task:
@@ -150,7 +140,7 @@ class Namespace:
                     logging.ERROR, "broadcast", "broadcast in %r failed", self, exc_info=failure
                 )
 
-        task = self.broadcasting = runner.spawn(send(), done)
+        task = self.broadcasting = runner.spawn_after(self.broadcasting, broadcast, done)
 
     def targets(self) -> list[Namespace]:
         """The namespaces an emit on this one reaches: itself, or a dynamic

@@ -87,6 +87,27 @@ class Runner:
             task.add_done_callback(finished)
         return task
 
+    def spawn_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        coroutine: Coroutine[Any, Any, None],
+        done: Callable[[], object],
+    ) -> asyncio.Task[None]:
+        """:meth:`spawn`, with ``coroutine`` started only once ``previous``
+        (if any) has ended, whatever its outcome: a chain of sends that never
+        overtake each other (emit_nowait's, through an adapter that waits)."""
+
+        async def chained() -> None:
+            try:
+                if previous is not None and not previous.done():
+                    await asyncio.wait((previous,))  # its failure is its own
+            except BaseException:
+                coroutine.close()
+                raise
+            await coroutine
+
+        return self.spawn(chained(), done)
+
     def start(
         self,
         coroutine: Coroutine[Any, Any, Any],

@@ -346,14 +346,8 @@ class Socket:
         must not overtake each other)."""
         plain_args = plain(self.server.parser, args)  # the adapter stores it in its own JSON
         packet = socketio.Packet.event(event, *plain_args, namespace=self.namespace.name)
-        previous = self._kept
-
-        async def send() -> None:
-            if previous is not None and not previous.done():
-                await asyncio.wait((previous,))  # its failure is its own
-            opts = BroadcastOptions(sids=_names(self.sid))
-            await self.namespace.adapter.broadcast(self.namespace.name, packet, opts)
-
+        opts = BroadcastOptions(sids=_names(self.sid))
+        send = self.namespace.adapter.broadcast(self.namespace.name, packet, opts)
         runner = self.server.runner
 
         def done() -> None:
@@ -367,7 +361,7 @@ class Socket:
                     logging.ERROR, "emit", "emit to %r failed", self, exc_info=failure
                 )
 
-        task = self._kept = runner.spawn(send(), done)
+        task = self._kept = runner.spawn_after(self._kept, send, done)
         return task
 
     async def send(self, *args: Any) -> None:
