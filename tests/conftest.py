@@ -10,6 +10,10 @@ Fixtures for the asyncio layer:
 * ``echo_server``: a running echo server with default options.
 * ``raw_client(port, ...)`` opens a :class:`RawClient`: a WebSocket client
   written by hand on plain asyncio streams, to misbehave on purpose.
+
+Every test has a time limit (pytest-timeout, SIGALRM): ``TEST_LIMIT`` timeout
+units unless it carries its own ``@pytest.mark.timeout``. A hung test then fails
+alone, with the traceback of where it hung, instead of running CI out of time.
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ import pytest
 
 import tether
 from helpers import timeout
+
+#: The limit of a test without its own ``timeout`` mark, in timeout units: the
+#: slowest such test (a browser demo, a packaging build) takes about a minute.
+TEST_LIMIT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test without a ``timeout`` mark the default limit, scaled by
+    TETHER_TEST_TIMEOUT like every other timeout of the suite (an ini setting
+    could not scale)."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(timeout(TEST_LIMIT)))
+
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from conformance.autobahn_suite import Progress, run_client_suite, run_server_suite
-from helpers import skip_conformance
+from helpers import skip_conformance, timeout
 
 pytestmark = [
     pytest.mark.conformance,
     pytest.mark.skipif(skip_conformance(), reason="TETHER_SKIP_CONFORMANCE=1"),
+    # Each side takes about 400 s here; conftest's default limit is for the rest.
+    pytest.mark.timeout(timeout(1800)),
 ]
 
 ALL_CASES = 517
