@@ -4,6 +4,7 @@ writes, a full socket buffer, errors, and order on a real uvloop server."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import socket
 import ssl
@@ -15,9 +16,12 @@ import pytest
 import tether
 from helpers import raw_upgrade, timeout
 from tether import _direct
+from tether.protocol import connection as core
 from tether.protocol.connection import encode_broadcast_frame
 
 uvloop = pytest.importorskip("uvloop")
+# The module (tether.broadcast is also the function, re-exported by the package).
+tether_broadcast = importlib.import_module("tether.broadcast")
 
 SendFn = Callable[[int, "bytes | memoryview"], int]
 
@@ -236,3 +240,216 @@ async def _a_frame_never_overtakes_the_transports_buffer() -> tuple[bytes, bytes
 def test_a_frame_never_overtakes_what_the_transport_has_buffered() -> None:
     received, expected = uvloop.run(_a_frame_never_overtakes_the_transports_buffer())
     assert received == expected
+
+
+# -- _sendnow.fanout: the C loop of tether.broadcast ----------------------------
+
+needs_fanout = pytest.mark.skipif(_direct.fanout is None, reason="no C extension")
+
+
+class FakeProtocol:
+    def __init__(self) -> None:
+        self.state = core.State.OPEN
+        self.sending_fragmented = False
+
+
+class FakeTransport(RecordingTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+        self.buffered = 0
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class FakeConnection:
+    """What fanout reads of a Connection, over one end of a socket pair."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._out: list[bytes] | tuple[()] = ()
+        self.protocol: FakeProtocol | None = FakeProtocol()
+        self.transport: FakeTransport | None = FakeTransport()
+
+
+def _fanout(connections: list[FakeConnection], frame: bytes) -> tuple[int, list[object]]:
+    fallen: list[object] = []
+
+    def fallback(connection: object) -> bool:
+        fallen.append(connection)
+        return True
+
+    assert _direct.fanout is not None
+    sent, last = _direct.fanout(connections, frame, core.State.OPEN, fallback)
+    assert last is (connections[-1] if sent else None)
+    return sent, fallen
+
+
+@needs_fanout
+def test_fanout_writes_to_the_socket_when_every_condition_holds(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    connection = FakeConnection(a.fileno())
+    assert _fanout([connection, connection], b"frame") == (2, [])
+    assert _read_all(b, 10) == b"frameframe"
+    assert connection.transport is not None and connection.transport.written == []
+
+
+def _unknown_fd(c: FakeConnection) -> None:
+    c._fd = -2
+
+
+def _not_direct(c: FakeConnection) -> None:
+    c._fd = -1
+
+
+def _queued(c: FakeConnection) -> None:
+    c._out = [b"queued"]
+
+
+def _no_protocol(c: FakeConnection) -> None:
+    c.protocol = None
+
+
+def _closing_core(c: FakeConnection) -> None:
+    assert c.protocol is not None
+    c.protocol.state = core.State.CLOSING
+
+
+def _mid_fragment(c: FakeConnection) -> None:
+    assert c.protocol is not None
+    c.protocol.sending_fragmented = True
+
+
+def _no_transport(c: FakeConnection) -> None:
+    c.transport = None
+
+
+def _closing_transport(c: FakeConnection) -> None:
+    assert c.transport is not None
+    c.transport.closing = True
+
+
+def _buffered(c: FakeConnection) -> None:
+    assert c.transport is not None
+    c.transport.buffered = 1
+
+
+@needs_fanout
+@pytest.mark.parametrize(
+    "change",
+    [
+        _unknown_fd,
+        _not_direct,
+        _queued,
+        _no_protocol,
+        _closing_core,
+        _mid_fragment,
+        _no_transport,
+        _closing_transport,
+        _buffered,
+    ],
+)
+def test_fanout_leaves_every_other_case_to_the_fallback(
+    change: Callable[[FakeConnection], None], pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    direct, other = FakeConnection(a.fileno()), FakeConnection(a.fileno())
+    change(other)
+    assert _fanout([other, direct], b"frame") == (2, [other])
+    assert _read_all(b, 5) == b"frame"  # the direct one only
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        b.recv(1)
+
+
+@needs_fanout
+def test_fanout_counts_only_what_the_fallback_wrote() -> None:
+    skipped = FakeConnection(-1)
+    assert _direct.fanout is not None
+    assert _direct.fanout([skipped], b"frame", core.State.OPEN, lambda c: False) == (0, None)
+    with pytest.raises(ZeroDivisionError):
+        _direct.fanout([skipped], b"frame", core.State.OPEN, lambda c: 1 / 0)
+
+
+@needs_fanout
+def test_fanout_hands_the_transport_what_the_socket_did_not_take(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    connection = FakeConnection(a.fileno())
+    frame = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
+    assert _fanout([connection], frame) == (1, [])
+    assert connection.transport is not None
+    (rest,) = connection.transport.written
+    assert 0 < len(rest) < len(frame)
+    sent = len(frame) - len(rest)
+    assert frame[sent:] == rest
+    # The socket's buffer is full now: all of a frame goes to the transport
+    # (a real one would hold the rest, and fanout would not be called for it).
+    assert _fanout([connection], b"next") == (1, [])
+    assert connection.transport.written == [rest, b"next"]
+    assert _read_all(b, sent) == frame[:sent]
+
+
+@needs_fanout
+def test_fanout_leaves_an_error_to_the_transport_to_report(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    b.close()
+    connection = FakeConnection(a.fileno())
+    assert _fanout([connection], b"frame") == (1, [])
+    assert connection.transport is not None and connection.transport.written == [b"frame"]
+
+
+async def _second_broadcast_goes_direct() -> tuple[int, int, list[object]]:
+    ready = asyncio.Event()
+    count = 3
+
+    async def handler(connection: tether.Connection) -> None:
+        if len(server.connections) == count:
+            ready.set()
+        await connection.wait_closed()
+
+    async with tether.serve(handler, "127.0.0.1", 0) as server:
+        uri = f"ws://127.0.0.1:{server.port}"
+        clients = [await tether.connect(uri) for _ in range(count)]
+        try:
+            await asyncio.wait_for(ready.wait(), timeout())
+            fallen: list[object] = []
+            original = tether_broadcast.send_frame
+
+            def counting(*args: object, **kwargs: object) -> bool:
+                fallen.append(args[0])
+                return original(*args, **kwargs)  # type: ignore[arg-type]
+
+            tether_broadcast.send_frame = counting  # type: ignore[assignment]
+            try:
+                first = tether.broadcast(server.connections, "one")
+                fallen_first = len(fallen)
+                fallen.clear()
+                second = tether.broadcast(server.connections, "two")
+            finally:
+                tether_broadcast.send_frame = original
+            for client in clients:
+                assert await asyncio.wait_for(client.recv(), timeout()) == "one"
+                assert await asyncio.wait_for(client.recv(), timeout()) == "two"
+            assert first == second == count
+            return fallen_first, server.metrics.broadcast_deliveries, fallen
+        finally:
+            for client in clients:
+                await asyncio.wait_for(client.close(), timeout())
+
+
+@needs_fanout
+def test_a_connections_first_broadcast_finds_its_socket_and_the_next_go_straight_to_it() -> None:
+    fallen_first, deliveries, fallen = uvloop.run(_second_broadcast_goes_direct())
+    assert fallen_first == 3  # write_shared looked up each socket
+    assert fallen == []  # then the C loop wrote to each
+    assert deliveries == 6

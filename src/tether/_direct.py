@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .protocol.speedups import load_extension
 
-__all__ = ["HAVE_SENDNOW", "direct_fd", "send_now"]
+__all__ = ["HAVE_SENDNOW", "direct_fd", "fanout", "send_now"]
 
 #: The transport classes written to directly, by (module, name): uvloop's,
 #: named so that uvloop (an optional extra) need not be imported.
@@ -57,6 +58,15 @@ _c = load_extension("tether._sendnow")
 #: Whether the C ``send(2)`` is in use (else :func:`os.write`).
 HAVE_SENDNOW = _c is not None
 _send: Callable[[int, bytes | memoryview], int] = _c.send if _c is not None else _write_py
+
+#: The C loop of a broadcast (``_sendnow.fanout``), or None without the extension:
+#: ``fanout(connections, frame, State.OPEN, fallback) -> (sent, last)``. Per
+#: connection it makes ``Connection.write_shared``'s direct write itself when
+#: every condition of it holds (known descriptor, nothing queued or buffered,
+#: open, not mid-fragment) and calls ``fallback(connection)`` otherwise, so a
+#: delivery costs no Python frame (docs/performance.md, raw fan-out).
+fanout: Callable[[Iterable[Any], bytes, object, Callable[[Any], bool]], tuple[int, Any]] | None
+fanout = _c.fanout if _c is not None else None
 
 
 def direct_fd(transport: asyncio.BaseTransport) -> int:

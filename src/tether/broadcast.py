@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Literal
 
+from ._direct import fanout as _fanout
 from .connection import Connection
 from .protocol import connection as core
 
@@ -34,12 +35,17 @@ def broadcast(
     fragmented message is skipped, since frames cannot interleave with it.
     """
     frame = core.encode_broadcast_frame(message)
-    sent = 0
-    last = None
-    for connection in connections:
-        if send_frame(connection, frame, message, slow=slow):
-            sent += 1
-            last = connection
+    if _fanout is not None:
+        sent, last = _fanout(
+            connections, frame, core.State.OPEN, lambda c: send_frame(c, frame, message, slow=slow)
+        )
+    else:
+        sent = 0
+        last = None
+        for connection in connections:
+            if send_frame(connection, frame, message, slow=slow):
+                sent += 1
+                last = connection
     if last is not None:
         # Counted once per broadcast, not per recipient (the fan-out's hot
         # loop), in the server of the connections (of the last one written to).
