@@ -28,6 +28,28 @@ static PyObject *str_fd, *str_out, *str_protocol, *str_state, *str_sending_fragm
 #define MSG_NOSIGNAL 0 /* where it is missing, Python ignores SIGPIPE anyway */
 #endif
 
+/* A non-blocking send(2) of what fits (no wait to release the GIL for): the
+ * bytes sent, or -1 with errno set. */
+static ssize_t
+send_some(int fd, const void *buf, size_t len)
+{
+    ssize_t sent;
+    do {
+        sent = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+static int
+check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments", name, want);
+    return -1;
+}
+
 PyDoc_STRVAR(send_doc,
 "send(fd, data, /) -> int\n\n"
 "Send what the socket's buffer takes of data now; how many bytes (0 when\n"
@@ -36,8 +58,7 @@ PyDoc_STRVAR(send_doc,
 static PyObject *
 send_now(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "send() takes exactly 2 arguments");
+    if (check_nargs("send", nargs, 2) < 0) {
         return NULL;
     }
     long fd = PyLong_AsLong(args[0]);
@@ -52,11 +73,7 @@ send_now(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    ssize_t sent;
-    /* A non-blocking send of what fits: no wait to release the GIL for. */
-    do {
-        sent = send((int)fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
+    ssize_t sent = send_some((int)fd, view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
     if (sent >= 0) {
         return PyLong_FromSsize_t(sent);
@@ -75,10 +92,7 @@ send_or_queue(int fd, PyObject *transport, PyObject *frame)
 {
     const char *buf = PyBytes_AS_STRING(frame);
     Py_ssize_t len = PyBytes_GET_SIZE(frame);
-    ssize_t sent;
-    do {
-        sent = send(fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
+    ssize_t sent = send_some(fd, buf, (size_t)len);
     if (sent == len) {
         return 0;
     }
@@ -191,8 +205,7 @@ PyDoc_STRVAR(fanout_doc,
 static PyObject *
 fanout(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "fanout() takes exactly 4 arguments");
+    if (check_nargs("fanout", nargs, 4) < 0) {
         return NULL;
     }
     PyObject *frame = args[1], *open_state = args[2], *fallback = args[3];
