@@ -44,6 +44,20 @@ def run(main: Callable[[], Awaitable[None]], use_uvloop: bool) -> None:
         asyncio.run(main())
 
 
+def serve_protocol(factory: Callable[[], asyncio.BaseProtocol], doc: str) -> None:
+    """A plain asyncio server of ``factory``'s protocols on 127.0.0.1, its
+    port and loop from the command line (``doc`` is the script's usage)."""
+    args = parse_args(doc)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", args.port)
+        async with server:
+            ready()
+            await server.serve_forever()
+
+    run(main, args.uvloop)
+
+
 def forever() -> Awaitable[None]:
     """A future that never completes: the servers run until they are killed."""
     return asyncio.get_running_loop().create_future()

@@ -20,13 +20,5 @@ class Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def main(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", port)
-    async with server:
-        _common.ready()
-        await server.serve_forever()
-
-
 if __name__ == "__main__":
-    args = _common.parse_args(__doc__ or "")
-    _common.run(lambda: main(args.port), args.uvloop)
+    _common.serve_protocol(Echo, __doc__ or "")

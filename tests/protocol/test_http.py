@@ -113,6 +113,21 @@ def test_malformed_request_raises_handshake_error(head: bytes) -> None:
         parse_request(head, **LIMITS)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"Host : x", "invalid header line b'Host : x'"),
+        (b"no colon", "invalid header line b'no colon'"),
+        (b"X: a\x00b", "invalid header value in b'X: a\\x00b'"),
+    ],
+)
+def test_the_error_names_the_line_at_fault(line: bytes, message: str) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: h\r\n" + line + b"\r\nX: 1\r\n\r\n"
+    with pytest.raises(HandshakeError) as caught:
+        parse_request(head, **LIMITS)
+    assert str(caught.value) == message
+
+
 def test_parse_response() -> None:
     raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00"
     parsed = parse_response(raw, **LIMITS)

@@ -92,6 +92,8 @@ class TrustedProxies:
         return bool(self.networks)
 
     def __contains__(self, address: object) -> bool:
+        if not self.networks:
+            return False  # the default: no address to parse for every connection
         ip = address if isinstance(address, IPAddress) else _ip(address)
         return ip is not None and any(ip in network for network in self.networks)
 

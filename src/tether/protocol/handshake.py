@@ -37,6 +37,8 @@ SERVER_NAME = f"tether/{__version__}"
 _DEFAULT_DEFLATE = DeflateOptions()
 _UPGRADE_LINE = ("Upgrade", "websocket")
 _CONNECTION_LINE = ("Connection", "Upgrade")
+_ONLY_WEBSOCKET = ["websocket"]
+_ONLY_UPGRADE = ["Upgrade"]
 
 SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
 
@@ -99,6 +101,8 @@ class ServerHandshake:
         self.compression = compression
         self.server_header = server_header
         self._server_line = ("Server", server_header) if server_header else None
+        if self._server_line is not None:
+            Headers().add(*self._server_line)  # ValueError now for a CR or LF in it
 
     def accept(self, request: Request) -> tuple[Response, HandshakeResult]:
         """Check ``request``; return the 101 response, or raise :class:`HandshakeRejected`."""
@@ -106,14 +110,18 @@ class ServerHandshake:
         headers = request.headers.by_name()
         if request.method != "GET":
             raise _reject(405, "Method Not Allowed", "WebSocket handshakes use GET")
-        if "websocket" not in comma_tokens(headers.get("upgrade", ())):
+        # Each token check first compares the one value nearly every client
+        # sends, and splits the header's tokens only for any other.
+        upgrade = headers.get("upgrade")
+        if upgrade != _ONLY_WEBSOCKET and "websocket" not in comma_tokens(upgrade or ()):
             raise _reject(
                 426,
                 "Upgrade Required",
                 "this endpoint speaks WebSocket only",
                 Headers([("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]),
             )
-        if "upgrade" not in comma_tokens(headers.get("connection", ())):
+        connection = headers.get("connection")
+        if connection != _ONLY_UPGRADE and "upgrade" not in comma_tokens(connection or ()):
             raise _reject(400, "Bad Request", "missing 'Connection: Upgrade'")
         if len(headers.get("host", ())) != 1:
             raise _reject(400, "Bad Request", "missing or repeated Host header")
@@ -140,15 +148,16 @@ class ServerHandshake:
 
         # The constant lines are shared strings: every connection keeps its
         # response, so only the accept key is its own.
-        response_headers = Headers(
-            [_UPGRADE_LINE, _CONNECTION_LINE, ("Sec-WebSocket-Accept", accept_key(keys[0]))]
-        )
+        # The lines every 101 has are built flat, past Headers.add's checks
+        # (names and values of ours, the Server line checked in __init__).
+        items = [*_UPGRADE_LINE, *_CONNECTION_LINE, "Sec-WebSocket-Accept", accept_key(keys[0])]
+        if self._server_line is not None:
+            items += self._server_line
+        response_headers = Headers.from_flat(items)
         if subprotocol is not None:
             response_headers.add("Sec-WebSocket-Protocol", subprotocol)
         if extension is not None:
             response_headers.add("Sec-WebSocket-Extensions", extension)
-        if self._server_line is not None:
-            response_headers.add(*self._server_line)
         response = Response(101, "Switching Protocols", response_headers)
         return response, HandshakeResult(subprotocol, deflate)
 

@@ -11,6 +11,11 @@ __all__ = ["Headers", "Request", "Response", "comma_tokens", "parse_request", "p
 
 # RFC 7230 §3.2: field-value is visible characters, spaces and tabs (obs-text allowed).
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# Header lines, CRLF-separated: a token, a colon (no whitespace before it, RFC
+# 7230 §3.2.4) and a value. Neither class holds CR, LF or the other's
+# delimiter, so the match is linear in the input whatever it holds.
+_FIELD = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\x09\x20-\x7e\x80-\xff]*"
+_FIELDS = re.compile(rb"(?:%s(?:\r\n%s)*)?" % (_FIELD, _FIELD))
 _REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(\d\.\d)")
 # RFC 7230 §3.1.2: a 3-digit status code, then SP and the reason; we also take a
 # status line with no SP when the reason is empty, but never "1010" as 101 + "0".
@@ -29,21 +34,35 @@ def _find_head(buf: bytes | bytearray, max_bytes: int) -> int:
     return end + 4
 
 
-def _parse_headers(lines: list[bytes], max_count: int) -> Headers:
+def _parse_headers(block: bytes, max_count: int) -> Headers:
+    """The header lines of a head (``block``: between the start line and the
+    blank line, CRLF-separated, empty for none)."""
+    lines = block.split(b"\r\n") if block else []
     if len(lines) > max_count:
         raise PayloadTooBig(f"more than {max_count} header lines")
-    items: list[tuple[str, str]] = []
+    # Every line checked in one pass of one pattern (the common case); a
+    # line at fault is found by the line-by-line check, for its message.
+    if _FIELDS.fullmatch(block) is None:
+        _check_lines(lines)
+    shared = _SHARED.get
+    items: list[str] = []
+    for line in lines:
+        name, _, value = line.partition(b":")
+        value = value.strip(b" \t")
+        items += (shared(name) or name.decode("ascii"), shared(value) or value.decode("latin-1"))
+    return Headers.from_flat(items)
+
+
+def _check_lines(lines: list[bytes]) -> None:
+    """Raise :class:`HandshakeError` for the first invalid header line."""
     for line in lines:
         name, sep, value = line.partition(b":")
         # RFC 7230 §3.2.4: no whitespace between the field name and the colon.
         if not sep or TOKEN.fullmatch(name) is None:
             raise HandshakeError(f"invalid header line {line[:80]!r}")
-        value = value.strip(b" \t")
         if _VALUE.fullmatch(value) is None:
             raise HandshakeError(f"invalid header value in {line[:80]!r}")
-        text = _SHARED.get(name) or name.decode("ascii")
-        items.append((text, _SHARED.get(value) or value.decode("latin-1")))
-    return Headers(items)
+    raise AssertionError("_FIELDS and _check_lines disagree")  # pragma: no cover
 
 
 def _shared_strings(*texts: str) -> dict[bytes, str]:
@@ -96,14 +115,14 @@ def parse_request(
     end = _find_head(buf, max_bytes)
     if end < 0:
         return None
-    lines = bytes(buf[: end - 4]).split(b"\r\n")
-    match = _REQUEST_LINE.fullmatch(lines[0])
+    start, _, block = bytes(buf[: end - 4]).partition(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(start)
     if match is None:
-        raise HandshakeError(f"invalid request line {lines[0][:80]!r}")
+        raise HandshakeError(f"invalid request line {start[:80]!r}")
     method, target, version = match.groups()
     if version != b"1.1":
         raise HandshakeError(f"unsupported HTTP version {version.decode()}")
-    headers = _parse_headers(lines[1:], max_count)
+    headers = _parse_headers(block, max_count)
     return Request(target.decode("ascii", "replace"), headers, method.decode()), end
 
 
@@ -114,10 +133,10 @@ def parse_response(
     end = _find_head(buf, max_bytes)
     if end < 0:
         return None
-    lines = bytes(buf[: end - 4]).split(b"\r\n")
-    match = _STATUS_LINE.fullmatch(lines[0])
+    start, _, block = bytes(buf[: end - 4]).partition(b"\r\n")
+    match = _STATUS_LINE.fullmatch(start)
     if match is None:
-        raise HandshakeError(f"invalid status line {lines[0][:80]!r}")
+        raise HandshakeError(f"invalid status line {start[:80]!r}")
     _, status, reason = match.groups()
-    headers = _parse_headers(lines[1:], max_count)
+    headers = _parse_headers(block, max_count)
     return Response(int(status), (reason or b"").decode("latin-1"), headers), end

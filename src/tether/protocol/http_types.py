@@ -29,6 +29,14 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[str] = [text for item in items for text in item]
 
+    @classmethod
+    def from_flat(cls, items: list[str]) -> Headers:
+        """Headers from names and values alternating in one list, which they
+        take over (the parser's: no pairs to build and flatten again)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         items = self._items
         return zip(items[0::2], items[1::2], strict=True)
