@@ -75,6 +75,16 @@ def _read_all(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
+def _split_between(data: bytes, written: list[bytes]) -> int:
+    """How many bytes of ``data`` went to the socket, checking that the
+    transport got exactly the rest, in one write."""
+    (rest,) = written
+    assert 0 < len(rest) < len(data)
+    sent = len(data) - len(rest)
+    assert data[sent:] == rest
+    return sent
+
+
 def test_what_the_socket_takes_goes_now_and_the_rest_to_the_transport(
     sender: SendFn, pair: tuple[socket.socket, socket.socket]
 ) -> None:
@@ -82,11 +92,7 @@ def test_what_the_socket_takes_goes_now_and_the_rest_to_the_transport(
     data = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
     transport = RecordingTransport()
     _direct.send_now(a.fileno(), transport, data)  # type: ignore[arg-type]
-    assert len(transport.written) == 1
-    rest = transport.written[0]
-    assert 0 < len(rest) < len(data)
-    sent = len(data) - len(rest)
-    assert data[sent:] == rest
+    sent = _split_between(data, transport.written)
     assert _read_all(b, sent) == data[:sent]
 
 
@@ -369,7 +375,7 @@ def test_fanout_leaves_every_other_case_to_the_fallback(
 
 
 @needs_fanout
-def test_fanout_counts_only_what_the_fallback_wrote() -> None:
+def test_fanout_counts_only_what_the_fallback_wrote_and_passes_its_errors_on() -> None:
     skipped = FakeConnection(-1)
     assert _direct.fanout is not None
     assert _direct.fanout([skipped], b"frame", core.State.OPEN, lambda c: False) == (0, None)
@@ -386,10 +392,8 @@ def test_fanout_hands_the_transport_what_the_socket_did_not_take(
     frame = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
     assert _fanout([connection], frame) == (1, [])
     assert connection.transport is not None
-    (rest,) = connection.transport.written
-    assert 0 < len(rest) < len(frame)
-    sent = len(frame) - len(rest)
-    assert frame[sent:] == rest
+    sent = _split_between(frame, connection.transport.written)
+    rest = connection.transport.written[0]
     # The socket's buffer is full now: all of a frame goes to the transport
     # (a real one would hold the rest, and fanout would not be called for it).
     assert _fanout([connection], b"next") == (1, [])

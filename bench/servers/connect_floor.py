@@ -41,7 +41,8 @@ class Floor(asyncio.Protocol):
             return
         head = buf[:end]
         start = head.lower().find(_KEY) + len(_KEY)
-        key = head[start : head.find(b"\r\n", start) % (len(head) + 1)].strip()
+        stop = head.find(b"\r\n", start)
+        key = head[start : stop if stop >= 0 else len(head)].strip()
         accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
         self.transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"

@@ -146,10 +146,10 @@ class ServerHandshake:
         subprotocol = self._subprotocol(request, headers.get("sec-websocket-protocol", ()))
         deflate, extension = self._extensions(headers.get("sec-websocket-extensions", []))
 
-        # The constant lines are shared strings: every connection keeps its
-        # response, so only the accept key is its own.
-        # The lines every 101 has are built flat, past Headers.add's checks
-        # (names and values of ours, the Server line checked in __init__).
+        # The lines every 101 has are shared strings (every connection keeps
+        # its response, so only the accept key is its own), put in flat, past
+        # Headers.add's checks: names and values of ours, the Server line
+        # checked in __init__.
         items = [*_UPGRADE_LINE, *_CONNECTION_LINE, "Sec-WebSocket-Accept", accept_key(keys[0])]
         if self._server_line is not None:
             items += self._server_line
