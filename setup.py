@@ -214,6 +214,15 @@ setup(
             sources=[os.path.join("src", "tether", "_sendnow.c")],
             optional=True,
         ),
+        Extension(
+            "tether._hotpath",
+            sources=[
+                os.path.join("src", "tether", "_hotpath.c"),
+                os.path.join("src", "tether", "_hotpath_send.c"),
+            ],
+            depends=[os.path.join("src", "tether", "_hotpath.h")],
+            optional=True,
+        ),
     ],
     cmdclass={
         "build_ext": OptionalBuildExt,

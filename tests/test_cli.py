@@ -165,6 +165,20 @@ async def test_version_names_the_import_error_when_the_speedups_are_missing() ->
         "from tether.cli import main; main(['--version'])"
     )
     _, out = await run_quickly("-c", code, module=False)
+    assert out.startswith(
+        f"tether {tether.__version__}: C speedups partly not available (".encode()
+    )
+    assert b"tether.protocol._speedups" in out
+
+
+async def test_version_says_pure_python_when_no_c_module_imports() -> None:
+    code = (
+        "import sys\n"
+        "from tether.version import SPEEDUP_MODULES\n"
+        "for name in SPEEDUP_MODULES: sys.modules[name] = None\n"
+        "from tether.cli import main; main(['--version'])"
+    )
+    _, out = await run_quickly("-c", code, module=False)
     assert out.startswith(f"tether {tether.__version__}: C speedups not available (".encode())
     assert out.endswith(b"), pure Python\n")
 

@@ -57,6 +57,7 @@ import asyncio
 import collections
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._http1 import HTTPStream
@@ -65,6 +66,7 @@ from .limits import Limits
 from .metrics.websocket import UNCOUNTED, WebSocketMetrics
 from .protocol import connection as core
 from .protocol.events import Close, Pong
+from .protocol.speedups import load_extension
 from .ratelimit import TokenBucket
 
 __all__ = ["Listener", "Message", "WebSocketStream"]
@@ -91,6 +93,18 @@ class _NoMessages(collections.deque):  # type: ignore[type-arg]
 
 
 _NO_MESSAGES: collections.deque[Message] = _NoMessages()
+
+_c = load_extension("tether._hotpath")
+# The common case of a read in C (_hotpath.c): its whole small text and binary
+# messages to the listener or the queue, without a Python frame per message;
+# None without the extension, and every read goes through the core's parser.
+_receive: Callable[[Any, core.Connection, memoryview, int, object], tuple[int, int]] | None
+_receive = _c.receive if _c is not None else None
+# get_buffer's common case: nothing held back, so the read goes to the front.
+_buffer_for: Callable[[core.Connection, memoryview], memoryview] | None
+_buffer_for = _c.buffer_for if _c is not None else None
+_OPEN = core.State.OPEN
+_CLOSED = core.State.CLOSED
 
 
 class WebSocketStream(HTTPStream):
@@ -135,6 +149,8 @@ class WebSocketStream(HTTPStream):
         protocol = self.protocol
         if protocol is None:
             return self._head_buffer()
+        if _buffer_for is not None:
+            return _buffer_for(protocol, self._shared.scratch)
         return protocol.get_buffer(self._shared.scratch)
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -143,6 +159,44 @@ class WebSocketStream(HTTPStream):
             self._head_received(self._shared.scratch[:nbytes])
             return
         self.metrics.bytes_received += nbytes
+        if _receive is not None:
+            listener = self._listener
+            scheduled = self._flush_scheduled
+            if listener is not None:
+                # The listener's replies go out in the one flush below, not
+                # in a scheduled one as well.
+                self._flush_scheduled = True
+            try:
+                pos, count = _receive(self, protocol, self._shared.scratch, nbytes, _OPEN)
+            finally:
+                if listener is not None:
+                    if self._out:
+                        self.flush()
+                    else:
+                        self._flush_scheduled = scheduled
+            if count:
+                self.metrics.messages_received += count
+                if pos < nbytes:
+                    rest = self._shared.scratch[pos:nbytes]
+                    if listener is None and self._queue_full():
+                        # Held back unparsed until recv() makes room, as _feed
+                        # does once the queue is full.
+                        protocol.receive_data(rest, 0)
+                    else:
+                        # What the C step left (a control frame, a fragment,
+                        # an incomplete frame...) goes through the core.
+                        self._feed(protocol, rest)
+                elif listener is None:
+                    # The C step answers nothing and leaves the core open, as
+                    # _after_receive would find it: only the queue to check.
+                    if self._queue_full():
+                        self._pause_reading()
+                    self._wake_reader()
+                    return
+                elif protocol.state is not _CLOSED:
+                    return  # every message delivered, every reply flushed
+                self._after_receive(protocol, True)
+                return
         self._after_receive(protocol, self._feed(protocol, b"", nbytes))
 
     def data_received(self, data: bytes) -> None:
@@ -219,7 +273,7 @@ class WebSocketStream(HTTPStream):
 
     # -- reading -----------------------------------------------------------
 
-    def _feed(self, protocol: core.Connection, data: bytes, nbytes: int = -1) -> bool:
+    def _feed(self, protocol: core.Connection, data: bytes | memoryview, nbytes: int = -1) -> bool:
         """Parse ``data`` and held-back bytes into the queue; return whether anything came.
 
         The core completes at most as many messages as the queue has room for,
@@ -364,9 +418,13 @@ class WebSocketStream(HTTPStream):
             listener.on_message(self, message)
         except ConnectionClosed:
             pass  # a reply raced with the close: nothing more to do
-        except Exception:
-            self.logger.exception("on_message failed")
-            self.fail(1011, "internal error")
+        except Exception as exc:
+            self._message_failed(exc)
+
+    def _message_failed(self, exc: Exception) -> None:
+        """``on_message`` raised ``exc`` (also called by the C step, _hotpath.c)."""
+        self.logger.error("on_message failed", exc_info=exc)
+        self.fail(1011, "internal error")
 
     # -- keepalive (RFC 6455 §5.5.2, §5.5.3) --------------------------------
 

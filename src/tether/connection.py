@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 
 from . import _direct
@@ -27,8 +28,21 @@ from .exceptions import ConnectionClosedOK, InvalidState
 from .limits import Limits
 from .protocol import connection as core
 from .protocol.http import Request, Response
+from .protocol.speedups import load_extension
 
 _UNKNOWN = -2  # Connection._fd before its first broadcast frame
+
+_c = load_extension("tether._hotpath")
+# send_nowait's and send's common case in C (_hotpath.c): a str or bytes
+# under VECTORED_AT, framed and queued as below, when the core's plain
+# server frame applies; False, with nothing done, for every other case.
+_send_plain = _c.send if _c is not None else None
+# Whether the core holds received bytes back (protocol.pending_bytes), without
+# the two property calls per message.
+_held_back: Callable[[core.Connection], int]
+_held_back = _c.held_back if _c is not None else operator.attrgetter("pending_bytes")
+_OPEN = core.State.OPEN
+_CLOSED = core.State.CLOSED
 
 __all__ = ["Connection", "Message"]
 
@@ -82,6 +96,8 @@ class Connection(WebSocketStream):
 
         Raises :class:`ConnectionClosed` if the connection is closing or closed.
         """
+        if _send_plain is not None and _send_plain(self, message, _OPEN, VECTORED_AT):
+            return
         protocol = self._open_protocol()
         # Inline, as in send(): a call per message costs ~2 % of a small-message echo.
         if len(message) < VECTORED_AT:
@@ -119,7 +135,7 @@ class Connection(WebSocketStream):
             if messages:
                 message = messages.popleft()
                 self._queued_bytes -= len(message)
-                if protocol is not None and protocol.pending_bytes:
+                if protocol is not None and _held_back(protocol):
                     self._parse_held_back(protocol)
                 # Resume reading once the backlog is down to a quarter of both
                 # limits (hysteresis).
@@ -131,9 +147,9 @@ class Connection(WebSocketStream):
                     self._resume_reading()
                 return message
             if (
-                protocol is not None
+                self._is_closed
+                and protocol is not None
                 and protocol.pending_bytes
-                and self._is_closed
                 # An incomplete frame stays pending after receive_eof(): without
                 # this check a peer that left mid-frame spins this loop forever.
                 and protocol.state is not core.State.CLOSED
@@ -142,7 +158,8 @@ class Connection(WebSocketStream):
                 if not self._parse_held_back(protocol):
                     protocol.receive_eof()
                 continue
-            if self._is_done_receiving():
+            # Done receiving: TCP is gone, or the core is closed.
+            if self._is_closed or (protocol is not None and protocol.state is _CLOSED):
                 exc = self._closed_exception()
                 if iterating and isinstance(exc, ConnectionClosedOK):
                     raise StopAsyncIteration
@@ -159,12 +176,6 @@ class Connection(WebSocketStream):
                 await self._recv_waiter
             finally:
                 self._recv_waiter = None
-
-    def _is_done_receiving(self) -> bool:
-        protocol = self.protocol
-        if protocol is None:
-            return self._is_closed
-        return protocol.state is core.State.CLOSED or self._is_closed
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
@@ -195,6 +206,10 @@ class Connection(WebSocketStream):
         fragmented message, a frame per item. Waits while the write buffer is
         above ``write_high_water`` (backpressure).
         """
+        if _send_plain is not None and _send_plain(self, message, _OPEN, VECTORED_AT):
+            if self._writing_paused:
+                await self._drain()
+            return
         protocol = self._open_protocol()
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             if len(message) < VECTORED_AT:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 
-__all__ = ["__version__", "speedups_status"]
+__all__ = ["SPEEDUP_MODULES", "__version__", "speedups_status"]
 
 __version__ = "0.1.0"
+
+
+#: The optional C modules: the core's receive loop, the direct socket writes,
+#: and the asyncio layer's per-message step.
+SPEEDUP_MODULES = ("tether.protocol._speedups", "tether._sendnow", "tether._hotpath")
 
 
 def speedups_status() -> str:
@@ -16,15 +23,19 @@ def speedups_status() -> str:
     at DEBUG on the ``tether`` logger: a wheel built without a compiler only
     warns about the missing speedups during ``pip install -v``.
     """
-    from .protocol.speedups import HAVE_SPEEDUPS
-
-    if HAVE_SPEEDUPS:
-        return "C speedups active"
-    try:
-        import tether.protocol._speedups  # noqa: F401
-    except ImportError as exc:
-        return f"C speedups not available ({exc}), pure Python"
-    return "C speedups off (TETHER_NO_SPEEDUPS is set), pure Python"
+    missing = []
+    for name in SPEEDUP_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(str(exc))
+    if missing:
+        if len(missing) < len(SPEEDUP_MODULES):
+            return f"C speedups partly not available ({'; '.join(missing)})"
+        return f"C speedups not available ({'; '.join(missing)}), pure Python"
+    if os.environ.get("TETHER_NO_SPEEDUPS", "") not in ("", "0"):
+        return "C speedups off (TETHER_NO_SPEEDUPS is set), pure Python"
+    return "C speedups active"
 
 
 logging.getLogger("tether").debug("tether %s: %s", __version__, speedups_status())
