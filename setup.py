@@ -207,6 +207,7 @@ setup(
         Extension(
             "tether.protocol._speedups",
             sources=[os.path.join("src", "tether", "protocol", "_speedups.c")],
+            depends=[os.path.join("src", "tether", "protocol", "_mask.h")],
             optional=True,
         ),
         Extension(
@@ -220,7 +221,10 @@ setup(
                 os.path.join("src", "tether", "_hotpath.c"),
                 os.path.join("src", "tether", "_hotpath_send.c"),
             ],
-            depends=[os.path.join("src", "tether", "_hotpath.h")],
+            depends=[
+                os.path.join("src", "tether", "_hotpath.h"),
+                os.path.join("src", "tether", "protocol", "_mask.h"),
+            ],
             optional=True,
         ),
     ],

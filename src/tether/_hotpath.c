@@ -22,35 +22,19 @@
 #include <string.h>
 
 #include "_hotpath.h"
+#include "protocol/_mask.h"
 
-PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragmented, *str_metrics, *str_count_sends, *str_out, *str_out_size, *str_write_high_water, *str_flush, *str_flush_scheduled, *str_schedule_flush, *str_listener, *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits, *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client, *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole, *str_on_message, *str_message_failed, *str_append;
+/* The attribute and method names of _hotpath.h, interned at import. */
+PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragmented,
+    *str_metrics, *str_count_sends, *str_out, *str_out_size, *str_write_high_water,
+    *str_flush, *str_flush_scheduled, *str_schedule_flush, *str_listener,
+    *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits,
+    *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client,
+    *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole,
+    *str_on_message, *str_message_failed, *str_append;
 
 /* tether.exceptions.ConnectionClosed and collections.deque, set at import. */
 static PyObject *connection_closed, *deque_type;
-
-/* §5.3: octet i of the payload XORed with octet i % 4 of the key; src and
- * dst may be the same. */
-static void
-unmask(const unsigned char *src, unsigned char *dst, size_t n, const unsigned char *key)
-{
-    size_t i = 0;
-    if (n >= 16) {
-        unsigned char repeated[8];
-        uint64_t k, w;
-        for (int j = 0; j < 8; j++) {
-            repeated[j] = key[j & 3];
-        }
-        memcpy(&k, repeated, 8);
-        for (; n - i >= 8; i += 8) {
-            memcpy(&w, src + i, 8);
-            w ^= k;
-            memcpy(dst + i, &w, 8);
-        }
-    }
-    for (; i < n; i++) {
-        dst[i] = src[i] ^ key[i & 3];
-    }
-}
 
 /* Whether the core may be skipped for this read: the connection open with no
  * close frame sent, and its reader with nothing of a frame or a message in
@@ -299,12 +283,12 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyObject *message;
         if (b0 == 0x81) {
             if (masked) {
-                unmask(payload, payload, (size_t)n, key);
+                xor_mask(payload, payload, (size_t)n, key);
             }
             message = PyUnicode_DecodeUTF8((const char *)payload, n, NULL);
             if (message == NULL) {
                 if (masked) {
-                    unmask(payload, payload, (size_t)n, key); /* as it was */
+                    xor_mask(payload, payload, (size_t)n, key); /* as it was */
                 }
                 if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                     PyErr_Clear(); /* §8.1: the core fails it with 1007 */
@@ -321,7 +305,7 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                 goto done;
             }
             if (masked) {
-                unmask(payload, (unsigned char *)PyBytes_AS_STRING(message), (size_t)n, key);
+                xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(message), (size_t)n, key);
             }
             else {
                 memcpy(PyBytes_AS_STRING(message), payload, (size_t)n);

@@ -10,7 +10,13 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-extern PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragmented, *str_metrics, *str_count_sends, *str_out, *str_out_size, *str_write_high_water, *str_flush, *str_flush_scheduled, *str_schedule_flush, *str_listener, *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits, *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client, *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole, *str_on_message, *str_message_failed, *str_append;
+extern PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragmented,
+    *str_metrics, *str_count_sends, *str_out, *str_out_size, *str_write_high_water,
+    *str_flush, *str_flush_scheduled, *str_schedule_flush, *str_listener,
+    *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits,
+    *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client,
+    *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole,
+    *str_on_message, *str_message_failed, *str_append;
 
 /* Read attribute name of obj as a C long / bool / identity test. -1 with an
  * exception set on failure. */

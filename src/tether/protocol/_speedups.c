@@ -27,61 +27,7 @@ enum {
     STOP_BAD_MASK = 4,   /* MASK bit differs from expect_mask */
 };
 
-/*
- * §5.3: octet i of the payload is XORed with octet i % 4 of the key.
- *
- * Bytes go one at a time until src is 8-byte aligned, then 8 at a time with
- * the key repeated into a 64-bit word, then the tail one at a time.  The word
- * is built from the key bytes in memory order (not by shifting), so the same
- * code is right on big- and little-endian machines; memcpy keeps the loads
- * and stores free of alignment and aliasing assumptions about dst, and
- * compilers turn each one into a single move.
- */
-static void
-xor_mask(const unsigned char *src, unsigned char *dst, size_t n,
-         const unsigned char *key)
-{
-    size_t i = 0;
-
-    while (i < n && ((uintptr_t)(src + i) & 7) != 0) {
-        dst[i] = src[i] ^ key[i & 3];
-        i++;
-    }
-    if (n - i >= 8) {
-        unsigned char repeated[8];
-        uint64_t k, w0, w1, w2, w3;
-        int j;
-
-        /* i only grows by multiples of 8 below, so the key phase is fixed. */
-        for (j = 0; j < 8; j++) {
-            repeated[j] = key[(i + (size_t)j) & 3];
-        }
-        memcpy(&k, repeated, 8);
-        /* Four words per step give the CPU independent work to overlap. */
-        for (; n - i >= 32; i += 32) {
-            memcpy(&w0, src + i, 8);
-            memcpy(&w1, src + i + 8, 8);
-            memcpy(&w2, src + i + 16, 8);
-            memcpy(&w3, src + i + 24, 8);
-            w0 ^= k;
-            w1 ^= k;
-            w2 ^= k;
-            w3 ^= k;
-            memcpy(dst + i, &w0, 8);
-            memcpy(dst + i + 8, &w1, 8);
-            memcpy(dst + i + 16, &w2, 8);
-            memcpy(dst + i + 24, &w3, 8);
-        }
-        for (; n - i >= 8; i += 8) {
-            memcpy(&w0, src + i, 8);
-            w0 ^= k;
-            memcpy(dst + i, &w0, 8);
-        }
-    }
-    for (; i < n; i++) {
-        dst[i] = src[i] ^ key[i & 3];
-    }
-}
+#include "_mask.h"
 
 /* Get a read-only C-contiguous view of obj; a non-contiguous memoryview is
  * copied first, so every bytes-like object the Python twin takes works. */
