@@ -140,11 +140,12 @@ deliver(PyObject *listener, PyObject *stream, PyObject *message)
 }
 
 PyDoc_STRVAR(receive_doc,
-"receive(stream, protocol, scratch, nbytes, open_state, /) -> (pos, count)\n\n"
+"receive(stream, protocol, scratch, nbytes, open_state, /) -> (pos, count, full)\n\n"
 "Hand on the whole small text and binary messages at the front of\n"
 "scratch[:nbytes]: to stream's listener if it has one, else into its queue.\n"
 "pos: the bytes used (what follows is left as it was for the core's parser);\n"
-"count: the messages handed on.  (0, 0) when the core must parse this read.");
+"count: the messages handed on; full: whether they filled the queue.\n"
+"(0, 0, 0) when the core must parse this read.");
 
 static PyObject *
 receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -176,7 +177,7 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     /* Queue mode: room in number and in bytes, as _feed gives the core. */
-    Py_ssize_t room = PY_SSIZE_T_MAX, budget = PY_SSIZE_T_MAX, queued = 0;
+    Py_ssize_t room = PY_SSIZE_T_MAX, budget = PY_SSIZE_T_MAX, queued = 0, queue_bytes = 0;
     if (listener == Py_None) {
         long max_queue, max_bytes, queued_l;
         PyObject *limits = PyObject_GetAttr(stream, str_limits);
@@ -203,8 +204,9 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         queued = (Py_ssize_t)queued_l;
+        queue_bytes = (Py_ssize_t)max_bytes;
         room = (Py_ssize_t)max_queue - held;
-        budget = (Py_ssize_t)max_bytes - queued;
+        budget = queue_bytes - queued;
         if (room <= 0 || budget <= 0) {
             goto done; /* full: the core holds the read back */
         }
@@ -349,7 +351,9 @@ done:
     Py_XDECREF(listener);
     Py_XDECREF(messages);
     if (ok >= 0 || !PyErr_Occurred()) {
-        result = Py_BuildValue("(nn)", pos, count);
+        /* Whether the queue is full now (_queue_full): reading pauses. */
+        int full = messages != NULL && count > 0 && (count >= room || queued >= queue_bytes);
+        result = Py_BuildValue("(nni)", pos, count, full);
     }
     return result;
 }

@@ -98,7 +98,7 @@ _c = load_extension("tether._hotpath")
 # The common case of a read in C (_hotpath.c): its whole small text and binary
 # messages to the listener or the queue, without a Python frame per message;
 # None without the extension, and every read goes through the core's parser.
-_receive: Callable[[Any, core.Connection, memoryview, int, object], tuple[int, int]] | None
+_receive: Callable[[Any, core.Connection, memoryview, int, object], tuple[int, int, int]] | None
 _receive = _c.receive if _c is not None else None
 # get_buffer's common case: nothing held back, so the read goes to the front.
 _buffer_for: Callable[[core.Connection, memoryview], memoryview] | None
@@ -167,7 +167,7 @@ class WebSocketStream(HTTPStream):
                 # in a scheduled one as well.
                 self._flush_scheduled = True
             try:
-                pos, count = _receive(self, protocol, self._shared.scratch, nbytes, _OPEN)
+                pos, count, full = _receive(self, protocol, self._shared.scratch, nbytes, _OPEN)
             finally:
                 if listener is not None:
                     if self._out:
@@ -178,7 +178,7 @@ class WebSocketStream(HTTPStream):
                 self.metrics.messages_received += count
                 if pos < nbytes:
                     rest = self._shared.scratch[pos:nbytes]
-                    if listener is None and self._queue_full():
+                    if full:
                         # Held back unparsed until recv() makes room, as _feed
                         # does once the queue is full.
                         protocol.receive_data(rest, 0)
@@ -188,10 +188,13 @@ class WebSocketStream(HTTPStream):
                         self._feed(protocol, rest)
                 elif listener is None:
                     # The C step answers nothing and leaves the core open, as
-                    # _after_receive would find it: only the queue to check.
-                    if self._queue_full():
+                    # _after_receive would find it: only the queue to check,
+                    # and the reader to wake (_wake_reader, inline).
+                    if full:
                         self._pause_reading()
-                    self._wake_reader()
+                    waiter = self._recv_waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
                     return
                 elif protocol.state is not _CLOSED:
                     return  # every message delivered, every reply flushed
