@@ -163,6 +163,7 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view = {0};
     int masked = 1;
     Py_ssize_t max_whole = 0;
+    Py_ssize_t room = PY_SSIZE_T_MAX, budget = PY_SSIZE_T_MAX, queued = 0, queue_bytes = 0;
 
     int ok = attr_is(stream, str_rate, Py_None);
     if (ok == 1) {
@@ -177,7 +178,6 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     /* Queue mode: room in number and in bytes, as _feed gives the core. */
-    Py_ssize_t room = PY_SSIZE_T_MAX, budget = PY_SSIZE_T_MAX, queued = 0, queue_bytes = 0;
     if (listener == Py_None) {
         long max_queue, max_bytes, queued_l;
         PyObject *limits = PyObject_GetAttr(stream, str_limits);
@@ -348,13 +348,13 @@ done:
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
     }
-    Py_XDECREF(listener);
-    Py_XDECREF(messages);
     if (ok >= 0 || !PyErr_Occurred()) {
         /* Whether the queue is full now (_queue_full): reading pauses. */
         int full = messages != NULL && count > 0 && (count >= room || queued >= queue_bytes);
         result = Py_BuildValue("(nni)", pos, count, full);
     }
+    Py_XDECREF(listener);
+    Py_XDECREF(messages);
     return result;
 }
 
