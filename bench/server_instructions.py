@@ -5,7 +5,8 @@ the server alone that a noisy machine cannot blur.
     .venv/bin/python bench/server_instructions.py WORKLOAD SERVER [SERVER ...]
         [--src SRC_DIR] [--results-dir DIR]
 
-WORKLOAD is one of bench/perf_split.sh's (reqresp, echo64k). Each SERVER is a
+WORKLOAD is reqresp or echo64k (as bench/perf_split.sh's), or echo1m (bench/run.py's
+1 MiB echo). Each SERVER is a
 script of bench/servers with its flags, quoted, e.g. ``"tether_server.py
 --uvloop --callbacks"`` or ``"picows_server.py --uvloop"``. ``--src`` puts a
 tether ``src/`` directory first on the server's path (a ``git worktree`` of
@@ -41,6 +42,7 @@ LOADGEN = BENCH / ".build" / "loadgen"
 WORKLOADS = {
     "reqresp": ["reqresp", "--conns", "100", "--size", "128"],
     "echo64k": ["echo", "--conns", "1", "--inflight", "32", "--size", "65536"],
+    "echo1m": ["echo", "--conns", "1", "--inflight", "32", "--size", str(1 << 20)],
 }
 DURATIONS = (3, 7)
 

@@ -34,6 +34,8 @@ from conftest import (
 from helpers import timeout
 from tether import _websocket
 from tether import connection as connection_module
+from tether._shared import MIN_READ, SCRATCH_SIZE
+from tether.protocol import speedups
 
 OP_CONT = 0x0
 
@@ -164,6 +166,114 @@ async def test_a_fragmented_message_after_whole_ones(
     )
     got = [await asyncio.wait_for(client.read_frame(), timeout()) for _ in range(3)]
     assert got == [(OP_BINARY, b"one"), (OP_TEXT, b"frag"), (OP_BINARY, b"two")]
+
+
+BIG = speedups.ASSEMBLE_AT + 5000  # collected across reads by the core's assembler
+
+AFTER_A_LARGE_FRAME = {
+    # The core completes the frame it collects; the C step takes what follows.
+    "binary": [masked(OP_BINARY, b"b" * BIG)],
+    "text": [masked(OP_TEXT, b"t" * BIG)],
+    # A fragment: the core then holds a message open, and the frames after
+    # it in that read are the core's too (the C step must not take them).
+    "first fragment": [masked(OP_TEXT, b"f" * BIG, fin=False), masked(OP_CONT, b"!")],
+}
+
+
+@pytest.mark.parametrize("case", list(AFTER_A_LARGE_FRAME))
+@both_apis
+async def test_whole_messages_after_a_large_frame_that_ends_in_the_read(
+    start_server: StartServer,
+    raw_client: OpenRaw,
+    callbacks: bool,
+    case: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[int, int]] = []
+    c_receive = _websocket._receive
+    if c_receive is not None:
+
+        def spy(*args: Any) -> tuple[int, int, int]:
+            assert c_receive is not None
+            pos, count, full = c_receive(*args)
+            calls.append((args[3], count))
+            return pos, count, full
+
+        monkeypatch.setattr(_websocket, "_receive", spy)
+    _server, client = await echo_pair(start_server, raw_client, callbacks)
+    big, *rest = AFTER_A_LARGE_FRAME[case]
+    # The first read ends inside the large frame, past its header: the core
+    # starts collecting it. The echo of "first" says that read was made.
+    one_read(client, masked(OP_TEXT, b"first"), big[:1000])
+    assert await asyncio.wait_for(client.read_frame(), timeout()) == (OP_TEXT, b"first")
+    one_read(client, big[1000:], *rest, masked(OP_BINARY, b"two"), masked(OP_TEXT, b"three"))
+    expected = {
+        "binary": (OP_BINARY, b"b" * BIG),
+        "text": (OP_TEXT, b"t" * BIG),
+        "first fragment": (OP_TEXT, b"f" * BIG + b"!"),
+    }[case]
+    got = [await asyncio.wait_for(client.read_frame(), timeout()) for _ in range(3)]
+    assert got == [expected, (OP_BINARY, b"two"), (OP_TEXT, b"three")]
+    if c_receive is not None:
+        # The second read: the C step was asked from where the large frame
+        # ends, and took the two whole messages after it unless the core
+        # held a fragmented message open there.
+        tail = len(big) - 1000
+        assert (tail, 0 if rest else 2) in calls
+
+
+@both_apis
+async def test_a_large_text_frame_of_invalid_utf8_that_ends_in_a_read_fails_it(
+    start_server: StartServer, raw_client: OpenRaw, callbacks: bool
+) -> None:
+    # §8.1: judged by the core when it completes the frame; nothing after it
+    # in that read is delivered.
+    server, client = await echo_pair(start_server, raw_client, callbacks)
+    big = masked(OP_TEXT, b"x" * (BIG - 3) + b"\xed\xa0\x80")
+    one_read(client, masked(OP_TEXT, b"first"), big[:1000])
+    assert await asyncio.wait_for(client.read_frame(), timeout()) == (OP_TEXT, b"first")
+    one_read(client, big[1000:], masked(OP_TEXT, b"after"))
+    frames, code = await frames_to_close(client)
+    assert (frames, code) == ([], 1007)
+    handler = listener_of(server)
+    if handler is not None:
+        assert handler.seen == ["first"]
+
+
+@pytest.mark.parametrize(
+    ("max_queue_bytes", "queued", "size"),
+    [
+        (None, 0, SCRATCH_SIZE),  # the default (1 MiB): the whole scratch buffer
+        (300_000, 0, 300_000),
+        (300_000, 100_000, MIN_READ),  # 200,000 left, but a read brings at least MIN_READ
+        (10 * SCRATCH_SIZE, 0, SCRATCH_SIZE),
+        (10 * SCRATCH_SIZE, 9 * SCRATCH_SIZE + 1000, SCRATCH_SIZE - 1000),
+        (1000, 0, MIN_READ),
+    ],
+)
+async def test_a_read_brings_no_more_than_the_queue_has_room_for(
+    start_server: StartServer,
+    raw_client: OpenRaw,
+    max_queue_bytes: int | None,
+    queued: int,
+    size: int,
+) -> None:
+    # What a read leaves held back is then bounded by max_queue_bytes and
+    # MIN_READ, not by the scratch buffer's size (docs/security.md).
+    options = {} if max_queue_bytes is None else {"max_queue_bytes": max_queue_bytes}
+    server = await start_server(compression=None, **options)
+    await raw_client(server.port)  # type: ignore[attr-defined]
+    await asyncio.wait_for(wait_for_connection(server), timeout())
+    connection = next(iter(server.connections))  # type: ignore[attr-defined]
+    connection._queued_bytes = queued
+    view = connection.get_buffer(-1)
+    assert len(view) == size
+    assert view.obj is connection._shared.scratch.obj  # the front of the loop's scratch buffer
+
+
+async def wait_for_connection(server: object) -> None:
+    while not server.connections:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)  # polls a condition; bounded by the caller's wait_for
 
 
 FAILS_AFTER = {

@@ -31,18 +31,22 @@ PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragmented,
     *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits,
     *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client,
     *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole,
-    *str_on_message, *str_message_failed, *str_append;
+    *str_on_message, *str_message_failed, *str_append, *str_missing, *str_read_max;
 
 /* tether.exceptions.ConnectionClosed and collections.deque, set at import. */
 static PyObject *connection_closed, *deque_type;
 
 /* Whether the core may be skipped for this read: the connection open with no
  * close frame sent, and its reader with nothing of a frame or a message in
- * progress (so the read starts at a frame boundary, at the front of the
- * scratch buffer).  Sets *masked (§5.1: a server's peer masks) and
- * *max_whole (the reader's own bound for its shortcut).  1, 0, or -1. */
+ * progress (so a frame starts where the C step begins: at the front of the
+ * scratch buffer, or right after the large frame the core just completed).
+ * Sets *masked (§5.1: a server's peer masks) and *max_whole (the reader's own
+ * bound for its shortcut); when 0 because the reader is collecting a large
+ * frame across reads, *missing to the bytes that frame still needs.  1, 0,
+ * or -1. */
 static int
-core_idle(PyObject *protocol, PyObject *open_state, int *masked, Py_ssize_t *max_whole)
+core_idle(PyObject *protocol, PyObject *open_state, int *masked, Py_ssize_t *max_whole,
+          Py_ssize_t *missing)
 {
     int ok = attr_is(protocol, str_state, open_state);
     if (ok <= 0) {
@@ -66,6 +70,17 @@ core_idle(PyObject *protocol, PyObject *open_state, int *masked, Py_ssize_t *max
     ok = pending < 0 ? -1 : !pending;
     if (ok == 1) {
         ok = attr_is(reader, str_asm, Py_None);
+        if (ok == 0) {
+            /* _asm: (first header byte, the Assembler collecting the payload) */
+            PyObject *collecting = PyObject_GetAttr(reader, str_asm);
+            long left = 0;
+            if (collecting == NULL || !PyTuple_Check(collecting) || PyTuple_GET_SIZE(collecting) != 2
+                || attr_long(PyTuple_GET_ITEM(collecting, 1), str_missing, &left) < 0) {
+                ok = -1;
+            }
+            Py_XDECREF(collecting);
+            *missing = (Py_ssize_t)left;
+        }
     }
     if (ok == 1) {
         int closed = attr_true(reader, str_closed);
@@ -140,34 +155,48 @@ deliver(PyObject *listener, PyObject *stream, PyObject *message)
 }
 
 PyDoc_STRVAR(receive_doc,
-"receive(stream, protocol, scratch, nbytes, open_state, /) -> (pos, count, full)\n\n"
+"receive(stream, protocol, scratch, start, nbytes, open_state, /) -> (pos, count, full)\n\n"
 "Hand on the whole small text and binary messages at the front of\n"
-"scratch[:nbytes]: to stream's listener if it has one, else into its queue.\n"
-"pos: the bytes used (what follows is left as it was for the core's parser);\n"
-"count: the messages handed on; full: whether they filled the queue.\n"
-"(0, 0, 0) when the core must parse this read.");
+"scratch[start:nbytes]: to stream's listener if it has one, else into its\n"
+"queue.  start: where a frame starts (0, or the end of the large frame the\n"
+"core just completed).  pos: where the messages handed on end (what follows\n"
+"is left as it was for the core's parser); count: the messages handed on;\n"
+"full: whether they filled the queue.  (start, 0, 0) when the core must\n"
+"parse the rest of this read; (n, -1, 0) when it is collecting a large\n"
+"frame that the first n bytes complete (start 0 only): those are the core's,\n"
+"and the C step may go on from n.");
 
 static PyObject *
 receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("receive", nargs, 5) < 0) {
+    if (check_nargs("receive", nargs, 6) < 0) {
         return NULL;
     }
-    PyObject *stream = args[0], *protocol = args[1], *open_state = args[4];
-    Py_ssize_t nbytes = PyLong_AsSsize_t(args[3]);
+    PyObject *stream = args[0], *protocol = args[1], *open_state = args[5];
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t nbytes = PyLong_AsSsize_t(args[4]);
     if (nbytes == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t pos = 0, count = 0;
+    Py_ssize_t pos = start, count = 0;
     PyObject *listener = NULL, *messages = NULL, *result = NULL;
     Py_buffer view = {0};
     int masked = 1;
-    Py_ssize_t max_whole = 0;
+    Py_ssize_t max_whole = 0, missing = 0;
     Py_ssize_t room = PY_SSIZE_T_MAX, budget = PY_SSIZE_T_MAX, queued = 0, queue_bytes = 0;
 
     int ok = attr_is(stream, str_rate, Py_None);
     if (ok == 1) {
-        ok = core_idle(protocol, open_state, &masked, &max_whole);
+        ok = core_idle(protocol, open_state, &masked, &max_whole, &missing);
+    }
+    if (ok == 0 && start == 0 && missing > 0 && missing < nbytes) {
+        /* The large frame the core collects ends inside this read: it takes
+         * those bytes, and then the caller calls again from where it ends. */
+        pos = missing;
+        count = -1;
     }
     if (ok <= 0) {
         goto done;
@@ -239,8 +268,8 @@ receive(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         ok = -1;
         goto done;
     }
-    if (nbytes < 0 || nbytes > view.len) {
-        PyErr_SetString(PyExc_ValueError, "nbytes is beyond the scratch buffer");
+    if (start < 0 || nbytes < start || nbytes > view.len) {
+        PyErr_SetString(PyExc_ValueError, "start and nbytes are not within the scratch buffer");
         ok = -1;
         goto done;
     }
@@ -359,17 +388,20 @@ done:
 }
 
 PyDoc_STRVAR(buffer_for_doc,
-"buffer_for(protocol, scratch, /) -> memoryview\n\n"
-"protocol.get_buffer(scratch): scratch itself when the core holds no bytes\n"
-"back (the usual case), else what the core's get_buffer returns.");
+"buffer_for(stream, protocol, scratch, min_read, /) -> memoryview\n\n"
+"protocol.get_buffer(scratch) when the core holds bytes back; else the\n"
+"front of scratch, as much of it as the stream's queue has bytes left for\n"
+"(stream._read_max - stream._queued_bytes), but at least min_read: scratch\n"
+"itself when that is all of it (the usual case).");
 
 static PyObject *
 buffer_for(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("buffer_for", nargs, 2) < 0) {
+    if (check_nargs("buffer_for", nargs, 4) < 0) {
         return NULL;
     }
-    PyObject *reader = PyObject_GetAttr(args[0], str_reader);
+    PyObject *stream = args[0], *protocol = args[1], *scratch = args[2];
+    PyObject *reader = PyObject_GetAttr(protocol, str_reader);
     if (reader == NULL) {
         return NULL;
     }
@@ -378,10 +410,25 @@ buffer_for(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (pending < 0) {
         return NULL;
     }
-    if (!pending) {
-        return Py_NewRef(args[1]);
+    if (pending) {
+        return PyObject_CallMethodOneArg(protocol, str_get_buffer, scratch);
     }
-    return PyObject_CallMethodOneArg(args[0], str_get_buffer, args[1]);
+    long read_max = 0, queued = 0;
+    int failed = attr_long(stream, str_read_max, &read_max) < 0
+                 || attr_long(stream, str_queued_bytes, &queued) < 0;
+    Py_ssize_t size = PyObject_Size(scratch);
+    Py_ssize_t min_read = PyLong_AsSsize_t(args[3]);
+    if (failed || size < 0 || (min_read == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    Py_ssize_t room = (Py_ssize_t)(read_max - queued);
+    if (room < min_read) {
+        room = min_read;
+    }
+    if (room >= size) {
+        return Py_NewRef(scratch);
+    }
+    return PySequence_GetSlice(scratch, 0, room);
 }
 
 PyDoc_STRVAR(held_back_doc,
@@ -459,6 +506,8 @@ hotpath_exec(PyObject *Py_UNUSED(module))
         {&str_on_message, "on_message"},
         {&str_message_failed, "_message_failed"},
         {&str_append, "append"},
+        {&str_missing, "missing"},
+        {&str_read_max, "_read_max"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL) {

@@ -3,8 +3,16 @@
 (send, held_back)."""
 
 def receive(
-    stream: object, protocol: object, scratch: memoryview, nbytes: int, open_state: object, /
+    stream: object,
+    protocol: object,
+    scratch: memoryview,
+    start: int,
+    nbytes: int,
+    open_state: object,
+    /,
 ) -> tuple[int, int, int]: ...
-def buffer_for(protocol: object, scratch: memoryview, /) -> memoryview: ...
+def buffer_for(
+    stream: object, protocol: object, scratch: memoryview, min_read: int, /
+) -> memoryview: ...
 def send(stream: object, message: object, open_state: object, vectored_at: int, /) -> bool: ...
 def held_back(protocol: object, /) -> bool: ...

@@ -19,10 +19,17 @@ import math
 import weakref
 from typing import Protocol
 
-__all__ = ["LoopShared", "for_loop"]
+__all__ = ["MIN_READ", "SCRATCH_SIZE", "LoopShared", "for_loop"]
 
-#: What one read may bring: as much as asyncio's and uvloop's own reads.
-SCRATCH_SIZE = 256 * 1024
+#: What one read may bring at most. Big messages arrive many per read
+#: (32 of 64 KiB in flight: a 256 KiB read held 3.5 of them, and each read
+#: costs a system call and a pass through the parser for the frame it cuts).
+SCRATCH_SIZE = 1024 * 1024
+#: What one read may bring at least. A connection's read is also capped at the
+#: bytes its queue still has room for (max_queue_bytes minus what waits), so
+#: what a read leaves held back unparsed, added to the queue, stays under
+#: max_queue_bytes + MIN_READ (docs/security.md) whatever SCRATCH_SIZE is.
+MIN_READ = 256 * 1024
 
 # A keepalive deadline is rounded up to a multiple of this fraction of its
 # delay, so connections whose deadlines fall in one slot share a bucket and

@@ -61,6 +61,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._http1 import HTTPStream
+from ._shared import MIN_READ
 from .exceptions import ConnectionClosed
 from .limits import Limits
 from .metrics.websocket import UNCOUNTED, WebSocketMetrics
@@ -98,10 +99,11 @@ _c = load_extension("tether._hotpath")
 # The common case of a read in C (_hotpath.c): its whole small text and binary
 # messages to the listener or the queue, without a Python frame per message;
 # None without the extension, and every read goes through the core's parser.
-_receive: Callable[[Any, core.Connection, memoryview, int, object], tuple[int, int, int]] | None
+_Receive = Callable[[Any, core.Connection, memoryview, int, int, object], tuple[int, int, int]]
+_receive: _Receive | None
 _receive = _c.receive if _c is not None else None
 # get_buffer's common case: nothing held back, so the read goes to the front.
-_buffer_for: Callable[[core.Connection, memoryview], memoryview] | None
+_buffer_for: Callable[[Any, core.Connection, memoryview, int], memoryview] | None
 _buffer_for = _c.buffer_for if _c is not None else None
 _OPEN = core.State.OPEN
 _CLOSED = core.State.CLOSED
@@ -117,6 +119,7 @@ class WebSocketStream(HTTPStream):
         "_pings",
         "_queued_bytes",
         "_rate",
+        "_read_max",
         "_recv_waiter",
         "keepalive_at",
         "metrics",
@@ -129,6 +132,10 @@ class WebSocketStream(HTTPStream):
         self._messages: collections.deque[Message] = _NO_MESSAGES
         # Their size (len(): bytes, or characters of text), for max_queue_bytes.
         self._queued_bytes = 0
+        # What one read may bring with nothing queued, within the scratch
+        # buffer and at least MIN_READ (see _shared.MIN_READ): max_queue_bytes,
+        # kept here because get_buffer reads it on every read.
+        self._read_max = limits.max_queue_bytes
         self._recv_waiter: asyncio.Future[None] | None = None
         rate = limits.max_messages_per_second
         self._rate = None if rate is None else TokenBucket(rate)
@@ -149,9 +156,14 @@ class WebSocketStream(HTTPStream):
         protocol = self.protocol
         if protocol is None:
             return self._head_buffer()
+        scratch = self._shared.scratch
         if _buffer_for is not None:
-            return _buffer_for(protocol, self._shared.scratch)
-        return protocol.get_buffer(self._shared.scratch)
+            return _buffer_for(self, protocol, scratch, MIN_READ)
+        if protocol.pending_bytes:
+            return protocol.get_buffer(scratch)
+        # No more than the queue has bytes left for (see _shared.MIN_READ).
+        room = max(MIN_READ, self._read_max - self._queued_bytes)
+        return scratch if room >= len(scratch) else scratch[:room]
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
@@ -160,14 +172,23 @@ class WebSocketStream(HTTPStream):
             return
         self.metrics.bytes_received += nbytes
         if _receive is not None:
+            scratch = self._shared.scratch
             listener = self._listener
             scheduled = self._flush_scheduled
             if listener is not None:
                 # The listener's replies go out in the one flush below, not
                 # in a scheduled one as well.
                 self._flush_scheduled = True
+            start = 0
             try:
-                pos, count, full = _receive(self, protocol, self._shared.scratch, nbytes, _OPEN)
+                pos, count, full = _receive(self, protocol, scratch, 0, nbytes, _OPEN)
+                if count < 0:
+                    # A large frame collected across reads ends in this one
+                    # (messages of tens of KiB make most reads start so): the
+                    # core takes its last bytes, the C step what follows.
+                    start = pos
+                    self._feed(protocol, scratch[:start])
+                    pos, count, full = _receive(self, protocol, scratch, start, nbytes, _OPEN)
             finally:
                 if listener is not None:
                     if self._out:
@@ -177,7 +198,7 @@ class WebSocketStream(HTTPStream):
             if count:
                 self.metrics.messages_received += count
                 if pos < nbytes:
-                    rest = self._shared.scratch[pos:nbytes]
+                    rest = scratch[pos:nbytes]
                     if full:
                         # Held back unparsed until recv() makes room, as _feed
                         # does once the queue is full.
@@ -186,6 +207,8 @@ class WebSocketStream(HTTPStream):
                         # What the C step left (a control frame, a fragment,
                         # an incomplete frame...) goes through the core.
                         self._feed(protocol, rest)
+                elif start:
+                    pass  # the core's step may have answered something: _after_receive
                 elif listener is None:
                     # The C step answers nothing and leaves the core open, as
                     # _after_receive would find it: only the queue to check,
@@ -198,6 +221,11 @@ class WebSocketStream(HTTPStream):
                     return
                 elif protocol.state is not _CLOSED:
                     return  # every message delivered, every reply flushed
+                self._after_receive(protocol, True)
+                return
+            if start:
+                # The core's step may have queued a message: wake the reader.
+                self._feed(protocol, scratch[start:nbytes])
                 self._after_receive(protocol, True)
                 return
         self._after_receive(protocol, self._feed(protocol, b"", nbytes))
