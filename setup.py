@@ -213,6 +213,7 @@ setup(
         Extension(
             "tether._sendnow",
             sources=[os.path.join("src", "tether", "_sendnow.c")],
+            depends=[os.path.join("src", "tether", "_capi.h")],
             optional=True,
         ),
         Extension(
@@ -223,6 +224,7 @@ setup(
             ],
             depends=[
                 os.path.join("src", "tether", "_hotpath.h"),
+                os.path.join("src", "tether", "_capi.h"),
                 os.path.join("src", "tether", "protocol", "_mask.h"),
             ],
             optional=True,

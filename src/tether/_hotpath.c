@@ -470,10 +470,7 @@ import_attr(const char *module, const char *name)
 static int
 hotpath_exec(PyObject *Py_UNUSED(module))
 {
-    struct {
-        PyObject **slot;
-        const char *name;
-    } names[] = {
+    static const tether_name names[] = {
         {&str_get_buffer, "get_buffer"},
         {&str_protocol, "protocol"},
         {&str_deflate, "deflate"},
@@ -509,13 +506,8 @@ hotpath_exec(PyObject *Py_UNUSED(module))
         {&str_missing, "missing"},
         {&str_read_max, "_read_max"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].slot == NULL) {
-            *names[i].slot = PyUnicode_InternFromString(names[i].name);
-            if (*names[i].slot == NULL) {
-                return -1;
-            }
-        }
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0) {
+        return -1;
     }
     if (connection_closed == NULL) {
         connection_closed = import_attr("tether.exceptions", "ConnectionClosed");

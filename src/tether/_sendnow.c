@@ -12,8 +12,7 @@
  * frame per delivery; every other case goes to the caller's fallback.
  */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_capi.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -38,16 +37,6 @@ send_some(int fd, const void *buf, size_t len)
         sent = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (sent < 0 && errno == EINTR);
     return sent;
-}
-
-static int
-check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
-{
-    if (nargs == want) {
-        return 0;
-    }
-    PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments", name, want);
-    return -1;
 }
 
 PyDoc_STRVAR(send_doc,
@@ -258,10 +247,7 @@ static PyMethodDef sendnow_methods[] = {
 static int
 sendnow_exec(PyObject *Py_UNUSED(module))
 {
-    struct {
-        PyObject **slot;
-        const char *name;
-    } names[] = {
+    static const tether_name names[] = {
         {&str_fd, "_fd"},
         {&str_out, "_out"},
         {&str_protocol, "protocol"},
@@ -272,15 +258,7 @@ sendnow_exec(PyObject *Py_UNUSED(module))
         {&str_get_write_buffer_size, "get_write_buffer_size"},
         {&str_write, "write"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].slot == NULL) {
-            *names[i].slot = PyUnicode_InternFromString(names[i].name);
-            if (*names[i].slot == NULL) {
-                return -1;
-            }
-        }
-    }
-    return 0;
+    return intern_names(names, sizeof(names) / sizeof(names[0]));
 }
 
 static PyModuleDef_Slot sendnow_slots[] = {

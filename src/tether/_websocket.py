@@ -70,7 +70,7 @@ from .protocol.events import Close, Pong
 from .protocol.speedups import load_extension
 from .ratelimit import TokenBucket
 
-__all__ = ["Listener", "Message", "WebSocketStream"]
+__all__ = ["Listener", "Message", "WebSocketStream", "hotpath"]
 
 Message = str | bytes
 
@@ -95,16 +95,18 @@ class _NoMessages(collections.deque):  # type: ignore[type-arg]
 
 _NO_MESSAGES: collections.deque[Message] = _NoMessages()
 
-_c = load_extension("tether._hotpath")
+#: The optional C step of this layer (_hotpath.c), or None: loaded once here,
+#: for connection.py's sends too.
+hotpath = load_extension("tether._hotpath")
 # The common case of a read in C (_hotpath.c): its whole small text and binary
 # messages to the listener or the queue, without a Python frame per message;
 # None without the extension, and every read goes through the core's parser.
 _Receive = Callable[[Any, core.Connection, memoryview, int, int, object], tuple[int, int, int]]
 _receive: _Receive | None
-_receive = _c.receive if _c is not None else None
+_receive = hotpath.receive if hotpath is not None else None
 # get_buffer's common case: nothing held back, so the read goes to the front.
 _buffer_for: Callable[[Any, core.Connection, memoryview, int], memoryview] | None
-_buffer_for = _c.buffer_for if _c is not None else None
+_buffer_for = hotpath.buffer_for if hotpath is not None else None
 _OPEN = core.State.OPEN
 _CLOSED = core.State.CLOSED
 

@@ -23,24 +23,22 @@ from typing import Any
 
 from . import _direct
 from ._http1 import VECTORED_AT
-from ._websocket import Message, WebSocketStream
+from ._websocket import Message, WebSocketStream, hotpath
 from .exceptions import ConnectionClosedOK, InvalidState
 from .limits import Limits
 from .protocol import connection as core
 from .protocol.http import Request, Response
-from .protocol.speedups import load_extension
 
 _UNKNOWN = -2  # Connection._fd before its first broadcast frame
 
-_c = load_extension("tether._hotpath")
 # send_nowait's and send's common case in C (_hotpath.c): a str or bytes
 # under VECTORED_AT, framed and queued as below, when the core's plain
 # server frame applies; False, with nothing done, for every other case.
-_send_plain = _c.send if _c is not None else None
+_send_plain = hotpath.send if hotpath is not None else None
 # Whether the core holds received bytes back (protocol.pending_bytes), without
 # the two property calls per message.
 _held_back: Callable[[core.Connection], int]
-_held_back = _c.held_back if _c is not None else operator.attrgetter("pending_bytes")
+_held_back = hotpath.held_back if hotpath is not None else operator.attrgetter("pending_bytes")
 _OPEN = core.State.OPEN
 _CLOSED = core.State.CLOSED
 
