@@ -31,7 +31,7 @@ PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragmented,
     *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits,
     *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client,
     *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole,
-    *str_on_message, *str_message_failed, *str_append, *str_missing, *str_read_max;
+    *str_on_message, *str_message_failed, *str_append, *str_missing;
 
 /* tether.exceptions.ConnectionClosed and collections.deque, set at import. */
 static PyObject *connection_closed, *deque_type;
@@ -391,8 +391,8 @@ PyDoc_STRVAR(buffer_for_doc,
 "buffer_for(stream, protocol, scratch, min_read, /) -> memoryview\n\n"
 "protocol.get_buffer(scratch) when the core holds bytes back; else the\n"
 "front of scratch, as much of it as the stream's queue has bytes left for\n"
-"(stream._read_max - stream._queued_bytes), but at least min_read: scratch\n"
-"itself when that is all of it (the usual case).");
+"(stream.limits.max_queue_bytes - stream._queued_bytes), but at least\n"
+"min_read: scratch itself when that is all of it (the usual case).");
 
 static PyObject *
 buffer_for(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -413,15 +413,20 @@ buffer_for(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (pending) {
         return PyObject_CallMethodOneArg(protocol, str_get_buffer, scratch);
     }
-    long read_max = 0, queued = 0;
-    int failed = attr_long(stream, str_read_max, &read_max) < 0
+    long max_bytes = 0, queued = 0;
+    PyObject *limits = PyObject_GetAttr(stream, str_limits);
+    if (limits == NULL) {
+        return NULL;
+    }
+    int failed = attr_long(limits, str_max_queue_bytes, &max_bytes) < 0
                  || attr_long(stream, str_queued_bytes, &queued) < 0;
+    Py_DECREF(limits);
     Py_ssize_t size = PyObject_Size(scratch);
     Py_ssize_t min_read = PyLong_AsSsize_t(args[3]);
     if (failed || size < 0 || (min_read == -1 && PyErr_Occurred())) {
         return NULL;
     }
-    Py_ssize_t room = (Py_ssize_t)(read_max - queued);
+    Py_ssize_t room = (Py_ssize_t)(max_bytes - queued);
     if (room < min_read) {
         room = min_read;
     }
@@ -504,7 +509,6 @@ hotpath_exec(PyObject *Py_UNUSED(module))
         {&str_message_failed, "_message_failed"},
         {&str_append, "append"},
         {&str_missing, "missing"},
-        {&str_read_max, "_read_max"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0) {
         return -1;

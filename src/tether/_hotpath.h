@@ -15,7 +15,7 @@ extern PyObject *str_get_buffer, *str_protocol, *str_deflate, *str_sending_fragm
     *str_writing_paused, *str_messages, *str_queued_bytes, *str_rate, *str_limits,
     *str_max_queue, *str_max_queue_bytes, *str_state, *str_close_sent, *str_is_client,
     *str_reader, *str_buf, *str_asm, *str_msg_opcode, *str_closed, *str_max_whole,
-    *str_on_message, *str_message_failed, *str_append, *str_missing, *str_read_max;
+    *str_on_message, *str_message_failed, *str_append, *str_missing;
 
 /* _hotpath_send.c */
 extern const char send_doc[];

@@ -121,7 +121,6 @@ class WebSocketStream(HTTPStream):
         "_pings",
         "_queued_bytes",
         "_rate",
-        "_read_max",
         "_recv_waiter",
         "keepalive_at",
         "metrics",
@@ -134,10 +133,6 @@ class WebSocketStream(HTTPStream):
         self._messages: collections.deque[Message] = _NO_MESSAGES
         # Their size (len(): bytes, or characters of text), for max_queue_bytes.
         self._queued_bytes = 0
-        # What one read may bring with nothing queued, within the scratch
-        # buffer and at least MIN_READ (see _shared.MIN_READ): max_queue_bytes,
-        # kept here because get_buffer reads it on every read.
-        self._read_max = limits.max_queue_bytes
         self._recv_waiter: asyncio.Future[None] | None = None
         rate = limits.max_messages_per_second
         self._rate = None if rate is None else TokenBucket(rate)
@@ -164,7 +159,7 @@ class WebSocketStream(HTTPStream):
         if protocol.pending_bytes:
             return protocol.get_buffer(scratch)
         # No more than the queue has bytes left for (see _shared.MIN_READ).
-        room = max(MIN_READ, self._read_max - self._queued_bytes)
+        room = max(MIN_READ, self.limits.max_queue_bytes - self._queued_bytes)
         return scratch if room >= len(scratch) else scratch[:room]
 
     def buffer_updated(self, nbytes: int) -> None:
