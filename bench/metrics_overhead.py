@@ -71,12 +71,10 @@ def measure(args: argparse.Namespace, on: run.Peer, off: run.Peer) -> list[dict[
     s = run.settings(argparse.Namespace(quick=args.quick, duration=args.duration, repeat=1))
     loadgen = [c for c in run.CLIENTS.values() if not c.argv]
     cases = run.plan(args.only, [on, off], loadgen)
-    log = run.BUILD / "logs" / "metrics_overhead.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for round_number in range(1, args.rounds + 1):
         for case in cases:
-            row = run.run_case(case, s, log)
+            (row,) = run.run_group([case], s)
             row["round"] = round_number
             rows.append(row)
             print(

@@ -38,7 +38,8 @@ server keeps its core busy: compare the per-CPU-second figures.
 Rates are per second of wall time and per second of server CPU (user + system
 of every thread, from ``/proc/PID/stat``, read when the load prints ``start``
 and ``stop``): the second is the figure to compare on a shared machine. Each
-case runs ``--repeat`` times and every figure is the median of its runs.
+case runs ``--repeat`` times, in rounds (every server once per round), and
+every figure is the median of its runs.
 Results: bench/results/realtime-<date>.json and .md (``quick-`` and
 git-ignored with ``--quick``); the .md names the command that made it.
 """
@@ -253,14 +254,31 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def run_case(name: str, workload: str, s: Settings) -> dict[str, Any]:
+def run_workload(names: list[str], workload: str, s: Settings) -> list[dict[str, Any]]:
+    """Every server's row for one workload, the repeats in rounds (each server
+    once per round, as bench/run.py's run_group does and for the same reason:
+    a drifting machine then weighs on both sides of a ratio alike)."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    errors: dict[str, str] = {}
+    for _ in range(s.repeat):
+        for name in names:
+            if name in errors:
+                continue
+            try:
+                one = idle_run(name, s) if workload == "idle" else rate_run(name, workload, s)
+            except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                errors[name] = str(exc)
+            else:
+                runs[name].append(one)
+    return [finish_row(name, workload, runs[name], errors.get(name)) for name in names]
+
+
+def finish_row(
+    name: str, workload: str, runs: list[dict[str, Any]], error: str | None
+) -> dict[str, Any]:
     row: dict[str, Any] = {"server": name, "workload": workload}
-    runs = []
-    try:
-        for _ in range(s.repeat):
-            runs.append(idle_run(name, s) if workload == "idle" else rate_run(name, workload, s))
-    except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
-        return {**row, "ok": False, "error": str(exc)}
+    if error is not None:
+        return {**row, "ok": False, "error": error}
     row.update(medians(runs), ok=True)
     if workload != "idle":
         row["load_bound"] = any(
@@ -441,11 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     env = run_environment(args, s, argv)
     rows = []
     for workload in args.workloads:
-        for name in args.servers:
-            if workload == "idle" and name in RATE_ONLY:
-                continue
-            row = run_case(name, workload, s)
-            print(f"{workload} {name}: {summary(row)}", flush=True)
+        names = [n for n in args.servers if not (workload == "idle" and n in RATE_ONLY)]
+        for row in run_workload(names, workload, s):
+            print(f"{workload} {row['server']}: {summary(row)}", flush=True)
             rows.append(row)
     env["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -20,17 +20,15 @@ bench/results/realtime-merged-<date>.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from limits import realtime_row
-from report import load_bound
+from report import load_bound, merge_inputs
 
-from realtime import BENCH, LABELS, LOAD_BOUND_PCT, markdown, medians
+from realtime import LABELS, LOAD_BOUND_PCT, markdown, medians
 
 Json = dict[str, Any]
 
@@ -83,23 +81,16 @@ def merge(runs: list[Json], sources: list[str], command: str) -> Json:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="bench/realtime.py JSON results")
-    parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
-    args = parser.parse_args(argv)
-    if len(args.runs) < 2:
-        parser.error("merge two runs or more")
-    runs = [json.loads(path.read_text()) for path in args.runs]
-    command = " ".join([".venv/bin/python bench/realtime_merge.py", *argv])
+    paths, runs, results_dir, command = merge_inputs(argv, __doc__.split("\n\n")[0], "realtime")
     try:
-        merged = merge(runs, [str(path) for path in args.runs], command)
+        merged = merge(runs, [str(path) for path in paths], command)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     # realtime.py names it after its --base-src; the merged commands say which.
     LABELS.setdefault("tether-base", "tether at --base-src (the merged runs' commands)")
-    args.results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d-%H%M%S", time.gmtime())
-    out = args.results_dir / f"realtime-merged-{stamp}"
+    out = results_dir / f"realtime-merged-{stamp}"
     out.with_suffix(".json").write_text(json.dumps(merged, indent=1))
     out.with_suffix(".md").write_text(markdown(merged["environment"], merged["rows"]))
     print(f"wrote {out}.json and .md")

@@ -6,6 +6,7 @@ Also a command, to redo the tables of a results file without running anything:
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -228,3 +229,19 @@ def markdown(env: dict[str, Any], rows: list[Row], baselines: Sequence[str]) -> 
 if __name__ == "__main__":
     data = load(Path(sys.argv[1]))
     sys.stdout.write(markdown(data["environment"], data["runs"], BASELINES))
+
+
+def merge_inputs(
+    argv: list[str], description: str, script: str
+) -> tuple[list[Path], list[dict[str, Any]], Path, str]:
+    """A merge script's command line (``RUN.json RUN.json ... [--results-dir DIR]``):
+    the files, their JSON, the results directory and the command to record."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("runs", nargs="+", type=Path, help=f"bench/{script}.py JSON results")
+    parser.add_argument("--results-dir", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("merge two runs or more")
+    runs = [json.loads(path.read_text()) for path in args.runs]
+    command = " ".join([f".venv/bin/python bench/{script}_merge.py", *argv])
+    return args.runs, runs, args.results_dir, command

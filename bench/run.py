@@ -417,7 +417,11 @@ class Case:
     subject: str  # a peer name, or a client name for the client workload
     loop: str
     run: Callable[[Settings, Path], dict[str, Any]]
-    primary: str = "rate"  # the figure --repeat takes the median of
+
+
+def primary(workload: str) -> str:
+    """The figure --repeat takes the median of (memory for idle, else the rate)."""
+    return "kib_per_conn" if workload == "idle" else "rate"
 
 
 def plan(workloads: list[str], peers: list[Peer], clients: list[Client]) -> list[Case]:
@@ -466,7 +470,6 @@ def plan(workloads: list[str], peers: list[Peer], clients: list[Client]) -> list
                     p.name,
                     p.loop,
                     lambda s, log, p=p: run_idle(p, s, log),
-                    primary="kib_per_conn",
                 )
                 for p in ws_peers
             ]
@@ -482,6 +485,17 @@ def plan(workloads: list[str], peers: list[Peer], clients: list[Client]) -> list
                 for c in clients
             ]
     return cases
+
+
+def groups(cases: list[Case]) -> list[list[Case]]:
+    """The cases in runs of one (workload, variant): the subjects one table compares."""
+    out: list[list[Case]] = []
+    for case in cases:
+        if out and (out[-1][0].workload, out[-1][0].variant) == (case.workload, case.variant):
+            out[-1].append(case)
+        else:
+            out.append([case])
+    return out
 
 
 # -- environment ------------------------------------------------------------------------------
@@ -610,25 +624,55 @@ def environment(pin_note: str) -> dict[str, Any]:
 # -- main -------------------------------------------------------------------------------------
 
 
-def run_case(case: Case, s: Settings, log: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "workload": case.workload,
-        "variant": case.variant,
-        "subject": case.subject,
-        "loop": case.loop,
-    }
-    results = []
+def _log(case: Case) -> Path:
+    log = BUILD / "logs" / f"{case.workload}-{case.subject}.log".replace(" ", "_")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return log
+
+
+def run_group(group: list[Case], s: Settings) -> list[dict[str, Any]]:
+    """The cases of one table row group (a workload and variant), their repeats in rounds.
+
+    Round r runs every case once before round r+1 starts, so that a machine
+    whose speed drifts (a shared host: this one's peers ran up to 2x faster
+    in one run than in the run before) weighs on every subject of a ratio
+    alike, where running each case's repeats back to back let one subject
+    take a fast stretch and the next a slow one.
+    """
+    done: list[list[dict[str, Any]]] = [[] for _ in group]
+    errors: dict[int, str] = {}
     for _ in range(s.repeat):
-        try:
-            results.append(case.run(s, log))
-        except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
-            row.update(ok=False, error=str(exc))
-            return row
-    results.sort(key=lambda r: r.get(case.primary) or 0)
-    row.update(results[len(results) // 2], ok=True)
-    if s.repeat > 1:
-        values = [r.get(case.primary) or 0 for r in results]
+        for i, case in enumerate(group):
+            if i in errors:
+                continue
+            try:
+                done[i].append(case.run(s, _log(case)))
+            except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                errors[i] = str(exc)
+    return [
+        finish_row(
+            {"workload": c.workload, "variant": c.variant, "subject": c.subject, "loop": c.loop},
+            done[i],
+            errors.get(i),
+        )
+        for i, c in enumerate(group)
+    ]
+
+
+def finish_row(
+    row: dict[str, Any], results: list[dict[str, Any]], error: str | None
+) -> dict[str, Any]:
+    """One table row (``row`` names it): the run with the median primary figure,
+    and with several runs, their spread and every run (``repeats``)."""
+    if error is not None:
+        return {**row, "ok": False, "error": error}
+    key = primary(row["workload"])
+    results = sorted(results, key=lambda r: r.get(key) or 0)
+    row = {**row, **results[len(results) // 2], "ok": True}
+    if len(results) > 1:
+        values = [r.get(key) or 0 for r in results]
         row["spread"] = {"min": min(values), "max": max(values), "stdev": statistics.pstdev(values)}
+        row["repeats"] = results  # what bench/run_merge.py pools
     return row
 
 
@@ -668,7 +712,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 5)")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per case; the median is kept (default 1)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per case, in rounds over each table's subjects; the median is kept (default 1)",
     )
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     return parser.parse_args(argv)
@@ -711,15 +758,14 @@ def main(argv: list[str] | None = None) -> int:
     cases = plan(workloads, peers, clients)
     print(f"{len(cases)} runs; {env['pinning']}", flush=True)
     rows = []
-    for i, case in enumerate(cases, 1):
-        log = BUILD / "logs" / f"{case.workload}-{case.subject}.log".replace(" ", "_")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        row = run_case(case, s, log)
-        rows.append(row)
-        print(
-            f"[{i}/{len(cases)}] {case.workload} {case.variant} {case.subject}: {summary(row)}",
-            flush=True,
-        )
+    for group in groups(cases):
+        for row in run_group(group, s):
+            rows.append(row)
+            print(
+                f"[{len(rows)}/{len(cases)}] {row['workload']} {row['variant']}"
+                f" {row['subject']}: {summary(row)}",
+                flush=True,
+            )
     return write_results(args.results_dir, env, rows, s.quick)
 
 

@@ -27,3 +27,18 @@ def run_quick(script: str, args: list[str], results_dir: Path) -> dict[str, Any]
     (results,) = results_dir.glob(f"quick-{script}-*.json")
     assert list(results_dir.glob(f"quick-{script}-*.md"))
     return json.loads(results.read_text())  # type: ignore[no-any-return]
+
+
+def run_merge(
+    script: str, tmp_path: Path, *results: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """``bench/<script>_merge.py`` on ``results``, each written to a JSON file in
+    ``tmp_path`` (``<script>-N.json``); its output goes to ``tmp_path / "out"``."""
+    paths = []
+    for n, data in enumerate(results):
+        path = tmp_path / f"{script}-{n}.json"
+        path.write_text(json.dumps(data))
+        paths.append(str(path))
+    command = [sys.executable, str(BENCH / f"{script}_merge.py"), *paths]
+    command += ["--results-dir", str(tmp_path / "out")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout(30))

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import repo_root, timeout
-
-SCRIPT = repo_root() / "bench" / "realtime_merge.py"
+from bench_helpers import run_merge
 
 
 def repeat(per_cpu: float, load: float = 10.0, server: float = 100.0) -> dict[str, Any]:
@@ -52,13 +49,7 @@ def row(server: str, workload: str, *runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(tmp_path: Path, *results: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    paths = []
-    for n, data in enumerate(results):
-        path = tmp_path / f"realtime-{n}.json"
-        path.write_text(json.dumps(data))
-        paths.append(str(path))
-    command = [sys.executable, str(SCRIPT), *paths, "--results-dir", str(tmp_path / "out")]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout(30))
+    return run_merge("realtime", tmp_path, *results)
 
 
 def test_repeats_are_pooled_and_their_medians_taken(tmp_path: Path) -> None:
