@@ -16,8 +16,9 @@ arguments, ``join`` to a room, ``fanout`` to that room) is served by each
 * ``redis-2``, ``redis-4`` (fan-out only): the same with ``--redis URL``, on a
   private ``redis-server`` (free port, no persistence) stopped by its PID.
 
-The workers run on asyncio's own loop (``tether run`` does not install
-uvloop), so the plain process does too. Server CPU is user + system time
+Every process runs the loop ``--loop`` names (``auto``, the default, is
+uvloop when it is installed, as for ``tether run``): the plain process, the
+supervisor and the workers. Server CPU is user + system time
 (psutil) of the supervisor and every worker (or the plain process) between
 two readings around the measured window; Redis's own CPU is reported apart.
 
@@ -105,6 +106,8 @@ from realtime_compression import (
 from redis_fanout import start_redis
 from run import environment, pinning
 
+from tether import _loops
+
 BENCH = Path(__file__).resolve().parent
 WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 POLL_PATH = "/socket.io/?EIO=4&transport=polling"
@@ -130,7 +133,8 @@ async def fanout(socket, room, seq, sent):
 
 PLAIN = f"""
 import asyncio
-from tether import realtime
+import sys
+from tether import _loops, realtime
 from {APP_MODULE} import server
 
 async def main():
@@ -138,7 +142,7 @@ async def main():
         print(http.port, flush=True)
         await asyncio.get_running_loop().create_future()
 
-asyncio.run(main())
+_loops.run(main(), sys.argv[1])
 """
 
 SETUPS: dict[str, dict[str, Any]] = {
@@ -185,7 +189,7 @@ class SupervisorLog:
     their handoff counts when they stop; the last lines for error messages."""
 
     LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
-    READY = re.compile(r"worker \d+ ready \(pid (\d+)\)")
+    READY = re.compile(r"worker \d+ ready \(pid (\d+),")
     STOPPED = re.compile(r"handed (\d+) connections, adopted (\d+)")
 
     def __init__(self, stream: Any, running: Running, workers: int) -> None:
@@ -224,10 +228,11 @@ async def serving(setup: str, args: argparse.Namespace, conns: int) -> AsyncIter
     spec = SETUPS[setup]
     limit = conns + 200
     if spec["workers"] is None:
-        command = [sys.executable, "-c", PLAIN]
+        command = [sys.executable, "-c", PLAIN, args.loop]
     else:
         command = [sys.executable, "-m", "tether", "run", f"{APP_MODULE}:server"]
         command += ["--port", "0", "--workers", str(spec["workers"]), "--grace", "5"]
+        command += ["--loop", args.loop]
         if spec["redis"]:
             command += ["--redis", args.redis_url]
     proc = subprocess.Popen(
@@ -612,7 +617,7 @@ def setting(env: dict[str, Any]) -> str:
         [
             f"Python {versions['python']}",
             f"tether {versions['tether']} ({env['tether_commit']})",
-            "asyncio's loop everywhere (tether run's workers do not install uvloop)",
+            f"{env.get('loop', 'asyncio')}'s loop in every server process",
             env["pinning"],
             f"{env['cpus']} CPUs ({env['cpu']})",
             f"load average (1, 5, 15 min) before {env['loadavg_before']}, "
@@ -672,9 +677,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="runs per case, interleaved; the median is kept"
     )
     parser.add_argument("--no-pin", action="store_true", help="let every process use every CPU")
+    parser.add_argument(
+        "--loop",
+        choices=_loops.LOOPS,
+        default="auto",
+        help="every server process's event loop (auto: uvloop when installed)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: ~50 clients, 0.5 s")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     args = parser.parse_args(argv)
+    args.loop = _loops.resolve(args.loop)
     if args.quick:
         args.clients, args.receivers, args.seconds = 10, 50, 0.5
     return args
@@ -744,6 +756,7 @@ async def main(argv: list[str] | None = None) -> int:
         command="python bench/workers.py " + " ".join(sys.argv[1:] if argv is None else argv),
         loadavg_before=[round(x, 2) for x in loadavg_before],
         loadavg_after=[round(x, 2) for x in os.getloadavg()],
+        loop=args.loop,
         workloads=args.workloads,
         setups=args.setups,
         clients=args.clients,

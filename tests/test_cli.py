@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import re
 import signal
 import socket
@@ -16,7 +17,9 @@ import tether
 from conftest import StartServer, ws_uri
 from helpers import repo_root, timeout
 
-LISTENING = re.compile(rb"echo server listening on (ws://\S+)")
+LISTENING = re.compile(rb"echo server listening on (ws://\S+) \((\w+)\)")
+#: What ``--loop auto`` (the default) picks here.
+AUTO_LOOP = b"uvloop" if importlib.util.find_spec("uvloop") else b"asyncio"
 
 
 async def spawn(*args: str) -> asyncio.subprocess.Process:
@@ -39,14 +42,18 @@ def kill(process: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cli_server(*flags: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """``python -m tether serve --echo --port 0 FLAGS``; yields its URI and process."""
+async def cli_server(
+    *flags: str, loop: bytes = AUTO_LOOP
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """``python -m tether serve --echo --port 0 FLAGS``, which must say it runs
+    on ``loop``; yields its URI and process."""
     process = await spawn("serve", "--echo", "--port", "0", *flags)
     try:
         assert process.stderr is not None
         line = await asyncio.wait_for(process.stderr.readline(), timeout(10))
         match = LISTENING.search(line)
         assert match is not None, line
+        assert match.group(2) == loop, line
         yield match.group(1).decode(), process
     finally:
         kill(process)
@@ -69,6 +76,13 @@ async def test_serve_echoes_text_and_binary() -> None:
             assert await asyncio.wait_for(client.recv(), timeout()) == "hi"
             await client.send(b"\x01\x02")
             assert await asyncio.wait_for(client.recv(), timeout()) == b"\x01\x02"
+
+
+async def test_serve_on_asyncio_s_own_loop() -> None:
+    flags = ("--loop", "asyncio")
+    async with cli_server(*flags, loop=b"asyncio") as (uri, _), tether.connect(uri) as client:
+        await client.send("hi")
+        assert await asyncio.wait_for(client.recv(), timeout()) == "hi"
 
 
 async def test_serve_limit_flags_reach_the_server() -> None:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from . import Connection, ConnectionClosed, Limits, TetherError, connect, serve
+from . import Connection, ConnectionClosed, Limits, TetherError, _loops, connect, serve
 from .version import __version__, speedups_status
 
 __all__ = ["main"]
@@ -48,6 +48,15 @@ def _limits(args: argparse.Namespace) -> Limits:
     chosen = {name: getattr(args, name) for name in Limits.describe()}
     given = {k: (None if v is _UNSET else v) for k, v in chosen.items() if v is not None}
     return Limits().replace(**given)
+
+
+def _add_loop_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loop",
+        choices=_loops.LOOPS,
+        default="auto",
+        help="the event loop: uvloop if installed (auto, the default), or asyncio's own",
+    )
 
 
 class _Version(argparse.Action):
@@ -92,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a reverse proxy's address or CIDR network whose Forwarded / X-Forwarded-For "
         "headers name the client (repeatable; none by default)",
     )
+    _add_loop_flag(srv)
     _add_limit_flags(srv)
 
     cli = commands.add_parser("connect", help="interactive client: lines typed are sent")
@@ -107,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks one)"
     )
     demo.add_argument("--redis", metavar="URL", default=None, help="share chat state through Redis")
+    _add_loop_flag(demo)
 
     run = commands.add_parser(
         "run", help="serve a realtime.Server on N worker processes sharing one port"
@@ -121,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--grace", type=float, default=10.0, help="seconds to stop before a kill (default: 10)"
     )
+    _add_loop_flag(run)
     return parser
 
 
@@ -144,7 +156,8 @@ async def _serve(args: argparse.Namespace) -> None:
             with contextlib.suppress(NotImplementedError):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
         host = f"[{args.host}]" if ":" in args.host else args.host  # RFC 3986 IPv6 literal
-        print(f"echo server listening on ws://{host}:{server.port}", file=sys.stderr, flush=True)
+        listening = f"echo server listening on ws://{host}:{server.port} ({_loops.current()})"
+        print(listening, file=sys.stderr, flush=True)
         with contextlib.suppress(asyncio.CancelledError):
             await stop
         print("shutting down", file=sys.stderr, flush=True)
@@ -236,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = max(args.verbose, 1) if args.command == "run" else args.verbose
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        loop = _loops.resolve(getattr(args, "loop", "asyncio"))  # connect: asyncio's own
+    except RuntimeError as exc:
+        print(f"error: --loop {args.loop}: {exc}", file=sys.stderr)
+        return 1
     if args.command == "demo":
         from .demo import main as demo_main
 
@@ -243,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "run":
         from .realtime.workers import run
 
-        options = {"host": args.host, "port": args.port, "workers": args.workers}
+        options = {"host": args.host, "port": args.port, "workers": args.workers, "loop": loop}
         try:
             return run(args.app, **options, redis=args.redis, grace=args.grace)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
@@ -252,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         runner = _serve(args) if args.command == "serve" else _client(args)
     try:
-        result = asyncio.run(runner)
+        result = _loops.run(runner, loop)
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError, TetherError) as exc:

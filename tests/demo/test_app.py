@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 import sys
@@ -59,8 +60,10 @@ async def test_the_demo_command_serves_until_interrupted() -> None:
     try:
         assert process.stderr is not None
         line = await asyncio.wait_for(process.stderr.readline(), timeout(10))
-        match = re.search(rb"tether demos on http://127\.0\.0\.1:(\d+)/", line)
+        match = re.search(rb"tether demos on http://127\.0\.0\.1:(\d+)/ \((\w+)\)", line)
         assert match is not None, line
+        # --loop auto: uvloop when it is installed.
+        assert match.group(2) == (b"uvloop" if importlib.util.find_spec("uvloop") else b"asyncio")
         index = await http_request(int(match.group(1)), "GET", "/")
         assert index.status == 200
         process.send_signal(2)  # SIGINT: a clean stop

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import realtime
+from .. import _loops, realtime
 from ..connection import Connection
 from ..protocol.http import Headers, Request, Response
 from ..realtime.adapters.base import Adapter
@@ -247,7 +247,8 @@ async def main(host: str = "127.0.0.1", port: int = 8000, redis_url: str | None 
         shown = f"[{host}]" if ":" in host else host  # RFC 3986 IPv6 literal
         if host in ("0.0.0.0", "::"):
             shown = "localhost"
-        print(f"tether demos on http://{shown}:{server.port}/", file=sys.stderr, flush=True)
+        url = f"http://{shown}:{server.port}/"
+        print(f"tether demos on {url} ({_loops.current()})", file=sys.stderr, flush=True)
         print(
             f"Admin UI on http://{shown}:{server.port}{ADMIN_UI}/ "
             f"(username {USERNAME}, password {password})",

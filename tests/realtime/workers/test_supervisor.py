@@ -7,6 +7,7 @@ long-polling first, then the upgrade to WebSocket).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from realtime.redis_helpers import RedisServer, redis_server
 from realtime.workers.workers_helpers import APP, STREAM, Crowd, Run, alive
 
 CLIENTS = 200
+#: What ``--loop auto`` (the default) picks here.
+AUTO_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
 @pytest.fixture
@@ -64,12 +67,13 @@ def _crowd_scenario(run: Run, count: int) -> None:
         crowd.close()
 
 
-def _serve_the_crowd(directory: Path, *args: str) -> list[str]:
-    """``tether run`` with 4 workers and ``args``: the crowd scenario, then
-    SIGTERM (exit 0); the supervisor's log."""
+def _serve_the_crowd(directory: Path, *args: str, loop: str = AUTO_LOOP) -> list[str]:
+    """``tether run`` with 4 workers and ``args``: the crowd scenario on
+    workers that run ``loop``, then SIGTERM (exit 0); the supervisor's log."""
     run = Run(directory, 4, *args)
     try:
         run.start()
+        assert run.loops == dict.fromkeys(range(4), loop)
         _crowd_scenario(run, CLIENTS)
         assert run.terminate() == 0
     finally:
@@ -91,10 +95,19 @@ def test_200_default_clients_on_4_workers_with_the_cluster_hub(tmp_path: Path) -
     assert any("cluster" in line for line in log)
 
 
+@pytest.mark.skipif(not _cluster_available(), reason="the cluster adapter is not there yet")
+@pytest.mark.skipif(AUTO_LOOP != "uvloop", reason="uvloop (tether[uvloop]) is not installed")
+def test_loop_asyncio_on_4_workers_with_the_cluster_hub(tmp_path: Path) -> None:
+    """With uvloop installed the workers run on it by default (the test above);
+    ``--loop asyncio`` keeps asyncio's own loop, and everything works the same."""
+    _serve_the_crowd(tmp_path, "--loop", "asyncio", loop="asyncio")
+
+
 def test_one_worker(tmp_path: Path) -> None:
     run = Run(tmp_path, 1)
     try:
         run.start()
+        assert run.loops == {0: AUTO_LOOP}
         crowd = Crowd(run.url, 5)
         try:
             ready = crowd.read("ready", timeout(60))

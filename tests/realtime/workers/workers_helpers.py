@@ -135,6 +135,9 @@ class Run:
         self.log = _Lines(self.process.stderr)
         #: The pid of each worker index, as its last "started" line says.
         self.pids: dict[int, int] = {}
+        #: The event loop of each worker index ("uvloop" or "asyncio"), as its
+        #: last "ready" line says.
+        self.loops: dict[int, str] = {}
         self.port = 0
         self.stop_seconds = 0.0
 
@@ -147,8 +150,9 @@ class Run:
             line = self.log.next(timeout(30))
             if started := re.search(r"worker (\d+) started \(pid (\d+)\)", line):
                 self.pids[int(started[1])] = int(started[2])
-            if done := re.search(r"worker (\d+) ready", line):
+            if done := re.search(r"worker (\d+) ready \(pid \d+, (\w+)\)", line):
                 ready.add(int(done[1]))
+                self.loops[int(done[1])] = done[2]
 
     @property
     def url(self) -> str:
@@ -161,8 +165,9 @@ class Run:
             line = self.log.next(timeout(30))
             if started := re.search(rf"worker {index} started \(pid (\d+)\)", line):
                 pid = int(started[1])
-            if pid and re.search(rf"worker {index} ready \(pid {pid}\)", line):
+            if pid and (done := re.search(rf"worker {index} ready \(pid {pid}, (\w+)\)", line)):
                 self.pids[index] = pid
+                self.loops[index] = done[1]
                 return pid
 
     def terminate(self) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ... import _loops
 from .app import has_own_adapter, load
 from .handoff import MAX_WORKERS
 
@@ -59,6 +60,7 @@ class WorkerOptions:
     log_level: str = "INFO"
     backoff: float = BACKOFF
     max_failures: int = MAX_FAILURES
+    loop: str = "asyncio"
 
 
 def run(
@@ -72,6 +74,7 @@ def run(
     backlog: int = 1024,
     backoff: float = BACKOFF,
     max_failures: int = MAX_FAILURES,
+    loop: str = "auto",
 ) -> int:
     """Serve the :class:`~tether.realtime.Server` named ``app``
     (``"myapp:server"``) on ``workers`` processes sharing one port, until
@@ -88,7 +91,9 @@ def run(
     A worker that dies within :data:`STABLE` seconds of its start is
     restarted after ``backoff`` seconds, doubled at each such failure (at
     most :data:`BACKOFF_CAP`); after ``max_failures`` of them in a row the
-    supervisor stops every worker and returns 1.
+    supervisor stops every worker and returns 1. ``loop``: the event loop of
+    the supervisor and of every worker, ``"auto"`` (uvloop when it is
+    installed), ``"uvloop"`` or ``"asyncio"``.
     Every request of a session reaches the worker that owns it
     (docs/workers.md), so default (polling first) clients work.
     """
@@ -104,8 +109,9 @@ def run(
         log_level=level,
         backoff=backoff,
         max_failures=max_failures,
+        loop=_loops.resolve(loop),
     )
-    return asyncio.run(Supervisor(options).run())
+    return _loops.run(Supervisor(options).run(), options.loop)
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -157,10 +163,11 @@ class Supervisor:
             self._install_signals()
             host = f"[{options.host}]" if ":" in options.host else options.host
             _log.info(
-                "listening on http://%s:%d with %d worker(s) (supervisor pid %d)",
+                "listening on http://%s:%d with %d worker(s) on %s (supervisor pid %d)",
                 host,
                 self.port,
                 options.workers,
+                options.loop,
                 os.getpid(),
             )
             keepers = [asyncio.create_task(self._keep(i)) for i in range(options.workers)]
@@ -211,6 +218,7 @@ class Supervisor:
         command += ["--fd", str(self._listening.fileno()), "--index", str(index)]
         command += ["--count", str(options.workers), "--runtime", str(self._runtime)]
         command += ["--parent-fd", str(self._alive[0]), "--log-level", options.log_level]
+        command += ["--loop", options.loop]
         if options.redis is not None:
             command += ["--redis", options.redis]
         if self._cluster is not None:

@@ -1,7 +1,7 @@
 """One worker process of ``tether run --workers N`` (started by the supervisor).
 
 ``python -m tether.realtime.workers.worker --fd FD --index I --count N
---runtime DIR APP``: serves APP's realtime server on the listening socket FD
+--runtime DIR [--loop uvloop] APP``: serves APP's realtime server on the listening socket FD
 it inherited, its sids starting with its own character, and hands requests
 naming another worker's session to that worker (:mod:`.handoff`). SIGTERM or
 SIGINT shut it down gracefully (``realtime.serve``).
@@ -18,6 +18,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from ... import _loops
 from ..server.serving import serve
 from .app import load, share_rooms
 from .handoff import Handoff, set_done, sid_prefix
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         "--parent-fd", type=int, default=None, help="a pipe that ends when the supervisor does"
     )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--loop", choices=_loops.LOOPS, default="asyncio")
     return parser
 
 
@@ -76,7 +78,7 @@ async def _until_stopped(index: int, parent_fd: int | None) -> None:
         loop.add_signal_handler(number, set_done, stop)
     if parent_fd is not None:
         loop.add_reader(parent_fd, _orphaned, stop)
-    _log.info("worker %d ready (pid %d)", index, os.getpid())
+    _log.info("worker %d ready (pid %d, %s)", index, os.getpid(), _loops.current())
     try:
         await stop
     finally:
@@ -99,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"%(asctime)s [worker {args.index} pid %(process)d] %(name)s %(levelname)s "
         "%(message)s",
     )
-    asyncio.run(_serve(args))
+    _loops.run(_serve(args), args.loop)
     return 0
 
 
