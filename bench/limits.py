@@ -167,3 +167,27 @@ def ceilings(realtime_rows: list[Json]) -> list[str]:
                 "the floor."
             )
     return out
+
+
+def run_ceilings(run_rows: list[Json], best: dict[tuple[str, str], str]) -> list[str]:
+    """What the raw TCP echo says of each raw row it ran in: the most a Python
+    server on uvloop's transports does here, against the best peer."""
+    out = []
+    for workload, variant, label, _ in RUN_ROWS:
+        peer = best.get((workload, variant))
+        got = {
+            n: r["per_server_cpu_s"]
+            for n in (*RUN_OWN, RUN_CEILING, *([peer] if peer else []))
+            if (r := run_row(run_rows, workload, variant, n)) and r.get("per_server_cpu_s")
+        }
+        if peer is None or not {"tether", RUN_CEILING, peer} <= got.keys():
+            continue
+        raw = got[RUN_CEILING]
+        callbacks = got.get("tether-callbacks")
+        also = f" (MessageHandler callbacks {callbacks / raw:.2f}x)" if callbacks else ""
+        out.append(
+            f"- {label}: the raw TCP echo, which does no WebSocket work at all, is "
+            f"{raw / got[peer]:.2f}x {peer} per server CPU-second; tether is "
+            f"{got['tether'] / raw:.2f}x the raw echo{also}."
+        )
+    return out

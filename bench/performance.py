@@ -402,6 +402,7 @@ def generated(run_path: Path, rt_path: Path) -> str:
         "",
         *limits.table(run["runs"], best, realtime["rows"]),
         "",
+        *limits.run_ceilings(run["runs"], best),
         *limits.ceilings(realtime["rows"]),
     ]
     return "\n".join(lines) + "\n"

@@ -263,6 +263,13 @@ def test_the_cpu_split_and_the_budget_it_leaves(perf: ModuleType, tmp_path: Path
         "- Socket.IO emit-echo: the Python floor is 1.10x socket.io on Node per server "
         "CPU-second; tether is 0.45x the floor."
     ]
+    # The raw echo as the ceiling of the rows it ran in, against the best peer.
+    run["runs"] += run_json([("reqresp", "128 B", "raw", 150_000.0)])["runs"]
+    assert perf.limits.run_ceilings(run["runs"], {("reqresp", "128 B"): "picows"}) == [
+        "- raw request/response, 128 B: the raw TCP echo, which does no WebSocket work at "
+        "all, is 1.25x picows per server CPU-second; tether is 0.67x the raw echo."
+    ]
+    assert perf.limits.run_ceilings(run["runs"], {}) == []
     # An older run without kernel figures shows dashes, not a wrong budget.
     del run["runs"][0]["server_system_cpu_s"]
     lines = perf.limits.table(run["runs"], {("reqresp", "128 B"): "picows"}, [])
