@@ -5,8 +5,8 @@ the server alone that a noisy machine cannot blur.
     .venv/bin/python bench/server_instructions.py WORKLOAD SERVER [SERVER ...]
         [--src SRC_DIR] [--results-dir DIR]
 
-WORKLOAD is reqresp or echo64k (as bench/perf_split.sh's), or echo1m (bench/run.py's
-1 MiB echo). Each SERVER is a
+WORKLOAD is reqresp or echo64k (as bench/perf_split.sh's), echo1m (bench/run.py's
+1 MiB echo) or connect (its 50 concurrent connect + close; per connection). Each SERVER is a
 script of bench/servers with its flags, quoted, e.g. ``"tether_server.py
 --uvloop --callbacks"`` or ``"picows_server.py --uvloop"``. ``--src`` puts a
 tether ``src/`` directory first on the server's path (a ``git worktree`` of
@@ -43,6 +43,7 @@ WORKLOADS = {
     "reqresp": ["reqresp", "--conns", "100", "--size", "128"],
     "echo64k": ["echo", "--conns", "1", "--inflight", "32", "--size", "65536"],
     "echo1m": ["echo", "--conns", "1", "--inflight", "32", "--size", str(1 << 20)],
+    "connect": ["connect", "--concurrency", "50"],  # per connection: bench/run.py's row
 }
 DURATIONS = (3, 7)
 

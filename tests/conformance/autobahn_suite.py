@@ -132,19 +132,29 @@ def _add_results(summary: Summary, outdir: Path) -> None:
                 summary.failures[case] = f"{behavior}/{close}: {detail}"
 
 
+def server_loops() -> list[str]:
+    """The loops the server side runs on: uvloop when installed (what ``--loop
+    auto`` picks, so what users get), and asyncio's own loop in any case."""
+    from tether._loops import resolve
+
+    return list(dict.fromkeys([resolve("auto"), "asyncio"]))
+
+
 def run_server_suite(
     outdir: Path,
     cases: list[str] | None = None,
     parallelism: int = 2,
     progress: Progress = print_progress,
+    loop: str = "asyncio",
 ) -> Summary:
-    """kosoku's fuzzingclient against ``python -m tether serve --echo``.
+    """kosoku's fuzzingclient against ``python -m tether serve --echo --loop LOOP``.
 
     The whole suite runs group by group (:data:`SERVER_GROUPS`), each in its
     own report directory under ``outdir``, with a progress line per group.
     """
+    command = [sys.executable, "-m", "tether", "serve", "--echo", "--port", "0"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tether", "serve", "--echo", "--port", "0", *SERVER_FLAGS],
+        [*command, "--loop", loop, *SERVER_FLAGS],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -179,11 +189,11 @@ def run_server_suite(
                 done += sum(len(results) for results in index.values())
             elapsed = time.monotonic() - start
             group = " ".join(selection)
-            progress(f"autobahn server: {group} done, {done} cases in {elapsed:.0f} s")
+            progress(f"autobahn server ({loop}): {group} done, {done} cases in {elapsed:.0f} s")
         seconds = time.monotonic() - start
     finally:
         _stop(server)
-    return summarize("server", outdirs, seconds)
+    return summarize(f"server ({loop})", outdirs, seconds)
 
 
 def run_client_suite(
@@ -240,8 +250,10 @@ def render(summaries: list[Summary]) -> str:
         "",
         "The whole Autobahn TestSuite, run by [kosoku](https://pypi.org/project/kosoku/)"
         f" {version('kosoku')} (Autobahn's own case files) against tether {version('tether')},"
-        " as a server (kosoku's fuzzingclient against `python -m tether serve --echo`) and as"
-        " a client (`tests/conformance/autobahn_client.py` against kosoku's fuzzingserver).",
+        " as a server (kosoku's fuzzingclient against `python -m tether serve --echo`, on"
+        " each event loop: `--loop uvloop`, what the default `--loop auto` picks when uvloop"
+        " is installed, and `--loop asyncio`) and as a client"
+        " (`tests/conformance/autobahn_client.py` against kosoku's fuzzingserver).",
         "",
         "Regenerate this page with `scripts/autobahn` (about ten minutes on 2 cores)."
         f" Last run: {datetime.date.today().isoformat()}, Python {sys.version.split()[0]}.",
@@ -288,7 +300,10 @@ def main() -> int:
     parser.add_argument("-i", "--include", action="append", help="case id or glob")
     args = parser.parse_args()
     summaries = [
-        run_server_suite(args.out / "servers", args.include),
+        *(
+            run_server_suite(args.out / f"servers-{loop}", args.include, loop=loop)
+            for loop in server_loops()
+        ),
         run_client_suite(args.out / "clients", args.include),
     ]
     page = render(summaries)

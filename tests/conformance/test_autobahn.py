@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.autobahn_suite import Progress, run_client_suite, run_server_suite
+from conformance.autobahn_suite import (
+    Progress,
+    run_client_suite,
+    run_server_suite,
+    server_loops,
+)
 from helpers import skip_conformance, timeout
 
 pytestmark = [
@@ -42,8 +47,9 @@ def progress(pytestconfig: pytest.Config) -> Progress:
     return show
 
 
-def test_autobahn_as_server(tmp_path: Path, progress: Progress) -> None:
-    summary = run_server_suite(tmp_path, progress=progress)
+@pytest.mark.parametrize("loop", server_loops())
+def test_autobahn_as_server(tmp_path: Path, progress: Progress, loop: str) -> None:
+    summary = run_server_suite(tmp_path, progress=progress, loop=loop)
     assert summary.failures == {}
     assert summary.total == ALL_CASES
 
