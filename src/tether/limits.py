@@ -169,7 +169,9 @@ class RealtimeLimits:
     frames, and mean nothing to a plain WebSocket server. Each is per
     connection (one Engine.IO session, whatever its transport), so that one
     client costs the server at most these bytes and tasks; docs/limits.md
-    adds them up into the per-connection worst case.
+    adds them up into the per-connection worst case. The realtime client
+    bounds what a server makes it hold with the same ``max_payload``,
+    ``max_attachments``, ``max_handler_tasks`` and ``max_pending_bytes``.
     """
 
     max_payload: int = field(

@@ -299,6 +299,12 @@ class TetherRealtime:
         async def disconnected(socket: Any, reason: str) -> None:
             self.disconnects.put(reason)
 
+        @self.server.on("flood")
+        async def flood(socket: Any, count: int, size: int) -> int:
+            for n in range(count):
+                await socket.emit("item", n, "x" * size)
+            return count  # the ack comes after every item
+
     async def _start(self) -> None:
         self.stack = contextlib.AsyncExitStack()
         http = await self.stack.enter_async_context(
@@ -354,6 +360,41 @@ def test_simple_client_against_tethers_server(tether_realtime: TetherRealtime) -
         client.connect(url, transports=("polling",))
         assert client.transport == "polling"
         assert client.call("echo_ack", {"a": b"\x00"}, timeout=timeout(3)) == {"a": b"\x00"}
+
+
+def test_simple_client_holds_few_unread_events_and_loses_none(
+    tether_realtime: TetherRealtime,
+) -> None:
+    """Unread events hold the client's handler slots; the rest wait, and all
+    arrive in order once read."""
+    url = tether_realtime.start()
+    limits = realtime.RealtimeLimits(max_handler_tasks=2)
+    with SimpleClient(connect_timeout=timeout(5), limits=limits) as client:
+        client.connect(url)
+        assert client.call("flood", 50, 100, timeout=timeout(3)) == 50
+        async_client = client.client
+        assert async_client is not None
+        table = async_client.client._handlers
+        assert sync_loop.shared.run(_running, table) == 2  # the other 48 wait
+        assert [client.receive(timeout=timeout(3))[1] for _ in range(50)] == list(range(50))
+
+
+async def _running(table: Any) -> int:
+    return int(table.running)
+
+
+def test_simple_client_that_stops_reading_is_dropped_past_max_pending_bytes(
+    tether_realtime: TetherRealtime,
+) -> None:
+    url = tether_realtime.start()
+    limits = realtime.RealtimeLimits(max_handler_tasks=2, max_pending_bytes=8192)
+    with SimpleClient(reconnection=False, connect_timeout=timeout(5), limits=limits) as client:
+        client.connect(url)
+        client.emit("flood", 50, 300)
+        # The two events read before the drop, then the end: nothing piled up.
+        assert [client.receive(timeout=timeout(3))[1] for _ in range(2)] == [0, 1]
+        with pytest.raises(Disconnected):
+            client.receive(timeout=timeout(3))
 
 
 def test_a_script_that_never_disconnects_says_goodbye_at_exit(

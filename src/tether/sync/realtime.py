@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
 
 from ..exceptions import Disconnected, InvalidState
@@ -177,11 +178,14 @@ class Client(Closing):
             return register(handler)
         return register
 
-    def _off_the_loop(self, handler: Handler) -> Callable[..., asyncio.Future[Any]]:
-        def run_on_handler_thread(*args: Any) -> asyncio.Future[Any]:
-            # Called on the loop by the asyncio client, which awaits what it
-            # returns and sends the result back as the acknowledgement.
-            return asyncio.wrap_future(self._handlers.submit(handler, *args))
+    def _off_the_loop(self, handler: Handler) -> Callable[..., Coroutine[Any, Any, Any]]:
+        async def run_on_handler_thread(*args: Any) -> Any:
+            # Run on the loop by the asyncio client, which sends the result
+            # back as the acknowledgement. A coroutine function, so that the
+            # client counts it in max_handler_tasks before it starts: at most
+            # that many events wait for the handler thread, and the rest wait
+            # in the client's table, bounded in bytes (max_pending_bytes).
+            return await asyncio.wrap_future(self._handlers.submit(handler, *args))
 
         run_on_handler_thread.__name__ = getattr(handler, "__name__", "handler")
         return run_on_handler_thread
@@ -314,20 +318,41 @@ class Client(Closing):
         return self.client.sid(namespace)
 
 
+#: An event for :meth:`SimpleClient.receive`: ``[event, *args]``, and the
+#: future its handler waits on until the event is read.
+_Received = tuple[list[Any], "asyncio.Future[None]"]
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _on_loop_of(loop: asyncio.AbstractEventLoop, function: Callable[..., None], *args: Any) -> None:
+    """``function(*args)`` on ``loop``'s thread, unless the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(function, *args)
+
+
 class SimpleClient(Closing):
     """A blocking Socket.IO client for scripts, in the shape of python-socketio's
     ``SimpleClient``: one namespace, events read with :meth:`receive`.
 
     The options are :class:`Client`'s (those of
     :class:`tether.realtime.client.Client`); reconnection is on, as there.
-    Events wait in an unbounded queue until :meth:`receive` takes them.
+    An event not yet taken by :meth:`receive` holds one of the client's
+    handler slots (``limits.max_handler_tasks``, 16 by default), and events
+    that come while every slot is held wait behind them, up to
+    ``limits.max_pending_bytes`` (1 MiB), past which the client drops the
+    connection and reconnects: a script that stops reading costs that much,
+    not an unbounded queue.
     """
 
     def __init__(self, **options: Any) -> None:
         self.options = options
         self.client: Client | None = None
         self.namespace = DEFAULT_NAMESPACE
-        self._events: queue.Queue[list[Any] | None] = queue.Queue()
+        self._events: queue.Queue[_Received | None] = queue.Queue()
         self._done: concurrent.futures.Future[None] | None = None
 
     def connect(
@@ -351,13 +376,25 @@ class SimpleClient(Closing):
             client_options["transports"] = transports
         client = Client(**client_options)
         self.namespace = namespace
-        events: queue.Queue[list[Any] | None] = queue.Queue()
+        events: queue.Queue[_Received | None] = queue.Queue()
         self._events = events
+        unread: set[asyncio.Future[None]] = set()  # on the loop only
 
-        def record(event: str, *args: Any) -> None:
-            # On the loop: a plain function, to a thread-safe queue. No
-            # acknowledgement is asked of a script (it answers with none).
-            events.put([event, *args])
+        async def record(event: str, *args: Any) -> None:
+            # On the loop, to a thread-safe queue; the handler (and its slot)
+            # lasts until receive() took the event. No acknowledgement is
+            # asked of a script (it answers with none).
+            taken = asyncio.get_running_loop().create_future()
+            unread.add(taken)
+            events.put(([event, *args], taken))
+            try:
+                await taken
+            finally:
+                unread.discard(taken)
+
+        def release_all() -> None:
+            for taken in list(unread):
+                _set_done(taken)
 
         client.client.on(CATCH_ALL, record, namespace=namespace)
         try:
@@ -366,9 +403,16 @@ class SimpleClient(Closing):
             client.close()
             raise
         self.client = client
-        # None in the queue: disconnected for good, receive() raises.
+        # None in the queue: disconnected for good, receive() raises; the
+        # handlers of events never read end.
         self._done = sync_loop.shared.start(client.client.wait)
-        self._done.add_done_callback(lambda _: events.put(None))
+        loop = sync_loop.shared.loop
+
+        def finished(_: object) -> None:
+            events.put(None)
+            _on_loop_of(loop, release_all)
+
+        self._done.add_done_callback(finished)
 
     def _connected_client(self) -> Client:
         if self.client is None:
@@ -399,7 +443,9 @@ class SimpleClient(Closing):
         if item is None:
             self._events.put(None)  # for the next call too
             raise Disconnected("the client is disconnected")
-        return item
+        event, taken = item
+        _on_loop_of(taken.get_loop(), _set_done, taken)  # its handler slot is free
+        return event
 
     def disconnect(self) -> None:
         """Disconnect from the server (nothing happens if not connected)."""

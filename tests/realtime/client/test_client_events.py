@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tether.realtime.client.events import CATCH_ALL, HandlerTable
+from helpers import timeout
+from tether.realtime.client.events import CATCH_ALL, PACKET_OVERHEAD, HandlerTable
 
 
 async def test_plain_and_coroutine_handlers_answer_the_ack() -> None:
@@ -58,3 +59,114 @@ async def test_a_failing_handler_is_logged_not_raised(caplog: pytest.LogCaptureF
         "error in handler broken",
         "error in handler broken_later",
     ]
+
+
+class Gate:
+    """Coroutine handlers that each wait for their own release; their starts
+    and ends are waited on as events, with timeouts."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+        self._started: dict[Any, asyncio.Event] = {}
+        self._release: dict[Any, asyncio.Event] = {}
+        self._finished: dict[Any, asyncio.Event] = {}
+
+    def _event(self, table: dict[Any, asyncio.Event], key: Any) -> asyncio.Event:
+        return table.setdefault(key, asyncio.Event())
+
+    async def handler(self, key: Any) -> Any:
+        self.started.append(key)
+        self._event(self._started, key).set()
+        await self._event(self._release, key).wait()
+        self._event(self._finished, key).set()
+        return key
+
+    async def wait_started(self, key: Any) -> None:
+        await asyncio.wait_for(self._event(self._started, key).wait(), timeout())
+
+    async def open(self, key: Any) -> None:
+        """Let ``key``'s handler finish, and wait until its task is done."""
+        self._event(self._release, key).set()
+        await asyncio.wait_for(self._event(self._finished, key).wait(), timeout())
+        for _ in range(3):  # the task's return, then its done callbacks
+            await asyncio.sleep(0)
+
+
+async def test_at_most_max_tasks_handlers_run_and_the_rest_wait_in_order() -> None:
+    table = HandlerTable(logging.getLogger("test"), max_tasks=2, max_pending=1 << 20)
+    gate = Gate()
+    plain: list[Any] = []
+    replies: list[Any] = []
+    table.register("/", "slow", gate.handler)
+    table.register("/", "quick", plain.append)
+    for n in range(4):
+        table.dispatch("/", "slow", [n], replies.append, 100)
+    # A plain function's event behind waiting ones waits its turn too.
+    table.dispatch("/", "quick", ["after 3"], None, 10)
+    await gate.wait_started(1)
+    assert gate.started == [0, 1] and table.running == 2
+    assert table.pending == 2 * (100 + PACKET_OVERHEAD) + 10 + PACKET_OVERHEAD
+    assert plain == []
+    await gate.open(1)
+    await gate.wait_started(2)
+    assert gate.started == [0, 1, 2] and table.running == 2
+    await gate.open(0)
+    await gate.wait_started(3)
+    # 3 started, then the plain handler ran: in the order the events came.
+    assert gate.started == [0, 1, 2, 3] and plain == ["after 3"]
+    await gate.open(2)
+    await gate.open(3)
+    assert replies == [1, 0, 2, 3] and table.pending == 0 and table.running == 0
+
+
+async def test_bytes_bound_the_running_handlers_too() -> None:
+    table = HandlerTable(logging.getLogger("test"), max_tasks=10, max_pending=1000)
+    gate = Gate()
+    table.register("/", "e", gate.handler)
+    table.dispatch("/", "e", ["big"], None, 900)  # alone it runs, whatever its size
+    table.dispatch("/", "e", ["next"], None, 100)  # 900 + 100 + two overheads > 1000
+    await gate.wait_started("big")
+    assert gate.started == ["big"] and table.pending == 100 + PACKET_OVERHEAD
+    await gate.open("big")
+    await gate.wait_started("next")
+    await gate.open("next")
+    assert table.running == 0
+
+
+async def test_too_many_bytes_waiting_drop_them_and_call_overflow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    overflows: list[None] = []
+    table = HandlerTable(
+        logging.getLogger("test.events"),
+        max_tasks=1,
+        max_pending=3 * PACKET_OVERHEAD,
+        overflow=lambda: overflows.append(None),
+    )
+    gate = Gate()
+    table.register("/", "e", gate.handler)
+    with caplog.at_level(logging.ERROR, "test.events"):
+        for n in range(4):  # one runs, three wait: 3 overheads, not more
+            table.dispatch("/", "e", [n], None, 0)
+        assert overflows == [] and table.pending == 3 * PACKET_OVERHEAD
+        table.dispatch("/", "e", [4], None, 0)
+    assert overflows == [None]
+    assert table.pending == 0
+    assert "more than max_pending_bytes=768" in caplog.text
+    await gate.open(0)  # the running handler finishes; the dropped ones never run
+    assert gate.started == [0] and table.running == 0
+
+
+async def test_a_plain_function_returning_an_awaitable_waits_for_a_slot() -> None:
+    table = HandlerTable(logging.getLogger("test"), max_tasks=1, max_pending=1 << 20)
+    gate = Gate()
+    table.register("/", "slow", gate.handler)
+    table.register("/", "wrapped", lambda key: gate.handler(key))  # not a coroutine function
+    table.dispatch("/", "slow", ["a"], None, 0)
+    await gate.wait_started("a")
+    table.dispatch("/", "wrapped", ["b"], None, 0)
+    assert table.running == 1 and table.pending == PACKET_OVERHEAD
+    await gate.open("a")
+    await gate.wait_started("b")
+    await gate.open("b")
+    assert gate.started == ["a", "b"] and table.running == 0

@@ -116,7 +116,14 @@ class Client:
         self.logger = logger or _log
         #: How packets are encoded and decoded (the server's must be the same).
         self.parser: Parser = make_parser(**serializer)
-        self._handlers = HandlerTable(self.logger)
+        self._handlers = HandlerTable(
+            self.logger,
+            max_tasks=limits.max_handler_tasks,
+            max_pending=limits.max_pending_bytes,
+            overflow=self._overflow,
+        )
+        self._packet_bytes = 0  # of the packet being received (text and attachments)
+        self._overflowed = False  # the session is being dropped: read nothing more
         self._namespaces: dict[str, ClientNamespace] = {}
         self._target: Target | None = None
         self._auth: Auth | None = None
@@ -233,6 +240,8 @@ class Client:
         assert self._target is not None
         loop = asyncio.get_running_loop()
         self._decoder = self._new_decoder()
+        self._packet_bytes = 0
+        self._overflowed = False
         session = await asyncio.wait_for(
             EngineSession.open(
                 self._target,
@@ -349,11 +358,15 @@ class Client:
 
     def _on_message(self, data: str | bytes) -> None:
         # A PacketError from here closes the session with "parse error".
+        if self._overflowed:
+            return
+        self._packet_bytes += len(data)
         packet = self._decoder.feed(data)
         if packet is not None:
-            self._on_packet(packet)
+            size, self._packet_bytes = self._packet_bytes, 0
+            self._on_packet(packet, size)
 
-    def _on_packet(self, packet: Packet) -> None:
+    def _on_packet(self, packet: Packet, size: int) -> None:
         ns = self._namespaces.get(packet.namespace)
         if ns is None or not ns.active:
             self.logger.debug("ignoring %s for namespace %s", packet.type.name, packet.namespace)
@@ -366,7 +379,7 @@ class Client:
         elif kind is PacketType.DISCONNECT:
             self._on_disconnect(ns)
         elif kind in (PacketType.EVENT, PacketType.BINARY_EVENT):
-            self._on_event(ns, packet)
+            self._on_event(ns, packet, size)
         elif packet.id is not None:  # ACK, BINARY_ACK
             future = ns.acks.pop(packet.id, None)
             if future is not None and not future.done():
@@ -406,7 +419,7 @@ class Client:
         if not self._active():
             self._close_session()
 
-    def _on_event(self, ns: ClientNamespace, packet: Packet) -> None:
+    def _on_event(self, ns: ClientNamespace, packet: Packet, size: int) -> None:
         name, *args = packet.data
         if packet.id is None and ns.pid is not None and args and isinstance(args[-1], str):
             # Connection state recovery: the server appends the event's offset
@@ -414,7 +427,7 @@ class Client:
             # send back on reconnection, not the handler's.
             ns.offset = args.pop()
         reply = self._replier(ns, packet.id) if packet.id is not None else None
-        if not self._handlers.dispatch(ns.name, name, args, reply):
+        if not self._handlers.dispatch(ns.name, name, args, reply, size):
             self.logger.debug("no handler for event %r in %s", name, ns.name)
 
     def _replier(self, ns: ClientNamespace, ack_id: int) -> Callable[[Any], None]:
@@ -446,6 +459,12 @@ class Client:
             if ns.lose(error) and not self._closing:
                 self._handlers.emit(ns.name, "disconnect", reason)
         self._lost.set()
+
+    def _overflow(self) -> None:
+        """More events waiting for handlers than max_pending_bytes: drop the
+        session (the handler table logged why), as for a transport error."""
+        self._overflowed = True
+        self._close_session()
 
     def _close_session(self) -> None:
         session = self._session
