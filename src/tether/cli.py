@@ -132,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--grace", type=float, default=10.0, help="seconds to stop before a kill (default: 10)"
     )
+    run.add_argument(
+        "--metrics",
+        metavar="PATH",
+        default=None,
+        help="serve every worker's metrics on PATH (e.g. /metrics); a scrape must carry "
+        "the bearer token in $TETHER_METRICS_TOKEN if set (needs tether[metrics])",
+    )
     _add_loop_flag(run)
     return parser
 
@@ -262,9 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .realtime.workers import run
 
         options = {"host": args.host, "port": args.port, "workers": args.workers, "loop": loop}
+        options["metrics"] = args.metrics
         try:
             return run(args.app, **options, redis=args.redis, grace=args.grace)
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        except (OSError, ValueError, TypeError, RuntimeError, ImportError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     else:

@@ -25,6 +25,8 @@ __all__ = [
     "HistogramValue",
     "MetricSet",
     "counters",
+    "dump_families",
+    "load_families",
 ]
 
 Kind = Literal["counter", "gauge", "histogram"]
@@ -223,3 +225,65 @@ class MetricSet:
         0
         """
         return {family.name: family.plain() for family in self.families()}
+
+
+def dump_families(families: Iterable[Family]) -> list[dict[str, object]]:
+    """``families`` as JSON-able data, for another process (:func:`load_families`).
+
+    A histogram's bounds are strings (``"inf"`` for the last), since JSON has
+    no infinity.
+    """
+    out: list[dict[str, object]] = []
+    for family in families:
+        samples: dict[str, object] = {}
+        for key, value in family.samples.items():
+            if isinstance(value, HistogramValue):
+                buckets = [[repr(bound), count] for bound, count in value.buckets.items()]
+                samples[key] = {"buckets": buckets, "sum": value.sum, "count": value.count}
+            else:
+                samples[key] = value
+        out.append(
+            {
+                "name": family.name,
+                "kind": family.kind,
+                "help": family.help,
+                "label": family.label,
+                "samples": samples,
+            }
+        )
+    return out
+
+
+def load_families(data: Sequence[Mapping[str, object]]) -> list[Family]:
+    """The families :func:`dump_families` wrote; ``ValueError`` if ``data`` is not that."""
+    out = []
+    try:
+        for item in data:
+            kind = item["kind"]
+            if kind not in ("counter", "gauge", "histogram"):
+                raise ValueError(f"unknown metric kind {kind!r}")
+            samples: dict[str, Value] = {}
+            raw = item["samples"]
+            if not isinstance(raw, dict):
+                raise TypeError("samples must be an object")
+            for key, value in raw.items():
+                if kind == "histogram":
+                    buckets = {float(bound): int(count) for bound, count in value["buckets"]}
+                    samples[str(key)] = HistogramValue(
+                        buckets, float(value["sum"]), int(value["count"])
+                    )
+                else:
+                    samples[str(key)] = float(value)
+            label = item["label"]
+            out.append(
+                Family(
+                    str(item["name"]),
+                    kind,
+                    str(item["help"]),
+                    None if label is None else str(label),
+                    samples,
+                )
+            )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a dump of metric families: {exc!r}") from exc
+    return out

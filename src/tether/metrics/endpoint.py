@@ -73,11 +73,18 @@ class MetricsEndpoint:
             return _plain(401, "Unauthorized", Headers([("WWW-Authenticate", "Bearer")]))
         if self.allow is not None and not self.allow(address):
             return _plain(403, "Forbidden")
-        from .prometheus import CONTENT_TYPE, render
+        from .prometheus import CONTENT_TYPE
 
-        body = render([*sets, *self.sets])
+        body = self.render([*sets, *self.sets])
         headers = Headers([("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store")])
         return Response(200, "OK", headers, body)
+
+    def render(self, sets: list[MetricSet]) -> bytes:
+        """The body of a scrape: the metrics of ``sets`` in the Prometheus text
+        format (a subclass may add to them: the workers of ``tether run``)."""
+        from .prometheus import render
+
+        return render(sets)
 
     def answer_request(self, request: Request, peer: Any, sets: Iterable[MetricSet]) -> Response:
         """:meth:`answer` for a tether :class:`~tether.protocol.Request` from ``peer``

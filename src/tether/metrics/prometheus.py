@@ -9,7 +9,7 @@ needs nothing outside the standard library.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .core import Family, HistogramValue, MetricSet
@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
         "the Prometheus exposition needs prometheus_client: pip install 'tether[metrics]'"
     ) from exc
 
-__all__ = ["CONTENT_TYPE", "Collector", "render"]
+__all__ = ["CONTENT_TYPE", "Collector", "render", "render_by"]
 
 #: The Content-Type of :func:`render`'s text (format 0.0.4).
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
@@ -73,5 +73,52 @@ def render(sets: Iterable[MetricSet]) -> bytes:
     """The metrics of ``sets`` in the Prometheus text format (:data:`CONTENT_TYPE`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(*sets))
+    data: bytes = generate_latest(registry)
+    return data
+
+
+class _ByLabel:
+    """A collector of families read in several places (``groups``: a value
+    of ``label`` -> the families read there), one series per place."""
+
+    def __init__(self, label: str, groups: Mapping[str, Iterable[Family]]) -> None:
+        self.label = label
+        self.groups = {value: list(families) for value, families in groups.items()}
+
+    def collect(self) -> Iterator[Any]:
+        named: dict[str, list[tuple[str, Family]]] = {}
+        for value, families in self.groups.items():
+            for family in families:
+                named.setdefault(family.name, []).append((value, family))
+        for found in named.values():
+            first = found[0][1]
+            labels = [self.label] + ([first.label] if first.label is not None else [])
+            if first.kind == "histogram":
+                histogram = HistogramMetricFamily(first.name, first.help, labels=[self.label])
+                for value, family in found:
+                    sample = family.samples.get("")
+                    if isinstance(sample, HistogramValue):
+                        buckets = [(_le(bound), count) for bound, count in sample.buckets.items()]
+                        histogram.add_metric([value], buckets, sample.sum)
+                yield histogram
+                continue
+            kind = CounterMetricFamily if first.kind == "counter" else GaugeMetricFamily
+            result = kind(first.name, first.help, labels=labels)
+            for value, family in found:
+                for key, sample in family.samples.items():
+                    if not isinstance(sample, HistogramValue):
+                        result.add_metric([value, key] if first.label else [value], sample)
+            yield result
+
+    def describe(self) -> list[Any]:
+        return []
+
+
+def render_by(label: str, groups: Mapping[str, Iterable[Family]]) -> bytes:
+    """The families of each group, every series labelled with ``label`` set
+    to the group's key (``render_by("worker", {"0": ..., "1": ...})``), in the
+    Prometheus text format: one metric per name, a series per group."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ByLabel(label, groups))
     data: bytes = generate_latest(registry)
     return data

@@ -7,17 +7,21 @@ long-polling first, then the upgrade to WebSocket).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import re
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import tether
 from helpers import timeout
 from realtime.redis_helpers import RedisServer, redis_server
 from realtime.workers.workers_helpers import APP, STREAM, Crowd, Run, alive
@@ -282,3 +286,61 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
         run.stop()
         if runtime is not None:
             shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _workers_open(found: dict[str, float]) -> dict[str, float]:
+    """tether_connections_open by worker, from a scrape's samples."""
+    prefix = 'tether_connections_open{worker="'
+    return {key[len(prefix) : -2]: value for key, value in found.items() if key.startswith(prefix)}
+
+
+async def _scrape_until(port: int, token: str, done: Callable[[dict[str, float]], bool]) -> Any:
+    """Scrape (a new connection each time: any worker answers) until ``done``."""
+    from metrics.scrape import scrape
+
+    deadline = time.monotonic() + timeout(10)
+    while True:
+        found = await scrape(port, token=token)
+        if done(found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)  # the workers publish every PUBLISH_INTERVAL
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("prometheus_client") is None, reason="tether[metrics] missing"
+)
+async def test_metrics_of_every_worker_from_any_worker(tmp_path: Path) -> None:
+    from metrics.scrape import http_get
+
+    run = Run(tmp_path, 2, "--metrics", "/metrics", env={"TETHER_METRICS_TOKEN": "s3cret"})
+    clients: list[tether.Connection] = []
+    try:
+        run.start()
+        assert (await http_get(run.port, "/metrics"))[0] == 401  # the token is required
+        found = await _scrape_until(run.port, "s3cret", lambda f: len(_workers_open(f)) == 2)
+        assert _workers_open(found) == {"0": 0, "1": 0}
+        # Engine.IO WebSocket sessions, spread over the workers by the kernel:
+        # every scrape, whichever worker answers, counts them all.
+        uri = f"ws://127.0.0.1:{run.port}/socket.io/?EIO=4&transport=websocket"
+        clients = [await tether.connect(uri) for _ in range(6)]
+        for _ in range(3):
+            found = await _scrape_until(
+                run.port, "s3cret", lambda f: sum(_workers_open(f).values()) == 6
+            )
+            assert sum(_workers_open(found).values()) == 6, found
+        for client in clients:
+            await client.close()
+        assert run.terminate() == 0
+    finally:
+        for client in clients:
+            await client.close()
+        run.stop()
+
+
+def test_a_wrong_metrics_path_fails_before_any_worker_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tether.cli import main
+
+    assert main(["run", "nowhere:server", "--metrics", "metrics"]) == 1
+    assert "path must start with '/'" in capsys.readouterr().err

@@ -115,6 +115,7 @@ class Run:
         recovery: bool = False,
         app: str = APP,
         command: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         recovery_options = '{"max_disconnection_duration": 30}' if recovery else "None"
         (directory / "myapp.py").write_text(app.replace("RECOVERY", recovery_options))
@@ -125,7 +126,7 @@ class Run:
         self.process = subprocess.Popen(
             command,
             cwd=directory,
-            env=_env(),
+            env={**_env(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

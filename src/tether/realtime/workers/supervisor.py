@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import _loops
+from ...metrics.endpoint import MetricsEndpoint
 from .app import has_own_adapter, load
 from .handoff import MAX_WORKERS
 
@@ -61,6 +62,7 @@ class WorkerOptions:
     backoff: float = BACKOFF
     max_failures: int = MAX_FAILURES
     loop: str = "asyncio"
+    metrics: str | None = None
 
 
 def run(
@@ -75,6 +77,7 @@ def run(
     backoff: float = BACKOFF,
     max_failures: int = MAX_FAILURES,
     loop: str = "auto",
+    metrics: str | None = None,
 ) -> int:
     """Serve the :class:`~tether.realtime.Server` named ``app``
     (``"myapp:server"``) on ``workers`` processes sharing one port, until
@@ -93,7 +96,10 @@ def run(
     most :data:`BACKOFF_CAP`); after ``max_failures`` of them in a row the
     supervisor stops every worker and returns 1. ``loop``: the event loop of
     the supervisor and of every worker, ``"auto"`` (uvloop when it is
-    installed), ``"uvloop"`` or ``"asyncio"``.
+    installed), ``"uvloop"`` or ``"asyncio"``. ``metrics``: a path (``"/metrics"``)
+    on which any worker serves every worker's metrics, each series labelled
+    with its worker (docs/metrics.md); a scrape must then carry the bearer
+    token in the environment variable ``TETHER_METRICS_TOKEN``, if it is set.
     Every request of a session reaches the worker that owns it
     (docs/workers.md), so default (polling first) clients work.
     """
@@ -110,7 +116,10 @@ def run(
         backoff=backoff,
         max_failures=max_failures,
         loop=_loops.resolve(loop),
+        metrics=metrics,
     )
+    if metrics is not None:
+        MetricsEndpoint(metrics)  # a wrong path or a missing extra fails here, once
     return _loops.run(Supervisor(options).run(), options.loop)
 
 
@@ -219,6 +228,8 @@ class Supervisor:
         command += ["--count", str(options.workers), "--runtime", str(self._runtime)]
         command += ["--parent-fd", str(self._alive[0]), "--log-level", options.log_level]
         command += ["--loop", options.loop]
+        if options.metrics is not None:
+            command += ["--metrics", options.metrics]
         if options.redis is not None:
             command += ["--redis", options.redis]
         if self._cluster is not None:

@@ -22,6 +22,7 @@ from ... import _loops
 from ..server.serving import serve
 from .app import load, share_rooms
 from .handoff import Handoff, set_done, sid_prefix
+from .metrics import TOKEN_ENV, WorkersEndpoint
 
 __all__ = ["main"]
 
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--loop", choices=_loops.LOOPS, default="asyncio")
+    parser.add_argument(
+        "--metrics", default=None, metavar="PATH", help="serve every worker's metrics on PATH"
+    )
     return parser
 
 
@@ -50,15 +54,25 @@ async def _serve(args: argparse.Namespace) -> None:
     server.engine.sid_prefix = sid_prefix(args.index)
     share_rooms(server, redis=args.redis, cluster=args.cluster)
     listening = socket.socket(fileno=args.fd)
-    serving = serve(server, sock=listening)
+    metrics = None
+    if args.metrics is not None:
+        token = os.environ.get(TOKEN_ENV) or None
+        runtime, index = args.runtime, args.index
+        metrics = WorkersEndpoint(args.metrics, token=token, directory=runtime, index=index)
+    serving = serve(server, sock=listening, metrics=metrics)
     handoff = Handoff(serving.http, args.index, args.count, args.runtime)
     serving.http.route = handoff.route
     async with serving:
         handoff.start()
+        if metrics is not None:
+            http = serving.http
+            metrics.start(lambda: [http.metrics, *metrics.sets])
         try:
             await _until_stopped(args.index, args.parent_fd)
         finally:
             handoff.close()
+            if metrics is not None:
+                metrics.close()
     _log.info(
         "worker %d stopped (pid %d; handed %d connections, adopted %d)",
         args.index,
