@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from helpers import timeout
+from tether.limits import RealtimeLimits
 from tether.realtime.client.events import CATCH_ALL, PACKET_OVERHEAD, HandlerTable
 
 
@@ -93,7 +94,9 @@ class Gate:
 
 
 async def test_at_most_max_tasks_handlers_run_and_the_rest_wait_in_order() -> None:
-    table = HandlerTable(logging.getLogger("test"), max_tasks=2, max_pending=1 << 20)
+    table = HandlerTable(
+        logging.getLogger("test"), RealtimeLimits(max_handler_tasks=2, max_pending_bytes=1 << 20)
+    )
     gate = Gate()
     plain: list[Any] = []
     replies: list[Any] = []
@@ -120,7 +123,9 @@ async def test_at_most_max_tasks_handlers_run_and_the_rest_wait_in_order() -> No
 
 
 async def test_bytes_bound_the_running_handlers_too() -> None:
-    table = HandlerTable(logging.getLogger("test"), max_tasks=10, max_pending=1000)
+    table = HandlerTable(
+        logging.getLogger("test"), RealtimeLimits(max_handler_tasks=10, max_pending_bytes=1000)
+    )
     gate = Gate()
     table.register("/", "e", gate.handler)
     table.dispatch("/", "e", ["big"], None, 900)  # alone it runs, whatever its size
@@ -139,8 +144,7 @@ async def test_too_many_bytes_waiting_drop_them_and_call_overflow(
     overflows: list[None] = []
     table = HandlerTable(
         logging.getLogger("test.events"),
-        max_tasks=1,
-        max_pending=3 * PACKET_OVERHEAD,
+        RealtimeLimits(max_handler_tasks=1, max_pending_bytes=3 * PACKET_OVERHEAD),
         overflow=lambda: overflows.append(None),
     )
     gate = Gate()
@@ -158,7 +162,9 @@ async def test_too_many_bytes_waiting_drop_them_and_call_overflow(
 
 
 async def test_a_plain_function_returning_an_awaitable_waits_for_a_slot() -> None:
-    table = HandlerTable(logging.getLogger("test"), max_tasks=1, max_pending=1 << 20)
+    table = HandlerTable(
+        logging.getLogger("test"), RealtimeLimits(max_handler_tasks=1, max_pending_bytes=1 << 20)
+    )
     gate = Gate()
     table.register("/", "slow", gate.handler)
     table.register("/", "wrapped", lambda key: gate.handler(key))  # not a coroutine function

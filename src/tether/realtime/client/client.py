@@ -40,6 +40,7 @@ from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
 from ...protocol.proxy import ProxyOption
 from ..protocol.parsers import PacketDecoder, Parser, SerializerOptions, make_parser
 from ..protocol.socketio import DEFAULT_NAMESPACE, RESERVED_EVENTS, Packet, PacketType, ack_args
+from .backoff import backoff_delay
 from .engineio import TRANSPORTS, EngineSession, Target
 from .events import CATCH_ALL, Handler, HandlerTable
 from .namespaces import ClientNamespace, Encoded
@@ -116,12 +117,7 @@ class Client:
         self.logger = logger or _log
         #: How packets are encoded and decoded (the server's must be the same).
         self.parser: Parser = make_parser(**serializer)
-        self._handlers = HandlerTable(
-            self.logger,
-            max_tasks=limits.max_handler_tasks,
-            max_pending=limits.max_pending_bytes,
-            overflow=self._overflow,
-        )
+        self._handlers = HandlerTable(self.logger, limits, self._overflow)
         self._packet_bytes = 0  # of the packet being received (text and attachments)
         self._overflowed = False  # the session is being dropped: read nothing more
         self._namespaces: dict[str, ClientNamespace] = {}
@@ -461,8 +457,7 @@ class Client:
         self._lost.set()
 
     def _overflow(self) -> None:
-        """More events waiting for handlers than max_pending_bytes: drop the
-        session (the handler table logged why), as for a transport error."""
+        """Past max_pending_bytes waiting (logged by the table): drop the session."""
         self._overflowed = True
         self._close_session()
 
@@ -601,19 +596,3 @@ class Client:
         """The current transport, ``"websocket"`` or ``"polling"``; ``None`` when disconnected."""
         session = self._session
         return session.transport.name if session is not None and not session.closed else None
-
-
-def backoff_delay(
-    attempt: int, delay: float, delay_max: float, factor: float, rand: float
-) -> float:
-    """The delay before reconnection attempt ``attempt + 1``.
-
-    ``delay * 2 ** attempt``, at most ``delay_max``, then moved by up to
-    ``factor`` of itself either way (``rand`` in [0, 1) picks where), still at
-    most ``delay_max``: jitter that spreads out clients that lost one server.
-
-    >>> backoff_delay(0, 1.0, 5.0, 0.5, 0.5), backoff_delay(3, 1.0, 5.0, 0.0, 0.9)
-    (1.0, 5.0)
-    """
-    base: float = min(delay * 2.0 ** min(attempt, 64), delay_max)
-    return min(base * (1 + factor * (2 * rand - 1)), delay_max)

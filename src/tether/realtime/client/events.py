@@ -26,6 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ...limits import DEFAULT_REALTIME_LIMITS, RealtimeLimits
+
 __all__ = ["CATCH_ALL", "Handler", "HandlerTable", "Reply"]
 
 Handler = Callable[..., Any]
@@ -53,19 +55,17 @@ def _is_async(handler: Handler) -> bool:
 
 class HandlerTable:
     """Handlers by ``(namespace, event)``, run with errors logged to ``logger``,
-    at most ``max_tasks`` at once holding ``max_pending`` bytes (see the module)."""
+    within ``limits``' max_handler_tasks and max_pending_bytes (see the module)."""
 
     def __init__(
         self,
         logger: logging.Logger,
-        *,
-        max_tasks: int = 16,
-        max_pending: int = 1 << 20,
+        limits: RealtimeLimits = DEFAULT_REALTIME_LIMITS,
         overflow: Callable[[], None] | None = None,
     ) -> None:
         self.logger = logger
-        self.max_tasks = max_tasks
-        self.max_pending = max_pending
+        self.max_tasks = limits.max_handler_tasks
+        self.max_pending = limits.max_pending_bytes
         self.overflow = overflow
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # coroutine handlers still running
