@@ -397,6 +397,36 @@ def test_simple_client_that_stops_reading_is_dropped_past_max_pending_bytes(
             client.receive(timeout=timeout(3))
 
 
+def test_disconnect_returns_after_the_backlog_and_the_disconnect_handler(
+    tether_realtime: TetherRealtime, clients: Callable[..., Client]
+) -> None:
+    """With events waiting for a handler slot, disconnect() still returns
+    once every handler before it and the "disconnect" one have run."""
+    url = tether_realtime.start()
+    client = clients(limits=realtime.RealtimeLimits(max_handler_tasks=1))
+    seen: list[Any] = []
+    release = threading.Event()
+
+    @client.on("item")
+    def item(n: int, text: str) -> None:
+        assert release.wait(timeout(5))
+        seen.append(n)
+
+    client.on("disconnect", lambda reason: seen.append(reason))
+    client.connect(url)
+    assert client.call("flood", 5, 10, timeout=timeout(3)) == 5  # 1 runs, 4 wait
+    leaving = threading.Thread(target=client.disconnect)
+    leaving.start()
+    deadline = time.monotonic() + timeout(3)
+    while client.connected and time.monotonic() < deadline:  # disconnect() is under way
+        time.sleep(0.01)
+    assert not client.connected and leaving.is_alive()  # held up by the backlog
+    release.set()
+    leaving.join(timeout(5))
+    assert not leaving.is_alive()
+    assert seen == [0, 1, 2, 3, 4, "io client disconnect"]
+
+
 def test_a_script_that_never_disconnects_says_goodbye_at_exit(
     tether_realtime: TetherRealtime,
 ) -> None:

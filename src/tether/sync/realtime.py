@@ -209,6 +209,10 @@ class Client(Closing):
         return once the ``"disconnect"`` handlers have run (called from a
         handler: at once, and they run after it)."""
         self._loop.run(self.client.disconnect)
+        if not self._handlers.on_it():
+            # Events waiting for a handler slot (max_handler_tasks) are not on
+            # the handler thread yet, nor the "disconnect" handler behind them.
+            self._loop.run(self.client._handlers.settled)
         self._handlers.drain()
 
     def wait(self, timeout: float | None = None) -> bool:

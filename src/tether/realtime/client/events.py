@@ -72,6 +72,7 @@ class HandlerTable:
         self._running_bytes = 0  # what the running handlers' events count
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self.pending = 0  # what the waiting events count
+        self._settled: asyncio.Future[None] | None = None  # see settled()
 
     def register(self, namespace: str, event: str, handler: Handler) -> None:
         """Make ``handler`` the one for ``event`` in ``namespace`` (replacing any)."""
@@ -151,6 +152,18 @@ class HandlerTable:
                 started.close()  # created, never to run: no "never awaited" warning
         self._waiting.clear()
         self.pending = 0
+        self._wake_settled()
+
+    async def settled(self) -> None:
+        """Wait until no event waits for a slot: every handler so far has started."""
+        while self._waiting:
+            if self._settled is None or self._settled.done():
+                self._settled = asyncio.get_running_loop().create_future()
+            await self._settled
+
+    def _wake_settled(self) -> None:
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
 
     def _run(
         self,
@@ -198,6 +211,7 @@ class HandlerTable:
                 waiting.appendleft((handler, args, reply, cost, left))
                 self.pending += cost
                 return
+        self._wake_settled()
 
     async def _finish(self, handler: Handler, result: Awaitable[Any], reply: Reply | None) -> None:
         try:
