@@ -150,8 +150,11 @@ async def test_polling_works_where_the_proxy_refuses_tunnels(
             monkeypatch.setenv("http_proxy", proxy.url)
             client = clients()
             await within(client.connect(f"http://127.0.0.1:{http.port}"))
-            proxy.wait_for(rf"CONNECT 127\.0\.0\.1:{http.port} ")
-            proxy.wait_for(rf"Refused CONNECT method on port {http.port}")
+            # Waited for on a thread: the client's upgrade, which this loop
+            # runs, may not have written its CONNECT yet (blocking here froze
+            # it, and the wait timed out now and then).
+            await asyncio.to_thread(proxy.wait_for, rf"CONNECT 127\.0\.0\.1:{http.port} ")
+            await asyncio.to_thread(proxy.wait_for, rf"Refused CONNECT method on port {http.port}")
             for n in range(5):
                 assert await within(client.emit_with_ack("echo", n)) == n
             assert client.transport == "polling"
