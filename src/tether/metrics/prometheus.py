@@ -9,7 +9,7 @@ needs nothing outside the standard library.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .core import Family, HistogramValue, MetricSet
@@ -42,26 +42,32 @@ class Collector:
     def collect(self) -> Iterator[Any]:
         for metric_set in self.sets:
             for family in metric_set.families():
-                yield _convert(family)
+                yield _convert([((), family)])
 
     def describe(self) -> list[Any]:
         return []  # names are checked at collect(), not at register()
 
 
-def _convert(family: Family) -> Any:
-    labels = [family.label] if family.label is not None else []
-    if family.kind == "histogram":
-        value = family.samples[""]
-        assert isinstance(value, HistogramValue)
-        histogram = HistogramMetricFamily(family.name, family.help)
-        buckets = [(_le(bound), count) for bound, count in value.buckets.items()]
-        histogram.add_metric([], buckets, value.sum)
+def _convert(found: Sequence[tuple[Sequence[str], Family]], outer: Sequence[str] = ()) -> Any:
+    """One ``prometheus_client`` family from tether families of one name, each
+    read in a place its values of the ``outer`` labels name (none for the
+    figures of one process)."""
+    first = found[0][1]
+    if first.kind == "histogram":
+        histogram = HistogramMetricFamily(first.name, first.help, labels=list(outer))
+        for values, family in found:
+            value = family.samples[""]
+            assert isinstance(value, HistogramValue)
+            buckets = [(_le(bound), count) for bound, count in value.buckets.items()]
+            histogram.add_metric(list(values), buckets, value.sum)
         return histogram
-    kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
-    result = kind(family.name, family.help, labels=labels)
-    for key, sample in family.samples.items():
-        assert not isinstance(sample, HistogramValue)
-        result.add_metric([key] if labels else [], sample)
+    inner = [first.label] if first.label is not None else []
+    kind = CounterMetricFamily if first.kind == "counter" else GaugeMetricFamily
+    result = kind(first.name, first.help, labels=[*outer, *inner])
+    for values, family in found:
+        for key, sample in family.samples.items():
+            assert not isinstance(sample, HistogramValue)
+            result.add_metric([*values, key] if inner else list(values), sample)
     return result
 
 
@@ -69,12 +75,16 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
-def render(sets: Iterable[MetricSet]) -> bytes:
-    """The metrics of ``sets`` in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+def _render(collector: Any) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Collector(*sets))
+    registry.register(collector)
     data: bytes = generate_latest(registry)
     return data
+
+
+def render(sets: Iterable[MetricSet]) -> bytes:
+    """The metrics of ``sets`` in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+    return _render(Collector(*sets))
 
 
 class _ByLabel:
@@ -86,29 +96,12 @@ class _ByLabel:
         self.groups = {value: list(families) for value, families in groups.items()}
 
     def collect(self) -> Iterator[Any]:
-        named: dict[str, list[tuple[str, Family]]] = {}
+        named: dict[str, list[tuple[Sequence[str], Family]]] = {}
         for value, families in self.groups.items():
             for family in families:
-                named.setdefault(family.name, []).append((value, family))
+                named.setdefault(family.name, []).append(((value,), family))
         for found in named.values():
-            first = found[0][1]
-            labels = [self.label] + ([first.label] if first.label is not None else [])
-            if first.kind == "histogram":
-                histogram = HistogramMetricFamily(first.name, first.help, labels=[self.label])
-                for value, family in found:
-                    sample = family.samples.get("")
-                    if isinstance(sample, HistogramValue):
-                        buckets = [(_le(bound), count) for bound, count in sample.buckets.items()]
-                        histogram.add_metric([value], buckets, sample.sum)
-                yield histogram
-                continue
-            kind = CounterMetricFamily if first.kind == "counter" else GaugeMetricFamily
-            result = kind(first.name, first.help, labels=labels)
-            for value, family in found:
-                for key, sample in family.samples.items():
-                    if not isinstance(sample, HistogramValue):
-                        result.add_metric([value, key] if first.label else [value], sample)
-            yield result
+            yield _convert(found, (self.label,))
 
     def describe(self) -> list[Any]:
         return []
@@ -118,7 +111,4 @@ def render_by(label: str, groups: Mapping[str, Iterable[Family]]) -> bytes:
     """The families of each group, every series labelled with ``label`` set
     to the group's key (``render_by("worker", {"0": ..., "1": ...})``), in the
     Prometheus text format: one metric per name, a series per group."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ByLabel(label, groups))
-    data: bytes = generate_latest(registry)
-    return data
+    return _render(_ByLabel(label, groups))
