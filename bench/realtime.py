@@ -50,7 +50,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -60,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from report import SATURATED, load_bound
-from run import ROOT, BenchError, Child, build_c, environment, pinning
+from run import ROOT, BenchError, Child, build_c, environment, in_rounds, pinning
 from run import summary as run_summary
 
 BENCH = Path(__file__).resolve().parent
@@ -255,22 +254,14 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_workload(names: list[str], workload: str, s: Settings) -> list[dict[str, Any]]:
-    """Every server's row for one workload, the repeats in rounds (each server
-    once per round, as bench/run.py's run_group does and for the same reason:
-    a drifting machine then weighs on both sides of a ratio alike)."""
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    errors: dict[str, str] = {}
-    for _ in range(s.repeat):
-        for name in names:
-            if name in errors:
-                continue
-            try:
-                one = idle_run(name, s) if workload == "idle" else rate_run(name, workload, s)
-            except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
-                errors[name] = str(exc)
-            else:
-                runs[name].append(one)
-    return [finish_row(name, workload, runs[name], errors.get(name)) for name in names]
+    """Every server's row for one workload, the repeats in rounds (bench/run.py's
+    in_rounds: a drifting machine then weighs on both sides of a ratio alike)."""
+
+    def measure(name: str) -> dict[str, Any]:
+        return idle_run(name, s) if workload == "idle" else rate_run(name, workload, s)
+
+    runs, errors = in_rounds(names, s.repeat, measure)
+    return [finish_row(n, workload, runs[i], errors.get(i)) for i, n in enumerate(names)]
 
 
 def finish_row(

@@ -34,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import report
 
@@ -630,25 +630,35 @@ def _log(case: Case) -> Path:
     return log
 
 
-def run_group(group: list[Case], s: Settings) -> list[dict[str, Any]]:
-    """The cases of one table row group (a workload and variant), their repeats in rounds.
+T = TypeVar("T")
 
-    Round r runs every case once before round r+1 starts, so that a machine
-    whose speed drifts (a shared host: this one's peers ran up to 2x faster
-    in one run than in the run before) weighs on every subject of a ratio
-    alike, where running each case's repeats back to back let one subject
-    take a fast stretch and the next a slow one.
-    """
-    done: list[list[dict[str, Any]]] = [[] for _ in group]
+
+def in_rounds(
+    subjects: list[T], repeat: int, measure: Callable[[T], dict[str, Any]]
+) -> tuple[list[list[dict[str, Any]]], dict[int, str]]:
+    """``measure`` each subject ``repeat`` times, in rounds: round r measures
+    every subject once before round r+1 starts, so that a machine whose speed
+    drifts (a shared host: this one's peers ran up to 2x faster in one run
+    than in the run before) weighs on every subject of a ratio alike, where
+    running each subject's repeats back to back let one subject take a fast
+    stretch and the next a slow one. Each subject's results, and the error
+    that stopped a subject (by index; the others go on)."""
+    done: list[list[dict[str, Any]]] = [[] for _ in subjects]
     errors: dict[int, str] = {}
-    for _ in range(s.repeat):
-        for i, case in enumerate(group):
+    for _ in range(repeat):
+        for i, subject in enumerate(subjects):
             if i in errors:
                 continue
             try:
-                done[i].append(case.run(s, _log(case)))
+                done[i].append(measure(subject))
             except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
                 errors[i] = str(exc)
+    return done, errors
+
+
+def run_group(group: list[Case], s: Settings) -> list[dict[str, Any]]:
+    """The cases of one table (a workload and variant), their repeats in rounds."""
+    done, errors = in_rounds(group, s.repeat, lambda case: case.run(s, _log(case)))
     return [
         finish_row(
             {"workload": c.workload, "variant": c.variant, "subject": c.subject, "loop": c.loop},
