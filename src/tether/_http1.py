@@ -83,7 +83,9 @@ class HTTPStream(asyncio.BufferedProtocol):
         # How many bytes _head may hold before reading pauses: max_header_bytes,
         # or the end of the body being read (see read_body).
         self._head_limit = limits.max_header_bytes
-        self._head_waiter: asyncio.Future[None] | None = loop.create_future()
+        # Created by the first wait for the head (_wait_head), not here: a
+        # request that arrives whole in the first read never needs one.
+        self._head_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -176,6 +178,19 @@ class HTTPStream(asyncio.BufferedProtocol):
         transport.abort()
         return duplicate, data
 
+    @property
+    def preloaded(self) -> bool:
+        """Whether bytes given by :meth:`preload` wait to be parsed."""
+        return bool(self._head)
+
+    def parse_head(self, parse: Callable[..., _Head | None]) -> _Head | None:
+        """``parse`` (parse_request or parse_response) on the bytes that have
+        arrived, within the head limits: :meth:`read_head` without waiting."""
+        limits = self.limits
+        return parse(
+            self._head, max_bytes=limits.max_header_bytes, max_count=limits.max_header_count
+        )
+
     def _head_buffer(self) -> memoryview:
         """Where the next read of the handshake or of plain HTTP goes.
 
@@ -215,13 +230,10 @@ class HTTPStream(asyncio.BufferedProtocol):
         HTTP head in what has arrived; None if the peer left first, or if it
         took over ``timeout`` (the connection is then aborted and
         :attr:`timed_out` says so). The parser raises past the head limits."""
-        limits = self.limits
         timer = None
         try:
             while True:
-                parsed = parse(
-                    self._head, max_bytes=limits.max_header_bytes, max_count=limits.max_header_count
-                )
+                parsed = self.parse_head(parse)
                 if parsed is not None or self._is_closed:
                     return parsed
                 if timer is None:
@@ -336,10 +348,31 @@ class HTTPStream(asyncio.BufferedProtocol):
             self._resume_reading()
         else:
             transport.close()
-        # close() waits to flush the buffer, forever if the peer stopped reading.
+            if not transport.get_write_buffer_size() and not self._tls(transport):
+                # Nothing left to flush: TCP closes now, no deadline needed
+                # (a timer per connection showed in the connection rate).
+                return
+        # close() waits to flush the buffer, forever if the peer stopped
+        # reading (and TLS for the peer's close_notify).
         timeout = self.limits.close_timeout
         if timeout is not None and self._close_timer is None:
             self._close_timer = self._loop.call_later(timeout, transport.abort)
+
+    def closing_by_itself(self) -> bool:
+        """Whether TCP is closed, or closing with nothing to flush or with a
+        deadline (``close_transport``'s): nobody needs to wait to end it."""
+        transport = self.transport
+        if self._is_closed or transport is None or self._close_timer is not None:
+            return True
+        return (
+            transport.is_closing()
+            and not transport.get_write_buffer_size()
+            and not self._tls(transport)
+        )
+
+    @staticmethod
+    def _tls(transport: asyncio.Transport) -> bool:
+        return transport.get_extra_info("sslcontext") is not None
 
     def closed_future(self) -> asyncio.Future[None]:
         """A future done once TCP is closed (shared: shield it before cancelling)."""

@@ -31,14 +31,17 @@ leading underscore, other than asyncio's callbacks, are the seams through
 which the other modules of the asyncio layer drive a connection:
 
 =========================  ==================================================
-``read_head``,             ``server.py``, ``client.py``: the opening
+``read_head``,             ``_serving.py``, ``client.py``: the opening
 ``read_body``,             handshake and plain HTTP/1.1 requests on a
-``drained``,               keep-alive connection
+``parse_head``,            keep-alive connection
+``preloaded``,
+``drained``,
 ``close_transport``,
+``closing_by_itself``,
 ``closed_future``,
 ``timed_out``, ``start``
 ``start_closing``          ``server.py``: :meth:`tether.Server.close`
-``listen``                 ``handlers.py``: :class:`~tether.MessageHandler`
+``listen``                 ``handlers.py``, ``_serving.py``: :class:`~tether.MessageHandler`
 ``write_frames``,          ``broadcast.py``: one frame to many connections
 ``fail``
 ``flush``,                 ``_shared.py``: the loop's end-of-iteration flush
@@ -486,11 +489,18 @@ class WebSocketStream(HTTPStream):
 
     def keepalive_due(self) -> None:
         """The keepalive deadline passed: time to ping, or the pong is late
-        (internal interface: the loop's shared keepalive buckets call it)."""
-        if self._keepalive_payload is None:
+        (internal interface: the loop's shared keepalive buckets call it).
+        Before the handshake, the deadline is ``open_timeout``'s (see
+        ``_serving.py``)."""
+        if self.protocol is None:
+            self._open_expired()
+        elif self._keepalive_payload is None:
             self._keepalive_ping()
         else:
             self._keepalive_expired()
+
+    def _open_expired(self) -> None:
+        self._abort_timed_out()
 
     def _keepalive_ping(self) -> None:
         protocol = self.protocol

@@ -7,8 +7,11 @@ parser, as they arrive from the network.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import itertools
+import random
+import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,6 +114,36 @@ def test_server_accepts_tokens_in_any_case_and_lists() -> None:
 )
 def test_server_rejects_invalid_key_with_400(key: str) -> None:
     assert reject(ServerHandshake(), request(Sec_WebSocket_Key=key)).status == 400
+
+
+def test_the_key_check_is_strict_base64_of_16_bytes() -> None:
+    """The server's pattern for Sec-WebSocket-Key accepts exactly what
+    base64.b64decode(validate=True) decodes to 16 bytes."""
+    rng = random.Random(6455)
+    alphabet = string.ascii_letters + string.digits + "+/=!-_é\t"
+    keys = [base64.b64encode(rng.randbytes(n)).decode() for n in range(12, 20) for _ in range(30)]
+    keys += ["".join(rng.choices(alphabet, k=rng.choice((22, 23, 24, 25)))) for _ in range(2000)]
+    for _ in range(300):
+        # Near misses of a good key: one character changed, one cut, one added.
+        good = base64.b64encode(rng.randbytes(16)).decode()
+        i = rng.randrange(24)
+        changed = good[:i] + rng.choice(alphabet) + good[i + 1 :]
+        keys += [changed, good[:i] + good[i + 1 :], good + "="]
+    handshake = ServerHandshake()
+    verdicts = set()
+    for key in keys:
+        req = request(Sec_WebSocket_Key=key)
+        seen = req.headers.get("Sec-WebSocket-Key") or ""  # as the parser left it
+        try:
+            valid = len(base64.b64decode(seen.encode(), validate=True)) == 16
+        except (binascii.Error, UnicodeEncodeError):
+            valid = False
+        verdicts.add(valid)
+        if valid:
+            assert handshake.accept(req)[0].status == 101, key
+        else:
+            assert reject(handshake, req).status == 400, key
+    assert verdicts == {True, False}
 
 
 def test_server_rejects_missing_or_repeated_key_with_400() -> None:

@@ -125,7 +125,11 @@ class Headers:
 
     def encode(self) -> bytes:
         """The header lines as sent: ``Name: value`` and CRLF each, Latin-1 (RFC 7230 §3.2)."""
-        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self)
+        # One join and one encode for all of them: a line per header each
+        # encoded on its own cost a third of a 101's encoding.
+        items = self._items
+        lines = [f"{k}: {v}\r\n" for k, v in zip(items[0::2], items[1::2], strict=True)]
+        return "".join(lines).encode("latin-1")
 
 
 #: Headers as a caller may give them: a mapping, ``(name, value)`` pairs, or
