@@ -206,8 +206,14 @@ setup(
     ext_modules=[
         Extension(
             "tether.protocol._speedups",
-            sources=[os.path.join("src", "tether", "protocol", "_speedups.c")],
-            depends=[os.path.join("src", "tether", "protocol", "_mask.h")],
+            sources=[
+                os.path.join("src", "tether", "protocol", "_speedups.c"),
+                os.path.join("src", "tether", "protocol", "_http_head.c"),
+            ],
+            depends=[
+                os.path.join("src", "tether", "protocol", "_mask.h"),
+                os.path.join("src", "tether", "protocol", "_http_head.h"),
+            ],
             optional=True,
         ),
         Extension(

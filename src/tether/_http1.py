@@ -493,12 +493,21 @@ class HTTPStream(asyncio.BufferedProtocol):
 
     # -- closing -----------------------------------------------------------
 
+    def _closed_ok(self) -> bool:
+        """Whether the connection closed cleanly (1000, 1001 or 1005 received,
+        no protocol error): what :meth:`_closed_exception` makes ConnectionClosedOK."""
+        protocol = self.protocol
+        if protocol is None:
+            return False
+        rcvd = protocol.close_rcvd
+        return rcvd is not None and rcvd.code in _OK_CODES and protocol.error is None
+
     def _closed_exception(self) -> ConnectionClosed:
         protocol = self.protocol
         rcvd = protocol.close_rcvd if protocol is not None else None
         sent = protocol.close_sent if protocol is not None else None
         error = protocol.error if protocol is not None else None
-        if rcvd is not None and rcvd.code in _OK_CODES and error is None:
+        if self._closed_ok():
             exc: ConnectionClosed = ConnectionClosedOK(rcvd, sent)
         else:
             exc = ConnectionClosedError(rcvd, sent)

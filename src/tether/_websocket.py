@@ -385,7 +385,8 @@ class WebSocketStream(HTTPStream):
                 self._out.extend(out)
             else:
                 self._out = out
-            self._schedule_flush()
+            if protocol.state is not core.State.CLOSED or not protocol.close_transport:
+                self._schedule_flush()  # (else _closing_done flushes now)
             if self._writing_paused and protocol.close_sent is None:
                 # Automatic answers (pongs) to a peer that does not read them:
                 # stop reading it until it does (resume_writing), or a ping

@@ -24,7 +24,7 @@ from typing import Any
 from . import _direct
 from ._http1 import VECTORED_AT
 from ._websocket import Message, WebSocketStream, hotpath
-from .exceptions import ConnectionClosedOK, InvalidState
+from .exceptions import InvalidState
 from .limits import Limits
 from .protocol import connection as core
 from .protocol.http import Request, Response
@@ -158,10 +158,9 @@ class Connection(WebSocketStream):
                 continue
             # Done receiving: TCP is gone, or the core is closed.
             if self._is_closed or (protocol is not None and protocol.state is _CLOSED):
-                exc = self._closed_exception()
-                if iterating and isinstance(exc, ConnectionClosedOK):
-                    raise StopAsyncIteration
-                raise exc
+                if iterating and self._closed_ok():
+                    raise StopAsyncIteration  # the exception would go unseen
+                raise self._closed_exception()
             if self._recv_waiter is not None:
                 raise InvalidState("another coroutine is already waiting in recv()")
             # About to sleep: whatever the handler sent in reply to the

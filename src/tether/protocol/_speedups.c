@@ -1,8 +1,9 @@
 /*
  * Optional C accelerator for tether's sans-I/O core (see speedups.py).
  *
- * Only the receive hot loop lives here: unmasking payloads (RFC 6455 §5.3),
- * splitting a buffer into frames (§5.2) and a UTF-8 validator (§8.1).  Every
+ * The receive hot loop lives here: unmasking payloads (RFC 6455 §5.3),
+ * splitting a buffer into frames (§5.2) and a UTF-8 validator (§8.1); and,
+ * in _http_head.c, the common case of the handshake's request head.  Every
  * protocol decision that depends on connection state stays in Python; these
  * functions only report what the bytes say, and speedups.py holds a
  * pure-Python twin of each one that the tests compare them against.
@@ -28,6 +29,7 @@ enum {
 };
 
 #include "_mask.h"
+#include "_http_head.h"
 
 /* Get a read-only C-contiguous view of obj; a non-contiguous memoryview is
  * copied first, so every bytes-like object the Python twin takes works. */
@@ -574,6 +576,8 @@ static PyMethodDef speedups_methods[] = {
     {"utf8_valid_prefix", utf8_valid_prefix, METH_O, utf8_valid_prefix_doc},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL,
      parse_frames_doc},
+    {"parse_request", (PyCFunction)(void (*)(void))tether_parse_request, METH_FASTCALL,
+     PyDoc_STR(TETHER_PARSE_REQUEST_DOC)},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,6 +17,9 @@ def parse_frames(
     max_len: int,
     /,
 ) -> tuple[list[tuple[int, bytes]], int, int, int, int]: ...
+def parse_request(
+    buf: bytes | bytearray | memoryview, max_bytes: int, max_count: int, shared: dict[str, str], /
+) -> tuple[str, str, list[str], int] | bool | None: ...
 
 class Assembler:
     def __init__(self, length: int, mask: bytes | bytearray | memoryview, /) -> None: ...

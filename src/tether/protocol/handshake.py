@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 import re
@@ -46,7 +47,7 @@ SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
 def accept_key(key: str) -> str:
     """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (§4.2.2)."""
     digest = hashlib.sha1((key + _GUID).encode()).digest()
-    return base64.b64encode(digest).decode()
+    return binascii.b2a_base64(digest, newline=False).decode()
 
 
 def error_response(
@@ -70,6 +71,10 @@ class HandshakeResult:
     deflate: DeflateParams | None
     #: Client side: which of our offers the answer accepted (its level, min_size...).
     deflate_offer: DeflateOptions | None = None
+
+
+# What most handshakes agree on (frozen: one shared by them all).
+_PLAIN = HandshakeResult(None, None)
 
 
 def _reject(
@@ -158,6 +163,8 @@ class ServerHandshake:
         items = [*_UPGRADE_LINE, *_CONNECTION_LINE, "Sec-WebSocket-Accept", accept_key(keys[0])]
         if self._server_line is not None:
             items += self._server_line
+        if subprotocol is None and deflate is None:
+            return Response(101, "Switching Protocols", Headers.from_flat(items)), _PLAIN
         response_headers = Headers.from_flat(items)
         if subprotocol is not None:
             response_headers.add("Sec-WebSocket-Protocol", subprotocol)

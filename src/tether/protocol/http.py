@@ -6,6 +6,7 @@ import re
 
 from ..exceptions import HandshakeError, PayloadTooBig
 from .http_types import TOKEN, Headers, Request, Response, comma_tokens
+from .speedups import parse_request_head as _parse_head
 
 __all__ = ["Headers", "Request", "Response", "comma_tokens", "parse_request", "parse_response"]
 
@@ -102,6 +103,9 @@ _SHARED = _shared_strings(
     "permessage-deflate; client_max_window_bits",
 )
 
+# The same shared strings by their text, for the C parser (speedups.parse_request_head).
+_SHARED_TEXT = {text: text for text in _SHARED.values()}
+
 
 def parse_request(
     buf: bytes | bytearray, *, max_bytes: int, max_count: int
@@ -112,6 +116,21 @@ def parse_request(
     data is needed. Raises :class:`HandshakeError` on malformed input and
     :class:`PayloadTooBig` past the limits.
     """
+    if _parse_head is not None:
+        parsed = _parse_head(buf, max_bytes, max_count, _SHARED_TEXT)
+        if parsed is None:
+            return None
+        if parsed is not False:
+            method, target, items, used = parsed  # type: ignore[misc]
+            return Request(target, Headers.from_flat(items), method), used
+    return parse_request_py(buf, max_bytes=max_bytes, max_count=max_count)
+
+
+def parse_request_py(
+    buf: bytes | bytearray, *, max_bytes: int, max_count: int
+) -> tuple[Request, int] | None:
+    """:func:`parse_request` in Python: all of it without the C extension, and
+    with it whatever the C parser leaves (errors, unusual heads)."""
     end = _find_head(buf, max_bytes)
     if end < 0:
         return None

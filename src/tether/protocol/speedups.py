@@ -14,6 +14,8 @@ random inputs).  :data:`HAVE_SPEEDUPS` tells which one is in use.
 * :class:`Assembler` collects a frame payload that spans several reads,
   unmasking each chunk as it arrives (§5.3), so the connection never keeps
   a large partial frame in a buffer that every read copies again.
+* :data:`parse_request_head` is the common case of the handshake's request
+  head (RFC 7230 §3); C only, the Python parser being its own fallback.
 * :func:`utf8_valid_prefix` validates UTF-8 (§8.1); for tests and callers
   that need no ``str``.  Text messages keep CPython's own decoder, which is
   already C and faster than validating before decoding (measured in
@@ -252,7 +254,15 @@ apply_mask: Callable[[BytesLike, bytes], bytes] = apply_mask_py
 utf8_valid_prefix: Callable[[BytesLike], int] = utf8_valid_prefix_py
 parse_frames: Callable[[BytesLike, int, int, bool, int, int], ParseResult] = parse_frames_py
 Assembler: type[AssemblerPy] = AssemblerPy
+#: The common case of :func:`tether.protocol.http.parse_request` in C, or None:
+#: ``(method, target, names and values, used)``, None for a head not whole
+#: yet, False for anything the Python parser must judge (``_http_head.c``).
+parse_request_head: (
+    Callable[[BytesLike, int, int, dict[str, str]], tuple[str, str, list[str], int] | bool | None]
+    | None
+) = None
 if _c is not None:
+    parse_request_head = _c.parse_request
     Assembler = _c.Assembler
     apply_mask = _c.apply_mask
     utf8_valid_prefix = _c.utf8_valid_prefix
