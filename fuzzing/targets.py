@@ -18,7 +18,8 @@ What each target holds the code to:
   :class:`ProtocolError` / :class:`PayloadTooBig` and never returns more than
   its ``budget``; what we compress inflates back to the same bytes.
 * ``handshake_request``: ``parse_request`` raises only
-  :class:`HandshakeError` / :class:`PayloadTooBig`, ``ServerHandshake.accept``
+  :class:`HandshakeError` / :class:`PayloadTooBig`, and with the C parser
+  in use answers as the pure-Python one does (differential); ``ServerHandshake.accept``
   only :class:`HandshakeRejected`; the 101 or error answer parses back as the
   same status (no header injection) and the 101 passes the client's checks.
 * ``handshake_response``: ``parse_response`` + ``ClientHandshake.check``
@@ -48,7 +49,7 @@ from tether.protocol import speedups
 from tether.protocol.deflate import DeflateOptions, DeflateParams, PerMessageDeflate
 from tether.protocol.events import Close, Event, Ping, Pong
 from tether.protocol.handshake import ClientHandshake, ServerHandshake, accept_key
-from tether.protocol.http import Request, parse_request, parse_response
+from tether.protocol.http import Request, parse_request, parse_request_py, parse_response
 from tether.realtime.protocol import engineio, socketio
 
 __all__ = ["ACCEPT_PLACEHOLDER", "TARGETS", "Input"]
@@ -235,6 +236,28 @@ def deflate(data: bytes) -> None:
 _LIMITS = {"max_bytes": 2048, "max_count": 32}
 
 
+def _summary(parsed: tuple[Request, int] | None) -> object:
+    if parsed is None:
+        return None
+    request, used = parsed
+    return request.method, request.path, list(request.headers), used
+
+
+def _parse_checked(buf: bytearray) -> tuple[Request, int] | None:
+    """parse_request, checked against the pure-Python parser."""
+    try:
+        expected = _summary(parse_request_py(buf, **_LIMITS))
+    except (HandshakeError, PayloadTooBig) as exc:
+        expected = type(exc)
+    try:
+        parsed = parse_request(buf, **_LIMITS)
+    except (HandshakeError, PayloadTooBig) as exc:
+        assert type(exc) is expected, (buf, expected)
+        raise
+    assert _summary(parsed) == expected, (buf, expected)
+    return parsed
+
+
 def handshake_request(data: bytes) -> None:
     inp = Input(data)
     chunk = inp.byte() % 64
@@ -243,7 +266,7 @@ def handshake_request(data: bytes) -> None:
     try:
         for piece in _split(inp.rest(), chunk):
             buf += piece
-            parsed = parse_request(buf, **_LIMITS)
+            parsed = _parse_checked(buf)
             if parsed is not None:
                 break
     except (HandshakeError, PayloadTooBig):
