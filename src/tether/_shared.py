@@ -120,9 +120,20 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopShared] = (
 )
 
 
+# The LoopShared asked for last: every connection asks at its creation,
+# nearly always for the same loop, and a WeakKeyDictionary lookup makes a
+# weak reference each time.
+_last: LoopShared | None = None
+
+
 def for_loop(loop: asyncio.AbstractEventLoop) -> LoopShared:
     """The :class:`LoopShared` of ``loop``, created on first use."""
+    global _last
+    last = _last
+    if last is not None and last._loop is loop:
+        return last
     shared = _SHARED.get(loop)
     if shared is None:
         shared = _SHARED[loop] = LoopShared(loop)
+    _last = shared
     return shared
