@@ -28,6 +28,11 @@ class MessageHandler:
     connection's write buffer is above ``write_high_water``, reading from it
     pauses, so a peer that sends faster than it reads cannot grow our memory.
     An exception raised by ``on_message`` closes that connection with 1011.
+
+    A server calls these methods straight from the connection's event-loop
+    callbacks, with no task per connection (``on_close`` from the moment TCP
+    is gone), unless a subclass overrides :meth:`__call__`: that one then
+    runs as any handler coroutine does.
     """
 
     def on_open(self, connection: Connection) -> None:
