@@ -4,9 +4,11 @@ buckets and the end-of-iteration flush."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 
-from conftest import OP_CLOSE, OP_PING, OpenRaw, StartServer
+import tether
+from conftest import OP_CLOSE, OP_PING, OpenRaw, StartServer, echo
 from helpers import timeout
 from tether import _shared
 
@@ -71,3 +73,23 @@ async def test_queued_writes_are_flushed_together_and_one_failure_skips_none() -
         assert flushed[-1] == "next"
     finally:
         loop.set_exception_handler(previous)
+
+
+def test_a_loop_that_is_gone_takes_its_shared_buffer_with_it() -> None:
+    """for_loop's entry (a 1 MiB read buffer) goes with its loop: the loops
+    that asyncio.run makes one after the other do not pile up."""
+
+    async def serve_one() -> None:
+        server = await tether.serve(echo, "127.0.0.1", 0)
+        async with server, tether.connect(f"ws://127.0.0.1:{server.port}") as client:
+            await client.send("x")
+            assert await asyncio.wait_for(client.recv(), timeout()) == "x"
+
+    before = len(_shared._SHARED)
+    for _ in range(3):
+        asyncio.run(serve_one())
+    other = asyncio.new_event_loop()
+    _shared.for_loop(other)  # the last-asked cache moves on
+    other.close()
+    gc.collect()
+    assert len(_shared._SHARED) <= before + 1

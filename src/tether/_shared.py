@@ -57,7 +57,10 @@ class LoopShared:
     __slots__ = ("__weakref__", "_buckets", "_flushes", "_loop", "scratch")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: _SHARED's entry for the loop goes with the loop only if its
+        # value does not hold the loop (each loop's 1 MiB scratch buffer
+        # stayed for good before, one per asyncio.run).
+        self._loop = weakref.ref(loop)
         #: Every connection of the loop reads into it: the loop reads a socket
         #: and hands the bytes to its protocol in one go (get_buffer, then
         #: buffer_updated), and the core copies out whatever it keeps.
@@ -65,12 +68,18 @@ class LoopShared:
         self._buckets: dict[float, set[Scheduled]] = {}
         self._flushes: list[Flushable] = []
 
+    def _running(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        # Only the loop itself, or a connection (which holds its loop), calls.
+        assert loop is not None, "the loop is gone"
+        return loop
+
     def flush_soon(self, item: Flushable) -> None:
         """Call ``item.flush()`` once the loop is done with what is ready now."""
         flushes = self._flushes
         flushes.append(item)
         if len(flushes) == 1:
-            self._loop.call_soon(self._flush_all)
+            self._running().call_soon(self._flush_all)
 
     def _flush_all(self) -> None:
         flushes = self._flushes
@@ -79,13 +88,13 @@ class LoopShared:
             try:
                 item.flush()
             except Exception as exc:  # one connection's failure must not skip the others
-                self._loop.call_exception_handler(
+                self._running().call_exception_handler(
                     {"message": "flush failed", "exception": exc, "protocol": item}
                 )
 
     def schedule(self, item: Scheduled, delay: float) -> float:
         """Call ``item.keepalive_due()`` in about ``delay`` seconds; return the deadline."""
-        loop = self._loop
+        loop = self._running()
         due = loop.time() + delay
         slot = delay / _SLOTS_PER_DELAY
         if slot > 0:
@@ -110,7 +119,7 @@ class LoopShared:
             try:
                 item.keepalive_due()
             except Exception as exc:  # one connection's failure must not skip the others
-                self._loop.call_exception_handler(
+                self._running().call_exception_handler(
                     {"message": "keepalive failed", "exception": exc, "protocol": item}
                 )
 
@@ -130,7 +139,7 @@ def for_loop(loop: asyncio.AbstractEventLoop) -> LoopShared:
     """The :class:`LoopShared` of ``loop``, created on first use."""
     global _last
     last = _last
-    if last is not None and last._loop is loop:
+    if last is not None and last._loop() is loop:
         return last
     shared = _SHARED.get(loop)
     if shared is None:
