@@ -209,10 +209,12 @@ setup(
             sources=[
                 os.path.join("src", "tether", "protocol", "_speedups.c"),
                 os.path.join("src", "tether", "protocol", "_http_head.c"),
+                os.path.join("src", "tether", "protocol", "_handshake.c"),
             ],
             depends=[
                 os.path.join("src", "tether", "protocol", "_mask.h"),
                 os.path.join("src", "tether", "protocol", "_http_head.h"),
+                os.path.join("src", "tether", "protocol", "_handshake.h"),
             ],
             optional=True,
         ),

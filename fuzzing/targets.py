@@ -20,7 +20,8 @@ What each target holds the code to:
 * ``handshake_request``: ``parse_request`` raises only
   :class:`HandshakeError` / :class:`PayloadTooBig`, and with the C parser
   in use answers as the pure-Python one does (differential); ``ServerHandshake.accept``
-  only :class:`HandshakeRejected`; the 101 or error answer parses back as the
+  only :class:`HandshakeRejected`, and ``accept_encoded`` (the plain case in C)
+  answers as ``accept`` does (differential); the 101 or error answer parses back as the
   same status (no header injection) and the 101 passes the client's checks.
 * ``handshake_response``: ``parse_response`` + ``ClientHandshake.check``
   raise only :class:`HandshakeError` / :class:`PayloadTooBig`.
@@ -276,6 +277,8 @@ def handshake_request(data: bytes) -> None:
     request, used = parsed
     assert 0 < used <= len(buf)
     assert isinstance(request, Request)
+    plain = ServerHandshake(subprotocols=["chat"])
+    assert _answer(plain, request, True) == _answer(plain, request, False)
     server = ServerHandshake(
         subprotocols=["chat", "v2.chat"],
         origins=["https://example.com", None],
@@ -301,6 +304,19 @@ def handshake_request(data: bytes) -> None:
     if result.deflate is not None:
         # The answer is something our own client accepts for that offer.
         PerMessageDeflate(result.deflate, is_client=False, options=DeflateOptions())
+
+
+def _answer(server: ServerHandshake, request: Request, encoded: bool) -> object:
+    """``accept_encoded``'s answer, or ``accept``'s and its ``encode``, comparable."""
+    try:
+        if encoded:
+            response, result, wire = server.accept_encoded(request)
+        else:
+            response, result = server.accept(request)
+            wire = response.encode()
+    except HandshakeRejected as exc:
+        return str(exc), exc.response.encode()
+    return list(response.headers), result, wire
 
 
 def handshake_response(data: bytes) -> None:

@@ -398,7 +398,7 @@ class Serving:
             self._reply(connection, answer, "process_request")
             return False
         try:
-            response, result = self.server.handshake.accept(request)
+            response, result, head = self.server.handshake.accept_encoded(request)
         except HandshakeRejected as exc:
             self.server.logger.info("handshake rejected: %s", exc)
             self._reply(connection, exc.response, "handshake")
@@ -409,6 +409,7 @@ class Serving:
                 self._reply(connection, answer, "process_response")  # no WebSocket after all
                 return False
             response = answer or response
+            head = response.encode()  # the hook may have changed it
         transport = connection.transport
         if transport is None or transport.is_closing():
             return False
@@ -421,7 +422,7 @@ class Serving:
         protocol = core.Connection(core.Side.SERVER, limits=self.server.limits, deflate=deflate)
         connection.response = response
         connection.subprotocol = result.subprotocol
-        transport.write(response.encode())
+        transport.write(head)
         self.server.metrics.handshakes_accepted.value += 1
         connection.start(protocol, used)
         return True

@@ -3,7 +3,8 @@
  *
  * The receive hot loop lives here: unmasking payloads (RFC 6455 §5.3),
  * splitting a buffer into frames (§5.2) and a UTF-8 validator (§8.1); and,
- * in _http_head.c, the common case of the handshake's request head.  Every
+ * in _http_head.c and _handshake.c, the common case of the handshake's
+ * request head and of its checks and 101.  Every
  * protocol decision that depends on connection state stays in Python; these
  * functions only report what the bytes say, and speedups.py holds a
  * pure-Python twin of each one that the tests compare them against.
@@ -30,6 +31,7 @@ enum {
 
 #include "_mask.h"
 #include "_http_head.h"
+#include "_handshake.h"
 
 /* Get a read-only C-contiguous view of obj; a non-contiguous memoryview is
  * copied first, so every bytes-like object the Python twin takes works. */
@@ -578,6 +580,8 @@ static PyMethodDef speedups_methods[] = {
      parse_frames_doc},
     {"parse_request", (PyCFunction)(void (*)(void))tether_parse_request, METH_FASTCALL,
      PyDoc_STR(TETHER_PARSE_REQUEST_DOC)},
+    {"accept_plain", (PyCFunction)(void (*)(void))tether_accept_plain, METH_FASTCALL,
+     PyDoc_STR(TETHER_ACCEPT_PLAIN_DOC)},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,6 +22,7 @@ from .deflate import (
 )
 from .extensions import parse_extensions, serialize_extension
 from .http import Headers, Request, Response, comma_tokens
+from .speedups import accept_plain as _accept_plain
 
 __all__ = [
     "SERVER_NAME",
@@ -108,6 +109,40 @@ class ServerHandshake:
         self._server_line = ("Server", server_header) if server_header else None
         if self._server_line is not None:
             Headers().add(*self._server_line)  # ValueError now for a CR or LF in it
+        # A plain handshake's 101 as Response.encode writes it, cut around its
+        # accept value: the C step (accept_encoded) writes the value between.
+        head = self._switching("\0").encode()
+        self._head_prefix, _, self._head_suffix = head.partition(b"\0")
+        # Whether accept() checks nothing that the C step does not: no
+        # Origin list, no subprotocol selector.
+        self._plain = origins is None and select_subprotocol is None
+
+    def accept_encoded(self, request: Request) -> tuple[Response, HandshakeResult, bytes]:
+        """:meth:`accept`, and the response as sent (its :meth:`Response.encode`).
+
+        The common case, a request that negotiates nothing and passes every
+        check, is checked and answered in C (``_handshake.c``) when built;
+        everything else goes through :meth:`accept`, which raises the same
+        :class:`HandshakeRejected` either way.
+        """
+        if self._plain and _accept_plain is not None and request.method == "GET":
+            done = _accept_plain(request.headers.flat(), self._head_prefix, self._head_suffix)
+            if done is not None:
+                value, head = done
+                return self._switching(value), _PLAIN, head
+        response, result = self.accept(request)
+        return response, result, response.encode()
+
+    def _switching(self, value: str) -> Response:
+        """The 101 of a plain handshake, whose Sec-WebSocket-Accept is ``value``."""
+        # The lines every 101 has are shared strings (every connection keeps
+        # its response, so only the accept key is its own), put in flat, past
+        # Headers.add's checks: names and values of ours, the Server line
+        # checked in __init__.
+        items = [*_UPGRADE_LINE, *_CONNECTION_LINE, "Sec-WebSocket-Accept", value]
+        if self._server_line is not None:
+            items += self._server_line
+        return Response(101, "Switching Protocols", Headers.from_flat(items))
 
     def accept(self, request: Request) -> tuple[Response, HandshakeResult]:
         """Check ``request``; return the 101 response, or raise :class:`HandshakeRejected`."""
@@ -155,22 +190,13 @@ class ServerHandshake:
         deflate = extension = None
         if (extensions := headers.get("sec-websocket-extensions")) is not None:
             deflate, extension = self._extensions(extensions)
-
-        # The lines every 101 has are shared strings (every connection keeps
-        # its response, so only the accept key is its own), put in flat, past
-        # Headers.add's checks: names and values of ours, the Server line
-        # checked in __init__.
-        items = [*_UPGRADE_LINE, *_CONNECTION_LINE, "Sec-WebSocket-Accept", accept_key(keys[0])]
-        if self._server_line is not None:
-            items += self._server_line
+        response = self._switching(accept_key(keys[0]))
         if subprotocol is None and deflate is None:
-            return Response(101, "Switching Protocols", Headers.from_flat(items)), _PLAIN
-        response_headers = Headers.from_flat(items)
+            return response, _PLAIN
         if subprotocol is not None:
-            response_headers.add("Sec-WebSocket-Protocol", subprotocol)
+            response.headers.add("Sec-WebSocket-Protocol", subprotocol)
         if extension is not None:
-            response_headers.add("Sec-WebSocket-Extensions", extension)
-        response = Response(101, "Switching Protocols", response_headers)
+            response.headers.add("Sec-WebSocket-Extensions", extension)
         return response, HandshakeResult(subprotocol, deflate)
 
     def _subprotocol(self, request: Request, values: Sequence[str]) -> str | None:

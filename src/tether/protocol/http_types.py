@@ -37,6 +37,10 @@ class Headers:
         headers._items = items
         return headers
 
+    def flat(self) -> list[str]:
+        """Names and values alternating, as held (not a copy: read only)."""
+        return self._items
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         items = self._items
         return zip(items[0::2], items[1::2], strict=True)

@@ -16,6 +16,9 @@ random inputs).  :data:`HAVE_SPEEDUPS` tells which one is in use.
   a large partial frame in a buffer that every read copies again.
 * :data:`parse_request_head` is the common case of the handshake's request
   head (RFC 7230 §3); C only, the Python parser being its own fallback.
+* :data:`accept_plain` is the common case of the server's handshake checks
+  and its 101 (RFC 6455 §4.2); C only, ``ServerHandshake.accept`` being its
+  fallback.
 * :func:`utf8_valid_prefix` validates UTF-8 (§8.1); for tests and callers
   that need no ``str``.  Text messages keep CPython's own decoder, which is
   already C and faster than validating before decoding (measured in
@@ -261,8 +264,14 @@ parse_request_head: (
     Callable[[BytesLike, int, int, dict[str, str]], tuple[str, str, list[str], int] | bool | None]
     | None
 ) = None
+#: The common case of ``ServerHandshake.accept`` in C, or None: for header
+#: names and values alternating and the 101's bytes before and after its
+#: accept value, ``(accept value, the 101)``, None for anything that
+#: ``accept`` must judge (``_handshake.c``).
+accept_plain: Callable[[list[str], bytes, bytes], tuple[str, bytes] | None] | None = None
 if _c is not None:
     parse_request_head = _c.parse_request
+    accept_plain = _c.accept_plain
     Assembler = _c.Assembler
     apply_mask = _c.apply_mask
     utf8_valid_prefix = _c.utf8_valid_prefix
