@@ -228,6 +228,12 @@ class WebSocketStream(HTTPStream):
                 self._feed(protocol, scratch[start:nbytes])
                 self._after_receive(protocol, True)
                 return
+        # Most connections end with a read that is the peer's close frame alone.
+        close = protocol.receive_close(self._shared.scratch, nbytes)
+        if close is not None:
+            self.logger.debug("close frame received: %s %s", close.code, close.reason)
+            self._after_receive(protocol, True)
+            return
         self._after_receive(protocol, self._feed(protocol, b"", nbytes))
 
     def data_received(self, data: bytes) -> None:

@@ -205,7 +205,7 @@ tether_accept_plain(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize
     int upgrade = 0, connection = 0, hosts = 0, versions = 0, keys = 0;
     const unsigned char *key = NULL;
     for (Py_ssize_t i = 0; i + 1 < count; i += 2) {
-        Py_ssize_t n, m;
+        Py_ssize_t n = 0, m = 0;
         const unsigned char *name = latin1(PyList_GET_ITEM(items, i), &n);
         const unsigned char *value = latin1(PyList_GET_ITEM(items, i + 1), &m);
         if (name == NULL || value == NULL) {

@@ -200,6 +200,20 @@ class Connection:
                 self._received(events, None)
         return events
 
+    def receive_close(self, scratch: memoryview, nbytes: int) -> Close | None:
+        """:meth:`buffer_updated` for a connection's usual last read: when its
+        ``nbytes`` are exactly one valid close frame, the :class:`Close`
+        received, with the reply queued as ``buffer_updated`` would (§5.5.1);
+        None, having changed nothing, for anything else: then call
+        :meth:`buffer_updated` with the same bytes.
+        """
+        if self.state is State.CLOSED or self.close_rcvd is not None:
+            return None
+        close = self._reader.lone_close(scratch, nbytes)
+        if close is not None:
+            self._close_received(close)
+        return close
+
     def _received(self, events: list[Event], error: ProtocolError | None) -> None:
         """Answer the pings and the close frame in ``events``, in order, then
         fail the connection if the reader raised ``error``."""
@@ -211,14 +225,17 @@ class Connection:
                     if self.close_sent is None:
                         self._outgoing.append(self._frame(_PONG, event.payload))
                 elif isinstance(event, Close):
-                    self.close_rcvd = event
-                    if self.close_sent is None:
-                        # §5.5.1: reply with a close frame, echoing the status code.
-                        self._outgoing.append(self._frame(_CLOSE, pack_close(event.code)))
-                        self.close_sent = Close(event.code)
-                    self.state = State.CLOSED
+                    self._close_received(event)
         if error is not None:
             self._fail(error)
+
+    def _close_received(self, event: Close) -> None:
+        self.close_rcvd = event
+        if self.close_sent is None:
+            # §5.5.1: reply with a close frame, echoing the status code.
+            self._outgoing.append(self._frame(_CLOSE, pack_close(event.code)))
+            self.close_sent = Close(event.code)
+        self.state = State.CLOSED
 
     def _fail(self, exc: ProtocolError) -> None:
         """Fail the WebSocket connection (§7.1.7) with the code the error carries."""

@@ -38,6 +38,7 @@ _PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _TEXT_WHOLE = 0x81  # FIN + text, no RSV bits
 _BINARY_WHOLE = 0x82  # FIN + binary, no RSV bits
+_CLOSE_WHOLE = 0x88  # FIN + close, no RSV bits
 _WHOLE = (_TEXT_WHOLE, _BINARY_WHOLE)
 _UNLIMITED = 1 << 62
 
@@ -184,6 +185,34 @@ class Reader:
                 self._buf = b""  # get_buffer copied these bytes to the front
             view = scratch[: k + nbytes]
         self.receive(view, events, max_messages, max_bytes)
+
+    def lone_close(self, scratch: memoryview, nbytes: int) -> Close | None:
+        """The close frame that ``nbytes`` read into :meth:`get_buffer`'s view
+        are, when they are exactly one valid close frame and nothing was held
+        back (a connection's usual last read); None, having changed nothing,
+        for anything else, which :meth:`buffer_updated` then parses."""
+        if self._buf or self._asm is not None or self._closed or nbytes < 2:
+            return None
+        b1 = scratch[1]
+        size = b1 & 0x7F
+        head = 6 if self._masked else 2
+        # §5.2: FIN, no RSV bits, opcode 0x8; §5.1: masked as our side wants;
+        # §5.5: at most 125 bytes, so the length is in the first two bytes.
+        if (
+            scratch[0] != _CLOSE_WHOLE
+            or bool(b1 & 0x80) != self._masked
+            or size > 125
+            or nbytes != head + size
+        ):
+            return None
+        payload = scratch[head:nbytes]
+        data = speedups.apply_mask(payload, bytes(scratch[2:6])) if self._masked else bytes(payload)
+        try:
+            code, reason = unpack_close(data)
+        except ProtocolError:
+            return None  # buffer_updated fails the connection, with its message
+        self._closed = True  # §5.5.1: nothing after a close frame is processed
+        return Close(code, reason)
 
     @property
     def pending_bytes(self) -> int:
