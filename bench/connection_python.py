@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import time
 from typing import Any
@@ -118,7 +119,9 @@ async def main() -> None:
     server = tether.Server(echo if args.coroutine else Echo(), compression=None)
     # The factory the server hands its listening socket (not public: this
     # diagnostic plays the event loop's part).
-    factory = server._connection_factory
+    made = server._connection_factory
+    # An older src/ (before the listener passed its loop) has the factory itself.
+    factory = made(asyncio.get_running_loop()) if inspect.signature(made).parameters else made
     await connections(factory, max(args.count // 10, 1), args.coroutine)  # warm up
     best = float("inf")
     for _ in range(5):

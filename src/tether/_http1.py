@@ -74,10 +74,12 @@ class HTTPStream(asyncio.BufferedProtocol):
     limits: Limits
     logger: logging.Logger
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.protocol: core.Connection | None = None
         self.transport: asyncio.Transport | None = None
-        self._loop = loop = asyncio.get_running_loop()
+        # ``loop``: the running loop, when the caller knows it. Asking for it
+        # costs a getpid(2) per connection on CPython 3.11.
+        self._loop = loop = asyncio.get_running_loop() if loop is None else loop
         self._shared = _shared.for_loop(loop)
         self._head = bytearray()
         # How many bytes _head may hold before reading pauses: max_header_bytes,

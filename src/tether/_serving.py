@@ -71,9 +71,12 @@ class Serving:
         self.idle: set[Connection] = set()
         self.closing = False
 
-    def factory(self, initial: bytes = b"") -> ServerConnection:
-        """A new connection's protocol (``initial``: bytes read before)."""
-        return ServerConnection(self, initial)
+    def factory(
+        self, initial: bytes = b"", loop: asyncio.AbstractEventLoop | None = None
+    ) -> ServerConnection:
+        """A new connection's protocol (``initial``: bytes read before; ``loop``:
+        the running loop, if the caller knows it)."""
+        return ServerConnection(self, initial, loop)
 
     def connection_made(self, connection: ServerConnection) -> None:
         # Read at each connection: route is set after construction too
@@ -450,9 +453,14 @@ class ServerConnection(Connection):
         "_serving",
     )
 
-    def __init__(self, serving: Serving, initial: bytes = b"") -> None:
+    def __init__(
+        self,
+        serving: Serving,
+        initial: bytes = b"",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         server = serving.server
-        super().__init__(core.Side.SERVER, server.limits, server.logger)
+        super().__init__(core.Side.SERVER, server.limits, server.logger, loop)
         self.preload(initial)
         self.metrics = server.metrics
         self._serving = serving
@@ -468,17 +476,23 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        peer = transport.get_extra_info("peername")
+        serving = self._serving
+        trusted = serving.server.trusted_proxies
+        # The peer's address, only when something reads it here (neither
+        # does by default): the transport builds it anew at each call.
+        peer = None
+        if trusted or self.limits.max_connections_per_ip is not None:
+            peer = transport.get_extra_info("peername")
         # TCP only: a Unix socket's peer has no address to count.
         if isinstance(peer, tuple) and peer:
             host = str(peer[0])
-            if host in self._serving.server.trusted_proxies:
+            if host in trusted:
                 # Counted once its request names the client (_forwarded_for):
                 # a proxy's many connections are not one client's.
                 self._behind_proxy = True
             else:
                 self._count(host)
-        self._serving.connection_made(self)
+        serving.connection_made(self)
 
     def wait_first_read(self) -> None:
         """Have the first read answered in its callback (by the server), and

@@ -129,8 +129,8 @@ class WebSocketStream(HTTPStream):
         "metrics",
     )
 
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
+    def __init__(self, limits: Limits, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(limits, loop)
         # Shared and empty until a message must wait (an idle connection then
         # holds no deque block of its own, ~600 bytes); see _feed().
         self._messages: collections.deque[Message] = _NO_MESSAGES

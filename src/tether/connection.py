@@ -75,7 +75,13 @@ class Connection(WebSocketStream):
     subprotocol: str | None
     """The negotiated subprotocol, or None."""
 
-    def __init__(self, side: core.Side, limits: Limits, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        side: core.Side,
+        limits: Limits,
+        logger: logging.Logger,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.limits = limits
         self.logger = logger
         self.is_client = side is core.Side.CLIENT
@@ -87,7 +93,7 @@ class Connection(WebSocketStream):
         # the first such write looks it up (no work, and no socket object of
         # uvloop's, for a connection that never gets a broadcast).
         self._fd = _UNKNOWN
-        super().__init__(limits)
+        super().__init__(limits, loop)
 
     def send_nowait(self, message: Data) -> None:
         """Send a whole message without waiting: for :class:`MessageHandler` callbacks.
