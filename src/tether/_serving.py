@@ -70,12 +70,17 @@ class Serving:
         #: HTTP keep-alive connections waiting for their next request.
         self.idle: set[Connection] = set()
         self.closing = False
+        # The loop the last connection was made on, when its maker said
+        # (factory): every connection of a server is on the loop that serves
+        # it, and asking asyncio costs a getpid(2) on CPython 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def factory(
         self, initial: bytes = b"", loop: asyncio.AbstractEventLoop | None = None
     ) -> ServerConnection:
         """A new connection's protocol (``initial``: bytes read before; ``loop``:
         the running loop, if the caller knows it)."""
+        self._loop = loop
         return ServerConnection(self, initial, loop)
 
     def connection_made(self, connection: ServerConnection) -> None:
@@ -100,7 +105,10 @@ class Serving:
                 self.server.logger.exception("connection handler failed")
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+        loop = self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        task = loop.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
