@@ -258,7 +258,8 @@ class WebSocketStream(HTTPStream):
             protocol.receive_eof()
         if protocol is not None:
             self._count_close(protocol)
-        self._cancel_keepalive()
+        if self.keepalive_at is not None:
+            self._cancel_keepalive()
         super().connection_lost(exc)
         self._wake_reader()
         pings = self._pings
@@ -561,7 +562,8 @@ class WebSocketStream(HTTPStream):
 
     def _closing_done(self, protocol: core.Connection) -> None:
         """The closing handshake completed or the connection failed (§7.1.1)."""
-        self._cancel_keepalive()
+        if self.keepalive_at is not None:
+            self._cancel_keepalive()
         transport = self.transport
         assert transport is not None
         if protocol.close_transport:

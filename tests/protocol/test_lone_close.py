@@ -88,17 +88,20 @@ def test_same_as_buffer_updated(name: str) -> None:
     assert history(reads, True, we_closed=True) == history(reads, False, we_closed=True)
 
 
-def test_answers_the_close_frame_it_takes() -> None:
-    connection = Connection(Side.SERVER)
-    scratch = memoryview(bytearray(1 << 16))
-    data = CASES["reason"]
-    connection.get_buffer(scratch)[: len(data)] = data
-    close = connection.receive_close(scratch, len(data))
-    assert close == Close(1001, "going away, ünïcödé")
-    assert connection.state is State.CLOSED
-    assert connection.close_rcvd == close
-    # §5.5.1: the reply echoes the status code.
-    assert connection.data_to_send() == [encode_frame(0x8, code(1001))]
+@pytest.mark.parametrize("status", [1001, 4321])
+def test_answers_the_close_frame_it_takes(status: int) -> None:
+    # Twice: the second server connection's reply is the one kept for the code.
+    for _ in range(2):
+        connection = Connection(Side.SERVER)
+        scratch = memoryview(bytearray(1 << 16))
+        data = close_frame(code(status, "going away, ünïcödé".encode()))
+        connection.get_buffer(scratch)[: len(data)] = data
+        close = connection.receive_close(scratch, len(data))
+        assert close == Close(status, "going away, ünïcödé")
+        assert connection.state is State.CLOSED
+        assert connection.close_rcvd == close
+        # §5.5.1: the reply echoes the status code.
+        assert connection.data_to_send() == [encode_frame(0x8, code(status))]
 
 
 def test_held_back_bytes_go_to_buffer_updated() -> None:

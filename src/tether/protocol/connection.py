@@ -74,6 +74,12 @@ class _MaskPool:
 _MASKS = _MaskPool()
 
 
+# A server's close replies (unmasked, the received code echoed: §5.5.1), by
+# code. Only valid codes are received (unpack_close), so it holds at most
+# the ~4,000 of them, a few bytes each.
+_SERVER_CLOSE_REPLIES: dict[int, bytes] = {}
+
+
 class Connection:
     """One side of an open WebSocket connection.
 
@@ -233,8 +239,14 @@ class Connection:
         self.close_rcvd = event
         if self.close_sent is None:
             # §5.5.1: reply with a close frame, echoing the status code.
-            self._outgoing.append(self._frame(_CLOSE, pack_close(event.code)))
-            self.close_sent = Close(event.code)
+            code = event.code
+            frame = None if self.is_client else _SERVER_CLOSE_REPLIES.get(code)
+            if frame is None:
+                frame = self._frame(_CLOSE, pack_close(code))
+                if not self.is_client:
+                    _SERVER_CLOSE_REPLIES[code] = frame
+            self._outgoing.append(frame)
+            self.close_sent = Close(code)
         self.state = State.CLOSED
 
     def _fail(self, exc: ProtocolError) -> None:
