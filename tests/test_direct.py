@@ -191,12 +191,16 @@ def test_a_broadcast_written_past_the_transport_arrives_whole_and_in_order() -> 
     assert received[0] == 0
 
 
-def _raw_client(port: int, expected: int, drained: threading.Event, result: list[bytes]) -> None:
-    """A blocking client: handshake, then read ``expected`` bytes, setting
-    ``drained`` once the first MiB is in (the server's socket has room again)."""
+def _raw_client(
+    port: int, expected: int, go: threading.Event, drained: threading.Event, result: list[bytes]
+) -> None:
+    """A blocking client: handshake, wait for ``go``, then read ``expected``
+    bytes, setting ``drained`` once the first MiB is in (the server's socket
+    has room again)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout()) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         raw_upgrade(sock)
+        go.wait(timeout())
         data = bytearray()
         while len(data) < expected:
             chunk = sock.recv(65536)
@@ -219,26 +223,32 @@ async def _a_frame_never_overtakes_the_transports_buffer() -> tuple[bytes, bytes
 
     limits = {"write_high_water": 16 << 20, "write_low_water": 1 << 20}
     async with tether.serve(handler, "127.0.0.1", 0, **limits) as server:
+        go = threading.Event()
         drained = threading.Event()
         result: list[bytes] = []
         reader = threading.Thread(
-            target=_raw_client, args=(server.port, len(big) + len(small), drained, result)
+            target=_raw_client, args=(server.port, len(big) + len(small), go, drained, result)
         )
         reader.start()
         try:
             await asyncio.wait_for(accepted.wait(), timeout())
             (connection,) = server.connections
-            # 8 MiB: more than the kernel takes at once; the rest waits in the
+            # 8 MiB: more than the kernel takes at once while the client does
+            # not read (its thread waits for go: reading during the write, it
+            # could drain the socket between the direct write and the
+            # transport's, as it once did under load); the rest waits in the
             # transport's buffer, which uvloop writes only when the loop polls.
             assert connection.write_shared(big)
             assert connection.transport is not None
             assert connection.transport.get_write_buffer_size() > 0
+            go.set()
             # The client reads a MiB, so the socket has room again, while this
             # loop does not poll (a blocking wait, bounded): the small frame
             # must still go behind the big one's rest, not to the socket first.
             assert drained.wait(timeout())
             assert connection.write_shared(small)
         finally:
+            go.set()  # (the client reads on, whatever failed above)
             await asyncio.to_thread(reader.join, timeout(2))
         return result[0], big + small
 
