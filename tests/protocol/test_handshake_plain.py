@@ -166,3 +166,13 @@ def test_same_answers_as_accept(name: str) -> None:
         answered += expected[0] == 101
     # Both sides of every check were drawn.
     assert 20 < answered < len(requests) - 20
+
+
+def test_an_origin_list_set_later_is_checked() -> None:
+    # origins is public: a list given after construction must still be
+    # enforced, by accept(), not skipped by the C step.
+    handshake = ServerHandshake()
+    handshake.origins = ["https://good.example"]
+    request = Request("/", Headers([*PLAIN, ("Origin", "https://evil.example")]))
+    with pytest.raises(HandshakeRejected, match="origin not allowed"):
+        handshake.accept_encoded(request)

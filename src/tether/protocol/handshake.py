@@ -113,9 +113,6 @@ class ServerHandshake:
         # accept value: the C step (accept_encoded) writes the value between.
         head = self._switching("\0").encode()
         self._head_prefix, _, self._head_suffix = head.partition(b"\0")
-        # Whether accept() checks nothing that the C step does not: no
-        # Origin list, no subprotocol selector.
-        self._plain = origins is None and select_subprotocol is None
 
     def accept_encoded(self, request: Request) -> tuple[Response, HandshakeResult, bytes]:
         """:meth:`accept`, and the response as sent (its :meth:`Response.encode`).
@@ -125,7 +122,15 @@ class ServerHandshake:
         everything else goes through :meth:`accept`, which raises the same
         :class:`HandshakeRejected` either way.
         """
-        if self._plain and _accept_plain is not None and request.method == "GET":
+        # Read at each call, not kept from __init__: both are public, and a
+        # list set later must not be skipped. With either, accept() checks
+        # what the C step does not.
+        if (
+            _accept_plain is not None
+            and self.origins is None
+            and self.select_subprotocol is None
+            and request.method == "GET"
+        ):
             done = _accept_plain(request.headers.flat(), self._head_prefix, self._head_suffix)
             if done is not None:
                 value, head = done
