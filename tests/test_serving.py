@@ -67,7 +67,33 @@ async def test_a_handler_coroutine_gets_one_task_per_connection(
     for client in clients:
         client.send_frame(OP_TEXT, b"x")
         assert await asyncio.wait_for(client.read_frame(), timeout()) == (OP_TEXT, b"x")
-    assert len(server_tasks(before)) == 10  # the handlers', no handshake task left
+    tasks = server_tasks(before)
+    assert len(tasks) == 10  # the handlers', no handshake task left
+    assert tasks <= server._serving.tasks
+    for client in clients:
+        client.send_frame(OP_CLOSE, b"\x03\xe8")
+        assert await asyncio.wait_for(client.read_frame(), timeout()) == (OP_CLOSE, b"\x03\xe8")
+    _, pending = await asyncio.wait(tasks, timeout=timeout())
+    assert pending == set()
+    # Each task took itself out (no done callback): nothing is kept.
+    assert server._serving.tasks == set()
+
+
+async def test_wait_closed_forgets_a_handler_task_cancelled_before_it_ran(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(echo)
+    serving = server._serving
+    loop = asyncio.get_running_loop()
+    # As Serving.first_request makes it; cancelled before its first step, its
+    # coroutine never runs the code that takes it out of tasks.
+    task = loop.create_task(serving._run(object(), loop))  # type: ignore[arg-type]
+    serving.tasks.add(task)
+    task.cancel()
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), timeout(3))
+    assert task.cancelled()
+    assert serving.tasks == set()
 
 
 async def test_a_request_split_across_reads_is_served(

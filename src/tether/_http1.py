@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from . import _shared
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
@@ -108,9 +108,11 @@ class HTTPStream(asyncio.BufferedProtocol):
     # -- asyncio.Protocol callbacks ----------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement the interface without subclassing it.
-        self.transport = transport = cast(asyncio.Transport, transport)
-        transport.set_write_buffer_limits(
+        # uvloop's transports implement the interface without subclassing it
+        # (an annotation, not cast(): that is a Python call per connection).
+        stream: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = stream
+        stream.set_write_buffer_limits(
             high=self.limits.write_high_water, low=self.limits.write_low_water
         )
         if len(self._head) >= self._head_limit:

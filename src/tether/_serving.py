@@ -180,7 +180,12 @@ class Serving:
         if _plain_listener(self.server.handler):
             self._listen(connection, self.server.handler)
         else:
-            self.spawn(self._run(connection))
+            loop = self._loop
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            # Removed from tasks by _run itself: no done callback, nor the
+            # loop iteration that would call it (~0.4 µs per connection).
+            self.tasks.add(loop.create_task(self._run(connection, loop)))
 
     async def _accept_after(
         self,
@@ -224,32 +229,45 @@ class Serving:
             await connection.wait_closed(self.server.limits.close_timeout)
             self.connections.discard(connection)
 
-    async def _run(self, connection: Connection) -> None:
-        """Run the handler coroutine for an open connection, then close it."""
+    async def _run(
+        self, connection: Connection, own: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """Run the handler coroutine for an open connection, then close it.
+
+        ``own``: the loop of the task made for this alone, which then leaves
+        :attr:`tasks` by itself (one cancelled before it started stays there
+        until :meth:`tether.Server.wait_closed` prunes it).
+        """
         self.connections.add(connection)
         try:
-            await self.server.handler(connection)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            self.server.logger.exception("connection handler failed")
-            if connection.open:
-                await connection.close(1011, "internal error")
-        else:
-            protocol = connection.protocol
-            if protocol is None or protocol.state is not core.State.CLOSED:
-                await connection.close()
-        finally:
-            if connection.closing_by_itself():
-                # Nothing left to wait for here: connection_lost takes it out
-                # of self.connections (and wait_closed() waits for that).
-                if connection.closed:
-                    self.connections.discard(connection)
-                else:
-                    self.untasked.add(connection)
+            try:
+                await self.server.handler(connection)
+            except ConnectionClosed:
+                pass
+            except Exception:
+                self.server.logger.exception("connection handler failed")
+                if connection.open:
+                    await connection.close(1011, "internal error")
             else:
-                await connection.wait_closed(self.server.limits.close_timeout)
-                self.connections.discard(connection)
+                protocol = connection.protocol
+                if protocol is None or protocol.state is not core.State.CLOSED:
+                    await connection.close()
+            finally:
+                if connection.closing_by_itself():
+                    # Nothing left to wait for here: connection_lost takes it out
+                    # of self.connections (and wait_closed() waits for that).
+                    if connection.closed:
+                        self.connections.discard(connection)
+                    else:
+                        self.untasked.add(connection)
+                else:
+                    await connection.wait_closed(self.server.limits.close_timeout)
+                    self.connections.discard(connection)
+        finally:
+            if own is not None:
+                # With the loop given, current_task is a dict lookup (without,
+                # it asks for the running loop: a getpid(2) on CPython 3.11).
+                self.tasks.discard(asyncio.current_task(own))
 
     def _reply(self, connection: Connection, response: Response, refused: str = "") -> None:
         """Answer with plain HTTP, close the TCP connection, count ``refused`` if any."""
@@ -468,8 +486,11 @@ class ServerConnection(Connection):
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         server = serving.server
-        super().__init__(core.Side.SERVER, server.limits, server.logger, loop)
-        self.preload(initial)
+        # The base named, not super(), in what every connection calls: no
+        # super object per call (single inheritance throughout).
+        Connection.__init__(self, core.Side.SERVER, server.limits, server.logger, loop)
+        if initial:
+            self.preload(initial)
         self.metrics = server.metrics
         self._serving = serving
         self._address: str | None = None  # as counted for max_connections_per_ip
@@ -483,7 +504,7 @@ class ServerConnection(Connection):
         self._listened = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        Connection.connection_made(self, transport)
         serving = self._serving
         trusted = serving.server.trusted_proxies
         # The peer's address, only when something reads it here (neither
@@ -515,7 +536,7 @@ class ServerConnection(Connection):
         self._cancel_keepalive()
 
     def _head_received(self, data: bytes | memoryview) -> None:
-        super()._head_received(data)
+        Connection._head_received(self, data)
         if self._first_read:
             self._first_read = False
             self._serving.first_request(self)
@@ -558,7 +579,7 @@ class ServerConnection(Connection):
         return super().remote_address
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
+        Connection.connection_lost(self, exc)
         self._first_read = False
         if self._address is not None:
             self._serving.server.addresses.remove(self._address)

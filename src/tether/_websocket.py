@@ -130,7 +130,9 @@ class WebSocketStream(HTTPStream):
     )
 
     def __init__(self, limits: Limits, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(limits, loop)
+        # The base named, not super(): a super object per call, and every
+        # connection makes these calls (single inheritance throughout).
+        HTTPStream.__init__(self, limits, loop)
         # Shared and empty until a message must wait (an idle connection then
         # holds no deque block of its own, ~600 bytes); see _feed().
         self._messages: collections.deque[Message] = _NO_MESSAGES
@@ -260,7 +262,7 @@ class WebSocketStream(HTTPStream):
             self._count_close(protocol)
         if self.keepalive_at is not None:
             self._cancel_keepalive()
-        super().connection_lost(exc)
+        HTTPStream.connection_lost(self, exc)
         self._wake_reader()
         pings = self._pings
         if pings:
@@ -300,7 +302,9 @@ class WebSocketStream(HTTPStream):
         """Switch from the handshake to WebSocket frames (RFC 6455 §4: the
         frames start right after the head's ``used`` bytes, maybe in the same
         read)."""
-        leftover = bytes(self._head[used:])
+        head = self._head
+        # Nearly always nothing follows the head (the client waits for the 101).
+        leftover = bytes(head[used:]) if used < len(head) else b""
         self.protocol = protocol
         self._head_waiter = None
         self._head = bytearray()

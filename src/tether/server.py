@@ -171,6 +171,9 @@ class Server:
             # MessageHandler's on_close runs then): wait for that too.
             if stuck or untasked & pending:
                 await asyncio.wait(stuck | (untasked & pending))
+            # All done now; a handler's task cancelled before it started
+            # never ran the code that takes it out (Serving._run).
+            serving.tasks.difference_update(tasks)
         if self._server is not None:
             await self._server.wait_closed()
 

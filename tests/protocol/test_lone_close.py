@@ -124,3 +124,37 @@ def test_random_reads() -> None:
     for _ in range(500):
         reads = [rng.choice(pieces)[: rng.randint(1, 140)] for _ in range(rng.randint(1, 4))]
         assert history(reads, True) == history(reads, False), reads
+
+
+def test_a_close_is_decoded_anew_unless_it_is_a_code_alone() -> None:
+    # lone_close keeps the Close of a payload that is a code alone: each
+    # payload here must still get its own reason, whatever came before it.
+    payloads = [code(1000), code(1000, b"bye"), code(1000), b"", code(1000, b"\x00\x00"), b""]
+    for payload in payloads * 2:
+        connection = Connection(Side.SERVER)
+        scratch = memoryview(bytearray(1 << 16))
+        data = close_frame(payload)
+        connection.get_buffer(scratch)[: len(data)] = data
+        close = connection.receive_close(scratch, len(data))
+        assert close is not None
+        assert (close.code, close.reason) == (
+            (1005, "") if not payload else (1000, payload[2:].decode())
+        )
+        assert connection.close_sent == Close(close.code)
+
+
+def test_what_lone_close_keeps_is_bounded_by_the_valid_codes() -> None:
+    from tether.protocol import reader
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        # Random codes (most invalid, refused) and random reasons (not kept).
+        payload = code(rng.randrange(65536), bytes([rng.randrange(32, 127)]) * rng.randint(0, 3))
+        connection = Connection(Side.SERVER)
+        scratch = memoryview(bytearray(1 << 16))
+        data = close_frame(payload)
+        connection.get_buffer(scratch)[: len(data)] = data
+        connection.receive_close(scratch, len(data))
+    assert all(len(key) <= 2 for key in reader._CODE_ONLY)
+    # §7.4: 1000-1003, 1007-1014, 3000-4999, and no status at all.
+    assert len(reader._CODE_ONLY) <= 4 + 8 + 2000 + 1

@@ -74,10 +74,10 @@ class _MaskPool:
 _MASKS = _MaskPool()
 
 
-# A server's close replies (unmasked, the received code echoed: §5.5.1), by
-# code. Only valid codes are received (unpack_close), so it holds at most
-# the ~4,000 of them, a few bytes each.
-_SERVER_CLOSE_REPLIES: dict[int, bytes] = {}
+# A server's close replies (unmasked, the received code echoed: §5.5.1) and
+# the Close it records as sent, by code. Only valid codes are received
+# (unpack_close), so it holds at most the ~2,000 of them, a few bytes each.
+_SERVER_CLOSE_REPLIES: dict[int, tuple[bytes, Close]] = {}
 
 
 class Connection:
@@ -240,13 +240,13 @@ class Connection:
         if self.close_sent is None:
             # §5.5.1: reply with a close frame, echoing the status code.
             code = event.code
-            frame = None if self.is_client else _SERVER_CLOSE_REPLIES.get(code)
-            if frame is None:
-                frame = self._frame(_CLOSE, pack_close(code))
+            reply = None if self.is_client else _SERVER_CLOSE_REPLIES.get(code)
+            if reply is None:
+                reply = (self._frame(_CLOSE, pack_close(code)), Close(code))
                 if not self.is_client:
-                    _SERVER_CLOSE_REPLIES[code] = frame
-            self._outgoing.append(frame)
-            self.close_sent = Close(code)
+                    _SERVER_CLOSE_REPLIES[code] = reply
+            self._outgoing.append(reply[0])
+            self.close_sent = reply[1]
         self.state = State.CLOSED
 
     def _fail(self, exc: ProtocolError) -> None:

@@ -39,6 +39,10 @@ _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _TEXT_WHOLE = 0x81  # FIN + text, no RSV bits
 _BINARY_WHOLE = 0x82  # FIN + binary, no RSV bits
 _CLOSE_WHOLE = 0x88  # FIN + close, no RSV bits
+# The Close of each payload that is a code alone (or nothing: 1005), as
+# lone_close decodes them (frozen, so shared). Only valid ones are kept: at
+# most the ~2,000 valid codes (§7.4), a few dozen bytes each.
+_CODE_ONLY: dict[bytes, Close] = {}
 _WHOLE = (_TEXT_WHOLE, _BINARY_WHOLE)
 _UNLIMITED = 1 << 62
 
@@ -207,12 +211,17 @@ class Reader:
             return None
         payload = scratch[head:nbytes]
         data = speedups.apply_mask(payload, bytes(scratch[2:6])) if self._masked else bytes(payload)
-        try:
-            code, reason = unpack_close(data)
-        except ProtocolError:
-            return None  # buffer_updated fails the connection, with its message
+        close = _CODE_ONLY.get(data)
+        if close is None:
+            try:
+                code, reason = unpack_close(data)
+            except ProtocolError:
+                return None  # buffer_updated fails the connection, with its message
+            close = Close(code, reason)
+            if len(data) <= 2:
+                _CODE_ONLY[data] = close
         self._closed = True  # §5.5.1: nothing after a close frame is processed
-        return Close(code, reason)
+        return close
 
     @property
     def pending_bytes(self) -> int:
