@@ -26,11 +26,10 @@ rol(uint32_t x, int n)
     return (x << n) | (x >> (32 - n));
 }
 
-/* One 64-byte block of SHA-1 (FIPS 180-4 §6.1.2). */
+/* The message schedule of one 64-byte block (FIPS 180-4 §6.1.2, step 1). */
 static void
-sha1_block(uint32_t h[5], const unsigned char *p)
+sha1_schedule(uint32_t w[80], const unsigned char *p)
 {
-    uint32_t w[80];
     for (int i = 0; i < 16; i++) {
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16
                | (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
@@ -38,31 +37,37 @@ sha1_block(uint32_t h[5], const unsigned char *p)
     for (int i = 16; i < 80; i++) {
         w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     }
+}
+
+/* One block's 80 rounds on the hash (steps 2 to 4).  A loop per round
+ * function, not a test of i in one loop: the branches cost more than the
+ * rounds, and this is most of a plain handshake's cost. */
+#define SHA1_STEP(f, k)                                   \
+    do {                                                  \
+        uint32_t t = rol(a, 5) + (f) + e + (k) + w[i];    \
+        e = d;                                            \
+        d = c;                                            \
+        c = rol(b, 30);                                   \
+        b = a;                                            \
+        a = t;                                            \
+    } while (0)
+
+static void
+sha1_compress(uint32_t h[5], const uint32_t w[80])
+{
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999;
-        }
-        else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1;
-        }
-        else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDC;
-        }
-        else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t t = rol(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol(b, 30);
-        b = a;
-        a = t;
+    int i = 0;
+    for (; i < 20; i++) {
+        SHA1_STEP((b & c) | (~b & d), 0x5A827999);
+    }
+    for (; i < 40; i++) {
+        SHA1_STEP(b ^ c ^ d, 0x6ED9EBA1);
+    }
+    for (; i < 60; i++) {
+        SHA1_STEP((b & c) | (b & d) | (c & d), 0x8F1BBCDC);
+    }
+    for (; i < 80; i++) {
+        SHA1_STEP(b ^ c ^ d, 0xCA62C1D6);
     }
     h[0] += a;
     h[1] += b;
@@ -71,10 +76,14 @@ sha1_block(uint32_t h[5], const unsigned char *p)
     h[4] += e;
 }
 
-/* SHA-1 of the key and the GUID (60 bytes: two blocks once padded, §5.1.1). */
+/* SHA-1 of the key and the GUID (60 bytes: two blocks once padded, §5.1.1).
+ * The second block is the same for every key (zeros, then the length), so
+ * its schedule is computed once. */
 static void
 sha1_key(const unsigned char *key, unsigned char digest[20])
 {
+    static uint32_t second[80];
+    static int second_ready = 0;
     unsigned char m[128];
     size_t n = KEY_LEN + GUID_LEN;
     memcpy(m, key, KEY_LEN);
@@ -85,9 +94,15 @@ sha1_key(const unsigned char *key, unsigned char digest[20])
     for (int i = 0; i < 8; i++) {
         m[127 - i] = (unsigned char)(bits >> (8 * i));
     }
+    if (!second_ready) {
+        sha1_schedule(second, m + 64);  /* under the GIL: computed once */
+        second_ready = 1;
+    }
+    uint32_t w[80];
     uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    sha1_block(h, m);
-    sha1_block(h, m + 64);
+    sha1_schedule(w, m);
+    sha1_compress(h, w);
+    sha1_compress(h, second);
     for (int i = 0; i < 5; i++) {
         digest[4 * i] = (unsigned char)(h[i] >> 24);
         digest[4 * i + 1] = (unsigned char)(h[i] >> 16);
