@@ -112,6 +112,9 @@ _buffer_for: Callable[[Any, core.Connection, memoryview, int], memoryview] | Non
 _buffer_for = hotpath.buffer_for if hotpath is not None else None
 _OPEN = core.State.OPEN
 _CLOSED = core.State.CLOSED
+# The first byte of a whole close frame (FIN, opcode 0x8, §5.2): what a read
+# that may be the peer's close frame alone starts with.
+_CLOSE_FIRST = 0x88
 
 
 class WebSocketStream(HTTPStream):
@@ -173,8 +176,18 @@ class WebSocketStream(HTTPStream):
             self._head_received(self._shared.scratch[:nbytes])
             return
         self.metrics.bytes_received += nbytes
+        scratch = self._shared.scratch
+        # Most connections end with a read that is the peer's close frame
+        # alone: answered without the frame loop (receive_close returns None,
+        # having changed nothing, for anything else). Held-back bytes would
+        # come first in the buffer, and receive_close declines them too.
+        if scratch[0] == _CLOSE_FIRST:
+            close = protocol.receive_close(scratch, nbytes)
+            if close is not None:
+                self.logger.debug("close frame received: %s %s", close.code, close.reason)
+                self._after_receive(protocol, True)
+                return
         if _receive is not None:
-            scratch = self._shared.scratch
             listener = self._listener
             scheduled = self._flush_scheduled
             if listener is not None:
@@ -230,12 +243,6 @@ class WebSocketStream(HTTPStream):
                 self._feed(protocol, scratch[start:nbytes])
                 self._after_receive(protocol, True)
                 return
-        # Most connections end with a read that is the peer's close frame alone.
-        close = protocol.receive_close(self._shared.scratch, nbytes)
-        if close is not None:
-            self.logger.debug("close frame received: %s %s", close.code, close.reason)
-            self._after_receive(protocol, True)
-            return
         self._after_receive(protocol, self._feed(protocol, b"", nbytes))
 
     def data_received(self, data: bytes) -> None:
