@@ -105,12 +105,13 @@ class Serving:
                 self.server.logger.exception("connection handler failed")
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        loop = self._loop
-        if loop is None:
-            loop = asyncio.get_running_loop()
-        task = loop.create_task(coroutine)
+        task = self._running_loop().create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the factory was told, else asyncio's running loop."""
+        return self._loop if self._loop is not None else asyncio.get_running_loop()
 
     async def _serve(
         self, connection: Connection, opening: Coroutine[Any, Any, bool] | None = None
@@ -180,9 +181,7 @@ class Serving:
         if _plain_listener(self.server.handler):
             self._listen(connection, self.server.handler)
         else:
-            loop = self._loop
-            if loop is None:
-                loop = asyncio.get_running_loop()
+            loop = self._running_loop()
             # Removed from tasks by _run itself: no done callback, nor the
             # loop iteration that would call it (~0.4 µs per connection).
             self.tasks.add(loop.create_task(self._run(connection, loop)))

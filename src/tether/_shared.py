@@ -94,8 +94,7 @@ class LoopShared:
 
     def schedule(self, item: Scheduled, delay: float) -> float:
         """Call ``item.keepalive_due()`` in about ``delay`` seconds; return the deadline."""
-        loop = self._loop()  # _running(), inline: twice per connection
-        assert loop is not None, "the loop is gone"
+        loop = self._running()
         due = loop.time() + delay
         slot = delay / _SLOTS_PER_DELAY
         if slot > 0:

@@ -70,6 +70,7 @@ from .limits import Limits
 from .metrics.websocket import UNCOUNTED, WebSocketMetrics
 from .protocol import connection as core
 from .protocol.events import Close, Pong
+from .protocol.reader import CLOSE_WHOLE
 from .protocol.speedups import load_extension
 from .ratelimit import TokenBucket
 
@@ -112,9 +113,6 @@ _buffer_for: Callable[[Any, core.Connection, memoryview, int], memoryview] | Non
 _buffer_for = hotpath.buffer_for if hotpath is not None else None
 _OPEN = core.State.OPEN
 _CLOSED = core.State.CLOSED
-# The first byte of a whole close frame (FIN, opcode 0x8, §5.2): what a read
-# that may be the peer's close frame alone starts with.
-_CLOSE_FIRST = 0x88
 
 
 class WebSocketStream(HTTPStream):
@@ -181,7 +179,7 @@ class WebSocketStream(HTTPStream):
         # alone: answered without the frame loop (receive_close returns None,
         # having changed nothing, for anything else). Held-back bytes would
         # come first in the buffer, and receive_close declines them too.
-        if scratch[0] == _CLOSE_FIRST:
+        if scratch[0] == CLOSE_WHOLE:
             close = protocol.receive_close(scratch, nbytes)
             if close is not None:
                 self.logger.debug("close frame received: %s %s", close.code, close.reason)

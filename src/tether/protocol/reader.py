@@ -38,7 +38,9 @@ _PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _TEXT_WHOLE = 0x81  # FIN + text, no RSV bits
 _BINARY_WHOLE = 0x82  # FIN + binary, no RSV bits
-_CLOSE_WHOLE = 0x88  # FIN + close, no RSV bits
+#: FIN + close, no RSV bits: the first byte of a whole close frame, which
+#: the I/O layer also tests before asking for a lone close (lone_close).
+CLOSE_WHOLE = 0x88
 # The Close of each payload that is a code alone (or nothing: 1005), as
 # lone_close decodes them (frozen, so shared). Only valid ones are kept: at
 # most the ~2,000 valid codes (§7.4), a few dozen bytes each.
@@ -203,7 +205,7 @@ class Reader:
         # §5.2: FIN, no RSV bits, opcode 0x8; §5.1: masked as our side wants;
         # §5.5: at most 125 bytes, so the length is in the first two bytes.
         if (
-            scratch[0] != _CLOSE_WHOLE
+            scratch[0] != CLOSE_WHOLE
             or bool(b1 & 0x80) != self._masked
             or size > 125
             or nbytes != head + size
