@@ -183,7 +183,7 @@ class Serving:
         else:
             loop = self._running_loop()
             # Removed from tasks by _run itself: no done callback, nor the
-            # loop iteration that would call it (~0.4 µs per connection).
+            # loop iteration that would call it.
             self.tasks.add(loop.create_task(self._run(connection, loop)))
 
     async def _accept_after(
